@@ -1,0 +1,618 @@
+//! The conformance suite: every [`Storage`] engine must pass every case here.
+//!
+//! An engine's tests invoke [`conformance_tests!`](crate::conformance_tests) with a factory
+//! that returns `(guard, engine)` for a fresh, empty store (the guard keeps a temp dir or a
+//! keyspace alive for the test). Each case becomes its own `#[tokio::test]`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::{
+    Conversation, ConversationId, MAX_GROUP_PARTICIPANTS, MAX_PAGE, MessageId, MessageKind,
+    NewMessage, NewReport, Storage, StorageError,
+};
+
+/// Expands to one `#[tokio::test]` per conformance case, each on a fresh store from `$factory`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::conformance_tests!(@cases $factory;
+            direct_is_unique_per_triple,
+            direct_is_unique_under_concurrent_creation,
+            direct_rejects_self_and_empty_ids,
+            group_dedupes_participants_and_enforces_limit,
+            appends_get_increasing_ids_and_contiguous_seqs,
+            concurrent_appends_keep_seqs_contiguous,
+            append_is_idempotent_per_sender,
+            concurrent_retries_store_one_message,
+            append_checks_participant_and_conversation,
+            history_pages_newest_first_without_gaps,
+            messages_after_resumes_in_order,
+            watermark_never_moves_backwards,
+            own_messages_are_never_unread,
+            conversation_list_orders_by_activity_and_pages,
+            unread_counts_per_conversation,
+            delete_removes_everything_and_frees_the_triple,
+            blocks_stop_new_conversations_and_messages,
+            reports_are_stored,
+            contacts_are_users_sharing_a_conversation,
+        );
+    };
+    (@cases $factory:expr; $($case:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (_guard, store) = ($factory)().await;
+                $crate::conformance::$case(std::sync::Arc::new(store)).await;
+            }
+        )*
+    };
+}
+
+const T0: i64 = 1_800_000_000_000;
+
+fn text(conv: ConversationId, sender: &str, client_msg_id: &str, now_ms: i64) -> NewMessage {
+    NewMessage {
+        conversation: conv,
+        sender: sender.into(),
+        kind: MessageKind::Text,
+        content: format!("{sender}:{client_msg_id}"),
+        media: None,
+        client_msg_id: client_msg_id.into(),
+        now_ms,
+    }
+}
+
+async fn direct<S: Storage>(s: &S, buyer: &str, seller: &str, listing: &str) -> Conversation {
+    s.create_direct(buyer, seller, listing, T0)
+        .await
+        .expect("create_direct")
+        .conversation
+}
+
+pub async fn direct_is_unique_per_triple<S: Storage>(s: Arc<S>) {
+    let a = s
+        .create_direct("buyer", "seller", "l1", T0)
+        .await
+        .expect("create");
+    assert!(a.created);
+    assert_eq!(a.conversation.participants, vec!["buyer", "seller"]);
+    let again = s
+        .create_direct("buyer", "seller", "l1", T0 + 5)
+        .await
+        .expect("again");
+    assert!(!again.created);
+    assert_eq!(again.conversation.id, a.conversation.id);
+    let other_listing = direct(&*s, "buyer", "seller", "l2").await;
+    assert_ne!(other_listing.id, a.conversation.id);
+    let reversed_roles = direct(&*s, "seller", "buyer", "l1").await;
+    assert_ne!(reversed_roles.id, a.conversation.id);
+    let loaded = s.conversation(a.conversation.id).await.expect("load");
+    assert_eq!(loaded, Some(a.conversation));
+}
+
+pub async fn direct_is_unique_under_concurrent_creation<S: Storage>(s: Arc<S>) {
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.create_direct("b", "s", "race", T0 + i).await })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    let mut created = 0;
+    for t in tasks {
+        let r = t.await.expect("join").expect("create");
+        ids.insert(r.conversation.id);
+        created += usize::from(r.created);
+    }
+    assert_eq!(ids.len(), 1, "one conversation for one triple");
+    assert_eq!(created, 1, "exactly one creator");
+}
+
+pub async fn direct_rejects_self_and_empty_ids<S: Storage>(s: Arc<S>) {
+    assert!(matches!(
+        s.create_direct("same", "same", "l", T0).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.create_direct("", "s", "l", T0).await,
+        Err(StorageError::Invalid(_))
+    ));
+}
+
+pub async fn group_dedupes_participants_and_enforces_limit<S: Storage>(s: Arc<S>) {
+    let members = vec!["m1".to_string(), "m2".into(), "m1".into(), "owner".into()];
+    let g = s
+        .create_group("owner", &members, "Team", T0)
+        .await
+        .expect("group");
+    assert_eq!(g.participants, vec!["owner", "m1", "m2"]);
+    assert_eq!(g.title(), "Team");
+    assert_eq!(s.conversation(g.id).await.expect("load"), Some(g));
+
+    let full: Vec<String> = (1..MAX_GROUP_PARTICIPANTS)
+        .map(|i| format!("u{i}"))
+        .collect();
+    let big = s
+        .create_group("owner", &full, "big", T0)
+        .await
+        .expect("max");
+    assert_eq!(big.participants.len(), MAX_GROUP_PARTICIPANTS);
+    let too_many: Vec<String> = (0..MAX_GROUP_PARTICIPANTS)
+        .map(|i| format!("u{i}"))
+        .collect();
+    assert!(matches!(
+        s.create_group("owner", &too_many, "too big", T0).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.create_group("owner", &[], "alone", T0).await,
+        Err(StorageError::Invalid(_))
+    ));
+}
+
+pub async fn appends_get_increasing_ids_and_contiguous_seqs<S: Storage>(s: Arc<S>) {
+    let c = direct(&*s, "b", "s", "l").await;
+    let mut last = MessageId(0);
+    for i in 0..50u64 {
+        let sender = if i % 2 == 0 { "b" } else { "s" };
+        // Same millisecond for many messages, and a clock that steps back once.
+        let now = T0 + (i as i64 / 10) - i64::from(i == 25);
+        let a = s
+            .append(text(c.id, sender, &i.to_string(), now))
+            .await
+            .expect("append");
+        assert!(!a.duplicate);
+        assert!(a.message.id > last, "ids increase");
+        assert_eq!(a.message.seq, i + 1, "seq counts messages");
+        assert_eq!(a.message.created_at_ms, now);
+        last = a.message.id;
+    }
+    let c = s.conversation(c.id).await.expect("load").expect("exists");
+    assert_eq!(c.last_seq, 50);
+    assert_eq!(c.last_message_id, Some(last));
+    assert!(c.last_activity_ms >= T0 + 4);
+}
+
+pub async fn concurrent_appends_keep_seqs_contiguous<S: Storage>(s: Arc<S>) {
+    let c = direct(&*s, "b", "s", "l").await;
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.append(text(c.id, "b", &format!("m{i}"), T0)).await })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.expect("join").expect("append").message.seq);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=100).collect::<Vec<u64>>());
+    let page = s.history(c.id, None, 100).await.expect("history");
+    let ids: Vec<_> = page.messages.iter().map(|m| m.id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted, "newest first");
+    // Id order is commit order: seq descends with id.
+    assert!(page.messages.windows(2).all(|w| w[0].seq > w[1].seq));
+}
+
+pub async fn append_is_idempotent_per_sender<S: Storage>(s: Arc<S>) {
+    let c = direct(&*s, "b", "s", "l").await;
+    let first = s.append(text(c.id, "b", "same", T0)).await.expect("first");
+    let mut retry = text(c.id, "b", "same", T0 + 1_000);
+    retry.content = "changed on retry".into();
+    let second = s.append(retry).await.expect("retry");
+    assert!(second.duplicate);
+    assert_eq!(
+        second.message, first.message,
+        "the first message, unchanged"
+    );
+    // Another sender's key is another message.
+    let other = s.append(text(c.id, "s", "same", T0)).await.expect("other");
+    assert!(!other.duplicate);
+    let page = s.history(c.id, None, 10).await.expect("history");
+    assert_eq!(page.messages.len(), 2);
+    assert_eq!(
+        s.conversation(c.id)
+            .await
+            .expect("load")
+            .expect("c")
+            .last_seq,
+        2
+    );
+}
+
+pub async fn concurrent_retries_store_one_message<S: Storage>(s: Arc<S>) {
+    let c = direct(&*s, "b", "s", "l").await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.append(text(c.id, "b", "retry-storm", T0)).await })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    let mut fresh = 0;
+    for t in tasks {
+        let a = t.await.expect("join").expect("append");
+        ids.insert(a.message.id);
+        fresh += usize::from(!a.duplicate);
+    }
+    assert_eq!(ids.len(), 1);
+    assert_eq!(fresh, 1);
+    assert_eq!(
+        s.history(c.id, None, 10).await.expect("h").messages.len(),
+        1
+    );
+}
+
+pub async fn append_checks_participant_and_conversation<S: Storage>(s: Arc<S>) {
+    let c = direct(&*s, "b", "s", "l").await;
+    assert!(matches!(
+        s.append(text(c.id, "mallory", "x", T0)).await,
+        Err(StorageError::Forbidden(_))
+    ));
+    assert!(matches!(
+        s.append(text(ConversationId::random(), "b", "x", T0)).await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(matches!(
+        s.mark_read(c.id, "mallory", MessageId(u64::MAX), T0).await,
+        Err(StorageError::Forbidden(_))
+    ));
+    assert!(matches!(
+        s.mark_read(ConversationId::random(), "b", MessageId(1), T0)
+            .await,
+        Err(StorageError::NotFound)
+    ));
+    assert_eq!(
+        s.conversation(ConversationId::random())
+            .await
+            .expect("load"),
+        None
+    );
+}
+
+pub async fn history_pages_newest_first_without_gaps<S: Storage>(s: Arc<S>) {
+    let c = direct(&*s, "b", "s", "l").await;
+    let other = direct(&*s, "b", "s", "other").await;
+    let mut sent = Vec::new();
+    for i in 0..120 {
+        sent.push(
+            s.append(text(c.id, "b", &i.to_string(), T0 + i))
+                .await
+                .expect("append")
+                .message
+                .id,
+        );
+        // Interleave another conversation: its messages must never show up here.
+        s.append(text(other.id, "s", &i.to_string(), T0 + i))
+            .await
+            .expect("append other");
+    }
+    let mut seen = Vec::new();
+    let mut before = None;
+    let mut sizes = Vec::new();
+    loop {
+        let page = s.history(c.id, before, 50).await.expect("page");
+        sizes.push(page.messages.len());
+        assert!(page.messages.iter().all(|m| m.conversation == c.id));
+        assert!(page.messages.windows(2).all(|w| w[0].id > w[1].id));
+        seen.extend(page.messages.iter().map(|m| m.id));
+        match page.next_before {
+            Some(b) => before = Some(b),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, vec![50, 50, 20]);
+    sent.reverse();
+    assert_eq!(seen, sent, "every message once, newest first");
+    let clamped = s.history(c.id, None, 10_000).await.expect("clamped");
+    assert_eq!(clamped.messages.len(), MAX_PAGE);
+    let empty = direct(&*s, "b", "s", "empty").await;
+    let page = s.history(empty.id, None, 50).await.expect("empty");
+    assert!(page.messages.is_empty() && page.next_before.is_none());
+    // Exactly one full page: no next cursor.
+    let exact = direct(&*s, "b", "s", "exact").await;
+    for i in 0..50 {
+        s.append(text(exact.id, "b", &i.to_string(), T0))
+            .await
+            .expect("a");
+    }
+    assert_eq!(
+        s.history(exact.id, None, 50).await.expect("h").next_before,
+        None
+    );
+}
+
+pub async fn messages_after_resumes_in_order<S: Storage>(s: Arc<S>) {
+    let c = direct(&*s, "b", "s", "l").await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(
+            s.append(text(c.id, "s", &i.to_string(), T0 + i))
+                .await
+                .expect("append")
+                .message
+                .id,
+        );
+    }
+    let after = s.messages_after(c.id, ids[9], 100).await.expect("after");
+    assert_eq!(after.iter().map(|m| m.id).collect::<Vec<_>>(), ids[10..]);
+    let limited = s.messages_after(c.id, ids[9], 5).await.expect("limited");
+    assert_eq!(
+        limited.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids[10..15]
+    );
+    let all = s
+        .messages_after(c.id, MessageId(0), 100)
+        .await
+        .expect("all");
+    assert_eq!(all.len(), 30);
+    let none = s.messages_after(c.id, ids[29], 100).await.expect("none");
+    assert!(none.is_empty());
+    let beyond = s
+        .messages_after(c.id, MessageId(u64::MAX), 100)
+        .await
+        .expect("beyond");
+    assert!(beyond.is_empty());
+}
+
+pub async fn watermark_never_moves_backwards<S: Storage>(s: Arc<S>) {
+    let c = direct(&*s, "b", "s", "l").await;
+    let none = s
+        .mark_read(c.id, "b", MessageId(u64::MAX), T0)
+        .await
+        .expect("empty");
+    assert!(!none.advanced, "nothing to read yet");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            s.append(text(c.id, "s", &i.to_string(), T0))
+                .await
+                .expect("append")
+                .message
+                .id,
+        );
+    }
+    let r = s.mark_read(c.id, "b", ids[1], T0 + 1).await.expect("read");
+    assert!(r.advanced);
+    assert_eq!(
+        (r.state.up_to, r.state.seq, r.state.read_at_ms),
+        (ids[1], 2, T0 + 1)
+    );
+    let back = s.mark_read(c.id, "b", ids[0], T0 + 2).await.expect("back");
+    assert!(!back.advanced);
+    assert_eq!(back.state, r.state, "unchanged");
+    let same = s.mark_read(c.id, "b", ids[1], T0 + 3).await.expect("same");
+    assert!(!same.advanced);
+    // An id between two messages reads up to the older one.
+    let between = s
+        .mark_read(c.id, "b", MessageId(ids[2].0 - 1), T0 + 4)
+        .await
+        .expect("between");
+    assert!(!between.advanced);
+    let future = s
+        .mark_read(c.id, "b", MessageId(u64::MAX), T0 + 5)
+        .await
+        .expect("all");
+    assert!(future.advanced);
+    assert_eq!(future.state.up_to, ids[2]);
+    assert_eq!(s.unread_counts("b").await.expect("unread"), vec![]);
+}
+
+pub async fn own_messages_are_never_unread<S: Storage>(s: Arc<S>) {
+    let c = direct(&*s, "b", "s", "l").await;
+    for i in 0..3 {
+        s.append(text(c.id, "s", &format!("s{i}"), T0))
+            .await
+            .expect("s");
+    }
+    assert_eq!(s.unread_counts("b").await.expect("b"), vec![(c.id, 3)]);
+    // Replying reads the conversation up to the reply.
+    s.append(text(c.id, "b", "reply", T0)).await.expect("reply");
+    assert_eq!(s.unread_counts("b").await.expect("b"), vec![]);
+    assert_eq!(s.unread_counts("s").await.expect("s"), vec![(c.id, 1)]);
+}
+
+pub async fn conversation_list_orders_by_activity_and_pages<S: Storage>(s: Arc<S>) {
+    let mut convs = Vec::new();
+    for i in 0..7 {
+        convs.push(direct(&*s, "me", &format!("seller{i}"), "l").await);
+    }
+    let unrelated = direct(&*s, "x", "y", "l").await;
+    // Activity order: conv 3 newest, then 5, then the rest by creation (same time: by id).
+    s.append(text(convs[5].id, "seller5", "a", T0 + 10))
+        .await
+        .expect("a");
+    s.append(text(convs[3].id, "seller3", "b", T0 + 20))
+        .await
+        .expect("b");
+    s.append(text(convs[3].id, "seller3", "c", T0 + 21))
+        .await
+        .expect("c");
+
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s.list_conversations("me", cursor, 3).await.expect("page");
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.iter().map(|i| i.conversation.id));
+        if seen.len() == 1 {
+            let top = &page.items[0];
+            assert_eq!(top.conversation.id, convs[3].id);
+            assert_eq!(top.unread, 2);
+            let last = top.last_message.as_ref().expect("last message");
+            assert_eq!(last.content, "seller3:c");
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 7, "{seen:?}");
+    assert_eq!(seen[0], convs[3].id);
+    assert_eq!(seen[1], convs[5].id);
+    assert!(!seen.contains(&unrelated.id));
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 7, "no repeats");
+    let first = s.list_conversations("me", None, 100).await.expect("all");
+    assert!(first.next_cursor.is_none());
+    assert!(
+        first.items[2..]
+            .iter()
+            .all(|i| i.last_message.is_none() && i.unread == 0)
+    );
+    assert!(
+        s.list_conversations("nobody", None, 10)
+            .await
+            .expect("empty")
+            .items
+            .is_empty()
+    );
+}
+
+pub async fn unread_counts_per_conversation<S: Storage>(s: Arc<S>) {
+    let a = direct(&*s, "me", "s1", "l").await;
+    let b = direct(&*s, "me", "s2", "l").await;
+    let g = s
+        .create_group("s1", &["me".into(), "s2".into()], "g", T0)
+        .await
+        .expect("group");
+    for i in 0..4 {
+        s.append(text(a.id, "s1", &i.to_string(), T0))
+            .await
+            .expect("a");
+    }
+    s.append(text(g.id, "s2", "g1", T0)).await.expect("g");
+    let mut unread = s.unread_counts("me").await.expect("unread");
+    unread.sort();
+    let mut want = vec![(a.id, 4), (g.id, 1)];
+    want.sort();
+    assert_eq!(unread, want);
+    assert!(!unread.iter().any(|(c, _)| *c == b.id));
+}
+
+pub async fn delete_removes_everything_and_frees_the_triple<S: Storage>(s: Arc<S>) {
+    let c = direct(&*s, "b", "s", "l").await;
+    s.append(text(c.id, "b", "1", T0)).await.expect("append");
+    assert!(matches!(
+        s.delete_conversation(c.id, "mallory").await,
+        Err(StorageError::Forbidden(_))
+    ));
+    let deleted = s.delete_conversation(c.id, "s").await.expect("delete");
+    assert_eq!(deleted.id, c.id);
+    assert_eq!(s.conversation(c.id).await.expect("load"), None);
+    assert!(
+        s.history(c.id, None, 10)
+            .await
+            .expect("h")
+            .messages
+            .is_empty()
+    );
+    assert!(
+        s.list_conversations("b", None, 10)
+            .await
+            .expect("l")
+            .items
+            .is_empty()
+    );
+    assert!(matches!(
+        s.append(text(c.id, "b", "2", T0)).await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(matches!(
+        s.delete_conversation(c.id, "s").await,
+        Err(StorageError::NotFound)
+    ));
+    let again = s.create_direct("b", "s", "l", T0).await.expect("recreate");
+    assert!(again.created);
+    assert_ne!(again.conversation.id, c.id);
+    // The old idempotency key is gone with the conversation it belonged to.
+    let fresh = s
+        .append(text(again.conversation.id, "b", "1", T0))
+        .await
+        .expect("a");
+    assert!(!fresh.duplicate);
+    assert_eq!(fresh.message.seq, 1);
+
+    let g = s
+        .create_group("owner", &["m".into()], "g", T0)
+        .await
+        .expect("group");
+    assert!(matches!(
+        s.delete_conversation(g.id, "m").await,
+        Err(StorageError::Forbidden(_))
+    ));
+    s.delete_conversation(g.id, "owner")
+        .await
+        .expect("owner deletes");
+}
+
+pub async fn blocks_stop_new_conversations_and_messages<S: Storage>(s: Arc<S>) {
+    let c = direct(&*s, "b", "s", "l").await;
+    s.set_block("s", "b", true, T0).await.expect("block");
+    assert!(s.is_blocked_between("b", "s").await.expect("q"));
+    assert!(s.is_blocked_between("s", "b").await.expect("q"));
+    assert!(!s.is_blocked_between("b", "other").await.expect("q"));
+    for sender in ["b", "s"] {
+        assert!(matches!(
+            s.append(text(c.id, sender, "x", T0)).await,
+            Err(StorageError::Blocked)
+        ));
+    }
+    assert!(matches!(
+        s.create_direct("b", "s", "l2", T0).await,
+        Err(StorageError::Blocked)
+    ));
+    s.set_block("s", "b", false, T0).await.expect("unblock");
+    assert!(!s.is_blocked_between("b", "s").await.expect("q"));
+    s.append(text(c.id, "b", "x", T0))
+        .await
+        .expect("after unblock");
+}
+
+pub async fn reports_are_stored<S: Storage>(s: Arc<S>) {
+    let c = direct(&*s, "b", "s", "l").await;
+    let m = s
+        .append(text(c.id, "s", "spam", T0))
+        .await
+        .expect("m")
+        .message;
+    let a = s
+        .report(NewReport {
+            reporter: "b".into(),
+            reported_user: "s".into(),
+            conversation: Some(c.id),
+            message: Some(m.id),
+            reason: "spam".into(),
+            now_ms: T0,
+        })
+        .await
+        .expect("report");
+    let b = s
+        .report(NewReport {
+            reporter: "b".into(),
+            reported_user: "s".into(),
+            conversation: None,
+            message: None,
+            reason: "again".into(),
+            now_ms: T0,
+        })
+        .await
+        .expect("report");
+    assert_ne!(a, b);
+}
+
+pub async fn contacts_are_users_sharing_a_conversation<S: Storage>(s: Arc<S>) {
+    direct(&*s, "me", "s1", "l").await;
+    direct(&*s, "me", "s1", "l2").await;
+    direct(&*s, "s2", "me", "l").await;
+    direct(&*s, "x", "y", "l").await;
+    s.create_group("g", &["me".into(), "h".into()], "t", T0)
+        .await
+        .expect("group");
+    let mut contacts = s.contacts("me").await.expect("contacts");
+    contacts.sort();
+    assert_eq!(contacts, vec!["g", "h", "s1", "s2"]);
+    assert!(s.contacts("nobody").await.expect("none").is_empty());
+}

@@ -1,0 +1,459 @@
+//! The embedded engine: fjall (an LSM tree) in a data directory, no server needed.
+//!
+//! Writes go to one writer thread that drains up to `max_batch` requests, applies them to one
+//! fjall write batch and commits it with `fdatasync`: one fsync per batch, not per message
+//! (group commit), and replies only after the sync, so an acknowledged message survives
+//! `kill -9` and power loss. The single writer also assigns message ids, which makes id order
+//! equal commit order. Reads run on Tokio's blocking pool against fjall directly; they see only
+//! synced data (fjall applies a batch to its memtables after the journal sync).
+
+mod keys;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Result, StorageError};
+use crate::record::{decode_conversation, decode_message, decode_read_state};
+use crate::types::*;
+use crate::{MAX_PAGE, Storage};
+use writer::{Op, Writer};
+
+/// Settings of the embedded engine.
+#[derive(Clone, Debug)]
+pub struct EmbeddedConfig {
+    /// Node id put into message ids (0..=1023); unique per node of a cluster.
+    pub node_id: u16,
+    /// Most write requests committed by one fsync.
+    pub max_batch: usize,
+    /// Write requests that may wait for the writer before callers are made to wait.
+    pub queue: usize,
+    /// fjall block cache, bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 0,
+            max_batch: 2048,
+            queue: 16 * 1024,
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Keyspaces {
+    conv: Keyspace,
+    msg: Keyspace,
+    idem: Keyspace,
+    read: Keyspace,
+    direct: Keyspace,
+    member: Keyspace,
+    block: Keyspace,
+    report: Keyspace,
+}
+
+impl Keyspaces {
+    fn open(db: &Database) -> fjall::Result<Self> {
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        Ok(Self {
+            conv: ks("conv")?,
+            msg: ks("msg")?,
+            idem: ks("idem")?,
+            read: ks("read")?,
+            direct: ks("direct")?,
+            member: ks("member")?,
+            block: ks("block")?,
+            report: ks("report")?,
+        })
+    }
+}
+
+/// The embedded engine. Cheap to clone; all clones share one database and one writer.
+#[derive(Clone)]
+pub struct Embedded {
+    ks: Arc<Keyspaces>,
+    writes: mpsc::Sender<Op>,
+}
+
+impl Embedded {
+    /// Opens (or creates) the database in `dir` and starts its writer thread.
+    pub fn open(dir: impl AsRef<Path>, config: EmbeddedConfig) -> Result<Self> {
+        let db = Database::builder(dir.as_ref())
+            .cache_size(config.cache_bytes)
+            .open()
+            .map_err(unavailable)?;
+        let ks = Keyspaces::open(&db).map_err(unavailable)?;
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let writer = Writer::new(db, ks.clone(), config.node_id, config.max_batch.max(1));
+        std::thread::Builder::new()
+            .name("parley-storage-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StorageError::Unavailable(format!("spawn writer: {e}")))?;
+        Ok(Self {
+            ks: Arc::new(ks),
+            writes: tx,
+        })
+    }
+
+    async fn write<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.writes
+            .send(op(tx))
+            .await
+            .map_err(|_| StorageError::Unavailable("storage writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StorageError::Unavailable("storage writer stopped".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Keyspaces) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let ks = self.ks.clone();
+        tokio::task::spawn_blocking(move || f(&ks))
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("read task: {e}")))?
+    }
+}
+
+pub(crate) fn unavailable(e: fjall::Error) -> StorageError {
+    StorageError::Unavailable(e.to_string())
+}
+
+pub(crate) fn load_conversation(
+    ks: &Keyspaces,
+    id: ConversationId,
+) -> Result<Option<Conversation>> {
+    match ks.conv.get(keys::conversation(id)).map_err(unavailable)? {
+        Some(bytes) => decode_conversation(&bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn load_message(ks: &Keyspaces, conv: ConversationId, id: MessageId) -> Result<Option<Message>> {
+    match ks.msg.get(keys::message(conv, id)).map_err(unavailable)? {
+        Some(bytes) => decode_message(&bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn load_read_state(ks: &Keyspaces, conv: ConversationId, user: &str) -> Result<Option<ReadState>> {
+    match ks
+        .read
+        .get(keys::read_state(conv, user))
+        .map_err(unavailable)?
+    {
+        Some(bytes) => decode_read_state(&bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn blocked_between(ks: &Keyspaces, a: &str, b: &str) -> Result<bool> {
+    Ok(ks
+        .block
+        .contains_key(keys::block(a, b))
+        .map_err(unavailable)?
+        || ks
+            .block
+            .contains_key(keys::block(b, a))
+            .map_err(unavailable)?)
+}
+
+/// Every conversation `user` takes part in (unordered).
+fn member_conversations(ks: &Keyspaces, user: &str) -> Result<Vec<Conversation>> {
+    let prefix = keys::member_prefix(user);
+    let mut out = Vec::new();
+    for guard in ks.member.prefix(&prefix) {
+        let key = guard.key().map_err(unavailable)?;
+        let Some(id) = key.get(prefix.len()..prefix.len() + 16) else {
+            return Err(StorageError::Corrupt("member key".into()));
+        };
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(id);
+        if let Some(c) = load_conversation(ks, ConversationId::from_bytes(bytes))? {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+fn unread_of(ks: &Keyspaces, c: &Conversation, user: &str) -> Result<u64> {
+    let read_seq = load_read_state(ks, c.id, user)?.map_or(0, |s| s.seq);
+    Ok(c.last_seq.saturating_sub(read_seq))
+}
+
+#[async_trait]
+impl Storage for Embedded {
+    async fn create_direct(
+        &self,
+        buyer: &str,
+        seller: &str,
+        listing: &str,
+        now_ms: i64,
+    ) -> Result<Created> {
+        let (buyer, seller, listing) = (buyer.to_owned(), seller.to_owned(), listing.to_owned());
+        self.write(|reply| Op::CreateDirect {
+            buyer,
+            seller,
+            listing,
+            now_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn create_group(
+        &self,
+        creator: &str,
+        participants: &[String],
+        title: &str,
+        now_ms: i64,
+    ) -> Result<Conversation> {
+        let (creator, participants, title) =
+            (creator.to_owned(), participants.to_vec(), title.to_owned());
+        self.write(|reply| Op::CreateGroup {
+            creator,
+            participants,
+            title,
+            now_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>> {
+        self.read(move |ks| load_conversation(ks, id)).await
+    }
+
+    async fn delete_conversation(&self, id: ConversationId, by: &str) -> Result<Conversation> {
+        let by = by.to_owned();
+        self.write(|reply| Op::Delete { id, by, reply }).await
+    }
+
+    async fn append(&self, message: NewMessage) -> Result<Appended> {
+        self.write(|reply| Op::Append { message, reply }).await
+    }
+
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<HistoryPage> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.read(move |ks| {
+            let start = keys::message(conversation, MessageId(0));
+            let end = keys::message(conversation, before.unwrap_or(MessageId(u64::MAX)));
+            let mut messages = Vec::with_capacity(limit);
+            let mut more = false;
+            for guard in ks.msg.range(start..end).rev() {
+                if messages.len() == limit {
+                    more = true;
+                    break;
+                }
+                let (_, value) = guard.into_inner().map_err(unavailable)?;
+                messages.push(decode_message(&value)?);
+            }
+            let next_before = if more {
+                messages.last().map(|m| m.id)
+            } else {
+                None
+            };
+            Ok(HistoryPage {
+                messages,
+                next_before,
+            })
+        })
+        .await
+    }
+
+    async fn messages_after(
+        &self,
+        conversation: ConversationId,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        self.read(move |ks| {
+            let Some(first) = after.0.checked_add(1) else {
+                return Ok(Vec::new());
+            };
+            let start = keys::message(conversation, MessageId(first));
+            let end = keys::message(conversation, MessageId(u64::MAX));
+            let mut out = Vec::new();
+            for guard in ks.msg.range(start..=end).take(limit) {
+                let (_, value) = guard.into_inner().map_err(unavailable)?;
+                out.push(decode_message(&value)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn mark_read(
+        &self,
+        conversation: ConversationId,
+        user: &str,
+        up_to: MessageId,
+        now_ms: i64,
+    ) -> Result<ReadOutcome> {
+        let user = user.to_owned();
+        self.write(|reply| Op::MarkRead {
+            conversation,
+            user,
+            up_to,
+            now_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn list_conversations(
+        &self,
+        user: &str,
+        cursor: Option<ListCursor>,
+        limit: usize,
+    ) -> Result<ConversationPage> {
+        let user = user.to_owned();
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.read(move |ks| {
+            let mut all = member_conversations(ks, &user)?;
+            // Most recent first, then by id so equal times still have one order.
+            all.sort_by(|a, b| {
+                b.last_activity_ms
+                    .cmp(&a.last_activity_ms)
+                    .then_with(|| b.id.cmp(&a.id))
+            });
+            let start = match cursor {
+                None => 0,
+                Some(c) => all
+                    .partition_point(|x| (x.last_activity_ms, x.id) >= (c.last_activity_ms, c.id)),
+            };
+            let rest = all.get(start..).unwrap_or_default();
+            let mut items = Vec::with_capacity(limit.min(rest.len()));
+            for c in rest.iter().take(limit) {
+                let last_message = match c.last_message_id {
+                    Some(id) => load_message(ks, c.id, id)?,
+                    None => None,
+                };
+                items.push(ConversationSummary {
+                    unread: unread_of(ks, c, &user)?,
+                    conversation: c.clone(),
+                    last_message,
+                });
+            }
+            let next_cursor = if rest.len() > limit {
+                items.last().map(|s| ListCursor {
+                    last_activity_ms: s.conversation.last_activity_ms,
+                    id: s.conversation.id,
+                })
+            } else {
+                None
+            };
+            Ok(ConversationPage { items, next_cursor })
+        })
+        .await
+    }
+
+    async fn unread_counts(&self, user: &str) -> Result<Vec<(ConversationId, u64)>> {
+        let user = user.to_owned();
+        self.read(move |ks| {
+            let mut out = Vec::new();
+            for c in member_conversations(ks, &user)? {
+                let unread = unread_of(ks, &c, &user)?;
+                if unread > 0 {
+                    out.push((c.id, unread));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn contacts(&self, user: &str) -> Result<Vec<String>> {
+        let user = user.to_owned();
+        self.read(move |ks| {
+            let mut out: Vec<String> = member_conversations(ks, &user)?
+                .into_iter()
+                .flat_map(|c| c.participants)
+                .filter(|p| *p != user)
+                .collect();
+            out.sort_unstable();
+            out.dedup();
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn set_block(&self, user: &str, target: &str, blocked: bool, now_ms: i64) -> Result<()> {
+        let (user, target) = (user.to_owned(), target.to_owned());
+        self.write(|reply| Op::SetBlock {
+            user,
+            target,
+            blocked,
+            now_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn is_blocked_between(&self, a: &str, b: &str) -> Result<bool> {
+        let (a, b) = (a.to_owned(), b.to_owned());
+        self.read(move |ks| blocked_between(ks, &a, &b)).await
+    }
+
+    async fn report(&self, report: NewReport) -> Result<uuid::Uuid> {
+        self.write(|reply| Op::Report { report, reply }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn open() -> (tempfile::TempDir, Embedded) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("open");
+        (dir, db)
+    }
+
+    crate::conformance_tests!(open);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn survives_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id;
+        {
+            let db = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("open");
+            let c = db.create_direct("b", "s", "l", 1).await.expect("create");
+            id = c.conversation.id;
+            db.append(NewMessage {
+                conversation: id,
+                sender: "b".into(),
+                kind: MessageKind::Text,
+                content: "kept".into(),
+                media: None,
+                client_msg_id: "1".into(),
+                now_ms: 2,
+            })
+            .await
+            .expect("append");
+        }
+        // The writer thread owns the database; give it a moment to drop after the sender did.
+        let db = loop {
+            match Embedded::open(dir.path(), EmbeddedConfig::default()) {
+                Ok(db) => break db,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        let page = db.history(id, None, 10).await.expect("history");
+        assert_eq!(page.messages.len(), 1);
+        assert_eq!(page.messages[0].content, "kept");
+    }
+}

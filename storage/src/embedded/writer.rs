@@ -1,0 +1,630 @@
+//! The embedded engine's single writer: group commit, id assignment, read-modify-write logic.
+//!
+//! A batch's requests see each other's effects through `Pending` (an overlay over the committed
+//! state), so two appends in one batch get consecutive seqs and an idempotent retry inside the
+//! same batch is still a duplicate. The conversation cache holds committed records only: it is
+//! updated after a successful commit and left alone when a commit fails.
+
+use std::collections::{HashMap, HashSet};
+
+use fjall::{Database, OwnedWriteBatch, PersistMode};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Keyspaces, keys, load_conversation, unavailable};
+use crate::error::{Result, StorageError};
+use crate::ids::IdGenerator;
+use crate::record::{
+    decode_message, decode_read_state, encode_conversation, encode_message, encode_read_state,
+    encode_report,
+};
+use crate::types::*;
+
+/// Conversations kept in the writer's cache before it is cleared (a bound on memory, not a
+/// tuning knob: a miss costs one point read).
+const CACHE_LIMIT: usize = 100_000;
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+pub(super) enum Op {
+    CreateDirect {
+        buyer: String,
+        seller: String,
+        listing: String,
+        now_ms: i64,
+        reply: Reply<Created>,
+    },
+    CreateGroup {
+        creator: String,
+        participants: Vec<String>,
+        title: String,
+        now_ms: i64,
+        reply: Reply<Conversation>,
+    },
+    Delete {
+        id: ConversationId,
+        by: String,
+        reply: Reply<Conversation>,
+    },
+    Append {
+        message: NewMessage,
+        reply: Reply<Appended>,
+    },
+    MarkRead {
+        conversation: ConversationId,
+        user: String,
+        up_to: MessageId,
+        now_ms: i64,
+        reply: Reply<ReadOutcome>,
+    },
+    SetBlock {
+        user: String,
+        target: String,
+        blocked: bool,
+        now_ms: i64,
+        reply: Reply<()>,
+    },
+    Report {
+        report: NewReport,
+        reply: Reply<uuid::Uuid>,
+    },
+}
+
+/// A reply waiting for its batch's commit.
+enum Done {
+    Created(Reply<Created>, Result<Created>),
+    Conversation(Reply<Conversation>, Result<Conversation>),
+    Appended(Reply<Appended>, Result<Appended>),
+    Read(Reply<ReadOutcome>, Result<ReadOutcome>),
+    Unit(Reply<()>, Result<()>),
+    Report(Reply<uuid::Uuid>, Result<uuid::Uuid>),
+}
+
+impl Done {
+    /// Sends the result, or `err` instead of a success when the commit failed. A caller that
+    /// went away is not an error.
+    fn send(self, err: Option<&StorageError>) {
+        fn pick<T>(r: Result<T>, err: Option<&StorageError>) -> Result<T> {
+            match (r, err) {
+                (Ok(_), Some(e)) => Err(e.clone()),
+                (r, _) => r,
+            }
+        }
+        match self {
+            Done::Created(tx, r) => drop(tx.send(pick(r, err))),
+            Done::Conversation(tx, r) => drop(tx.send(pick(r, err))),
+            Done::Appended(tx, r) => drop(tx.send(pick(r, err))),
+            Done::Read(tx, r) => drop(tx.send(pick(r, err))),
+            Done::Unit(tx, r) => drop(tx.send(pick(r, err))),
+            Done::Report(tx, r) => drop(tx.send(pick(r, err))),
+        }
+    }
+}
+
+/// Uncommitted effects of the current batch.
+struct Pending {
+    batch: OwnedWriteBatch,
+    /// Conversations written in this batch (None: deleted).
+    convs: HashMap<ConversationId, Option<Conversation>>,
+    idem: HashMap<Vec<u8>, Message>,
+    reads: HashMap<Vec<u8>, ReadState>,
+    direct: HashMap<Vec<u8>, ConversationId>,
+    blocks: HashMap<Vec<u8>, bool>,
+    /// Messages appended in this batch, per conversation, ascending.
+    appended: HashMap<ConversationId, Vec<(MessageId, u64)>>,
+    done: Vec<Done>,
+}
+
+impl Pending {
+    fn new(db: &Database, capacity: usize) -> Self {
+        Self {
+            batch: OwnedWriteBatch::with_capacity(db.clone(), capacity)
+                .durability(Some(PersistMode::SyncData)),
+            convs: HashMap::new(),
+            idem: HashMap::new(),
+            reads: HashMap::new(),
+            direct: HashMap::new(),
+            blocks: HashMap::new(),
+            appended: HashMap::new(),
+            done: Vec::new(),
+        }
+    }
+}
+
+pub(super) struct Writer {
+    db: Database,
+    ks: Keyspaces,
+    ids: IdGenerator,
+    max_batch: usize,
+    cache: HashMap<ConversationId, Conversation>,
+}
+
+impl Writer {
+    pub fn new(db: Database, ks: Keyspaces, node_id: u16, max_batch: usize) -> Self {
+        Self {
+            db,
+            ks,
+            ids: IdGenerator::new(node_id),
+            max_batch,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Runs until every sender is gone: take what is queued (up to `max_batch`), apply it,
+    /// commit once, reply to all.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        let mut ops = Vec::with_capacity(self.max_batch);
+        while let Some(first) = rx.blocking_recv() {
+            ops.push(first);
+            while ops.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            let mut pending = Pending::new(&self.db, ops.len());
+            for op in ops.drain(..) {
+                if matches!(op, Op::Delete { .. }) {
+                    // A delete rewrites a whole conversation: commit what came before it and
+                    // give it a batch of its own, so no batch both writes and deletes a key.
+                    self.commit(std::mem::replace(&mut pending, Pending::new(&self.db, 1)));
+                    self.apply(&mut pending, op);
+                    self.commit(std::mem::replace(&mut pending, Pending::new(&self.db, 1)));
+                } else {
+                    self.apply(&mut pending, op);
+                }
+            }
+            self.commit(pending);
+        }
+        if let Err(e) = self.db.persist(PersistMode::SyncAll) {
+            tracing::error!(error = %e, "storage: final persist failed");
+        }
+    }
+
+    fn commit(&mut self, mut p: Pending) {
+        if p.done.is_empty() {
+            return;
+        }
+        for (id, conv) in &p.convs {
+            match conv {
+                Some(c) => p.batch.insert(
+                    &self.ks.conv,
+                    keys::conversation(*id),
+                    encode_conversation(c),
+                ),
+                None => p.batch.remove(&self.ks.conv, keys::conversation(*id)),
+            }
+        }
+        let result = if p.batch.is_empty() {
+            Ok(())
+        } else {
+            p.batch.commit().map_err(unavailable)
+        };
+        match &result {
+            Ok(()) => {
+                if self.cache.len() > CACHE_LIMIT {
+                    self.cache.clear();
+                }
+                for (id, conv) in p.convs {
+                    match conv {
+                        Some(c) => self.cache.insert(id, c),
+                        None => self.cache.remove(&id),
+                    };
+                }
+            }
+            Err(e) => tracing::error!(error = %e, ops = p.done.len(), "storage: commit failed"),
+        }
+        let err = result.err();
+        for done in p.done {
+            done.send(err.as_ref());
+        }
+    }
+
+    fn apply(&mut self, p: &mut Pending, op: Op) {
+        match op {
+            Op::CreateDirect {
+                buyer,
+                seller,
+                listing,
+                now_ms,
+                reply,
+            } => {
+                let r = self.create_direct(p, &buyer, &seller, &listing, now_ms);
+                p.done.push(Done::Created(reply, r));
+            }
+            Op::CreateGroup {
+                creator,
+                participants,
+                title,
+                now_ms,
+                reply,
+            } => {
+                let r = self.create_group(p, &creator, &participants, &title, now_ms);
+                p.done.push(Done::Conversation(reply, r));
+            }
+            Op::Append { message, reply } => {
+                let r = self.append(p, message);
+                p.done.push(Done::Appended(reply, r));
+            }
+            Op::MarkRead {
+                conversation,
+                user,
+                up_to,
+                now_ms,
+                reply,
+            } => {
+                let r = self.mark_read(p, conversation, &user, up_to, now_ms);
+                p.done.push(Done::Read(reply, r));
+            }
+            Op::SetBlock {
+                user,
+                target,
+                blocked,
+                now_ms,
+                reply,
+            } => {
+                let key = keys::block(&user, &target);
+                if blocked {
+                    p.batch
+                        .insert(&self.ks.block, key.clone(), now_ms.to_be_bytes().to_vec());
+                } else {
+                    p.batch.remove(&self.ks.block, key.clone());
+                }
+                p.blocks.insert(key, blocked);
+                p.done.push(Done::Unit(reply, Ok(())));
+            }
+            Op::Report { report, reply } => {
+                let id = uuid::Uuid::new_v4();
+                p.batch.insert(
+                    &self.ks.report,
+                    id.as_bytes().to_vec(),
+                    encode_report(&id, &report),
+                );
+                p.done.push(Done::Report(reply, Ok(id)));
+            }
+            Op::Delete { id, by, reply } => {
+                let r = self.delete(p, id, &by);
+                p.done.push(Done::Conversation(reply, r));
+            }
+        }
+    }
+
+    /// The conversation as this batch sees it.
+    fn conversation(&mut self, p: &Pending, id: ConversationId) -> Result<Option<Conversation>> {
+        if let Some(c) = p.convs.get(&id) {
+            return Ok(c.clone());
+        }
+        if let Some(c) = self.cache.get(&id) {
+            return Ok(Some(c.clone()));
+        }
+        let loaded = load_conversation(&self.ks, id)?;
+        if let Some(c) = &loaded {
+            self.cache.insert(id, c.clone());
+        }
+        Ok(loaded)
+    }
+
+    fn blocked(&self, p: &Pending, a: &str, b: &str) -> Result<bool> {
+        for key in [keys::block(a, b), keys::block(b, a)] {
+            let blocked = match p.blocks.get(&key) {
+                Some(b) => *b,
+                None => self.ks.block.contains_key(&key).map_err(unavailable)?,
+            };
+            if blocked {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn read_state(&self, p: &Pending, key: &[u8]) -> Result<Option<ReadState>> {
+        if let Some(s) = p.reads.get(key) {
+            return Ok(Some(s.clone()));
+        }
+        match self.ks.read.get(key).map_err(unavailable)? {
+            Some(v) => decode_read_state(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put_read_state(&self, p: &mut Pending, key: Vec<u8>, state: ReadState) {
+        p.batch
+            .insert(&self.ks.read, key.clone(), encode_read_state(&state));
+        p.reads.insert(key, state);
+    }
+
+    fn insert_conversation(&self, p: &mut Pending, c: Conversation) {
+        for user in &c.participants {
+            p.batch
+                .insert(&self.ks.member, keys::member(user, c.id), Vec::new());
+        }
+        p.convs.insert(c.id, Some(c));
+    }
+
+    fn create_direct(
+        &mut self,
+        p: &mut Pending,
+        buyer: &str,
+        seller: &str,
+        listing: &str,
+        now_ms: i64,
+    ) -> Result<Created> {
+        if buyer.is_empty() || seller.is_empty() || listing.is_empty() {
+            return Err(StorageError::Invalid(
+                "buyer, seller and listing are required",
+            ));
+        }
+        if buyer == seller {
+            return Err(StorageError::Invalid("buyer and seller must differ"));
+        }
+        let key = keys::direct(buyer, seller, listing);
+        let existing = match p.direct.get(&key) {
+            Some(id) => Some(*id),
+            None => self
+                .ks
+                .direct
+                .get(&key)
+                .map_err(unavailable)?
+                .and_then(|v| <[u8; 16]>::try_from(&v[..]).ok())
+                .map(ConversationId::from_bytes),
+        };
+        if let Some(id) = existing
+            && let Some(conversation) = self.conversation(p, id)?
+        {
+            return Ok(Created {
+                conversation,
+                created: false,
+            });
+        }
+        if self.blocked(p, buyer, seller)? {
+            return Err(StorageError::Blocked);
+        }
+        let c = Conversation {
+            id: ConversationId::random(),
+            kind: ConversationKind::Direct {
+                buyer: buyer.to_owned(),
+                seller: seller.to_owned(),
+                listing: listing.to_owned(),
+            },
+            participants: vec![buyer.to_owned(), seller.to_owned()],
+            created_at_ms: now_ms,
+            last_activity_ms: now_ms,
+            last_message_id: None,
+            last_seq: 0,
+        };
+        p.batch
+            .insert(&self.ks.direct, key.clone(), c.id.as_bytes().to_vec());
+        p.direct.insert(key, c.id);
+        self.insert_conversation(p, c.clone());
+        Ok(Created {
+            conversation: c,
+            created: true,
+        })
+    }
+
+    fn create_group(
+        &mut self,
+        p: &mut Pending,
+        creator: &str,
+        participants: &[String],
+        title: &str,
+        now_ms: i64,
+    ) -> Result<Conversation> {
+        if creator.is_empty() || participants.iter().any(String::is_empty) {
+            return Err(StorageError::Invalid("participant ids must not be empty"));
+        }
+        let mut seen = HashSet::new();
+        let all: Vec<String> = std::iter::once(creator.to_owned())
+            .chain(participants.iter().cloned())
+            .filter(|u| seen.insert(u.clone()))
+            .collect();
+        if all.len() < 2 {
+            return Err(StorageError::Invalid("a group needs another participant"));
+        }
+        if all.len() > crate::MAX_GROUP_PARTICIPANTS {
+            return Err(StorageError::Invalid("too many participants"));
+        }
+        let c = Conversation {
+            id: ConversationId::random(),
+            kind: ConversationKind::Group {
+                title: title.to_owned(),
+                creator: creator.to_owned(),
+            },
+            participants: all,
+            created_at_ms: now_ms,
+            last_activity_ms: now_ms,
+            last_message_id: None,
+            last_seq: 0,
+        };
+        self.insert_conversation(p, c.clone());
+        Ok(c)
+    }
+
+    fn delete(&mut self, p: &mut Pending, id: ConversationId, by: &str) -> Result<Conversation> {
+        let c = self.conversation(p, id)?.ok_or(StorageError::NotFound)?;
+        if !c.may_delete(by) {
+            return Err(StorageError::Forbidden(
+                "only its owners may delete a conversation",
+            ));
+        }
+        if let ConversationKind::Direct {
+            buyer,
+            seller,
+            listing,
+        } = &c.kind
+        {
+            p.batch
+                .remove(&self.ks.direct, keys::direct(buyer, seller, listing));
+        }
+        for user in &c.participants {
+            p.batch.remove(&self.ks.member, keys::member(user, id));
+        }
+        let prefix = keys::conversation_prefix(id);
+        for ks in [&self.ks.msg, &self.ks.idem, &self.ks.read] {
+            for guard in ks.prefix(&prefix) {
+                p.batch.remove(ks, guard.key().map_err(unavailable)?);
+            }
+        }
+        p.convs.insert(id, None);
+        Ok(c)
+    }
+
+    fn append(&mut self, p: &mut Pending, m: NewMessage) -> Result<Appended> {
+        let mut c = self
+            .conversation(p, m.conversation)?
+            .ok_or(StorageError::NotFound)?;
+        if !c.has_participant(&m.sender) {
+            return Err(StorageError::Forbidden("not a participant"));
+        }
+        let idem_key = keys::idempotency(m.conversation, &m.sender, &m.client_msg_id);
+        if let Some(message) = self.find_idempotent(p, &idem_key, m.conversation)? {
+            return Ok(Appended {
+                message,
+                duplicate: true,
+            });
+        }
+        if let ConversationKind::Direct { buyer, seller, .. } = &c.kind
+            && self.blocked(p, buyer, seller)?
+        {
+            return Err(StorageError::Blocked);
+        }
+        let id = self.ids.next(m.now_ms);
+        let seq = c.last_seq + 1;
+        let message = Message {
+            id,
+            conversation: m.conversation,
+            sender: m.sender,
+            kind: m.kind,
+            content: m.content,
+            media: m.media,
+            client_msg_id: m.client_msg_id,
+            created_at_ms: m.now_ms,
+            seq,
+        };
+        p.batch.insert(
+            &self.ks.msg,
+            keys::message(m.conversation, id),
+            encode_message(&message),
+        );
+        p.batch
+            .insert(&self.ks.idem, idem_key.clone(), id.0.to_be_bytes().to_vec());
+        p.idem.insert(idem_key, message.clone());
+        p.appended
+            .entry(m.conversation)
+            .or_default()
+            .push((id, seq));
+        // Sending reads the conversation up to one's own message.
+        let state = ReadState {
+            up_to: id,
+            seq,
+            read_at_ms: m.now_ms,
+        };
+        self.put_read_state(p, keys::read_state(m.conversation, &message.sender), state);
+        c.last_seq = seq;
+        c.last_message_id = Some(id);
+        c.last_activity_ms = c.last_activity_ms.max(m.now_ms);
+        p.convs.insert(c.id, Some(c));
+        Ok(Appended {
+            message,
+            duplicate: false,
+        })
+    }
+
+    fn find_idempotent(
+        &self,
+        p: &Pending,
+        key: &[u8],
+        conv: ConversationId,
+    ) -> Result<Option<Message>> {
+        if let Some(m) = p.idem.get(key) {
+            return Ok(Some(m.clone()));
+        }
+        let Some(v) = self.ks.idem.get(key).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let id = <[u8; 8]>::try_from(&v[..])
+            .map(u64::from_be_bytes)
+            .map_err(|_| StorageError::Corrupt("idempotency record".into()))?;
+        match self
+            .ks
+            .msg
+            .get(keys::message(conv, MessageId(id)))
+            .map_err(unavailable)?
+        {
+            Some(bytes) => decode_message(&bytes).map(Some),
+            None => Err(StorageError::Corrupt(
+                "idempotency key without message".into(),
+            )),
+        }
+    }
+
+    fn mark_read(
+        &mut self,
+        p: &mut Pending,
+        conv: ConversationId,
+        user: &str,
+        up_to: MessageId,
+        now_ms: i64,
+    ) -> Result<ReadOutcome> {
+        let c = self.conversation(p, conv)?.ok_or(StorageError::NotFound)?;
+        if !c.has_participant(user) {
+            return Err(StorageError::Forbidden("not a participant"));
+        }
+        let key = keys::read_state(conv, user);
+        let current = self.read_state(p, &key)?.unwrap_or(ReadState {
+            up_to: MessageId(0),
+            seq: 0,
+            read_at_ms: 0,
+        });
+        let target = self.newest_at_or_before(p, &c, up_to)?;
+        match target {
+            Some((id, seq)) if seq > current.seq => {
+                let state = ReadState {
+                    up_to: id,
+                    seq,
+                    read_at_ms: now_ms,
+                };
+                self.put_read_state(p, key, state.clone());
+                Ok(ReadOutcome {
+                    state,
+                    advanced: true,
+                })
+            }
+            _ => Ok(ReadOutcome {
+                state: current,
+                advanced: false,
+            }),
+        }
+    }
+
+    /// (id, seq) of the newest message of `c` with id ≤ `up_to`.
+    fn newest_at_or_before(
+        &self,
+        p: &Pending,
+        c: &Conversation,
+        up_to: MessageId,
+    ) -> Result<Option<(MessageId, u64)>> {
+        if let Some(last) = c.last_message_id
+            && last <= up_to
+        {
+            return Ok(Some((last, c.last_seq)));
+        }
+        // Appended in this batch and not yet visible in fjall.
+        let in_batch = p
+            .appended
+            .get(&c.id)
+            .and_then(|v| v.iter().rev().find(|(id, _)| *id <= up_to).copied());
+        if in_batch.is_some() {
+            return Ok(in_batch);
+        }
+        let start = keys::message(c.id, MessageId(0));
+        let end = keys::message(c.id, up_to);
+        match self.ks.msg.range(start..=end).next_back() {
+            Some(guard) => {
+                let (_, v) = guard.into_inner().map_err(unavailable)?;
+                let m = decode_message(&v)?;
+                Ok(Some((m.id, m.seq)))
+            }
+            None => Ok(None),
+        }
+    }
+}

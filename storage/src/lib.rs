@@ -1,0 +1,129 @@
+//! Parley's storage: one async trait ([`Storage`]) whose guarantees are written on it, the
+//! conformance suite every engine must pass ([`conformance`]), and the embedded engine
+//! ([`embedded::Embedded`], fjall with group commit).
+
+pub mod conformance;
+pub mod embedded;
+mod error;
+pub mod ids;
+mod record;
+mod types;
+
+use async_trait::async_trait;
+
+pub use error::{Result, StorageError};
+pub use types::*;
+
+/// Most participants a group conversation may have.
+pub const MAX_GROUP_PARTICIPANTS: usize = 1_000;
+/// Largest page [`Storage::history`] and [`Storage::list_conversations`] return.
+pub const MAX_PAGE: usize = 100;
+
+/// History, conversations and read state.
+///
+/// Guarantees every engine gives (the [`conformance`] suite checks each one):
+///
+/// - **Durability.** When a write method returns `Ok`, its effect survives a crash of the
+///   process (and, for the embedded engine, loss of power): callers acknowledge to clients only
+///   after `Ok`. On `Err` the write may or may not have happened; retrying with the same
+///   idempotency key is safe.
+/// - **Ordering.** Message ids within a conversation strictly increase in the order appends
+///   commit, and `seq` counts them 1, 2, 3, …; history pages and resume sort by id alone.
+/// - **Idempotency.** An append with a (conversation, sender, client_msg_id) already stored
+///   writes nothing and returns the stored message with `duplicate = true`.
+/// - **Pagination.** [`Storage::history`] is newest first, at most `limit` (clamped to
+///   [`MAX_PAGE`]) messages strictly older than `before`, and `next_before` is `Some` exactly when
+///   older messages exist. Walking pages until `None` yields every message once.
+///   [`Storage::list_conversations`] orders by last activity descending, then id; pages chain
+///   through `next_cursor` without repeats while activity does not change.
+/// - **Watermarks.** A read watermark never moves backwards; [`Storage::mark_read`] with an
+///   older message leaves it unchanged and says so. Appending a message moves the sender's own
+///   watermark to it, so unread counts never include a user's own messages.
+/// - **Authorization.** Appends and read marks by a non-participant fail with
+///   [`StorageError::Forbidden`]; unknown conversations with [`StorageError::NotFound`].
+/// - **Uniqueness.** One direct conversation per (buyer, seller, listing), whoever creates it
+///   and however many create it at once.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// The direct conversation of (buyer, seller, listing): created with both as participants,
+    /// or the existing one returned with `created = false`. Fails with `Blocked` when either
+    /// user blocked the other and it does not exist yet; `Invalid` when buyer == seller.
+    async fn create_direct(
+        &self,
+        buyer: &str,
+        seller: &str,
+        listing: &str,
+        now_ms: i64,
+    ) -> Result<Created>;
+
+    /// A new group conversation of `creator` plus `participants` (duplicates removed), at most
+    /// [`MAX_GROUP_PARTICIPANTS`] in all.
+    async fn create_group(
+        &self,
+        creator: &str,
+        participants: &[String],
+        title: &str,
+        now_ms: i64,
+    ) -> Result<Conversation>;
+
+    /// The conversation, or `None` when it does not exist (or was deleted).
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>>;
+
+    /// Deletes the conversation with its messages and read state, if `by` may
+    /// ([`Conversation::may_delete`]). Afterwards the direct triple is free again.
+    async fn delete_conversation(&self, id: ConversationId, by: &str) -> Result<Conversation>;
+
+    /// Appends a message (see Ordering, Idempotency, Authorization above). A direct
+    /// conversation between users who blocked each other refuses with `Blocked`.
+    async fn append(&self, message: NewMessage) -> Result<Appended>;
+
+    /// Newest-first page of messages strictly older than `before` (None: from the newest).
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<HistoryPage>;
+
+    /// Up to `limit` messages with id strictly greater than `after`, oldest first (resume).
+    async fn messages_after(
+        &self,
+        conversation: ConversationId,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+
+    /// Moves `user`'s watermark to the newest message with id ≤ `up_to` (never backwards).
+    /// With no such message the watermark stays where it was (`advanced = false`).
+    async fn mark_read(
+        &self,
+        conversation: ConversationId,
+        user: &str,
+        up_to: MessageId,
+        now_ms: i64,
+    ) -> Result<ReadOutcome>;
+
+    /// One page of `user`'s conversations (see Pagination), each with its last message and the
+    /// user's unread count.
+    async fn list_conversations(
+        &self,
+        user: &str,
+        cursor: Option<ListCursor>,
+        limit: usize,
+    ) -> Result<ConversationPage>;
+
+    /// `(conversation, unread)` for each of `user`'s conversations with unread messages.
+    async fn unread_counts(&self, user: &str) -> Result<Vec<(ConversationId, u64)>>;
+
+    /// Users who share at least one conversation with `user` (not `user`), each once.
+    async fn contacts(&self, user: &str) -> Result<Vec<String>>;
+
+    /// Blocks (`blocked = true`) or unblocks `target` for `user`.
+    async fn set_block(&self, user: &str, target: &str, blocked: bool, now_ms: i64) -> Result<()>;
+
+    /// Whether either of the two users blocked the other.
+    async fn is_blocked_between(&self, a: &str, b: &str) -> Result<bool>;
+
+    /// Stores an abuse report; returns its id.
+    async fn report(&self, report: NewReport) -> Result<uuid::Uuid>;
+}

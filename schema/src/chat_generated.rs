@@ -3439,6 +3439,7 @@ impl<'a> ConversationItem<'a> {
   pub const VT_LAST_ACTIVITY_MS: ::flatbuffers::VOffsetT = 20;
   pub const VT_LAST_MESSAGE: ::flatbuffers::VOffsetT = 22;
   pub const VT_UNREAD_COUNT: ::flatbuffers::VOffsetT = 24;
+  pub const VT_PARTICIPANT_COUNT: ::flatbuffers::VOffsetT = 26;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3452,6 +3453,7 @@ impl<'a> ConversationItem<'a> {
     let mut builder = ConversationItemBuilder::new(_fbb);
     builder.add_last_activity_ms(args.last_activity_ms);
     builder.add_created_at_ms(args.created_at_ms);
+    builder.add_participant_count(args.participant_count);
     builder.add_unread_count(args.unread_count);
     if let Some(x) = args.last_message { builder.add_last_message(x); }
     if let Some(x) = args.participant_ids { builder.add_participant_ids(x); }
@@ -3542,6 +3544,14 @@ impl<'a> ConversationItem<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(ConversationItem::VT_UNREAD_COUNT, Some(0)).unwrap()}
   }
+  /// All participants; `participant_ids` lists at most the first 100 of them.
+  #[inline]
+  pub fn participant_count(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ConversationItem::VT_PARTICIPANT_COUNT, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ConversationItem<'_> {
@@ -3561,6 +3571,7 @@ impl ::flatbuffers::Verifiable for ConversationItem<'_> {
      .visit_field::<i64>("last_activity_ms", Self::VT_LAST_ACTIVITY_MS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<Message>>("last_message", Self::VT_LAST_MESSAGE, false)?
      .visit_field::<u32>("unread_count", Self::VT_UNREAD_COUNT, false)?
+     .visit_field::<u32>("participant_count", Self::VT_PARTICIPANT_COUNT, false)?
      .finish();
     Ok(())
   }
@@ -3577,6 +3588,7 @@ pub struct ConversationItemArgs<'a> {
     pub last_activity_ms: i64,
     pub last_message: Option<::flatbuffers::WIPOffset<Message<'a>>>,
     pub unread_count: u32,
+    pub participant_count: u32,
 }
 impl<'a> Default for ConversationItemArgs<'a> {
   #[inline]
@@ -3593,6 +3605,7 @@ impl<'a> Default for ConversationItemArgs<'a> {
       last_activity_ms: 0,
       last_message: None,
       unread_count: 0,
+      participant_count: 0,
     }
   }
 }
@@ -3647,6 +3660,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ConversationItemBuilder<'a, '
     self.fbb_.push_slot::<u32>(ConversationItem::VT_UNREAD_COUNT, unread_count, 0);
   }
   #[inline]
+  pub fn add_participant_count(&mut self, participant_count: u32) {
+    self.fbb_.push_slot::<u32>(ConversationItem::VT_PARTICIPANT_COUNT, participant_count, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ConversationItemBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ConversationItemBuilder {
@@ -3676,6 +3693,7 @@ impl ::core::fmt::Debug for ConversationItem<'_> {
       ds.field("last_activity_ms", &self.last_activity_ms());
       ds.field("last_message", &self.last_message());
       ds.field("unread_count", &self.unread_count());
+      ds.field("participant_count", &self.participant_count());
       ds.finish()
   }
 }

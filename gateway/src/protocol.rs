@@ -1,0 +1,166 @@
+//! The protocol's frames as plain Rust types. The codec turns bytes into these and back; the
+//! session core, executor and clients work on these only.
+
+use parley_storage::{
+    ConversationId, ConversationSummary, MediaRef, Message, MessageId, MessageKind,
+};
+
+/// A frame from a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientFrame {
+    pub seq: u32,
+    pub body: ClientBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientBody {
+    Hello(Hello),
+    Join {
+        conversation: ConversationId,
+    },
+    Leave {
+        conversation: ConversationId,
+    },
+    Send(SendMessage),
+    Typing {
+        conversation: ConversationId,
+        active: bool,
+    },
+    Read {
+        conversation: ConversationId,
+        up_to: MessageId,
+    },
+    History {
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: u16,
+    },
+    Conversations {
+        cursor: Option<String>,
+        limit: u16,
+    },
+    Ping {
+        nonce: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub token: String,
+    pub protocol_major: u16,
+    pub protocol_minor: u16,
+    pub resume: Vec<ResumePoint>,
+    pub client_name: Option<String>,
+}
+
+/// "I have every message of `conversation` up to and including `last_message_id`."
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResumePoint {
+    pub conversation: ConversationId,
+    pub last_message_id: MessageId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendMessage {
+    pub conversation: ConversationId,
+    pub client_msg_id: String,
+    pub kind: MessageKind,
+    pub content: String,
+    pub media: Option<MediaRef>,
+}
+
+/// A frame from the server. `seq` echoes the request it answers; pushed events carry 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerFrame {
+    pub seq: u32,
+    pub body: ServerBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerBody {
+    Welcome(Welcome),
+    Ack(Ack),
+    MessageNew(Message),
+    Typing {
+        conversation: ConversationId,
+        user: String,
+        active: bool,
+    },
+    MessageRead {
+        conversation: ConversationId,
+        reader: String,
+        up_to: MessageId,
+        read_at_ms: i64,
+    },
+    HistoryPage {
+        conversation: ConversationId,
+        messages: Vec<Message>,
+        next_before: Option<MessageId>,
+    },
+    ConversationPage {
+        items: Vec<ConversationSummary>,
+        next_cursor: Option<String>,
+    },
+    Presence {
+        user: String,
+        online: bool,
+        last_seen_ms: i64,
+    },
+    Error {
+        code: u16,
+        message: String,
+        fatal: bool,
+    },
+    Pong {
+        nonce: u64,
+        server_time_ms: i64,
+    },
+    Resumed {
+        conversation: ConversationId,
+        replayed: u32,
+        complete: bool,
+    },
+    ConversationDeleted {
+        conversation: ConversationId,
+        by: String,
+    },
+    ConversationUpdated(ConversationSummary),
+    Goaway {
+        reason: String,
+        reconnect_after_ms: u32,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Welcome {
+    pub user: String,
+    pub session_id: u64,
+    pub node_id: u16,
+    pub heartbeat_ms: u32,
+    pub idle_timeout_ms: u32,
+    pub protocol_major: u16,
+    pub protocol_minor: u16,
+    pub max_frame_bytes: u32,
+    pub max_message_chars: u32,
+    pub server_time_ms: i64,
+}
+
+/// Success of a request. For Send: the stored message's id and time (and whether this was a
+/// retry of an earlier Send); for other requests the fields are zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Ack {
+    pub message_id: MessageId,
+    pub created_at_ms: i64,
+    pub duplicate: bool,
+}
+
+impl ServerFrame {
+    pub fn new(seq: u32, body: ServerBody) -> Self {
+        Self { seq, body }
+    }
+
+    /// An event pushed without a request (seq 0).
+    pub fn push(body: ServerBody) -> Self {
+        Self { seq: 0, body }
+    }
+}

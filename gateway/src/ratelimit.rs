@@ -1,0 +1,57 @@
+//! Token buckets. Time is passed in, so the session core's limits are testable with a virtual
+//! clock.
+
+use tokio::time::Instant;
+
+/// Allows `rate` events per second with bursts of up to `burst`.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket at `now`.
+    pub fn new(rate: f64, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = self.last.max(now);
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn allows_burst_then_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10.0, 5, t0);
+        assert_eq!((0..10).filter(|_| b.try_take(t0)).count(), 5);
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!((0..10).filter(|_| b.try_take(t1)).count(), 5);
+        let t2 = t1 + Duration::from_millis(100);
+        assert!(b.try_take(t2));
+        assert!(!b.try_take(t2));
+    }
+}

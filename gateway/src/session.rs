@@ -1,0 +1,533 @@
+//! The session protocol as a state machine without I/O.
+//!
+//! Bytes and the current time go in; frames to send and commands to execute come out. It knows
+//! no sockets, runtime or storage: the driver (`conn`) feeds it what the transport read, runs
+//! the commands (storage, fan-out) and writes the frames. So every protocol rule (hello first,
+//! version check, auth, limits, rate, malformed input, heartbeats, idle and typing timers) is
+//! tested in memory with a virtual clock.
+//!
+//! Call order for a driver: `handle_frame` for each frame read, `handle_timeout` whenever
+//! `next_deadline` passes, `handle_oversized` when the transport refused a frame for its size,
+//! `handle_transport_closed` once at the end. After an `Output::Close`, stop reading.
+
+use std::sync::Arc;
+
+use parley_schema::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
+use parley_storage::{ConversationId, ListCursor, MAX_PAGE, MessageId, MessageKind};
+use tokio::time::Instant;
+
+use crate::auth::{AuthError, Authenticator};
+use crate::clock::Now;
+use crate::codec::{DecodeLimits, decode_client};
+use crate::config::SessionLimits;
+use crate::errors::ErrorCode;
+use crate::protocol::*;
+use crate::ratelimit::TokenBucket;
+
+/// Default and largest History page.
+pub const HISTORY_DEFAULT: usize = 50;
+/// Default Conversations page.
+pub const CONVERSATIONS_DEFAULT: usize = 20;
+/// Longest client_msg_id, bytes.
+pub const MAX_CLIENT_MSG_ID: usize = 64;
+/// Conversations one session may show as typing at once.
+pub const MAX_TYPING: usize = 32;
+const MAX_MEDIA_URL: usize = 2048;
+const MAX_MEDIA_FIELD: usize = 255;
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send this frame to this session's client.
+    Send(ServerFrame),
+    /// Run this command (storage, fan-out) for the session.
+    Do(Command),
+    /// Close the session with this error's close code, after sending what was queued before.
+    Close(ErrorCode),
+}
+
+/// Work that needs storage or other sessions. `seq` is the request's, for its answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// The session authenticated: register it, announce presence, replay missed messages.
+    Start {
+        user: Arc<str>,
+        resume: Vec<ResumePoint>,
+    },
+    Join {
+        seq: u32,
+        conversation: ConversationId,
+    },
+    Leave {
+        seq: u32,
+        conversation: ConversationId,
+    },
+    Send {
+        seq: u32,
+        message: SendMessage,
+    },
+    /// Relay a typing state (`seq` 0 when the server itself ends it).
+    Typing {
+        seq: u32,
+        conversation: ConversationId,
+        active: bool,
+    },
+    Read {
+        seq: u32,
+        conversation: ConversationId,
+        up_to: MessageId,
+    },
+    History {
+        seq: u32,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: usize,
+    },
+    Conversations {
+        seq: u32,
+        cursor: Option<ListCursor>,
+        limit: usize,
+    },
+}
+
+#[derive(Debug)]
+enum Phase {
+    AwaitingHello { deadline: Instant },
+    Active { user: Arc<str> },
+    Closed,
+}
+
+#[derive(Debug)]
+struct TypingState {
+    conversation: ConversationId,
+    expires: Instant,
+    relayed: Instant,
+}
+
+/// One client session's protocol state.
+pub struct Session {
+    limits: Arc<SessionLimits>,
+    auth: Arc<Authenticator>,
+    decode: DecodeLimits,
+    id: u64,
+    phase: Phase,
+    last_rx: Instant,
+    bad_frames: u32,
+    frames: TokenBucket,
+    typing: Vec<TypingState>,
+    /// A fatal error was emitted: ignore further input.
+    closing: bool,
+}
+
+impl Session {
+    /// A new session with id `id`, connected at `now`.
+    pub fn new(id: u64, limits: Arc<SessionLimits>, auth: Arc<Authenticator>, now: Now) -> Self {
+        Self {
+            decode: DecodeLimits::client(limits.max_frame_bytes, limits.max_resume_points),
+            frames: TokenBucket::new(limits.frames_per_sec, limits.frame_burst, now.mono),
+            phase: Phase::AwaitingHello {
+                deadline: now.mono + limits.hello_timeout,
+            },
+            last_rx: now.mono,
+            bad_frames: 0,
+            typing: Vec::new(),
+            closing: false,
+            id,
+            limits,
+            auth,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The authenticated user, once Hello succeeded.
+    pub fn user(&self) -> Option<&Arc<str>> {
+        match &self.phase {
+            Phase::Active { user } => Some(user),
+            _ => None,
+        }
+    }
+
+    /// Whether the session ended (or is ending after a fatal error).
+    pub fn is_closed(&self) -> bool {
+        self.closing || matches!(self.phase, Phase::Closed)
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.closing {
+            return None;
+        }
+        match &self.phase {
+            Phase::AwaitingHello { deadline } => Some(*deadline),
+            Phase::Active { .. } => {
+                let idle = self.last_rx + self.limits.idle_timeout;
+                Some(
+                    self.typing
+                        .iter()
+                        .map(|t| t.expires)
+                        .fold(idle, Instant::min),
+                )
+            }
+            Phase::Closed => None,
+        }
+    }
+
+    /// One frame (one WebSocket message / one length-prefixed QUIC frame) from the client.
+    pub fn handle_frame(&mut self, now: Now, bytes: &[u8], out: &mut Vec<Output>) {
+        if self.is_closed() {
+            return;
+        }
+        self.last_rx = now.mono;
+        let frame = match decode_client(bytes, &self.decode) {
+            Ok(f) => f,
+            Err(e) => {
+                self.bad_frames += 1;
+                if self.bad_frames > self.limits.max_bad_frames {
+                    self.fail(
+                        0,
+                        ErrorCode::TooManyBadFrames,
+                        "too many malformed frames",
+                        out,
+                    );
+                } else {
+                    error(out, 0, ErrorCode::BadFrame, e.to_string());
+                }
+                return;
+            }
+        };
+        if !self.frames.try_take(now.mono) {
+            error(
+                out,
+                frame.seq,
+                ErrorCode::RateLimited,
+                "too many frames; slow down",
+            );
+            return;
+        }
+        let seq = frame.seq;
+        match &self.phase {
+            Phase::AwaitingHello { .. } => match frame.body {
+                ClientBody::Hello(hello) => self.hello(now, seq, hello, out),
+                _ => self.fail(seq, ErrorCode::NotAuthenticated, "send Hello first", out),
+            },
+            Phase::Active { .. } => self.active(now, seq, frame.body, out),
+            Phase::Closed => {}
+        }
+    }
+
+    /// The transport refused a frame larger than `max_frame_bytes` (it cannot read past it).
+    pub fn handle_oversized(&mut self, out: &mut Vec<Output>) {
+        let msg = format!("frame larger than {} bytes", self.limits.max_frame_bytes);
+        self.fail(0, ErrorCode::FrameTooLarge, msg, out);
+    }
+
+    /// Timers: hello timeout, idle timeout, typing expiry.
+    pub fn handle_timeout(&mut self, now: Now, out: &mut Vec<Output>) {
+        if self.closing {
+            return;
+        }
+        match &self.phase {
+            Phase::AwaitingHello { deadline } if now.mono >= *deadline => {
+                self.fail(0, ErrorCode::HelloTimeout, "no Hello in time", out);
+            }
+            Phase::Active { .. } => {
+                if now.mono >= self.last_rx + self.limits.idle_timeout {
+                    let msg = "nothing received within the idle timeout";
+                    self.fail(0, ErrorCode::IdleTimeout, msg, out);
+                    return;
+                }
+                self.typing.retain(|t| {
+                    if t.expires <= now.mono {
+                        out.push(Output::Do(Command::Typing {
+                            seq: 0,
+                            conversation: t.conversation,
+                            active: false,
+                        }));
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// The server is shutting down: tell the client to reconnect and close.
+    pub fn handle_shutdown(&mut self, out: &mut Vec<Output>) {
+        if self.is_closed() {
+            return;
+        }
+        out.push(Output::Send(ServerFrame::push(ServerBody::Goaway {
+            reason: "server shutting down".into(),
+            reconnect_after_ms: 0,
+        })));
+        self.fail(
+            0,
+            ErrorCode::ShuttingDown,
+            "server shutting down; reconnect",
+            out,
+        );
+    }
+
+    /// The connection is gone: end typing states the client left active.
+    pub fn handle_transport_closed(&mut self, out: &mut Vec<Output>) {
+        for t in self.typing.drain(..) {
+            out.push(Output::Do(Command::Typing {
+                seq: 0,
+                conversation: t.conversation,
+                active: false,
+            }));
+        }
+        self.phase = Phase::Closed;
+    }
+
+    fn fail(
+        &mut self,
+        seq: u32,
+        code: ErrorCode,
+        message: impl Into<String>,
+        out: &mut Vec<Output>,
+    ) {
+        out.push(Output::Send(ServerFrame::new(
+            seq,
+            ServerBody::Error {
+                code: code.code(),
+                message: message.into(),
+                fatal: true,
+            },
+        )));
+        out.push(Output::Close(code));
+        // Typing states end in handle_transport_closed, which the driver calls next.
+        self.closing = true;
+    }
+
+    fn hello(&mut self, now: Now, seq: u32, hello: Hello, out: &mut Vec<Output>) {
+        if hello.protocol_major != PROTOCOL_MAJOR {
+            let msg = format!(
+                "protocol {}.{} not supported; this server speaks {PROTOCOL_MAJOR}.x",
+                hello.protocol_major, hello.protocol_minor
+            );
+            return self.fail(seq, ErrorCode::UnsupportedVersion, msg, out);
+        }
+        let user: Arc<str> = match self.auth.verify(&hello.token, now.wall_ms) {
+            Ok(user) => user.into(),
+            Err(AuthError::Expired) => {
+                return self.fail(seq, ErrorCode::TokenExpired, "token expired", out);
+            }
+            Err(AuthError::Invalid(why)) => {
+                return self.fail(seq, ErrorCode::AuthFailed, why, out);
+            }
+        };
+        if hello.resume.len() > self.limits.max_resume_points {
+            let msg = format!("at most {} resume points", self.limits.max_resume_points);
+            return self.fail(seq, ErrorCode::Invalid, msg, out);
+        }
+        let l = &self.limits;
+        out.push(Output::Send(ServerFrame::new(
+            seq,
+            ServerBody::Welcome(Welcome {
+                user: user.to_string(),
+                session_id: self.id,
+                node_id: l.node_id,
+                heartbeat_ms: l.heartbeat.as_millis() as u32,
+                idle_timeout_ms: l.idle_timeout.as_millis() as u32,
+                protocol_major: PROTOCOL_MAJOR,
+                protocol_minor: PROTOCOL_MINOR,
+                max_frame_bytes: l.max_frame_bytes as u32,
+                max_message_chars: l.max_message_chars as u32,
+                server_time_ms: now.wall_ms,
+            }),
+        )));
+        out.push(Output::Do(Command::Start {
+            user: user.clone(),
+            resume: hello.resume,
+        }));
+        self.phase = Phase::Active { user };
+    }
+
+    fn active(&mut self, now: Now, seq: u32, body: ClientBody, out: &mut Vec<Output>) {
+        let cmd = match body {
+            ClientBody::Hello(_) => {
+                return error(
+                    out,
+                    seq,
+                    ErrorCode::AlreadyAuthenticated,
+                    "already authenticated",
+                );
+            }
+            ClientBody::Ping { nonce } => {
+                out.push(Output::Send(ServerFrame::new(
+                    seq,
+                    ServerBody::Pong {
+                        nonce,
+                        server_time_ms: now.wall_ms,
+                    },
+                )));
+                return;
+            }
+            ClientBody::Join { conversation } => Command::Join { seq, conversation },
+            ClientBody::Leave { conversation } => Command::Leave { seq, conversation },
+            ClientBody::Send(message) => match self.validate_send(&message) {
+                Ok(()) => Command::Send { seq, message },
+                Err((code, why)) => return error(out, seq, code, why),
+            },
+            ClientBody::Typing {
+                conversation,
+                active,
+            } => match self.typing(now.mono, conversation, active) {
+                Ok(true) => Command::Typing {
+                    seq,
+                    conversation,
+                    active,
+                },
+                Ok(false) => return,
+                Err(()) => {
+                    let msg = "typing in too many conversations at once";
+                    return error(out, seq, ErrorCode::RateLimited, msg);
+                }
+            },
+            ClientBody::Read {
+                conversation,
+                up_to,
+            } => Command::Read {
+                seq,
+                conversation,
+                up_to,
+            },
+            ClientBody::History {
+                conversation,
+                before,
+                limit,
+            } => Command::History {
+                seq,
+                conversation,
+                before,
+                limit: page_size(limit, HISTORY_DEFAULT),
+            },
+            ClientBody::Conversations { cursor, limit } => {
+                let cursor = match cursor.map(|c| c.parse::<ListCursor>()).transpose() {
+                    Ok(c) => c,
+                    Err(()) => return error(out, seq, ErrorCode::Invalid, "malformed cursor"),
+                };
+                Command::Conversations {
+                    seq,
+                    cursor,
+                    limit: page_size(limit, CONVERSATIONS_DEFAULT),
+                }
+            }
+        };
+        out.push(Output::Do(cmd));
+    }
+
+    /// Updates typing state; `Ok(true)` when the change must be relayed.
+    fn typing(
+        &mut self,
+        now: Instant,
+        conversation: ConversationId,
+        active: bool,
+    ) -> Result<bool, ()> {
+        let ttl = self.limits.typing_ttl;
+        let pos = self
+            .typing
+            .iter()
+            .position(|t| t.conversation == conversation);
+        match (pos, active) {
+            (None, false) => Ok(false),
+            (Some(i), false) => {
+                self.typing.swap_remove(i);
+                Ok(true)
+            }
+            (Some(i), true) => {
+                let t = &mut self.typing[i];
+                t.expires = now + ttl;
+                // Refreshes are relayed at most every half TTL so receivers' timers stay alive
+                // without echoing every keystroke.
+                if now >= t.relayed + ttl / 2 {
+                    t.relayed = now;
+                    Ok(true)
+                } else {
+                    Ok(false)
+                }
+            }
+            (None, true) => {
+                if self.typing.len() >= MAX_TYPING {
+                    return Err(());
+                }
+                self.typing.push(TypingState {
+                    conversation,
+                    expires: now + ttl,
+                    relayed: now,
+                });
+                Ok(true)
+            }
+        }
+    }
+
+    fn validate_send(&self, m: &SendMessage) -> Result<(), (ErrorCode, String)> {
+        let invalid = |why: &str| Err((ErrorCode::Invalid, why.to_owned()));
+        if m.client_msg_id.is_empty() || m.client_msg_id.len() > MAX_CLIENT_MSG_ID {
+            return invalid("client_msg_id must be 1 to 64 bytes");
+        }
+        if m.client_msg_id.chars().any(char::is_control) {
+            return invalid("client_msg_id must not contain control characters");
+        }
+        let chars = m.content.chars().count();
+        if chars > self.limits.max_message_chars {
+            return Err((
+                ErrorCode::MessageTooLong,
+                format!(
+                    "message has {chars} characters; the limit is {}",
+                    self.limits.max_message_chars
+                ),
+            ));
+        }
+        match (&m.kind, &m.media) {
+            (MessageKind::Text, Some(_)) => invalid("text messages carry no media"),
+            (MessageKind::Text, None) if m.content.trim().is_empty() => {
+                invalid("message content must not be empty")
+            }
+            (MessageKind::Image | MessageKind::File, None) => {
+                invalid("image and file messages need media")
+            }
+            (_, Some(media)) => {
+                let url = media.url.as_str();
+                if url.len() > MAX_MEDIA_URL
+                    || !(url.starts_with("https://") || url.starts_with("http://"))
+                    || url.chars().any(|c| c.is_control() || c.is_whitespace())
+                {
+                    return invalid("media url must be an http(s) URL of at most 2048 bytes");
+                }
+                if media.name.len() > MAX_MEDIA_FIELD || media.mime_type.len() > MAX_MEDIA_FIELD {
+                    return invalid("media name and mime type are at most 255 bytes");
+                }
+                Ok(())
+            }
+            (MessageKind::Text, None) => Ok(()),
+        }
+    }
+}
+
+fn page_size(asked: u16, default: usize) -> usize {
+    match asked {
+        0 => default,
+        n => usize::from(n).min(MAX_PAGE),
+    }
+}
+
+fn error(out: &mut Vec<Output>, seq: u32, code: ErrorCode, message: impl Into<String>) {
+    out.push(Output::Send(ServerFrame::new(
+        seq,
+        ServerBody::Error {
+            code: code.code(),
+            message: message.into(),
+            fatal: false,
+        },
+    )));
+}
+
+#[cfg(test)]
+mod tests;

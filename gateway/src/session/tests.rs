@@ -1,0 +1,532 @@
+//! The session core in memory: frames in, outputs out, time passed by hand.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parley_storage::{ConversationId, MediaRef, MessageId, MessageKind};
+use tokio::time::Instant;
+
+use super::*;
+use crate::auth::{Authenticator, mint_hs256};
+use crate::codec::encode_client;
+
+const SECRET: &[u8] = b"0123456789abcdef-test-secret";
+const WALL: i64 = 1_800_000_000_000;
+
+struct Harness {
+    s: Session,
+    t0: Instant,
+    elapsed: Duration,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(SessionLimits::default())
+    }
+
+    fn with(limits: SessionLimits) -> Self {
+        let auth = Arc::new(Authenticator::new(SECRET, None).expect("auth"));
+        let t0 = Instant::now();
+        let now = Now {
+            mono: t0,
+            wall_ms: WALL,
+        };
+        Self {
+            s: Session::new(7, Arc::new(limits), auth, now),
+            t0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            mono: self.t0 + self.elapsed,
+            wall_ms: WALL + self.elapsed.as_millis() as i64,
+        }
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<Output> {
+        self.elapsed += d;
+        let mut out = Vec::new();
+        if self.s.next_deadline().is_some_and(|d| d <= self.now().mono) {
+            self.s.handle_timeout(self.now(), &mut out);
+        }
+        out
+    }
+
+    fn send(&mut self, seq: u32, body: ClientBody) -> Vec<Output> {
+        self.raw(&encode_client(&ClientFrame { seq, body }))
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.s.handle_frame(self.now(), bytes, &mut out);
+        out
+    }
+
+    fn hello_as(&mut self, user: &str) -> Vec<Output> {
+        let token = mint_hs256(SECRET, user, 3600, WALL);
+        self.send(1, hello(&token))
+    }
+
+    fn active(user: &str) -> Self {
+        let mut h = Self::new();
+        let out = h.hello_as(user);
+        assert!(matches!(
+            out[0],
+            Output::Send(ServerFrame {
+                body: ServerBody::Welcome(_),
+                ..
+            })
+        ));
+        h
+    }
+}
+
+fn hello(token: &str) -> ClientBody {
+    ClientBody::Hello(Hello {
+        token: token.into(),
+        protocol_major: 1,
+        protocol_minor: 0,
+        resume: vec![],
+        client_name: None,
+    })
+}
+
+fn send_text(conversation: ConversationId, id: &str, content: &str) -> ClientBody {
+    ClientBody::Send(SendMessage {
+        conversation,
+        client_msg_id: id.into(),
+        kind: MessageKind::Text,
+        content: content.into(),
+        media: None,
+    })
+}
+
+/// The error code of a single Error frame, and whether it was fatal (followed by Close).
+fn error_of(out: &[Output]) -> (u16, bool) {
+    match out {
+        [
+            Output::Send(ServerFrame {
+                body: ServerBody::Error { code, fatal, .. },
+                ..
+            }),
+        ] => (*code, *fatal),
+        [
+            Output::Send(ServerFrame {
+                body:
+                    ServerBody::Error {
+                        code, fatal: true, ..
+                    },
+                ..
+            }),
+            Output::Close(c),
+        ] => {
+            assert_eq!(c.code(), *code);
+            (*code, true)
+        }
+        other => panic!("expected one error, got {other:?}"),
+    }
+}
+
+fn command(out: &[Output]) -> &Command {
+    match out {
+        [Output::Do(c)] => c,
+        other => panic!("expected one command, got {other:?}"),
+    }
+}
+
+#[test]
+fn hello_gives_welcome_then_start_with_resume_points() {
+    let mut h = Harness::new();
+    let token = mint_hs256(SECRET, "alice", 3600, WALL);
+    let conv = ConversationId::random();
+    let out = h.send(
+        9,
+        ClientBody::Hello(Hello {
+            token,
+            protocol_major: 1,
+            protocol_minor: 3,
+            resume: vec![ResumePoint {
+                conversation: conv,
+                last_message_id: MessageId(5),
+            }],
+            client_name: Some("web".into()),
+        }),
+    );
+    let [
+        Output::Send(welcome),
+        Output::Do(Command::Start { user, resume }),
+    ] = &out[..]
+    else {
+        panic!("{out:?}");
+    };
+    assert_eq!(welcome.seq, 9);
+    let ServerBody::Welcome(w) = &welcome.body else {
+        panic!("{welcome:?}");
+    };
+    assert_eq!((w.user.as_str(), w.session_id), ("alice", 7));
+    assert_eq!(w.max_message_chars, 4000);
+    assert_eq!(w.heartbeat_ms, 25_000);
+    assert_eq!(&**user, "alice");
+    assert_eq!(resume[0].conversation, conv);
+    assert_eq!(h.s.user().map(|u| &**u), Some("alice"));
+}
+
+#[test]
+fn anything_before_hello_is_fatal() {
+    let mut h = Harness::new();
+    let out = h.send(1, ClientBody::Ping { nonce: 1 });
+    assert_eq!(error_of(&out), (ErrorCode::NotAuthenticated.code(), true));
+    assert!(h.s.is_closed());
+    // Nothing more is processed after a fatal error.
+    assert!(h.hello_as("alice").is_empty());
+}
+
+#[test]
+fn unknown_major_version_is_refused() {
+    let mut h = Harness::new();
+    let token = mint_hs256(SECRET, "alice", 3600, WALL);
+    let out = h.send(
+        1,
+        ClientBody::Hello(Hello {
+            token,
+            protocol_major: 2,
+            protocol_minor: 0,
+            resume: vec![],
+            client_name: None,
+        }),
+    );
+    assert_eq!(error_of(&out), (ErrorCode::UnsupportedVersion.code(), true));
+}
+
+#[test]
+fn bad_and_expired_tokens_are_refused_with_their_codes() {
+    let mut h = Harness::new();
+    let forged = mint_hs256(b"another-secret-of-16+", "alice", 3600, WALL);
+    assert_eq!(
+        error_of(&h.send(1, hello(&forged))),
+        (ErrorCode::AuthFailed.code(), true)
+    );
+
+    let mut h = Harness::new();
+    let expired = mint_hs256(SECRET, "alice", 60, WALL - 120_000);
+    assert_eq!(
+        error_of(&h.send(1, hello(&expired))),
+        (ErrorCode::TokenExpired.code(), true)
+    );
+
+    let mut h = Harness::new();
+    assert_eq!(
+        error_of(&h.send(1, hello("garbage"))),
+        (ErrorCode::AuthFailed.code(), true)
+    );
+}
+
+#[test]
+fn too_many_resume_points_are_refused() {
+    let mut h = Harness::with(SessionLimits {
+        max_resume_points: 2,
+        ..SessionLimits::default()
+    });
+    let token = mint_hs256(SECRET, "alice", 3600, WALL);
+    let resume = (0..3)
+        .map(|i| ResumePoint {
+            conversation: ConversationId::random(),
+            last_message_id: MessageId(i),
+        })
+        .collect();
+    let out = h.send(
+        1,
+        ClientBody::Hello(Hello {
+            token,
+            protocol_major: 1,
+            protocol_minor: 0,
+            resume,
+            client_name: None,
+        }),
+    );
+    // The verifier's table limit follows max_resume_points, so this fails as a bad frame or
+    // as too many points; either way nothing is started.
+    assert!(!out.iter().any(|o| matches!(o, Output::Do(_))), "{out:?}");
+}
+
+#[test]
+fn second_hello_is_an_error_but_not_fatal() {
+    let mut h = Harness::active("alice");
+    assert_eq!(
+        error_of(&h.hello_as("bob")),
+        (ErrorCode::AlreadyAuthenticated.code(), false)
+    );
+    assert_eq!(h.s.user().map(|u| &**u), Some("alice"));
+}
+
+#[test]
+fn ping_gets_pong_with_nonce() {
+    let mut h = Harness::active("alice");
+    let out = h.send(4, ClientBody::Ping { nonce: 99 });
+    assert_eq!(
+        out,
+        vec![Output::Send(ServerFrame::new(
+            4,
+            ServerBody::Pong {
+                nonce: 99,
+                server_time_ms: WALL
+            }
+        ))]
+    );
+}
+
+#[test]
+fn malformed_frames_get_errors_then_a_close() {
+    let mut h = Harness::active("alice");
+    for _ in 0..5 {
+        assert_eq!(
+            error_of(&h.raw(b"\x01\x02garbage")),
+            (ErrorCode::BadFrame.code(), false)
+        );
+    }
+    assert_eq!(
+        error_of(&h.raw(b"")),
+        (ErrorCode::TooManyBadFrames.code(), true)
+    );
+    assert!(h.s.is_closed());
+}
+
+#[test]
+fn hello_timeout_closes_a_silent_connection() {
+    let mut h = Harness::new();
+    assert!(h.advance(Duration::from_secs(9)).is_empty());
+    let out = h.advance(Duration::from_secs(1));
+    assert_eq!(error_of(&out), (ErrorCode::HelloTimeout.code(), true));
+}
+
+#[test]
+fn idle_timeout_counts_from_the_last_frame() {
+    let mut h = Harness::active("alice");
+    assert!(h.advance(Duration::from_secs(70)).is_empty());
+    h.send(2, ClientBody::Ping { nonce: 0 });
+    assert!(
+        h.advance(Duration::from_secs(70)).is_empty(),
+        "ping reset the timer"
+    );
+    let out = h.advance(Duration::from_secs(5));
+    assert_eq!(error_of(&out), (ErrorCode::IdleTimeout.code(), true));
+}
+
+#[test]
+fn typing_is_relayed_on_change_refreshed_and_expires() {
+    let mut h = Harness::active("alice");
+    let c = ConversationId::random();
+    let typing = |active| ClientBody::Typing {
+        conversation: c,
+        active,
+    };
+    let relayed = |out: &[Output], active: bool| matches!(command(out), Command::Typing { conversation, active: a, .. } if *conversation == c && *a == active);
+    // Stop without start: nothing.
+    assert!(h.send(2, typing(false)).is_empty());
+    assert!(relayed(&h.send(3, typing(true)), true));
+    // A refresh soon after is not echoed to everyone.
+    h.advance(Duration::from_secs(1));
+    assert!(h.send(4, typing(true)).is_empty());
+    // A refresh after half the TTL is, so receivers' timers stay alive.
+    h.advance(Duration::from_secs(2));
+    assert!(relayed(&h.send(5, typing(true)), true));
+    // Explicit stop.
+    assert!(relayed(&h.send(6, typing(false)), false));
+    // Start again and let it lapse: the server ends it after 5 s without a refresh.
+    assert!(relayed(&h.send(7, typing(true)), true));
+    assert!(h.advance(Duration::from_millis(4_900)).is_empty());
+    let out = h.advance(Duration::from_millis(100));
+    assert!(matches!(
+        command(&out),
+        Command::Typing {
+            seq: 0,
+            active: false,
+            ..
+        }
+    ));
+    assert!(h.advance(Duration::from_secs(5)).is_empty(), "ended once");
+}
+
+#[test]
+fn disconnect_ends_active_typing() {
+    let mut h = Harness::active("alice");
+    let c = ConversationId::random();
+    h.send(
+        2,
+        ClientBody::Typing {
+            conversation: c,
+            active: true,
+        },
+    );
+    let mut out = Vec::new();
+    h.s.handle_transport_closed(&mut out);
+    assert!(
+        matches!(command(&out), Command::Typing { active: false, conversation, .. } if *conversation == c)
+    );
+}
+
+#[test]
+fn message_length_is_counted_in_characters() {
+    let mut h = Harness::active("alice");
+    let c = ConversationId::random();
+    // 4 000 four-byte characters: at the limit, accepted.
+    let at_limit = "😀".repeat(4000);
+    assert!(matches!(
+        command(&h.send(2, send_text(c, "a", &at_limit))),
+        Command::Send { seq: 2, .. }
+    ));
+    let over = "a".repeat(4001);
+    assert_eq!(
+        error_of(&h.send(3, send_text(c, "b", &over))),
+        (ErrorCode::MessageTooLong.code(), false)
+    );
+}
+
+#[test]
+fn send_fields_are_validated() {
+    let mut h = Harness::active("alice");
+    let c = ConversationId::random();
+    let invalid = ErrorCode::Invalid.code();
+    assert_eq!(
+        error_of(&h.send(2, send_text(c, "a", "   "))),
+        (invalid, false)
+    );
+    assert_eq!(
+        error_of(&h.send(3, send_text(c, "", "hi"))),
+        (invalid, false)
+    );
+    assert_eq!(
+        error_of(&h.send(4, send_text(c, &"x".repeat(65), "hi"))),
+        (invalid, false)
+    );
+    assert_eq!(
+        error_of(&h.send(5, send_text(c, "a\nb", "hi"))),
+        (invalid, false)
+    );
+    let media = |kind, url: &str| {
+        ClientBody::Send(SendMessage {
+            conversation: c,
+            client_msg_id: "m".into(),
+            kind,
+            content: String::new(),
+            media: (!url.is_empty()).then(|| MediaRef {
+                url: url.into(),
+                mime_type: "image/png".into(),
+                size_bytes: 1,
+                name: "a.png".into(),
+                width: 1,
+                height: 1,
+            }),
+        })
+    };
+    assert_eq!(
+        error_of(&h.send(6, media(MessageKind::Image, ""))),
+        (invalid, false)
+    );
+    assert_eq!(
+        error_of(&h.send(7, media(MessageKind::Image, "javascript:alert(1)"))),
+        (invalid, false)
+    );
+    assert_eq!(
+        error_of(&h.send(8, media(MessageKind::Text, "https://cdn/a.png"))),
+        (invalid, false)
+    );
+    assert!(matches!(
+        command(&h.send(9, media(MessageKind::Image, "https://cdn/a.png"))),
+        Command::Send { .. }
+    ));
+}
+
+#[test]
+fn pages_default_and_clamp() {
+    let mut h = Harness::active("alice");
+    let c = ConversationId::random();
+    let history = |limit| ClientBody::History {
+        conversation: c,
+        before: None,
+        limit,
+    };
+    assert!(matches!(
+        command(&h.send(2, history(0))),
+        Command::History { limit: 50, .. }
+    ));
+    assert!(matches!(
+        command(&h.send(3, history(500))),
+        Command::History { limit: 100, .. }
+    ));
+    assert!(matches!(
+        command(&h.send(4, history(7))),
+        Command::History { limit: 7, .. }
+    ));
+    let list = |cursor: Option<&str>| ClientBody::Conversations {
+        cursor: cursor.map(str::to_owned),
+        limit: 0,
+    };
+    assert!(matches!(
+        command(&h.send(5, list(None))),
+        Command::Conversations {
+            limit: 20,
+            cursor: None,
+            ..
+        }
+    ));
+    assert_eq!(
+        error_of(&h.send(6, list(Some("garbage")))),
+        (ErrorCode::Invalid.code(), false)
+    );
+}
+
+#[test]
+fn frame_rate_is_limited_per_session() {
+    let mut h = Harness::with(SessionLimits {
+        frames_per_sec: 10.0,
+        frame_burst: 5,
+        ..SessionLimits::default()
+    });
+    h.hello_as("alice");
+    let mut limited = 0;
+    for i in 0..10 {
+        let out = h.send(i, ClientBody::Ping { nonce: 0 });
+        if let [
+            Output::Send(ServerFrame {
+                body: ServerBody::Error { code, .. },
+                ..
+            }),
+        ] = &out[..]
+        {
+            assert_eq!(*code, ErrorCode::RateLimited.code());
+            limited += 1;
+        }
+    }
+    assert_eq!(limited, 6, "burst of 5, hello took one");
+    h.advance(Duration::from_millis(200));
+    assert!(matches!(
+        &h.send(20, ClientBody::Ping { nonce: 0 })[..],
+        [Output::Send(ServerFrame {
+            body: ServerBody::Pong { .. },
+            ..
+        })]
+    ));
+}
+
+#[test]
+fn oversized_frames_and_shutdown_are_fatal() {
+    let mut h = Harness::active("alice");
+    let mut out = Vec::new();
+    h.s.handle_oversized(&mut out);
+    assert_eq!(error_of(&out), (ErrorCode::FrameTooLarge.code(), true));
+
+    let mut h = Harness::active("alice");
+    let mut out = Vec::new();
+    h.s.handle_shutdown(&mut out);
+    assert!(matches!(
+        &out[0],
+        Output::Send(ServerFrame {
+            body: ServerBody::Goaway { .. },
+            ..
+        })
+    ));
+    assert_eq!(error_of(&out[1..]), (ErrorCode::ShuttingDown.code(), true));
+}

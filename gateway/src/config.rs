@@ -124,7 +124,11 @@ pub struct Options {
     #[arg(long, env = "PARLEY_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
     /// Log filter (tracing EnvFilter syntax), e.g. `info`, `gateway=debug`.
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        default_value = "info,fjall=warn,lsm_tree=warn"
+    )]
     pub log: String,
     /// Serve test-only endpoints (/test/echo for the Autobahn suite). Never in production.
     #[arg(long, env = "PARLEY_TEST_ENDPOINTS", default_value_t = false)]

@@ -1,1 +1,112 @@
-fn main() {}
+//! `gateway`: runs a Parley node, or prints a token (`gateway token <user>`).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use gateway::auth::{Authenticator, mint_hs256};
+use gateway::clock::wall_ms;
+use gateway::config::{Cli, Command, Config, parse_ttl};
+use parley_storage::embedded::{Embedded, EmbeddedConfig};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_options(&cli.options) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("invalid configuration:\n{problems}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!("configuration OK: {}", config.describe());
+        return ExitCode::SUCCESS;
+    }
+    let result = match cli.command {
+        Some(Command::Token { user, ttl }) => token(&config, &user, &ttl),
+        None => run(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn token(config: &Config, user: &str, ttl: &str) -> anyhow::Result<()> {
+    gateway::auth::validate_user_id(user).map_err(anyhow::Error::msg)?;
+    let ttl = parse_ttl(ttl).map_err(anyhow::Error::msg)?;
+    let secret = config.resolve_secret().context("JWT secret")?;
+    if let Some(file) = &secret.dev_file {
+        eprintln!("signed with the development secret in {}", file.display());
+    }
+    println!("{}", mint_hs256(&secret.bytes, user, ttl, wall_ms()));
+    Ok(())
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let secret = config.resolve_secret().context("JWT secret")?;
+    if let Some(file) = &secret.dev_file {
+        tracing::warn!(
+            file = %file.display(),
+            generated = secret.generated,
+            "no JWT_SECRET configured: using a development secret kept in the data directory; \
+             mint tokens with `gateway token <user-id>`"
+        );
+    }
+    let public_key = match &config.jwt_public_key {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("read {}", path.display()))?)
+        }
+        None => None,
+    };
+    let auth =
+        Authenticator::new(&secret.bytes, public_key.as_deref()).map_err(anyhow::Error::msg)?;
+    let store_dir = config.data_dir.join("store");
+    let storage = Embedded::open(
+        &store_dir,
+        EmbeddedConfig {
+            node_id: config.session.node_id,
+            max_batch: config.storage_max_batch,
+            ..EmbeddedConfig::default()
+        },
+    )
+    .with_context(|| format!("open storage in {}", store_dir.display()))?;
+    tracing::info!(config = %config.describe(), "starting");
+    let running = gateway::server::start(config, Arc::new(storage), auth)?;
+    let addr = running.addr();
+    tracing::info!(%addr, "listening (HTTP + WebSocket /ws)");
+    // A stable line on stdout for scripts and tests that start the gateway with --port 0.
+    println!("parley gateway listening on {addr}");
+    wait_for_signal()?;
+    tracing::info!("shutting down: telling clients to reconnect");
+    running.shutdown();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn wait_for_signal() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    })
+}

@@ -36,6 +36,9 @@ const MAX_MEDIA_URL: usize = 2048;
 const MAX_MEDIA_FIELD: usize = 255;
 
 /// What the driver must do next.
+// Outputs live for one step in a reused Vec; boxing the large frame variant would allocate on
+// every reply instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// Send this frame to this session's client.
@@ -319,7 +322,12 @@ impl Session {
                 return self.fail(seq, ErrorCode::TokenExpired, "token expired", out);
             }
             Err(AuthError::Invalid(why)) => {
-                return self.fail(seq, ErrorCode::AuthFailed, why, out);
+                return self.fail(
+                    seq,
+                    ErrorCode::AuthFailed,
+                    format!("invalid token: {why}"),
+                    out,
+                );
             }
         };
         if hello.resume.len() > self.limits.max_resume_points {
@@ -371,7 +379,7 @@ impl Session {
             }
             ClientBody::Join { conversation } => Command::Join { seq, conversation },
             ClientBody::Leave { conversation } => Command::Leave { seq, conversation },
-            ClientBody::Send(message) => match self.validate_send(&message) {
+            ClientBody::Send(message) => match validate_send(&self.limits, &message) {
                 Ok(()) => Command::Send { seq, message },
                 Err((code, why)) => return error(out, seq, code, why),
             },
@@ -466,48 +474,49 @@ impl Session {
             }
         }
     }
+}
 
-    fn validate_send(&self, m: &SendMessage) -> Result<(), (ErrorCode, String)> {
-        let invalid = |why: &str| Err((ErrorCode::Invalid, why.to_owned()));
-        if m.client_msg_id.is_empty() || m.client_msg_id.len() > MAX_CLIENT_MSG_ID {
-            return invalid("client_msg_id must be 1 to 64 bytes");
+/// The content rules of a Send (id, length in characters, kind and media), shared with REST.
+pub fn validate_send(limits: &SessionLimits, m: &SendMessage) -> Result<(), (ErrorCode, String)> {
+    let invalid = |why: &str| Err((ErrorCode::Invalid, why.to_owned()));
+    if m.client_msg_id.is_empty() || m.client_msg_id.len() > MAX_CLIENT_MSG_ID {
+        return invalid("client_msg_id must be 1 to 64 bytes");
+    }
+    if m.client_msg_id.chars().any(char::is_control) {
+        return invalid("client_msg_id must not contain control characters");
+    }
+    let chars = m.content.chars().count();
+    if chars > limits.max_message_chars {
+        return Err((
+            ErrorCode::MessageTooLong,
+            format!(
+                "message has {chars} characters; the limit is {}",
+                limits.max_message_chars
+            ),
+        ));
+    }
+    match (&m.kind, &m.media) {
+        (MessageKind::Text, Some(_)) => invalid("text messages carry no media"),
+        (MessageKind::Text, None) if m.content.trim().is_empty() => {
+            invalid("message content must not be empty")
         }
-        if m.client_msg_id.chars().any(char::is_control) {
-            return invalid("client_msg_id must not contain control characters");
+        (MessageKind::Image | MessageKind::File, None) => {
+            invalid("image and file messages need media")
         }
-        let chars = m.content.chars().count();
-        if chars > self.limits.max_message_chars {
-            return Err((
-                ErrorCode::MessageTooLong,
-                format!(
-                    "message has {chars} characters; the limit is {}",
-                    self.limits.max_message_chars
-                ),
-            ));
-        }
-        match (&m.kind, &m.media) {
-            (MessageKind::Text, Some(_)) => invalid("text messages carry no media"),
-            (MessageKind::Text, None) if m.content.trim().is_empty() => {
-                invalid("message content must not be empty")
+        (_, Some(media)) => {
+            let url = media.url.as_str();
+            if url.len() > MAX_MEDIA_URL
+                || !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                return invalid("media url must be an http(s) URL of at most 2048 bytes");
             }
-            (MessageKind::Image | MessageKind::File, None) => {
-                invalid("image and file messages need media")
+            if media.name.len() > MAX_MEDIA_FIELD || media.mime_type.len() > MAX_MEDIA_FIELD {
+                return invalid("media name and mime type are at most 255 bytes");
             }
-            (_, Some(media)) => {
-                let url = media.url.as_str();
-                if url.len() > MAX_MEDIA_URL
-                    || !(url.starts_with("https://") || url.starts_with("http://"))
-                    || url.chars().any(|c| c.is_control() || c.is_whitespace())
-                {
-                    return invalid("media url must be an http(s) URL of at most 2048 bytes");
-                }
-                if media.name.len() > MAX_MEDIA_FIELD || media.mime_type.len() > MAX_MEDIA_FIELD {
-                    return invalid("media name and mime type are at most 255 bytes");
-                }
-                Ok(())
-            }
-            (MessageKind::Text, None) => Ok(()),
+            Ok(())
         }
+        (MessageKind::Text, None) => Ok(()),
     }
 }
 

@@ -71,6 +71,7 @@ async fn direct<S: Storage>(s: &S, buyer: &str, seller: &str, listing: &str) -> 
 }
 
 pub async fn direct_is_unique_per_triple<S: Storage>(s: Arc<S>) {
+    s.health().await.expect("a fresh store is healthy");
     let a = s
         .create_direct("buyer", "seller", "l1", T0)
         .await

@@ -126,4 +126,7 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Stores an abuse report; returns its id.
     async fn report(&self, report: NewReport) -> Result<uuid::Uuid>;
+
+    /// `Ok` when the engine can serve reads and writes now (readiness probes).
+    async fn health(&self) -> Result<()>;
 }

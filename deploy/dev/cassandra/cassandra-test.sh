@@ -28,13 +28,19 @@ fetch() {
   local tmp="$LIB.tmp.$$"
   rm -rf "$tmp"; mkdir -p "$tmp"
   # cassandra-all's runtime closure (about 100 jars, 67 MB). Maven's own cache is ~/.m2.
-  JAVA_HOME=${JAVA%/bin/java} mvn -B -q -Dstyle.color=never -f "$KIT/pom.xml" \
-      -Dcassandra.version="$VERSION" \
+  JAVA_HOME=${JAVA%/bin/java} mvn -B -f "$KIT/pom.xml" -Dcassandra.version="$VERSION" \
       org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
-      -DincludeScope=runtime -DoutputDirectory="$tmp"
+      -DincludeScope=runtime -DoutputDirectory="$tmp" >"$tmp.log" 2>&1 \
+    || { tail -n 40 "$tmp.log" >&2; die "maven failed (full log: $tmp.log)"; }
+  rm -f "$tmp.log"
   ls "$tmp/cassandra-all-$VERSION.jar" "$tmp"/jamm-*.jar >/dev/null   # sanity
   touch "$tmp/.complete-$VERSION"
-  rm -rf "$LIB"; mv "$tmp" "$LIB"
+  if [ -e "$LIB" ]; then   # replace an older version's jars, never an unrelated dir (CASS_LIB typo)
+    compgen -G "$LIB/cassandra-all-*.jar" >/dev/null || [ -z "$(ls -A "$LIB")" ] \
+      || die "$LIB exists and holds no Cassandra jars; refusing to replace it"
+    rm -rf "$LIB"
+  fi
+  mkdir -p "$(dirname "$LIB")"; mv "$tmp" "$LIB"
   echo "fetched $(ls "$LIB" | wc -l) jars for Cassandra $VERSION into $LIB"
 }
 
@@ -59,7 +65,7 @@ start() {
 
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true   # Cassandra wants 100000; it only warns below that
   local cp jamm
-  cp="$KIT:$(ls "$LIB"/*.jar | tr '\n' ':')"
+  cp=$(ls "$LIB"/*.jar | paste -sd:)
   jamm=$(ls "$LIB"/jamm-*.jar | head -1)
 
   local jvm=(
@@ -119,8 +125,9 @@ start() {
     -Dcassandra.skip_sync=true
     -Dcassandra.system_distributed.default_rf=1
     -Dcassandra.system_traces.default_rf=1
-    -Dcassandra.test.ignore_sigar=true
-    -Dcassandra.shutdown_announce_in_ms=0
+    -Dcassandra.test.ignore_sigar=true                         # no SIGAR native probe
+    -Dcassandra.shutdown_announce_in_ms=0                     # stop: no 2 s gossip announce sleep
+    -Dcassandra.test.messagingService.nonGracefulShutdown=true # stop: no 2 s messaging quiesce
     # JMX/nodetool: off. To enable: -Dcassandra.jmx.local.port=7199 -Djava.rmi.server.hostname=127.0.0.1
   )
   # shellcheck disable=SC2206
@@ -161,11 +168,11 @@ wait_ready() {
   local t0=$SECONDS pid ver; pid=$(cat "$PIDFILE")
   until ver=$(probe); do
     if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 40 "$RUN/logs/stdout.log" "$RUN/logs/system.log" >&2 || true
+      tail -n 40 "$RUN/logs/stdout.log" "$RUN/logs/system.log" >&2 2>/dev/null || true
       die "Cassandra (pid $pid) exited during startup"
     fi
     if (( SECONDS - t0 >= START_TIMEOUT )); then
-      tail -n 40 "$RUN/logs/system.log" >&2 || true
+      tail -n 40 "$RUN/logs/system.log" >&2 2>/dev/null || true
       die "not ready after ${START_TIMEOUT}s"
     fi
     sleep 0.5
@@ -177,7 +184,7 @@ stop() {
   [ -f "$PIDFILE" ] || { echo "not running (no pid file in $RUN)"; return 0; }
   local pid i; pid=$(cat "$PIDFILE")
   if ! grep -qa CassandraDaemon "/proc/$pid/cmdline" 2>/dev/null; then
-    rm -f "$PIDFILE"; echo "not running (stale pid $pid)"; return 0
+    rm -f "$PIDFILE"; echo "not running (pid $pid already gone)"; return 0
   fi
   kill -TERM "$pid"
   for (( i = 0; i < STOP_TIMEOUT * 5; i++ )); do     # poll every 0.2 s

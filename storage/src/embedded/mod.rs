@@ -411,6 +411,18 @@ impl Storage for Embedded {
     async fn report(&self, report: NewReport) -> Result<uuid::Uuid> {
         self.write(|reply| Op::Report { report, reply }).await
     }
+
+    async fn health(&self) -> Result<()> {
+        if self.writes.is_closed() {
+            return Err(StorageError::Unavailable("storage writer stopped".into()));
+        }
+        // A read through the blocking pool: proves reads are served too.
+        self.read(|ks| {
+            ks.conv.first_key_value();
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,182 @@
+//! HTTP on each shard: hyper serves `/ws` (upgraded to a WebSocket session), the REST API,
+//! health probes and, only with `--test-endpoints`, `/test/echo`.
+
+use std::convert::Infallible;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::errors::ErrorCode;
+use crate::node::Node;
+use crate::rest;
+use crate::shard::Shard;
+use crate::ws;
+
+/// Time a client gets to send a request's headers (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type Body = Full<Bytes>;
+
+/// Counts a connection as open on its shard until dropped (for draining at shutdown).
+pub struct ConnGuard(Rc<Shard>);
+
+impl ConnGuard {
+    pub fn new(shard: &Rc<Shard>) -> Self {
+        shard.connections.set(shard.connections.get() + 1);
+        Self(shard.clone())
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.connections.set(self.0.connections.get() - 1);
+    }
+}
+
+/// Serves one accepted TCP connection until it closes or is upgraded.
+pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
+    let _guard = ConnGuard::new(&shard);
+    let _ = stream.set_nodelay(true);
+    let svc_shard = shard.clone();
+    let service = service_fn(move |req| {
+        let shard = svc_shard.clone();
+        async move { Ok::<_, Infallible>(route(shard, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let mut shutdown = shard.shutdown.clone();
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = shutdown.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = tokio::time::timeout(shard.node.config.shutdown_grace, conn).await;
+}
+
+async fn route(shard: Rc<Shard>, mut req: Request<Incoming>) -> Response<Body> {
+    let node = &shard.node;
+    let path = req.uri().path().to_owned();
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut resp = match (req.method(), path.as_str()) {
+        (&Method::OPTIONS, _) => preflight(),
+        (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+        (&Method::GET, "/readyz") => ready(node).await,
+        (&Method::GET, "/ws") => upgrade(&shard, &mut req, false),
+        (&Method::GET, "/test/echo") if node.config.test_endpoints => {
+            upgrade(&shard, &mut req, true)
+        }
+        (_, p) if p.starts_with("/api/") => rest::handle(node, req).await,
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
+    };
+    cors(node, origin, &mut resp);
+    resp
+}
+
+async fn ready(node: &Node) -> Response<Body> {
+    if node.is_shutting_down() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "shutting down",
+        );
+    }
+    match node.storage.health().await {
+        Ok(()) => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::StorageUnavailable.name(),
+            &e.to_string(),
+        ),
+    }
+}
+
+fn upgrade(shard: &Rc<Shard>, req: &mut Request<Incoming>, echo: bool) -> Response<Body> {
+    if shard.node.is_shutting_down() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "shutting down",
+        );
+    }
+    let (resp, fut) = match fastwebsockets::upgrade::upgrade(req) {
+        Ok(x) => x,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_upgrade", &e.to_string()),
+    };
+    let shard = shard.clone();
+    tokio::task::spawn_local(async move {
+        let _guard = ConnGuard::new(&shard);
+        match fut.await {
+            Ok(ws) if echo => ws::serve_echo(shard, ws).await,
+            Ok(ws) => ws::serve_session(shard, ws).await,
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    resp.map(|_| Body::default())
+}
+
+fn preflight() -> Response<Body> {
+    let mut resp = Response::new(Body::default());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type, idempotency-key"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    resp
+}
+
+/// Adds CORS headers when the request's Origin is one of the configured ones.
+fn cors(node: &Node, origin: Option<HeaderValue>, resp: &mut Response<Body>) {
+    let Some(origin) = origin else { return };
+    let allowed = node
+        .config
+        .cors_origins
+        .iter()
+        .any(|o| o == "*" || origin.to_str().is_ok_and(|v| v.trim_end_matches('/') == o));
+    if allowed {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(Body::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// `{"error": {"code", "message"}}` with `status`.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    json(status, body.to_string())
+}

@@ -1,0 +1,229 @@
+//! Chat operations shared by the socket protocol (`conn`) and the REST API (`rest`): each
+//! checks who may do it, writes storage, and fans the resulting event out. One place, so a
+//! message sent over HTTP is delivered exactly like one sent over a socket.
+
+use std::sync::Arc;
+
+use parley_storage::{
+    Appended, Conversation, ConversationId, ConversationSummary, Created, MessageId, NewMessage,
+    ReadOutcome,
+};
+
+use crate::clock::Now;
+use crate::codec::encode_server;
+use crate::errors::{ClientError, ErrorCode};
+use crate::node::Node;
+use crate::outbox::Class;
+use crate::protocol::{SendMessage, ServerBody, ServerFrame};
+
+/// Most participants a Join answers with presence for.
+pub const JOIN_PRESENCE_LIMIT: usize = 200;
+
+/// Stores a message and delivers it to every session of every participant (except the
+/// sending session, which gets the Ack instead). A retry (same client_msg_id) stores and
+/// delivers nothing new.
+pub async fn send_message(
+    node: &Node,
+    user: &Arc<str>,
+    m: SendMessage,
+    now: Now,
+    exclude_session: Option<u64>,
+) -> Result<Appended, ClientError> {
+    let conversation = node.hub.conversation_for(m.conversation, user).await?;
+    node.hub.take_send_token(user, now.mono)?;
+    let appended = node
+        .storage
+        .append(NewMessage {
+            conversation: m.conversation,
+            sender: user.to_string(),
+            kind: m.kind,
+            content: m.content,
+            media: m.media,
+            client_msg_id: m.client_msg_id,
+            now_ms: now.wall_ms,
+        })
+        .await?;
+    if !appended.duplicate {
+        let msg = &appended.message;
+        let class = Class::Message {
+            conversation: msg.conversation,
+            id: msg.id,
+        };
+        let frame = encode_server(&ServerFrame::push(ServerBody::MessageNew(msg.clone())));
+        let users = conversation.participants.iter().map(String::as_str);
+        node.hub
+            .fanout(users, None, exclude_session, frame, class)
+            .await;
+    }
+    Ok(appended)
+}
+
+/// Moves the reader's watermark; when it moved, tells the other participants (and the
+/// reader's other sessions, so their unread badges follow).
+pub async fn mark_read(
+    node: &Node,
+    user: &Arc<str>,
+    conversation: ConversationId,
+    up_to: MessageId,
+    now: Now,
+    exclude_session: Option<u64>,
+) -> Result<ReadOutcome, ClientError> {
+    let c = node.hub.conversation_for(conversation, user).await?;
+    let outcome = node
+        .storage
+        .mark_read(conversation, user, up_to, now.wall_ms)
+        .await?;
+    if outcome.advanced {
+        let frame = encode_server(&ServerFrame::push(ServerBody::MessageRead {
+            conversation,
+            reader: user.to_string(),
+            up_to: outcome.state.up_to,
+            read_at_ms: outcome.state.read_at_ms,
+        }));
+        let users = c.participants.iter().map(String::as_str);
+        node.hub
+            .fanout(users, None, exclude_session, frame, Class::Reliable)
+            .await;
+    }
+    Ok(outcome)
+}
+
+/// Relays a typing state to the other participants.
+pub async fn typing(
+    node: &Node,
+    user: &Arc<str>,
+    conversation: ConversationId,
+    active: bool,
+) -> Result<(), ClientError> {
+    let c = node.hub.conversation_for(conversation, user).await?;
+    let frame = encode_server(&ServerFrame::push(ServerBody::Typing {
+        conversation,
+        user: user.to_string(),
+        active,
+    }));
+    let users = c.participants.iter().map(String::as_str);
+    node.hub
+        .fanout(users, Some(user), None, frame, Class::Ephemeral)
+        .await;
+    Ok(())
+}
+
+/// Tells the users who share a conversation with `user` that it came online or went offline.
+pub async fn announce_presence(node: &Node, user: &str, online: bool, last_seen_ms: i64) {
+    let contacts = match node.storage.contacts(user).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "presence: contacts unavailable");
+            return;
+        }
+    };
+    if contacts.is_empty() {
+        return;
+    }
+    let frame = encode_server(&ServerFrame::push(ServerBody::Presence {
+        user: user.to_owned(),
+        online,
+        last_seen_ms,
+    }));
+    node.hub
+        .fanout(
+            contacts.iter().map(String::as_str),
+            None,
+            None,
+            frame,
+            Class::Ephemeral,
+        )
+        .await;
+}
+
+/// Presence frames for the other participants of `c` (answer to Join).
+pub fn presence_of_others(node: &Node, c: &Conversation, user: &str) -> Vec<ServerFrame> {
+    c.participants
+        .iter()
+        .filter(|p| p.as_str() != user)
+        .take(JOIN_PRESENCE_LIMIT)
+        .map(|p| {
+            let state = node.hub.presence(p);
+            ServerFrame::push(ServerBody::Presence {
+                user: p.clone(),
+                online: state.online,
+                last_seen_ms: state.last_seen_ms,
+            })
+        })
+        .collect()
+}
+
+/// Creates (or returns) the direct conversation of `buyer` with `seller` about `listing`.
+pub async fn create_direct(
+    node: &Node,
+    buyer: &str,
+    seller: &str,
+    listing: &str,
+    now: Now,
+) -> Result<Created, ClientError> {
+    crate::auth::validate_user_id(seller).map_err(|e| ClientError::new(ErrorCode::Invalid, e))?;
+    if listing.is_empty() || listing.len() > 256 || listing.chars().any(char::is_control) {
+        return Err(ClientError::new(
+            ErrorCode::Invalid,
+            "listingId must be 1 to 256 bytes without control characters",
+        ));
+    }
+    Ok(node
+        .storage
+        .create_direct(buyer, seller, listing, now.wall_ms)
+        .await?)
+}
+
+/// Creates a group and tells its participants.
+pub async fn create_group(
+    node: &Node,
+    creator: &str,
+    participants: &[String],
+    title: &str,
+    now: Now,
+) -> Result<Conversation, ClientError> {
+    for p in participants {
+        crate::auth::validate_user_id(p).map_err(|e| ClientError::new(ErrorCode::Invalid, e))?;
+    }
+    if title.chars().count() > 200 || title.chars().any(char::is_control) {
+        return Err(ClientError::new(
+            ErrorCode::Invalid,
+            "title must be at most 200 characters without control characters",
+        ));
+    }
+    let c = node
+        .storage
+        .create_group(creator, participants, title, now.wall_ms)
+        .await?;
+    let frame = encode_server(&ServerFrame::push(ServerBody::ConversationUpdated(
+        ConversationSummary {
+            conversation: c.clone(),
+            last_message: None,
+            unread: 0,
+        },
+    )));
+    let users = c.participants.iter().map(String::as_str);
+    node.hub
+        .fanout(users, None, None, frame, Class::Reliable)
+        .await;
+    Ok(c)
+}
+
+/// Deletes a conversation for everyone and tells its participants.
+pub async fn delete_conversation(
+    node: &Node,
+    user: &str,
+    conversation: ConversationId,
+) -> Result<(), ClientError> {
+    let c = node.storage.delete_conversation(conversation, user).await?;
+    node.hub.forget_conversation(conversation);
+    let frame = encode_server(&ServerFrame::push(ServerBody::ConversationDeleted {
+        conversation,
+        by: user.to_owned(),
+    }));
+    let users = c.participants.iter().map(String::as_str);
+    node.hub
+        .fanout(users, None, None, frame, Class::Reliable)
+        .await;
+    Ok(())
+}

@@ -1,0 +1,410 @@
+//! The bounded queue toward one client, and its overflow policy.
+//!
+//! Policy (the only place it is decided):
+//! - `Ephemeral` events (typing, presence) are dropped once the queue is half full.
+//! - Everything else (messages, read receipts, this session's own answers) is never dropped:
+//!   when fan-out finds the queue full (`max_frames` frames or `max_bytes` bytes), the session is
+//!   closed with `slow consumer` and its queue discarded; the client reconnects and resumes from
+//!   its last message id, so nothing is lost. A slow client never delays anyone else: fan-out
+//!   pushes never wait.
+//! - The session's own answers wait for space instead (`push_own`): that only slows the session
+//!   that asked.
+//! - While a resume replays missed messages, live events are held aside and released after it,
+//!   minus the messages the replay already sent (no gap, no duplicate).
+//!
+//! One outbox belongs to one shard thread (`Rc`, `RefCell`); nothing here crosses threads.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+use parley_storage::{ConversationId, MessageId};
+use tokio::sync::Notify;
+
+use crate::errors::ErrorCode;
+
+/// What a queued frame is, for the overflow policy and resume de-duplication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Typing, presence: may be dropped under pressure.
+    Ephemeral,
+    /// A MessageNew.
+    Message {
+        conversation: ConversationId,
+        id: MessageId,
+    },
+    /// Anything else that must arrive (read receipts, deletions, answers).
+    Reliable,
+}
+
+/// One item for the transport's writer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// A protocol frame (WebSocket binary message / QUIC length-prefixed frame).
+    Frame(Bytes),
+    /// A WebSocket text message (only the test echo endpoint sends these).
+    Text(Bytes),
+    /// A WebSocket pong answering a ping.
+    Pong(Bytes),
+}
+
+impl Item {
+    fn len(&self) -> usize {
+        match self {
+            Item::Frame(b) | Item::Text(b) | Item::Pong(b) => b.len(),
+        }
+    }
+}
+
+/// How the session ends, for the writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Closing {
+    /// The error that ends the session; None for a normal close (the peer closed).
+    pub error: Option<ErrorCode>,
+    /// The WebSocket close code to send.
+    pub close_code: u16,
+}
+
+/// Result of a fan-out push.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// An ephemeral event dropped under pressure.
+    Dropped,
+    /// The queue was full: the session is now closed as a slow consumer.
+    Overflow,
+    /// The session is already closing.
+    Closed,
+}
+
+/// What the writer gets from [`Outbox::next`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Items were moved into the caller's buffer.
+    Items,
+    /// Write what was moved (if anything), then close.
+    Close(Closing),
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Item>,
+    bytes: usize,
+    closing: Option<Closing>,
+    /// Live events held during a resume replay.
+    held: Option<VecDeque<(Item, Class)>>,
+    held_bytes: usize,
+    dropped: u64,
+}
+
+/// The bounded outbound queue of one session.
+pub struct Outbox {
+    state: RefCell<State>,
+    max_frames: usize,
+    max_bytes: usize,
+    /// Wakes the writer: items queued or closing.
+    writable: Notify,
+    /// Wakes `push_own` waiters: space freed or closing.
+    space: Notify,
+    /// Wakes the session driver: closing.
+    closed: Notify,
+}
+
+impl Outbox {
+    pub fn new(max_frames: usize, max_bytes: usize) -> Self {
+        Self {
+            state: RefCell::default(),
+            max_frames,
+            max_bytes,
+            writable: Notify::new(),
+            space: Notify::new(),
+            closed: Notify::new(),
+        }
+    }
+
+    /// Fan-out push: never waits (see the module policy).
+    pub fn push(&self, frame: Bytes, class: Class) -> Pushed {
+        let mut s = self.state.borrow_mut();
+        if s.closing.is_some() {
+            return Pushed::Closed;
+        }
+        let len = frame.len();
+        let (frames, bytes) = match &s.held {
+            Some(h) => (h.len(), s.held_bytes),
+            None => (s.queue.len(), s.bytes),
+        };
+        if class == Class::Ephemeral
+            && (frames >= self.max_frames / 2 || bytes + len > self.max_bytes / 2)
+        {
+            s.dropped += 1;
+            return Pushed::Dropped;
+        }
+        if frames >= self.max_frames || bytes + len > self.max_bytes {
+            drop(s);
+            self.close(ErrorCode::SlowConsumer);
+            return Pushed::Overflow;
+        }
+        match &mut s.held {
+            Some(h) => {
+                h.push_back((Item::Frame(frame), class));
+                s.held_bytes += len;
+            }
+            None => {
+                s.queue.push_back(Item::Frame(frame));
+                s.bytes += len;
+                drop(s);
+                self.writable.notify_one();
+            }
+        }
+        Pushed::Queued
+    }
+
+    /// The session's own answer: waits for space; `Err` when the session is closing.
+    pub async fn push_own(&self, item: Item) -> Result<(), ()> {
+        loop {
+            {
+                let mut s = self.state.borrow_mut();
+                if s.closing.is_some() {
+                    return Err(());
+                }
+                let len = item.len();
+                // An item larger than the whole budget still goes out once the queue is empty.
+                if s.queue.len() < self.max_frames
+                    && (s.bytes + len <= self.max_bytes || s.queue.is_empty())
+                {
+                    s.queue.push_back(item);
+                    s.bytes += len;
+                    drop(s);
+                    self.writable.notify_one();
+                    return Ok(());
+                }
+            }
+            self.space.notified().await;
+        }
+    }
+
+    /// A control item that must not wait behind data (pong). Keeps only the newest pending one.
+    pub fn push_pong(&self, payload: Bytes) {
+        let mut s = self.state.borrow_mut();
+        if s.closing.is_some() {
+            return;
+        }
+        s.queue.retain(|i| !matches!(i, Item::Pong(_)));
+        s.queue.push_front(Item::Pong(payload));
+        drop(s);
+        self.writable.notify_one();
+    }
+
+    /// Start holding live events aside (resume replay begins).
+    pub fn hold(&self) {
+        let mut s = self.state.borrow_mut();
+        if s.held.is_none() {
+            s.held = Some(VecDeque::new());
+            s.held_bytes = 0;
+        }
+    }
+
+    /// Replay done: queue the held events, skipping messages at or below what was replayed per
+    /// conversation.
+    pub fn release(&self, replayed: &HashMap<ConversationId, MessageId>) {
+        let held = {
+            let mut s = self.state.borrow_mut();
+            s.held_bytes = 0;
+            s.held.take()
+        };
+        let Some(held) = held else { return };
+        for (item, class) in held {
+            if let Class::Message { conversation, id } = class
+                && replayed.get(&conversation).is_some_and(|max| id <= *max)
+            {
+                continue;
+            }
+            let Item::Frame(frame) = item else { continue };
+            if self.push(frame, class) == Pushed::Overflow {
+                return;
+            }
+        }
+    }
+
+    /// Begin closing because of `error`: the writer sends what is queued (unless the cause is
+    /// a slow consumer, whose queue is discarded), then closes. The first cause wins.
+    pub fn close(&self, error: ErrorCode) {
+        self.begin_close(Closing {
+            error: Some(error),
+            close_code: error.close_code(),
+        });
+    }
+
+    /// Begin a normal close answering the peer's close frame (`code` echoed).
+    pub fn close_normal(&self, code: u16) {
+        self.begin_close(Closing {
+            error: None,
+            close_code: code,
+        });
+    }
+
+    fn begin_close(&self, closing: Closing) {
+        let mut s = self.state.borrow_mut();
+        if s.closing.is_some() {
+            return;
+        }
+        if closing.error == Some(ErrorCode::SlowConsumer) {
+            s.queue.clear();
+            s.bytes = 0;
+        }
+        s.held = None;
+        s.closing = Some(closing);
+        drop(s);
+        self.writable.notify_one();
+        self.space.notify_waiters();
+        self.closed.notify_waiters();
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.state.borrow().closing.is_some()
+    }
+
+    /// Resolves once the outbox is closing.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            if self.is_closing() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// For the writer: waits for items, moves all queued ones into `buf`.
+    pub async fn next(&self, buf: &mut Vec<Item>) -> Next {
+        loop {
+            {
+                let mut s = self.state.borrow_mut();
+                if !s.queue.is_empty() {
+                    buf.extend(s.queue.drain(..));
+                    s.bytes = 0;
+                    let closing = s.closing;
+                    drop(s);
+                    self.space.notify_waiters();
+                    return match closing {
+                        Some(c) => Next::Close(c),
+                        None => Next::Items,
+                    };
+                }
+                if let Some(c) = s.closing {
+                    return Next::Close(c);
+                }
+            }
+            self.writable.notified().await;
+        }
+    }
+
+    /// Ephemeral events dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.state.borrow().dropped
+    }
+
+    /// Frames queued now (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.state.borrow().queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: usize) -> Bytes {
+        Bytes::from(vec![0u8; n])
+    }
+
+    fn msg(conversation: ConversationId, id: u64) -> Class {
+        Class::Message {
+            conversation,
+            id: MessageId(id),
+        }
+    }
+
+    #[test]
+    fn ephemeral_events_are_dropped_first_then_overflow_closes() {
+        let o = Outbox::new(8, 1 << 20);
+        let c = ConversationId::random();
+        for i in 0..4 {
+            assert_eq!(o.push(frame(10), msg(c, i)), Pushed::Queued);
+        }
+        assert_eq!(o.push(frame(10), Class::Ephemeral), Pushed::Dropped);
+        for i in 4..8 {
+            assert_eq!(o.push(frame(10), msg(c, i)), Pushed::Queued);
+        }
+        assert_eq!(o.push(frame(10), msg(c, 9)), Pushed::Overflow);
+        assert!(o.is_closing());
+        assert!(o.is_empty(), "a slow consumer's queue is discarded");
+        assert_eq!(o.push(frame(10), Class::Reliable), Pushed::Closed);
+        assert_eq!(o.dropped(), 1);
+    }
+
+    #[test]
+    fn byte_budget_counts_too() {
+        let o = Outbox::new(100, 100);
+        assert_eq!(o.push(frame(60), Class::Reliable), Pushed::Queued);
+        assert_eq!(o.push(frame(60), Class::Reliable), Pushed::Overflow);
+    }
+
+    #[tokio::test]
+    async fn release_skips_what_the_replay_sent() {
+        let o = Outbox::new(100, 1 << 20);
+        let (a, b) = (ConversationId::random(), ConversationId::random());
+        o.hold();
+        o.push(Bytes::from_static(b"a5"), msg(a, 5));
+        o.push(Bytes::from_static(b"typing"), Class::Ephemeral);
+        o.push(Bytes::from_static(b"a7"), msg(a, 7));
+        o.push(Bytes::from_static(b"b1"), msg(b, 1));
+        assert!(o.is_empty(), "held, not queued");
+        o.push_own(Item::Frame(Bytes::from_static(b"replay")))
+            .await
+            .expect("own");
+        o.release(&HashMap::from([(a, MessageId(5))]));
+        let mut buf = Vec::new();
+        assert_eq!(o.next(&mut buf).await, Next::Items);
+        let got: Vec<_> = buf
+            .iter()
+            .map(|i| match i {
+                Item::Frame(b) => std::str::from_utf8(b).expect("utf8").to_owned(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, vec!["replay", "typing", "a7", "b1"]);
+    }
+
+    #[tokio::test]
+    async fn push_own_waits_for_space_and_fails_when_closed() {
+        let o = std::rc::Rc::new(Outbox::new(16, 1 << 20));
+        for _ in 0..16 {
+            o.push_own(Item::Frame(frame(1))).await.expect("space");
+        }
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let waiter = {
+                    let o = o.clone();
+                    tokio::task::spawn_local(async move { o.push_own(Item::Frame(frame(1))).await })
+                };
+                tokio::task::yield_now().await;
+                assert!(!waiter.is_finished(), "full: waits");
+                let mut buf = Vec::new();
+                o.next(&mut buf).await;
+                assert_eq!(buf.len(), 16);
+                assert_eq!(waiter.await.expect("join"), Ok(()));
+                o.close(ErrorCode::ShuttingDown);
+                assert_eq!(o.push_own(Item::Frame(frame(1))).await, Err(()));
+                let mut buf = Vec::new();
+                assert!(matches!(o.next(&mut buf).await, Next::Close(_)));
+                assert_eq!(buf.len(), 1, "a non-slow close still sends what was queued");
+            })
+            .await;
+    }
+}

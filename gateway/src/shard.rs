@@ -1,0 +1,103 @@
+//! A shard: one OS thread, one current-thread Tokio runtime, its own SO_REUSEPORT listener, and
+//! the sessions it accepted, for their whole life. Other shards reach its sessions only through
+//! its bounded inbox.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::hub::Delivery;
+use crate::node::Node;
+use crate::outbox::Outbox;
+
+/// Deliveries a shard takes from its inbox per wake-up.
+const INBOX_BATCH: usize = 256;
+
+/// This shard's sessions by user: (session id, outbox).
+type LocalSessions = HashMap<Arc<str>, Vec<(u64, Rc<Outbox>)>>;
+
+/// Shard-local state. `Rc`: it never leaves its thread.
+pub struct Shard {
+    pub id: usize,
+    pub node: Arc<Node>,
+    /// Flips to `true` once: stop accepting, tell sessions to go.
+    pub shutdown: watch::Receiver<bool>,
+    sessions: RefCell<LocalSessions>,
+    next_session: Cell<u64>,
+    /// Open connections (HTTP or upgraded), for draining at shutdown.
+    pub connections: Cell<usize>,
+}
+
+impl Shard {
+    pub fn new(id: usize, node: Arc<Node>, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            id,
+            node,
+            shutdown,
+            sessions: RefCell::new(HashMap::new()),
+            next_session: Cell::new(0),
+            connections: Cell::new(0),
+        }
+    }
+
+    /// A session id unique on this node and across a cluster: node (10 bits) | shard (10 bits)
+    /// | counter (44 bits).
+    pub fn new_session_id(&self) -> u64 {
+        let n = self.next_session.get() + 1;
+        self.next_session.set(n);
+        (u64::from(self.node.limits.node_id) << 54)
+            | ((self.id as u64 & 0x3ff) << 44)
+            | (n & ((1 << 44) - 1))
+    }
+
+    pub fn register(&self, user: &Arc<str>, session: u64, outbox: Rc<Outbox>) {
+        self.sessions
+            .borrow_mut()
+            .entry(user.clone())
+            .or_default()
+            .push((session, outbox));
+    }
+
+    pub fn unregister(&self, user: &str, session: u64) {
+        let mut sessions = self.sessions.borrow_mut();
+        if let Some(list) = sessions.get_mut(user) {
+            list.retain(|(id, _)| *id != session);
+            if list.is_empty() {
+                sessions.remove(user);
+            }
+        }
+    }
+
+    /// Sessions registered on this shard.
+    pub fn session_count(&self) -> usize {
+        self.sessions.borrow().values().map(Vec::len).sum()
+    }
+
+    /// Hands one delivery's frame to each local session of its users.
+    pub fn deliver(&self, d: &Delivery) {
+        let sessions = self.sessions.borrow();
+        for user in &d.users {
+            let Some(list) = sessions.get(user) else {
+                continue;
+            };
+            for (id, outbox) in list {
+                if Some(*id) != d.exclude_session {
+                    outbox.push(d.frame.clone(), d.class);
+                }
+            }
+        }
+    }
+
+    /// Drains the inbox until every sender is gone.
+    pub async fn run_inbox(self: Rc<Self>, mut rx: mpsc::Receiver<Delivery>) {
+        let mut batch = Vec::with_capacity(INBOX_BATCH);
+        while rx.recv_many(&mut batch, INBOX_BATCH).await > 0 {
+            for d in batch.drain(..) {
+                self.deliver(&d);
+            }
+        }
+    }
+}

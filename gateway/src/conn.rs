@@ -317,7 +317,7 @@ impl Executor {
             let last = self.replay(&user, point).await;
             replayed.insert(point.conversation, last);
         }
-        self.outbox.release(&replayed);
+        self.outbox.release(replayed);
     }
 
     /// Replays one resume point; returns the newest message id the client now has.

@@ -9,8 +9,10 @@
 //!   pushes never wait.
 //! - The session's own answers wait for space instead (`push_own`): that only slows the session
 //!   that asked.
-//! - While a resume replays missed messages, live events are held aside and released after it,
-//!   minus the messages the replay already sent (no gap, no duplicate).
+//! - While a resume replays missed messages, live events are held aside and released after it.
+//!   From then on a message at or below what the replay sent for its conversation is dropped:
+//!   the replay already delivered it, even when its live fan-out arrives late (no gap, no
+//!   duplicate).
 //!
 //! One outbox belongs to one shard thread (`Rc`, `RefCell`); nothing here crosses threads.
 
@@ -94,6 +96,8 @@ struct State {
     /// Live events held during a resume replay.
     held: Option<VecDeque<(Item, Class)>>,
     held_bytes: usize,
+    /// Per resumed conversation, the newest message the replay sent.
+    floors: HashMap<ConversationId, MessageId>,
     dropped: u64,
 }
 
@@ -127,6 +131,13 @@ impl Outbox {
         let mut s = self.state.borrow_mut();
         if s.closing.is_some() {
             return Pushed::Closed;
+        }
+        if let Class::Message { conversation, id } = class
+            && s.floors
+                .get(&conversation)
+                .is_some_and(|floor| id <= *floor)
+        {
+            return Pushed::Dropped;
         }
         let len = frame.len();
         let (frames, bytes) = match &s.held {
@@ -204,21 +215,17 @@ impl Outbox {
         }
     }
 
-    /// Replay done: queue the held events, skipping messages at or below what was replayed per
-    /// conversation.
-    pub fn release(&self, replayed: &HashMap<ConversationId, MessageId>) {
+    /// Replay done: from now on drop messages at or below what was replayed per conversation,
+    /// and queue the held events (minus those).
+    pub fn release(&self, replayed: HashMap<ConversationId, MessageId>) {
         let held = {
             let mut s = self.state.borrow_mut();
             s.held_bytes = 0;
+            s.floors.extend(replayed);
             s.held.take()
         };
         let Some(held) = held else { return };
         for (item, class) in held {
-            if let Class::Message { conversation, id } = class
-                && replayed.get(&conversation).is_some_and(|max| id <= *max)
-            {
-                continue;
-            }
             let Item::Frame(frame) = item else { continue };
             if self.push(frame, class) == Pushed::Overflow {
                 return;
@@ -367,7 +374,7 @@ mod tests {
         o.push_own(Item::Frame(Bytes::from_static(b"replay")))
             .await
             .expect("own");
-        o.release(&HashMap::from([(a, MessageId(5))]));
+        o.release(HashMap::from([(a, MessageId(5))]));
         let mut buf = Vec::new();
         assert_eq!(o.next(&mut buf).await, Next::Items);
         let got: Vec<_> = buf
@@ -378,6 +385,12 @@ mod tests {
             })
             .collect();
         assert_eq!(got, vec!["replay", "typing", "a7", "b1"]);
+        // A live copy of a replayed message that arrives after the release is dropped too.
+        assert_eq!(
+            o.push(Bytes::from_static(b"late"), msg(a, 4)),
+            Pushed::Dropped
+        );
+        assert_eq!(o.push(Bytes::from_static(b"a8"), msg(a, 8)), Pushed::Queued);
     }
 
     #[tokio::test]

@@ -83,30 +83,32 @@ fn run(config: Config) -> anyhow::Result<()> {
     )
     .with_context(|| format!("open storage in {}", store_dir.display()))?;
     tracing::info!(config = %config.describe(), "starting");
+    // Signal handlers go in before anyone can learn the address: a SIGTERM right after start
+    // must still mean a graceful stop.
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stop = signals.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })?;
     let running = gateway::server::start(config, Arc::new(storage), auth)?;
     let addr = running.addr();
     tracing::info!(%addr, "listening (HTTP + WebSocket /ws)");
     // A stable line on stdout for scripts and tests that start the gateway with --port 0.
     println!("parley gateway listening on {addr}");
-    wait_for_signal()?;
-    tracing::info!("shutting down: telling clients to reconnect");
-    running.shutdown();
-    tracing::info!("stopped");
-    Ok(())
-}
-
-fn wait_for_signal() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
+    let (mut term, mut int) = stop;
+    signals.block_on(async {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        Ok(())
-    })
+    });
+    tracing::info!("shutting down: telling clients to reconnect");
+    running.shutdown();
+    tracing::info!("stopped");
+    Ok(())
 }

@@ -41,15 +41,18 @@ fetch() {
     rm -rf "$LIB"
   fi
   mkdir -p "$(dirname "$LIB")"; mv "$tmp" "$LIB"
-  echo "fetched $(ls "$LIB" | wc -l) jars for Cassandra $VERSION into $LIB"
+  local jars=("$LIB"/*.jar)
+  echo "fetched ${#jars[@]} jars for Cassandra $VERSION into $LIB"
 }
 
-# Alive = exists, is not a zombie (an unreaped child still answers kill -0), and is Cassandra.
-alive() {
+# running: the process exists and is not a zombie (an unreaped zombie still answers kill -0;
+# by the time it is one, its sockets are closed). ours: running and it is a CassandraDaemon.
+running() {
   local st; st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
-  [ -n "$st" ] && [ "$st" != Z ] && grep -qa CassandraDaemon "/proc/$1/cmdline" 2>/dev/null
+  [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
 }
-pid_alive() { [ -f "$PIDFILE" ] && alive "$(cat "$PIDFILE")"; }
+ours() { running "$1" && grep -qa CassandraDaemon "/proc/$1/cmdline" 2>/dev/null; }
+pid_alive() { [ -f "$PIDFILE" ] && ours "$(cat "$PIDFILE")"; }
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 start() {
@@ -69,9 +72,8 @@ start() {
   touch "$RUN/$MARKER"
 
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true   # Cassandra wants 100000; it only warns below that
-  local cp jamm
-  cp=$(ls "$LIB"/*.jar | paste -sd:)
-  jamm=$(ls "$LIB"/jamm-*.jar | head -1)
+  local jars=("$LIB"/*.jar) jamm=("$LIB"/jamm-*.jar) cp
+  cp=$(IFS=:; echo "${jars[*]}")
 
   local jvm=(
     # Heap: -Xms small on purpose. Cassandra calls mlockall(MCL_CURRENT) at boot (as root it
@@ -82,7 +84,7 @@ start() {
     -ea -da:net.openhft...
     -Djava.net.preferIPv4Stack=true
     -Djava.io.tmpdir="$RUN/tmp" -Djna.tmpdir="$RUN/tmp"
-    -javaagent:"$jamm"
+    -javaagent:"${jamm[0]}"
     # --- JPMS block: apache/cassandra conf/jvm17-server.options (+2 exports from the jvm11 list) ---
     -Djdk.attach.allowAttachSelf=true
     --add-exports java.base/jdk.internal.misc=ALL-UNNAMED
@@ -145,6 +147,7 @@ start() {
 
 # --- readiness: a real CQL query over the v4 native protocol, in plain bash -------------------
 # Frame header: version(1) flags(1) stream(2) opcode(1) length(4), big endian.
+# shellcheck disable=SC2059  # the format string IS the byte escape
 u8()  { printf "\\x$(printf %02x "$(( $1 & 255 ))")"; }
 u16() { u8 $(( $1 >> 8 )); u8 "$1"; }
 u32() { u16 $(( $1 >> 16 )); u16 $(( $1 & 65535 )); }
@@ -172,7 +175,7 @@ wait_ready() {
   [ -f "$PIDFILE" ] || die "no pid file in $RUN: not started"
   local t0=$SECONDS pid ver; pid=$(cat "$PIDFILE")
   until ver=$(probe); do
-    if ! alive "$pid"; then
+    if ! running "$pid"; then
       tail -n 40 "$RUN/logs/stdout.log" "$RUN/logs/system.log" >&2 2>/dev/null || true
       die "Cassandra (pid $pid) exited during startup"
     fi
@@ -188,18 +191,18 @@ wait_ready() {
 stop() {
   [ -f "$PIDFILE" ] || { echo "not running (no pid file in $RUN)"; return 0; }
   local pid i; pid=$(cat "$PIDFILE")
-  if ! alive "$pid"; then
+  if ! ours "$pid"; then
     rm -f "$PIDFILE"; echo "not running (pid $pid already gone)"; return 0
   fi
   kill -TERM "$pid"
   for (( i = 0; i < STOP_TIMEOUT * 5; i++ )); do     # poll every 0.2 s
-    alive "$pid" || { rm -f "$PIDFILE"; echo "stopped pid $pid"; return 0; }
+    running "$pid" || { rm -f "$PIDFILE"; echo "stopped pid $pid"; return 0; }
     sleep 0.2
   done
   echo "pid $pid still alive after ${STOP_TIMEOUT}s, sending SIGKILL" >&2
   kill -KILL "$pid" 2>/dev/null || true
-  for (( i = 0; i < 50; i++ )); do alive "$pid" || break; sleep 0.1; done
-  alive "$pid" && die "pid $pid survived SIGKILL"
+  for (( i = 0; i < 50; i++ )); do running "$pid" || break; sleep 0.1; done
+  running "$pid" && die "pid $pid survived SIGKILL"
   rm -f "$PIDFILE"; echo "killed pid $pid"
 }
 

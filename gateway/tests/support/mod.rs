@@ -63,7 +63,9 @@ impl Gateway {
             .args(["--port", "0", "--bind", "127.0.0.1", "--shards", "2"])
             .arg("--data-dir")
             .arg(dir)
-            .args(["--jwt-secret", SECRET, "--log", "warn"])
+            .args(["--jwt-secret", SECRET, "--log"])
+            // PARLEY_TEST_LOG=debug shows the gateway's logs while debugging a test.
+            .arg(std::env::var("PARLEY_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -61,7 +61,11 @@ pub(crate) struct Keyspaces {
 
 impl Keyspaces {
     fn open(db: &Database) -> fjall::Result<Self> {
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        // 8 MiB memtables instead of 64: inserts walk a smaller skiplist (fewer cache misses);
+        // measured 23 k → 58 k acknowledged appends/s with 512 in flight (benches/storage.rs,
+        // together with mimalloc in the bench).
+        let opts = || KeyspaceCreateOptions::default().max_memtable_size(8 << 20);
+        let ks = |name: &str| db.keyspace(name, opts);
         Ok(Self {
             conv: ks("conv")?,
             msg: ks("msg")?,
@@ -91,7 +95,7 @@ impl Embedded {
             .map_err(unavailable)?;
         let ks = Keyspaces::open(&db).map_err(unavailable)?;
         let (tx, rx) = mpsc::channel(config.queue.max(1));
-        let writer = Writer::new(db, ks.clone(), config.node_id, config.max_batch.max(1));
+        let writer = Writer::new(db, ks.clone(), config.node_id, config.max_batch.max(1))?;
         std::thread::Builder::new()
             .name("parley-storage-writer".into())
             .spawn(move || writer.run(rx))

@@ -136,17 +136,26 @@ pub(super) struct Writer {
     ids: IdGenerator,
     max_batch: usize,
     cache: HashMap<ConversationId, Conversation>,
+    /// Every block key (blocker | blocked), committed. Blocks are few and checked on every
+    /// direct append; the writer is their only mutator, so memory is exact and saves two
+    /// point reads per message.
+    blocks: HashSet<Vec<u8>>,
 }
 
 impl Writer {
-    pub fn new(db: Database, ks: Keyspaces, node_id: u16, max_batch: usize) -> Self {
-        Self {
+    pub fn new(db: Database, ks: Keyspaces, node_id: u16, max_batch: usize) -> Result<Self> {
+        let mut blocks = HashSet::new();
+        for guard in ks.block.iter() {
+            blocks.insert(guard.key().map_err(unavailable)?.to_vec());
+        }
+        Ok(Self {
             db,
             ks,
             ids: IdGenerator::new(node_id),
             max_batch,
             cache: HashMap::new(),
-        }
+            blocks,
+        })
     }
 
     /// Runs until every sender is gone: take what is queued (up to `max_batch`), apply it,
@@ -201,6 +210,13 @@ impl Writer {
         };
         match &result {
             Ok(()) => {
+                for (key, blocked) in p.blocks {
+                    if blocked {
+                        self.blocks.insert(key);
+                    } else {
+                        self.blocks.remove(&key);
+                    }
+                }
                 if self.cache.len() > CACHE_LIMIT {
                     self.cache.clear();
                 }
@@ -303,17 +319,13 @@ impl Writer {
         Ok(loaded)
     }
 
-    fn blocked(&self, p: &Pending, a: &str, b: &str) -> Result<bool> {
-        for key in [keys::block(a, b), keys::block(b, a)] {
-            let blocked = match p.blocks.get(&key) {
-                Some(b) => *b,
-                None => self.ks.block.contains_key(&key).map_err(unavailable)?,
-            };
-            if blocked {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+    fn blocked(&self, p: &Pending, a: &str, b: &str) -> bool {
+        [keys::block(a, b), keys::block(b, a)]
+            .into_iter()
+            .any(|key| match p.blocks.get(&key) {
+                Some(blocked) => *blocked,
+                None => self.blocks.contains(&key),
+            })
     }
 
     fn read_state(&self, p: &Pending, key: &[u8]) -> Result<Option<ReadState>> {
@@ -375,7 +387,7 @@ impl Writer {
                 created: false,
             });
         }
-        if self.blocked(p, buyer, seller)? {
+        if self.blocked(p, buyer, seller) {
             return Err(StorageError::Blocked);
         }
         let c = Conversation {
@@ -483,7 +495,7 @@ impl Writer {
             });
         }
         if let ConversationKind::Direct { buyer, seller, .. } = &c.kind
-            && self.blocked(p, buyer, seller)?
+            && self.blocked(p, buyer, seller)
         {
             return Err(StorageError::Blocked);
         }

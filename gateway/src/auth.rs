@@ -148,6 +148,44 @@ mod tests {
         ));
     }
 
+    fn sign(alg: Algorithm, key: &EncodingKey, user: &str, exp_ms: i64) -> String {
+        let claims = Claims {
+            sub: user.into(),
+            exp: exp_ms / 1000,
+            iat: 0,
+        };
+        jsonwebtoken::encode(&Header::new(alg), &claims, key).expect("sign")
+    }
+
+    #[test]
+    fn eddsa_and_rs256_public_keys_are_accepted_when_configured() {
+        let ed_private = include_bytes!("../testdata/ed25519-test-private.pem");
+        let ed_public = include_bytes!("../testdata/ed25519-test-public.pem");
+        let rsa_private = include_bytes!("../testdata/rsa-test-private.pem");
+        let rsa_public = include_bytes!("../testdata/rsa-test-public.pem");
+        let ed_key = EncodingKey::from_ed_pem(ed_private).expect("ed key");
+        let rsa_key = EncodingKey::from_rsa_pem(rsa_private).expect("rsa key");
+        let ed_token = sign(Algorithm::EdDSA, &ed_key, "carol", NOW + 60_000);
+        let rsa_token = sign(Algorithm::RS256, &rsa_key, "dave", NOW + 60_000);
+
+        let ed = Authenticator::new(b"secret", Some(ed_public)).expect("ed auth");
+        assert_eq!(ed.verify(&ed_token, NOW), Ok("carol".into()));
+        assert!(
+            ed.verify(&rsa_token, NOW).is_err(),
+            "RS256 not configured here"
+        );
+        let hs = mint_hs256(b"secret", "alice", 60, NOW);
+        assert_eq!(ed.verify(&hs, NOW), Ok("alice".into()), "HS256 still works");
+
+        let rsa = Authenticator::new(b"secret", Some(rsa_public)).expect("rsa auth");
+        assert_eq!(rsa.verify(&rsa_token, NOW), Ok("dave".into()));
+        assert!(rsa.verify(&ed_token, NOW).is_err());
+        let expired = sign(Algorithm::RS256, &rsa_key, "dave", NOW - 1);
+        assert_eq!(rsa.verify(&expired, NOW), Err(AuthError::Expired));
+
+        assert!(Authenticator::new(b"secret", Some(b"not a pem")).is_err());
+    }
+
     #[test]
     fn unsupported_algorithms_are_refused() {
         let auth = Authenticator::new(b"secret", None).expect("auth");

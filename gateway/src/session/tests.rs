@@ -530,3 +530,110 @@ fn oversized_frames_and_shutdown_are_fatal() {
     ));
     assert_eq!(error_of(&out[1..]), (ErrorCode::ShuttingDown.code(), true));
 }
+
+#[test]
+fn join_leave_read_become_commands_with_their_seq() {
+    let mut h = Harness::active("alice");
+    let c = ConversationId::random();
+    assert_eq!(
+        command(&h.send(2, ClientBody::Join { conversation: c })),
+        &Command::Join {
+            seq: 2,
+            conversation: c
+        }
+    );
+    assert_eq!(
+        command(&h.send(3, ClientBody::Leave { conversation: c })),
+        &Command::Leave {
+            seq: 3,
+            conversation: c
+        }
+    );
+    assert_eq!(
+        command(&h.send(
+            4,
+            ClientBody::Read {
+                conversation: c,
+                up_to: MessageId(77)
+            }
+        )),
+        &Command::Read {
+            seq: 4,
+            conversation: c,
+            up_to: MessageId(77)
+        }
+    );
+}
+
+/// A small deterministic generator (xorshift) so the fuzz loop needs no extra crate.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn random_and_mutated_input_never_panics() {
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let c = ConversationId::random();
+    let valid: Vec<Vec<u8>> = vec![
+        encode_client(&ClientFrame {
+            seq: 1,
+            body: send_text(c, "a", "hello"),
+        })
+        .to_vec(),
+        encode_client(&ClientFrame {
+            seq: 2,
+            body: ClientBody::Hello(Hello {
+                token: mint_hs256(SECRET, "alice", 3600, WALL),
+                protocol_major: 1,
+                protocol_minor: 0,
+                resume: vec![ResumePoint {
+                    conversation: c,
+                    last_message_id: MessageId(3),
+                }],
+                client_name: Some("x".into()),
+            }),
+        })
+        .to_vec(),
+        encode_client(&ClientFrame {
+            seq: 3,
+            body: ClientBody::Conversations {
+                cursor: Some("1_00000000000000000000000000000000".into()),
+                limit: 7,
+            },
+        })
+        .to_vec(),
+    ];
+    let limits = SessionLimits {
+        max_bad_frames: u32::MAX,
+        frame_burst: u32::MAX,
+        ..SessionLimits::default()
+    };
+    for round in 0..20_000 {
+        // Half the time an authenticated session, half a fresh one.
+        let mut h = Harness::with(limits.clone());
+        if round % 2 == 0 {
+            h.hello_as("alice");
+        }
+        let mut frame = valid[(rng.next() % valid.len() as u64) as usize].clone();
+        match rng.next() % 3 {
+            0 => {
+                for _ in 0..1 + rng.next() % 4 {
+                    let i = (rng.next() % frame.len() as u64) as usize;
+                    frame[i] = rng.next() as u8;
+                }
+            }
+            1 => frame.truncate((rng.next() % frame.len() as u64) as usize),
+            _ => {
+                frame = (0..rng.next() % 256).map(|_| rng.next() as u8).collect();
+            }
+        }
+        let _ = h.raw(&frame);
+    }
+}

@@ -91,7 +91,11 @@ pub async fn drive<S: FrameSource>(shard: Rc<Shard>, source: S, outbox: Rc<Outbo
             }
             (source, incoming) = &mut read => {
                 match incoming {
-                    Incoming::Frame(bytes) => session.handle_frame(Now::get(), &bytes, &mut out),
+                    Incoming::Frame(bytes) => {
+                        if let Some(kind) = session.handle_frame(Now::get(), &bytes, &mut out) {
+                            exec.shard.node.metrics.shard(exec.shard.id).frame_in(kind);
+                        }
+                    }
                     Incoming::Oversized => session.handle_oversized(&mut out),
                     Incoming::Closed => break,
                 }
@@ -142,6 +146,13 @@ impl Executor {
     }
 
     async fn reply(&self, frame: ServerFrame) {
+        let metrics = &self.shard.node.metrics;
+        metrics
+            .shard(self.shard.id)
+            .frames_out(frame.body.index(), 1);
+        if let ServerBody::Error { code, .. } = frame.body {
+            metrics.error(code);
+        }
         // Err: the session is closing; the frame has nowhere to go.
         let _ = self
             .outbox

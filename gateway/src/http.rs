@@ -73,6 +73,7 @@ async fn route(shard: Rc<Shard>, mut req: Request<Incoming>) -> Response<Body> {
         (&Method::OPTIONS, _) => preflight(),
         (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
         (&Method::GET, "/readyz") => ready(node).await,
+        (&Method::GET, "/metrics") => metrics(node),
         (&Method::GET, "/ws") => upgrade(&shard, &mut req, false),
         (&Method::GET, "/test/echo") if node.config.test_endpoints => {
             upgrade(&shard, &mut req, true)
@@ -100,6 +101,36 @@ async fn ready(node: &Node) -> Response<Body> {
             &e.to_string(),
         ),
     }
+}
+
+fn metrics(node: &Node) -> Response<Body> {
+    let online = node.hub.online_users() as f64;
+    let rss = resident_bytes().unwrap_or(0) as f64;
+    let text = node.metrics.render(&[
+        (
+            "parley_online_users",
+            "Users with at least one session on this node.",
+            online,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "Resident memory of this process.",
+            rss,
+        ),
+    ]);
+    let mut resp = Response::new(Body::new(Bytes::from(text)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}
+
+/// This process's resident set size (Linux `/proc/self/statm`).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 fn upgrade(shard: &Rc<Shard>, req: &mut Request<Incoming>, echo: bool) -> Response<Body> {

@@ -29,6 +29,32 @@ pub struct Delivery {
     pub exclude_session: Option<u64>,
     pub frame: Bytes,
     pub class: Class,
+    /// The frame's [`ServerBody::index`](crate::protocol::ServerBody::index), for metrics.
+    pub kind: usize,
+    /// When the Send that caused it arrived (messages only), for the send → deliver histogram.
+    pub received_at: Option<Instant>,
+}
+
+/// What to fan out: an encoded frame and how to treat it.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub frame: Bytes,
+    pub class: Class,
+    pub kind: usize,
+    pub received_at: Option<Instant>,
+}
+
+impl Event {
+    /// Encodes `body` once for every recipient.
+    pub fn new(body: crate::protocol::ServerBody, class: Class) -> Self {
+        let kind = body.index();
+        Self {
+            frame: crate::codec::encode_server(&crate::protocol::ServerFrame::push(body)),
+            class,
+            kind,
+            received_at: None,
+        }
+    }
 }
 
 /// A user's sessions on this node.
@@ -202,7 +228,7 @@ impl Hub {
         self.conversations.remove(&id);
     }
 
-    /// Delivers `frame` to every session of `users` on this node, except `skip_user`'s and the
+    /// Delivers `event` to every session of `users` on this node, except `skip_user`'s and the
     /// session `exclude_session`. Messages and other reliable events wait for inbox space
     /// (slowing only the publisher); ephemeral ones are dropped when an inbox is full.
     pub async fn fanout<'a>(
@@ -210,9 +236,14 @@ impl Hub {
         users: impl IntoIterator<Item = &'a str>,
         skip_user: Option<&str>,
         exclude_session: Option<u64>,
-        frame: Bytes,
-        class: Class,
+        event: Event,
     ) {
+        let Event {
+            frame,
+            class,
+            kind,
+            received_at,
+        } = event;
         let mut per_shard: Vec<Vec<Arc<str>>> = vec![Vec::new(); self.inboxes.len()];
         for user in users {
             if Some(user) == skip_user {
@@ -241,6 +272,8 @@ impl Hub {
                 exclude_session,
                 frame: frame.clone(),
                 class,
+                kind,
+                received_at,
             };
             if class == Class::Ephemeral {
                 if inbox.try_send(delivery).is_err() {

@@ -10,6 +10,8 @@ pub mod conn;
 pub mod errors;
 pub mod http;
 pub mod hub;
+pub mod metered;
+pub mod metrics;
 pub mod node;
 pub mod ops;
 pub mod outbox;

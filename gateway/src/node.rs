@@ -8,6 +8,7 @@ use parley_storage::Storage;
 use crate::auth::Authenticator;
 use crate::config::{Config, SessionLimits};
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 
 /// The node: configuration, authentication, storage and the hub. `Send + Sync`, behind `Arc`.
 pub struct Node {
@@ -16,6 +17,7 @@ pub struct Node {
     pub auth: Arc<Authenticator>,
     pub hub: Arc<Hub>,
     pub storage: Arc<dyn Storage>,
+    pub metrics: Arc<Metrics>,
     shutting_down: AtomicBool,
 }
 
@@ -25,6 +27,7 @@ impl Node {
         auth: Arc<Authenticator>,
         hub: Arc<Hub>,
         storage: Arc<dyn Storage>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             limits: Arc::new(config.session.clone()),
@@ -32,6 +35,7 @@ impl Node {
             auth,
             hub,
             storage,
+            metrics,
             shutting_down: AtomicBool::new(false),
         }
     }

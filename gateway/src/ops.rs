@@ -10,8 +10,8 @@ use parley_storage::{
 };
 
 use crate::clock::Now;
-use crate::codec::encode_server;
 use crate::errors::{ClientError, ErrorCode};
+use crate::hub::Event;
 use crate::node::Node;
 use crate::outbox::Class;
 use crate::protocol::{SendMessage, ServerBody, ServerFrame};
@@ -49,11 +49,10 @@ pub async fn send_message(
             conversation: msg.conversation,
             id: msg.id,
         };
-        let frame = encode_server(&ServerFrame::push(ServerBody::MessageNew(msg.clone())));
+        let mut event = Event::new(ServerBody::MessageNew(msg.clone()), class);
+        event.received_at = Some(now.mono);
         let users = conversation.participants.iter().map(String::as_str);
-        node.hub
-            .fanout(users, None, exclude_session, frame, class)
-            .await;
+        node.hub.fanout(users, None, exclude_session, event).await;
     }
     Ok(appended)
 }
@@ -74,16 +73,17 @@ pub async fn mark_read(
         .mark_read(conversation, user, up_to, now.wall_ms)
         .await?;
     if outcome.advanced {
-        let frame = encode_server(&ServerFrame::push(ServerBody::MessageRead {
-            conversation,
-            reader: user.to_string(),
-            up_to: outcome.state.up_to,
-            read_at_ms: outcome.state.read_at_ms,
-        }));
+        let event = Event::new(
+            ServerBody::MessageRead {
+                conversation,
+                reader: user.to_string(),
+                up_to: outcome.state.up_to,
+                read_at_ms: outcome.state.read_at_ms,
+            },
+            Class::Reliable,
+        );
         let users = c.participants.iter().map(String::as_str);
-        node.hub
-            .fanout(users, None, exclude_session, frame, Class::Reliable)
-            .await;
+        node.hub.fanout(users, None, exclude_session, event).await;
     }
     Ok(outcome)
 }
@@ -96,15 +96,16 @@ pub async fn typing(
     active: bool,
 ) -> Result<(), ClientError> {
     let c = node.hub.conversation_for(conversation, user).await?;
-    let frame = encode_server(&ServerFrame::push(ServerBody::Typing {
-        conversation,
-        user: user.to_string(),
-        active,
-    }));
+    let event = Event::new(
+        ServerBody::Typing {
+            conversation,
+            user: user.to_string(),
+            active,
+        },
+        Class::Ephemeral,
+    );
     let users = c.participants.iter().map(String::as_str);
-    node.hub
-        .fanout(users, Some(user), None, frame, Class::Ephemeral)
-        .await;
+    node.hub.fanout(users, Some(user), None, event).await;
     Ok(())
 }
 
@@ -120,20 +121,16 @@ pub async fn announce_presence(node: &Node, user: &str, online: bool, last_seen_
     if contacts.is_empty() {
         return;
     }
-    let frame = encode_server(&ServerFrame::push(ServerBody::Presence {
-        user: user.to_owned(),
-        online,
-        last_seen_ms,
-    }));
-    node.hub
-        .fanout(
-            contacts.iter().map(String::as_str),
-            None,
-            None,
-            frame,
-            Class::Ephemeral,
-        )
-        .await;
+    let event = Event::new(
+        ServerBody::Presence {
+            user: user.to_owned(),
+            online,
+            last_seen_ms,
+        },
+        Class::Ephemeral,
+    );
+    let users = contacts.iter().map(String::as_str);
+    node.hub.fanout(users, None, None, event).await;
 }
 
 /// Presence frames for the other participants of `c` (answer to Join).
@@ -195,17 +192,16 @@ pub async fn create_group(
         .storage
         .create_group(creator, participants, title, now.wall_ms)
         .await?;
-    let frame = encode_server(&ServerFrame::push(ServerBody::ConversationUpdated(
-        ConversationSummary {
+    let event = Event::new(
+        ServerBody::ConversationUpdated(ConversationSummary {
             conversation: c.clone(),
             last_message: None,
             unread: 0,
-        },
-    )));
+        }),
+        Class::Reliable,
+    );
     let users = c.participants.iter().map(String::as_str);
-    node.hub
-        .fanout(users, None, None, frame, Class::Reliable)
-        .await;
+    node.hub.fanout(users, None, None, event).await;
     Ok(c)
 }
 
@@ -217,13 +213,14 @@ pub async fn delete_conversation(
 ) -> Result<(), ClientError> {
     let c = node.storage.delete_conversation(conversation, user).await?;
     node.hub.forget_conversation(conversation);
-    let frame = encode_server(&ServerFrame::push(ServerBody::ConversationDeleted {
-        conversation,
-        by: user.to_owned(),
-    }));
+    let event = Event::new(
+        ServerBody::ConversationDeleted {
+            conversation,
+            by: user.to_owned(),
+        },
+        Class::Reliable,
+    );
     let users = c.participants.iter().map(String::as_str);
-    node.hub
-        .fanout(users, None, None, frame, Class::Reliable)
-        .await;
+    node.hub.fanout(users, None, None, event).await;
     Ok(())
 }

@@ -44,6 +44,35 @@ pub enum ClientBody {
     },
 }
 
+impl ClientBody {
+    /// Names of the body types, indexed by [`ClientBody::index`] (metrics labels).
+    pub const NAMES: [&'static str; 9] = [
+        "hello",
+        "join",
+        "leave",
+        "send",
+        "typing",
+        "read",
+        "history",
+        "conversations",
+        "ping",
+    ];
+
+    pub fn index(&self) -> usize {
+        match self {
+            ClientBody::Hello(_) => 0,
+            ClientBody::Join { .. } => 1,
+            ClientBody::Leave { .. } => 2,
+            ClientBody::Send(_) => 3,
+            ClientBody::Typing { .. } => 4,
+            ClientBody::Read { .. } => 5,
+            ClientBody::History { .. } => 6,
+            ClientBody::Conversations { .. } => 7,
+            ClientBody::Ping { .. } => 8,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {
     pub token: String,
@@ -129,6 +158,45 @@ pub enum ServerBody {
         reason: String,
         reconnect_after_ms: u32,
     },
+}
+
+impl ServerBody {
+    /// Names of the body types, indexed by [`ServerBody::index`] (metrics labels).
+    pub const NAMES: [&'static str; 14] = [
+        "welcome",
+        "ack",
+        "message_new",
+        "typing",
+        "message_read",
+        "history_page",
+        "conversation_page",
+        "presence",
+        "error",
+        "pong",
+        "resumed",
+        "conversation_deleted",
+        "conversation_updated",
+        "goaway",
+    ];
+
+    pub fn index(&self) -> usize {
+        match self {
+            ServerBody::Welcome(_) => 0,
+            ServerBody::Ack(_) => 1,
+            ServerBody::MessageNew(_) => 2,
+            ServerBody::Typing { .. } => 3,
+            ServerBody::MessageRead { .. } => 4,
+            ServerBody::HistoryPage { .. } => 5,
+            ServerBody::ConversationPage { .. } => 6,
+            ServerBody::Presence { .. } => 7,
+            ServerBody::Error { .. } => 8,
+            ServerBody::Pong { .. } => 9,
+            ServerBody::Resumed { .. } => 10,
+            ServerBody::ConversationDeleted { .. } => 11,
+            ServerBody::ConversationUpdated(_) => 12,
+            ServerBody::Goaway { .. } => 13,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

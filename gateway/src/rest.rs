@@ -42,6 +42,7 @@ pub async fn handle(node: &Node, req: Request<Incoming>) -> Response<Body> {
     match route(node, req).await {
         Ok(resp) => resp,
         Err(e) => {
+            node.metrics.error(e.code.code());
             let status =
                 StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
             error(status, e.code.name(), &e.message)

@@ -15,6 +15,8 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::hub::{Delivery, Hub};
+use crate::metered::Metered;
+use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::shard::Shard;
 
@@ -72,6 +74,8 @@ pub fn start(
     for _ in 1..shards {
         listeners.push(bind(addr).with_context(|| format!("cannot add a listener on {addr}"))?);
     }
+    let metrics = Arc::new(Metrics::new(shards));
+    let storage: Arc<dyn Storage> = Arc::new(Metered::new(storage, metrics.clone()));
     let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| mpsc::channel::<Delivery>(config.shard_inbox))
         .unzip();
@@ -81,7 +85,13 @@ pub fn start(
         config.user_messages_per_sec,
         config.user_message_burst,
     ));
-    let node = Arc::new(Node::new(Arc::new(config), Arc::new(auth), hub, storage));
+    let node = Arc::new(Node::new(
+        Arc::new(config),
+        Arc::new(auth),
+        hub,
+        storage,
+        metrics,
+    ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let pin = shards <= cores.len();

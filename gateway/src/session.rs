@@ -179,9 +179,10 @@ impl Session {
     }
 
     /// One frame (one WebSocket message / one length-prefixed QUIC frame) from the client.
-    pub fn handle_frame(&mut self, now: Now, bytes: &[u8], out: &mut Vec<Output>) {
+    /// Returns the decoded body's [`ClientBody::index`] (None: not decodable), for metrics.
+    pub fn handle_frame(&mut self, now: Now, bytes: &[u8], out: &mut Vec<Output>) -> Option<usize> {
         if self.is_closed() {
-            return;
+            return None;
         }
         self.last_rx = now.mono;
         let frame = match decode_client(bytes, &self.decode) {
@@ -198,9 +199,10 @@ impl Session {
                 } else {
                     error(out, 0, ErrorCode::BadFrame, e.to_string());
                 }
-                return;
+                return None;
             }
         };
+        let kind = frame.body.index();
         if !self.frames.try_take(now.mono) {
             error(
                 out,
@@ -208,7 +210,7 @@ impl Session {
                 ErrorCode::RateLimited,
                 "too many frames; slow down",
             );
-            return;
+            return Some(kind);
         }
         let seq = frame.seq;
         match &self.phase {
@@ -219,6 +221,7 @@ impl Session {
             Phase::Active { .. } => self.active(now, seq, frame.body, out),
             Phase::Closed => {}
         }
+        Some(kind)
     }
 
     /// The transport refused a frame larger than `max_frame_bytes` (it cannot read past it).

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::hub::Delivery;
 use crate::node::Node;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Pushed};
 
 /// Deliveries a shard takes from its inbox per wake-up.
 const INBOX_BATCH: usize = 256;
@@ -78,16 +78,31 @@ impl Shard {
 
     /// Hands one delivery's frame to each local session of its users.
     pub fn deliver(&self, d: &Delivery) {
+        let metrics = self.node.metrics.shard(self.id);
         let sessions = self.sessions.borrow();
+        let mut queued = 0;
         for user in &d.users {
             let Some(list) = sessions.get(user) else {
                 continue;
             };
             for (id, outbox) in list {
-                if Some(*id) != d.exclude_session {
-                    outbox.push(d.frame.clone(), d.class);
+                if Some(*id) == d.exclude_session {
+                    continue;
+                }
+                match outbox.push(d.frame.clone(), d.class) {
+                    Pushed::Queued => queued += 1,
+                    Pushed::Dropped => metrics.dropped_ephemeral(),
+                    Pushed::Overflow => metrics.slow_consumer(),
+                    Pushed::Closed => {}
                 }
             }
+        }
+        metrics.delivered(queued);
+        metrics.frames_out(d.kind, queued);
+        if let Some(t) = d.received_at
+            && queued > 0
+        {
+            self.node.metrics.send_to_deliver.observe(t.elapsed());
         }
     }
 

@@ -18,6 +18,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::conn::{self, FrameSource, Incoming};
 use crate::errors::ErrorCode;
+use crate::metrics::Transport;
 use crate::outbox::{Item, Next, Outbox};
 use crate::shard::Shard;
 
@@ -293,6 +294,11 @@ pub async fn serve_session(shard: Rc<Shard>, ws: WebSocket<TokioIo<Upgraded>>) {
     let Some((source, w, outbox)) = split(ws, &shard) else {
         return;
     };
+    let metrics = shard.node.metrics.clone();
+    let shard_id = shard.id;
+    metrics
+        .shard(shard_id)
+        .connection_opened(Transport::WebSocket);
     let writer = tokio::task::spawn_local(write_loop(
         w,
         outbox.clone(),
@@ -300,6 +306,9 @@ pub async fn serve_session(shard: Rc<Shard>, ws: WebSocket<TokioIo<Upgraded>>) {
     ));
     conn::drive(shard, source, outbox).await;
     let _ = writer.await;
+    metrics
+        .shard(shard_id)
+        .connection_closed(Transport::WebSocket);
 }
 
 /// Echoes every message back (the Autobahn suite's target), over exactly the transport and

@@ -579,3 +579,37 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
     assert_eq!(closed.error, Some(1500), "slow consumer error frame");
     assert_eq!(closed.code, Some(4500), "slow consumer close code");
 }
+
+#[tokio::test]
+async fn metrics_count_connections_frames_deliveries_and_errors() {
+    let gw = Gateway::start(&[]);
+    let conv = direct(&gw, "alice", "bob", "l").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    let mut bob = Client::connect(&gw, "bob").await;
+    alice.send_text(conv, "m1", "hello").await;
+    bob.next_message().await;
+    let unknown = parley_storage::ConversationId::random();
+    let r = alice.request(send_text(unknown, "m2", "lost")).await;
+    assert_eq!(error_code(&r), Some(1200));
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    drop(stream);
+    let (status, body, _) = http(gw.addr, "GET", "/metrics", None, None, &[]).await;
+    assert_eq!(status, 200);
+    let text = body.as_str().unwrap().to_owned();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    assert_eq!(value("parley_connections{transport=\"ws\""), 2.0, "{text}");
+    assert_eq!(value("parley_frames_in_total{type=\"send\"}"), 2.0);
+    assert_eq!(value("parley_frames_in_total{type=\"hello\"}"), 2.0);
+    assert_eq!(value("parley_frames_out_total{type=\"message_new\"}"), 1.0);
+    assert!(value("parley_deliveries_total") >= 1.0);
+    assert_eq!(value("parley_errors_total{code=\"1200\""), 1.0, "{text}");
+    assert_eq!(value("parley_send_to_deliver_seconds_count"), 1.0);
+    assert!(value("parley_storage_seconds_count{op=\"write\"}") >= 2.0);
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert_eq!(value("parley_online_users"), 2.0);
+}

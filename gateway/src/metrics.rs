@@ -1,0 +1,325 @@
+//! Prometheus metrics, hand-rolled on atomics: the hot path pays one relaxed add per event, no
+//! label lookup, no allocation. `/metrics` renders the text format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::errors::ErrorCode;
+use crate::protocol::{ClientBody, ServerBody};
+
+/// Latency bucket upper bounds, microseconds (50 µs … 10 s).
+const BUCKETS_US: [u64; 18] = [
+    50,
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    u64::MAX,
+];
+
+/// A cumulative-bucket latency histogram.
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS_US.len()],
+    sum_us: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX - 1)) as u64;
+        let i = BUCKETS_US.partition_point(|b| *b < us);
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Relaxed);
+        }
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (b, bound) in self.buckets.iter().zip(BUCKETS_US) {
+            cumulative += b.load(Relaxed);
+            let le = if bound == u64::MAX {
+                "+Inf".to_owned()
+            } else {
+                format!("{}", bound as f64 / 1e6)
+            };
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {cumulative}");
+    }
+}
+
+/// Transports, for the connection gauge.
+#[derive(Clone, Copy, Debug)]
+pub enum Transport {
+    WebSocket = 0,
+    Quic = 1,
+}
+
+const TRANSPORTS: [&str; 2] = ["ws", "quic"];
+
+/// Counters one shard updates.
+pub struct ShardMetrics {
+    connections: [AtomicI64; 2],
+    frames_in: [AtomicU64; ClientBody::NAMES.len()],
+    frames_out: [AtomicU64; ServerBody::NAMES.len()],
+    deliveries: AtomicU64,
+    dropped_ephemeral: AtomicU64,
+    slow_consumers: AtomicU64,
+}
+
+impl Default for ShardMetrics {
+    fn default() -> Self {
+        Self {
+            connections: std::array::from_fn(|_| AtomicI64::new(0)),
+            frames_in: std::array::from_fn(|_| AtomicU64::new(0)),
+            frames_out: std::array::from_fn(|_| AtomicU64::new(0)),
+            deliveries: AtomicU64::new(0),
+            dropped_ephemeral: AtomicU64::new(0),
+            slow_consumers: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ShardMetrics {
+    pub fn connection_opened(&self, t: Transport) {
+        self.connections[t as usize].fetch_add(1, Relaxed);
+    }
+    pub fn connection_closed(&self, t: Transport) {
+        self.connections[t as usize].fetch_sub(1, Relaxed);
+    }
+    pub fn frame_in(&self, kind: usize) {
+        if let Some(c) = self.frames_in.get(kind) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+    pub fn frames_out(&self, kind: usize, n: u64) {
+        if let Some(c) = self.frames_out.get(kind) {
+            c.fetch_add(n, Relaxed);
+        }
+    }
+    pub fn delivered(&self, n: u64) {
+        self.deliveries.fetch_add(n, Relaxed);
+    }
+    pub fn dropped_ephemeral(&self) {
+        self.dropped_ephemeral.fetch_add(1, Relaxed);
+    }
+    pub fn slow_consumer(&self) {
+        self.slow_consumers.fetch_add(1, Relaxed);
+    }
+    /// Open connections on this shard, all transports.
+    pub fn connections(&self) -> i64 {
+        self.connections.iter().map(|c| c.load(Relaxed)).sum()
+    }
+}
+
+/// Storage calls, for the latency histograms.
+#[derive(Clone, Copy, Debug)]
+pub enum StorageOp {
+    Write = 0,
+    Read = 1,
+}
+
+/// The node's metrics.
+pub struct Metrics {
+    pub shards: Box<[ShardMetrics]>,
+    errors: Vec<(u16, AtomicU64)>,
+    /// Server-side send → deliver: from receiving a Send to enqueueing it on a shard's sessions.
+    pub send_to_deliver: Histogram,
+    storage: [Histogram; 2],
+    storage_errors: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new(shards: usize) -> Self {
+        let errors = (1000..=1999)
+            .filter_map(ErrorCode::from_code)
+            .map(|c| (c.code(), AtomicU64::new(0)))
+            .collect();
+        Self {
+            shards: (0..shards).map(|_| ShardMetrics::default()).collect(),
+            errors,
+            send_to_deliver: Histogram::default(),
+            storage: [Histogram::default(), Histogram::default()],
+            storage_errors: AtomicU64::new(0),
+        }
+    }
+
+    pub fn shard(&self, id: usize) -> &ShardMetrics {
+        // Shard ids come from `server::start`, which sized this; fall back to shard 0.
+        self.shards.get(id).unwrap_or(&self.shards[0])
+    }
+
+    pub fn error(&self, code: u16) {
+        if let Some((_, c)) = self.errors.iter().find(|(k, _)| *k == code) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn storage(&self, op: StorageOp, took: Duration, ok: bool) {
+        self.storage[op as usize].observe(took);
+        if !ok {
+            self.storage_errors.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Open connections, all shards and transports.
+    pub fn connections(&self) -> i64 {
+        self.shards.iter().map(ShardMetrics::connections).sum()
+    }
+
+    /// The Prometheus text format.
+    pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        out.push_str("# HELP parley_connections Open client connections.\n");
+        out.push_str("# TYPE parley_connections gauge\n");
+        for (i, s) in self.shards.iter().enumerate() {
+            for (t, name) in TRANSPORTS.iter().enumerate() {
+                let v = s.connections[t].load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "parley_connections{{transport=\"{name}\",shard=\"{i}\"}} {v}"
+                );
+            }
+        }
+        let mut counter =
+            |name: &str, help: &str, values: &mut dyn Iterator<Item = (String, u64)>| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                for (labels, v) in values {
+                    if labels.is_empty() {
+                        let _ = writeln!(out, "{name} {v}");
+                    } else {
+                        let _ = writeln!(out, "{name}{{{labels}}} {v}");
+                    }
+                }
+            };
+        let sum = |f: &dyn Fn(&ShardMetrics) -> u64| self.shards.iter().map(f).sum::<u64>();
+        counter(
+            "parley_frames_in_total",
+            "Frames received from clients, by type.",
+            &mut ClientBody::NAMES.iter().enumerate().map(|(k, n)| {
+                (
+                    format!("type=\"{n}\""),
+                    sum(&|s| s.frames_in[k].load(Relaxed)),
+                )
+            }),
+        );
+        counter(
+            "parley_frames_out_total",
+            "Frames queued to clients, by type.",
+            &mut ServerBody::NAMES.iter().enumerate().map(|(k, n)| {
+                (
+                    format!("type=\"{n}\""),
+                    sum(&|s| s.frames_out[k].load(Relaxed)),
+                )
+            }),
+        );
+        counter(
+            "parley_deliveries_total",
+            "Fan-out events enqueued to sessions.",
+            &mut std::iter::once((String::new(), sum(&|s| s.deliveries.load(Relaxed)))),
+        );
+        counter(
+            "parley_dropped_ephemeral_total",
+            "Typing/presence events dropped because a session's queue was half full.",
+            &mut std::iter::once((String::new(), sum(&|s| s.dropped_ephemeral.load(Relaxed)))),
+        );
+        counter(
+            "parley_slow_consumer_disconnects_total",
+            "Sessions closed because they could not keep up.",
+            &mut std::iter::once((String::new(), sum(&|s| s.slow_consumers.load(Relaxed)))),
+        );
+        counter(
+            "parley_errors_total",
+            "Error frames and REST errors sent, by code.",
+            &mut self.errors.iter().filter_map(|(code, c)| {
+                let v = c.load(Relaxed);
+                let name = ErrorCode::from_code(*code).map_or("unknown", ErrorCode::name);
+                (v > 0).then(|| (format!("code=\"{code}\",name=\"{name}\""), v))
+            }),
+        );
+        counter(
+            "parley_storage_errors_total",
+            "Storage calls that failed.",
+            &mut std::iter::once((String::new(), self.storage_errors.load(Relaxed))),
+        );
+        out.push_str("# HELP parley_send_to_deliver_seconds Server side: Send received → enqueued on a shard's sessions.\n");
+        out.push_str("# TYPE parley_send_to_deliver_seconds histogram\n");
+        self.send_to_deliver
+            .render(&mut out, "parley_send_to_deliver_seconds", "");
+        out.push_str("# HELP parley_storage_seconds Storage call latency.\n");
+        out.push_str("# TYPE parley_storage_seconds histogram\n");
+        self.storage[StorageOp::Write as usize].render(
+            &mut out,
+            "parley_storage_seconds",
+            "op=\"write\"",
+        );
+        self.storage[StorageOp::Read as usize].render(
+            &mut out,
+            "parley_storage_seconds",
+            "op=\"read\"",
+        );
+        for (name, help, v) in extra {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::new(2);
+        m.shard(1).connection_opened(Transport::WebSocket);
+        m.shard(0).frame_in(3);
+        m.shard(1).frames_out(2, 5);
+        m.error(1500);
+        m.send_to_deliver.observe(Duration::from_micros(700));
+        m.storage(StorageOp::Write, Duration::from_millis(2), true);
+        let text = m.render(&[("parley_up", "Always 1.", 1.0)]);
+        assert!(text.contains("parley_connections{transport=\"ws\",shard=\"1\"} 1"));
+        assert!(text.contains("parley_frames_in_total{type=\"send\"} 1"));
+        assert!(text.contains("parley_frames_out_total{type=\"message_new\"} 5"));
+        assert!(text.contains("parley_errors_total{code=\"1500\",name=\"slow_consumer\"} 1"));
+        assert!(text.contains("parley_send_to_deliver_seconds_bucket{le=\"0.0005\"} 0"));
+        assert!(text.contains("parley_send_to_deliver_seconds_bucket{le=\"0.001\"} 1"));
+        assert!(text.contains("parley_send_to_deliver_seconds_count 1"));
+        assert!(text.contains("parley_storage_seconds_bucket{op=\"write\",le=\"0.0025\"} 1"));
+        assert!(text.contains("parley_up 1"));
+    }
+}

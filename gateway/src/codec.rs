@@ -347,6 +347,66 @@ pub fn decode_server(buf: &[u8], limits: &DecodeLimits) -> Result<ServerFrame, D
     Ok(ServerFrame { seq: f.seq(), body })
 }
 
+/// The parts of a server frame a load client needs, borrowed from the buffer (no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerPeek<'a> {
+    Ack {
+        seq: u32,
+        message_id: MessageId,
+    },
+    Error {
+        seq: u32,
+        code: u16,
+        fatal: bool,
+    },
+    MessageNew {
+        conversation: ConversationId,
+        id: MessageId,
+        sender: &'a str,
+        content: &'a str,
+    },
+    /// Any other body: its [`ServerBody::index`].
+    Other { seq: u32, kind: usize },
+}
+
+/// Verifies a server frame and borrows what a load client needs from it.
+pub fn peek_server<'a>(buf: &'a [u8], limits: &DecodeLimits) -> Result<ServerPeek<'a>, DecodeError> {
+    let f = flatbuffers::root_with_opts::<w::ServerFrame>(&limits.opts, buf)
+        .map_err(|e| DecodeError::Invalid(e.to_string()))?;
+    let seq = f.seq();
+    Ok(match f.body_type() {
+        w::ServerBody::Ack => {
+            let a = f.body_as_ack().ok_or(DecodeError::UnknownBody)?;
+            ServerPeek::Ack {
+                seq,
+                message_id: MessageId(a.message_id()),
+            }
+        }
+        w::ServerBody::Error => {
+            let e = f.body_as_error().ok_or(DecodeError::UnknownBody)?;
+            ServerPeek::Error {
+                seq,
+                code: e.code(),
+                fatal: e.fatal(),
+            }
+        }
+        w::ServerBody::MessageNew => {
+            let m = f.body_as_message_new().ok_or(DecodeError::UnknownBody)?.message();
+            ServerPeek::MessageNew {
+                conversation: conv(m.conversation()),
+                id: MessageId(m.id()),
+                sender: m.sender_id().unwrap_or_default(),
+                content: m.content().unwrap_or_default(),
+            }
+        }
+        other => ServerPeek::Other {
+            seq,
+            // Union tags are 1-based in the same order as ServerBody::NAMES.
+            kind: usize::from(other.0).saturating_sub(1),
+        },
+    })
+}
+
 // ------------------------------------------------------------------------------ encoding
 
 thread_local! {
@@ -958,6 +1018,36 @@ mod tests {
             let decoded = decode_server(&encode_server(&frame), &DecodeLimits::server());
             assert_eq!(decoded, Ok(frame));
         }
+    }
+
+    #[test]
+    fn peek_borrows_what_load_clients_need() {
+        let m = sample_message();
+        let bytes = encode_server(&ServerFrame::push(ServerBody::MessageNew(m.clone())));
+        assert_eq!(
+            peek_server(&bytes, &DecodeLimits::server()),
+            Ok(ServerPeek::MessageNew {
+                conversation: m.conversation,
+                id: m.id,
+                sender: "alice",
+                content: "caption ✓",
+            })
+        );
+        let pong = ServerFrame::new(
+            9,
+            ServerBody::Pong {
+                nonce: 1,
+                server_time_ms: 2,
+            },
+        );
+        let bytes = encode_server(&pong);
+        assert_eq!(
+            peek_server(&bytes, &DecodeLimits::server()),
+            Ok(ServerPeek::Other {
+                seq: 9,
+                kind: pong.body.index()
+            })
+        );
     }
 
     #[test]

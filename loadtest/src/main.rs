@@ -1,1 +1,425 @@
-fn main() {}
+//! `loadtest`: drives Parley gateways (one node or a cluster) with realistic chat load and
+//! reports throughput, latency percentiles, loss and errors. See README.md, "Load testing".
+
+mod client;
+mod ctx;
+mod http;
+mod report;
+mod scenario;
+mod slo;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::ctx::{Ctx, loopback_sources};
+use crate::report::Report;
+use crate::scenario::chat::Behaviour;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "loadtest", version, about = "Load-test Parley gateways")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Gateway address(es) host:port, comma-separated or repeated: clients spread over them.
+    #[arg(long, default_value = "127.0.0.1:3001", value_delimiter = ',', global = true)]
+    target: Vec<String>,
+    /// The gateways' JWT HS256 secret (tokens are minted locally).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
+    secret: Option<String>,
+    /// Length of the measured phase, e.g. 30s, 2m.
+    #[arg(long, default_value = "30s", global = true)]
+    duration: String,
+    /// After sending stops, how long to wait for outstanding acks and deliveries.
+    #[arg(long, default_value = "10s", global = true)]
+    drain: String,
+    /// New connections per second while connecting.
+    #[arg(long, default_value_t = 2000.0, global = true)]
+    connect_rate: f64,
+    /// Spread client connections over this many loopback source addresses (127.0.0.1, .2, …)
+    /// to get past ~28 k ports per address; 1 = let the kernel choose.
+    #[arg(long, default_value_t = 1, global = true)]
+    source_ips: usize,
+    /// Tokio worker threads of the load generator (0 = one per core).
+    #[arg(long, default_value_t = 0, global = true)]
+    threads: usize,
+    /// Prefix for user ids (default: random), so runs against one server never collide.
+    #[arg(long, global = true)]
+    run_id: Option<String>,
+    /// Write the full results as JSON.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+    /// Write an HTML page with latency-over-time and throughput charts.
+    #[arg(long, global = true)]
+    report: Option<PathBuf>,
+    /// Service-level objectives; a missed one makes the exit status 3, e.g. 'p99<5ms,loss=0'.
+    #[arg(long, global = true)]
+    slo: Option<String>,
+    /// No live progress line.
+    #[arg(long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Open N authenticated connections at a rate, hold them idle with heartbeats; report
+    /// connect rate, failures and (given --server-pid or --metrics) server memory per connection.
+    Connect {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Heartbeat (Ping) interval per connection.
+        #[arg(long, default_value = "25s")]
+        heartbeat: String,
+        /// The gateway's pid, to read its RSS from /proc.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// A gateway host:port whose /metrics gives its RSS.
+        #[arg(long)]
+        metrics: Option<String>,
+    },
+    /// N buyer/seller pairs in direct conversations, both sides sending at a fixed rate.
+    Direct {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 100)]
+        pairs: usize,
+        /// Messages per second per user.
+        #[arg(long, default_value_t = 5.0)]
+        rate: f64,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// Group conversations of K members, S senders per room at a fixed rate; every member
+    /// receives and is checked.
+    Rooms {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 10)]
+        rooms: usize,
+        #[arg(long, default_value_t = 100)]
+        members: usize,
+        #[arg(long, default_value_t = 2)]
+        senders: usize,
+        /// Messages per second per sender.
+        #[arg(long, default_value_t = 5.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// Concurrent history pages and conversation lists over seeded conversations.
+    History {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        #[arg(long, default_value_t = 100)]
+        conversations: usize,
+        /// Messages seeded per conversation.
+        #[arg(long, default_value_t = 120)]
+        seed: usize,
+        /// Requests per second per client.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+    },
+    /// A realistic blend for soak runs: pairs chatting with typing, read receipts and
+    /// periodic reconnects that resume; loss must stay zero.
+    Mixed {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 100)]
+        pairs: usize,
+        #[arg(long, default_value_t = 2.0)]
+        rate: f64,
+        /// Each user reconnects (and resumes) about this often.
+        #[arg(long, default_value = "20s")]
+        reconnect_every: String,
+    },
+    /// Merge JSON results of runs made at the same time (several processes or machines).
+    Merge {
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[arg(long)]
+        slo: Option<String>,
+    },
+}
+
+fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num.trim().parse().with_context(|| format!("bad duration {s:?}"))?;
+    if !v.is_finite() || v < 0.0 {
+        bail!("bad duration {s:?}");
+    }
+    Ok(Duration::from_secs_f64(v * mult))
+}
+
+fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
+    let t = target
+        .trim()
+        .trim_start_matches("ws://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let t = t.strip_suffix("/ws").unwrap_or(t);
+    t.to_socket_addrs()?
+        .next()
+        .with_context(|| format!("cannot resolve {target}"))
+}
+
+fn context(c: &Common) -> anyhow::Result<Ctx> {
+    let secret = c
+        .secret
+        .clone()
+        .context("--secret (or JWT_SECRET) is required: the gateways' HS256 secret")?;
+    let targets = c.target.iter().map(|t| resolve(t)).collect::<anyhow::Result<Vec<_>>>()?;
+    if targets.is_empty() {
+        bail!("no --target");
+    }
+    Ok(Ctx {
+        targets,
+        secret: secret.into_bytes(),
+        run_id: c
+            .run_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()),
+        sources: loopback_sources(c.source_ips),
+        duration: parse_duration(&c.duration)?,
+        drain: parse_duration(&c.drain)?,
+        connect_rate: c.connect_rate,
+        quiet: c.quiet,
+        totals: Default::default(),
+    })
+}
+
+fn finish(report: &Report, json: Option<&PathBuf>, html: Option<&PathBuf>, slo: Option<&str>) -> anyhow::Result<ExitCode> {
+    println!("{}", report.table());
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(report)?)
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    if let Some(path) = html {
+        std::fs::write(path, report.html()).with_context(|| format!("write {}", path.display()))?;
+    }
+    if let Some(spec) = slo {
+        let terms = slo::parse(spec)?;
+        let missed = slo::check(&terms, report);
+        if !missed.is_empty() {
+            for m in &missed {
+                println!("SLO missed: {m}");
+            }
+            return Ok(ExitCode::from(3));
+        }
+        println!("SLO met: {spec}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
+    let (common, name, mut params): (Common, &str, BTreeMap<String, String>) = match &command {
+        Command::Connect { common, connections, heartbeat, .. } => (
+            common.clone(),
+            "connect",
+            BTreeMap::from([("connections".into(), connections.to_string()), ("heartbeat".into(), heartbeat.clone())]),
+        ),
+        Command::Direct { common, pairs, rate, size } => (
+            common.clone(),
+            "direct",
+            BTreeMap::from([
+                ("pairs".into(), pairs.to_string()),
+                ("rate_per_user".into(), rate.to_string()),
+                ("size".into(), size.to_string()),
+            ]),
+        ),
+        Command::Rooms { common, rooms, members, senders, rate, size } => (
+            common.clone(),
+            "rooms",
+            BTreeMap::from([
+                ("rooms".into(), rooms.to_string()),
+                ("members".into(), members.to_string()),
+                ("senders".into(), senders.to_string()),
+                ("rate_per_sender".into(), rate.to_string()),
+                ("size".into(), size.to_string()),
+            ]),
+        ),
+        Command::History { common, clients, conversations, seed, rate } => (
+            common.clone(),
+            "history",
+            BTreeMap::from([
+                ("clients".into(), clients.to_string()),
+                ("conversations".into(), conversations.to_string()),
+                ("seed".into(), seed.to_string()),
+                ("rate_per_client".into(), rate.to_string()),
+            ]),
+        ),
+        Command::Mixed { common, pairs, rate, reconnect_every } => (
+            common.clone(),
+            "mixed",
+            BTreeMap::from([
+                ("pairs".into(), pairs.to_string()),
+                ("rate_per_user".into(), rate.to_string()),
+                ("reconnect_every".into(), reconnect_every.clone()),
+            ]),
+        ),
+        Command::Merge { .. } => unreachable_merge(),
+    };
+    let ctx = Arc::new(context(&common)?);
+    params.insert("duration".into(), common.duration.clone());
+    let started_at_ms = gateway::clock::wall_ms() as u64;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let reporter = tokio::spawn(ctx::reporter(ctx.clone(), stop.clone(), name));
+    let mut server = None;
+    let mut chat = None;
+    let measured_s = match command {
+        Command::Connect { connections, heartbeat, server_pid, metrics, .. } => {
+            let metrics = metrics.as_deref().map(resolve).transpose()?;
+            let (held, memory) = scenario::connect::run(
+                ctx.clone(),
+                scenario::connect::Options {
+                    connections,
+                    hold: ctx.duration,
+                    heartbeat: parse_duration(&heartbeat)?,
+                    server_pid,
+                    metrics,
+                },
+            )
+            .await?;
+            server = memory;
+            held
+        }
+        Command::Direct { pairs, rate, size, .. } => {
+            let topology = scenario::direct_topology(&ctx, pairs).await?;
+            let behaviour = Behaviour { rate, size, typing: 0.0, read: 0.0, reconnect_every: None };
+            let outcome = scenario::chat::run(ctx.clone(), topology, behaviour).await?;
+            let s = outcome.measured_s;
+            chat = Some(outcome);
+            s
+        }
+        Command::Rooms { rooms, members, senders, rate, size, .. } => {
+            let topology = scenario::rooms_topology(&ctx, rooms, members, senders.min(members)).await?;
+            let behaviour = Behaviour { rate, size, typing: 0.0, read: 0.0, reconnect_every: None };
+            let outcome = scenario::chat::run(ctx.clone(), topology, behaviour).await?;
+            let s = outcome.measured_s;
+            chat = Some(outcome);
+            s
+        }
+        Command::History { clients, conversations, seed, rate, .. } => {
+            scenario::history::run(ctx.clone(), scenario::history::Options { clients, conversations, seed, rate }).await?
+        }
+        Command::Mixed { pairs, rate, reconnect_every, .. } => {
+            let topology = scenario::direct_topology(&ctx, pairs).await?;
+            let behaviour = Behaviour {
+                rate,
+                size: 64,
+                typing: 0.3,
+                read: 0.5,
+                reconnect_every: Some(parse_duration(&reconnect_every)?),
+            };
+            let outcome = scenario::chat::run(ctx.clone(), topology, behaviour).await?;
+            let s = outcome.measured_s;
+            chat = Some(outcome);
+            s
+        }
+        Command::Merge { .. } => unreachable_merge(),
+    };
+    stop.notify_waiters();
+    let _ = reporter.await;
+    let seconds = ctx.totals().timeline.len() as u64;
+    ctx.totals().collect(seconds + 1);
+    if !ctx.quiet {
+        eprintln!();
+    }
+    let mut report = Report::from_totals(&ctx.totals(), measured_s);
+    report.scenario = name.to_owned();
+    report.params = params;
+    report.targets = ctx.targets.iter().map(ToString::to_string).collect();
+    report.started_at_ms = started_at_ms;
+    report.server = server;
+    if let Some(o) = chat {
+        report.expected_deliveries = o.expected_deliveries;
+        report.lost = o.lost;
+        report.duplicates = o.duplicates;
+    } else {
+        report.expected_deliveries = report.delivered;
+    }
+    finish(&report, common.json.as_ref(), common.report.as_ref(), common.slo.as_deref())
+}
+
+fn unreachable_merge() -> ! {
+    // `main` handles merge before a runtime exists.
+    panic!("merge is not a scenario")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Merge { files, json, report, slo } => (|| {
+            let reports = files
+                .iter()
+                .map(|f| {
+                    let text = std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?;
+                    serde_json::from_str::<Report>(&text).with_context(|| format!("parse {}", f.display()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if reports.is_empty() {
+                bail!("nothing to merge");
+            }
+            finish(&Report::merge(&reports), json.as_ref(), report.as_ref(), slo.as_deref())
+        })(),
+        command => {
+            // A load generator holds many sockets: raise the open-file limit as far as allowed.
+            let _ = rlimit::increase_nofile_limit(u64::MAX);
+            let threads = match &command {
+                Command::Connect { common, .. }
+                | Command::Direct { common, .. }
+                | Command::Rooms { common, .. }
+                | Command::History { common, .. }
+                | Command::Mixed { common, .. } => common.threads,
+                Command::Merge { .. } => 1,
+            };
+            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            if threads > 0 {
+                rt.worker_threads(threads);
+            }
+            match rt.enable_all().build() {
+                Ok(rt) => rt.block_on(run_scenario(command)),
+                Err(e) => Err(e.into()),
+            }
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loadtest: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

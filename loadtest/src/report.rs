@@ -1,0 +1,418 @@
+//! The run's results: a human table, JSON for machines (`--json`), an HTML page with SVG charts
+//! (`--report`), and merging several JSON files into one (`loadtest merge`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::stats::{SERIES, Second, Series, Totals, histogram};
+
+/// Percentiles of one latency series, microseconds, plus the raw histogram for merging.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+    /// `[value_us, count]` pairs: merge by re-recording them.
+    pub histogram: Vec<[u64; 2]>,
+}
+
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p90_us: h.value_at_quantile(0.9),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+            mean_us: h.mean(),
+            histogram: h
+                .iter_recorded()
+                .map(|v| [v.value_iterated_to(), v.count_at_value()])
+                .collect(),
+        }
+    }
+
+    pub fn to_histogram(&self) -> Histogram<u64> {
+        let mut h = histogram();
+        for [v, c] in &self.histogram {
+            let _ = h.record_n(*v, *c);
+        }
+        h
+    }
+}
+
+/// Server memory, when the run was given the gateway's pid or metrics URL.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ServerMemory {
+    pub rss_before_bytes: u64,
+    pub rss_after_bytes: u64,
+    pub connections: u64,
+    pub bytes_per_connection: f64,
+}
+
+/// Everything a run reports; the `--json` file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub scenario: String,
+    pub params: BTreeMap<String, String>,
+    pub targets: Vec<String>,
+    /// Unix ms when the measured phase began.
+    pub started_at_ms: u64,
+    /// Seconds of the measured (sending) phase.
+    pub duration_s: f64,
+    pub sent: u64,
+    pub acked: u64,
+    pub delivered: u64,
+    /// Deliveries that acknowledged sends should have produced (acked × recipients).
+    pub expected_deliveries: u64,
+    /// Acknowledged messages some recipient never got.
+    pub lost: u64,
+    pub duplicates: u64,
+    pub connects: u64,
+    pub connect_failures: u64,
+    pub disconnects: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub sent_per_s: f64,
+    pub delivered_per_s: f64,
+    pub latency: BTreeMap<String, Latency>,
+    pub timeline: Vec<Second>,
+    pub server: Option<ServerMemory>,
+    /// How many runs this report merges (1 for a single run).
+    pub merged_runs: u32,
+}
+
+fn series_name(s: Series) -> &'static str {
+    match s {
+        Series::Deliver => "deliver",
+        Series::Ack => "ack",
+        Series::Connect => "connect",
+        Series::History => "history",
+        Series::List => "list",
+    }
+}
+
+impl Report {
+    pub fn from_totals(t: &Totals, duration_s: f64) -> Self {
+        let mut latency = BTreeMap::new();
+        for s in SERIES {
+            let h = &t.latency[s as usize];
+            if !h.is_empty() {
+                latency.insert(series_name(s).to_owned(), Latency::of(h));
+            }
+        }
+        let d = duration_s.max(0.001);
+        Self {
+            duration_s,
+            sent: t.sent,
+            acked: t.acked,
+            delivered: t.delivered,
+            connects: t.connects,
+            connect_failures: t.connect_failures,
+            disconnects: t.disconnects,
+            errors: t.errors.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            sent_per_s: t.sent as f64 / d,
+            delivered_per_s: t.delivered as f64 / d,
+            latency,
+            timeline: t.timeline.clone(),
+            merged_runs: 1,
+            ..Self::default()
+        }
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Merges reports of runs that ran at the same time (several load processes or machines):
+    /// counts and rates add up, histograms merge exactly, timelines add by wall-clock second
+    /// (percentiles per second take the worst of the runs).
+    pub fn merge(reports: &[Report]) -> Report {
+        let mut out = Report {
+            scenario: reports.first().map(|r| r.scenario.clone()).unwrap_or_default(),
+            params: reports.first().map(|r| r.params.clone()).unwrap_or_default(),
+            started_at_ms: reports.iter().map(|r| r.started_at_ms).min().unwrap_or(0),
+            ..Report::default()
+        };
+        let mut hists: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+        let mut timeline: BTreeMap<u64, Second> = BTreeMap::new();
+        let mut memory: Option<ServerMemory> = None;
+        for r in reports {
+            out.merged_runs += r.merged_runs.max(1);
+            out.targets.extend(r.targets.iter().cloned());
+            out.duration_s = out.duration_s.max(r.duration_s);
+            out.sent += r.sent;
+            out.acked += r.acked;
+            out.delivered += r.delivered;
+            out.expected_deliveries += r.expected_deliveries;
+            out.lost += r.lost;
+            out.duplicates += r.duplicates;
+            out.connects += r.connects;
+            out.connect_failures += r.connect_failures;
+            out.disconnects += r.disconnects;
+            out.sent_per_s += r.sent_per_s;
+            out.delivered_per_s += r.delivered_per_s;
+            for (k, v) in &r.errors {
+                *out.errors.entry(k.clone()).or_default() += v;
+            }
+            for (k, l) in &r.latency {
+                let h = hists.entry(k.clone()).or_insert_with(histogram);
+                let _ = h.add(l.to_histogram());
+            }
+            let offset = r.started_at_ms.saturating_sub(out.started_at_ms) / 1000;
+            for s in &r.timeline {
+                let e = timeline.entry(s.t + offset).or_default();
+                e.t = s.t + offset;
+                e.sent += s.sent;
+                e.acked += s.acked;
+                e.delivered += s.delivered;
+                e.errors += s.errors;
+                e.connects += s.connects;
+                e.p50_us = e.p50_us.max(s.p50_us);
+                e.p99_us = e.p99_us.max(s.p99_us);
+                e.max_us = e.max_us.max(s.max_us);
+            }
+            if let Some(m) = &r.server {
+                let acc = memory.get_or_insert_with(ServerMemory::default);
+                acc.rss_before_bytes += m.rss_before_bytes;
+                acc.rss_after_bytes += m.rss_after_bytes;
+                acc.connections += m.connections;
+            }
+        }
+        if let Some(m) = &mut memory
+            && m.connections > 0
+        {
+            m.bytes_per_connection =
+                m.rss_after_bytes.saturating_sub(m.rss_before_bytes) as f64 / m.connections as f64;
+        }
+        out.server = memory;
+        out.latency = hists.iter().map(|(k, h)| (k.clone(), Latency::of(h))).collect();
+        out.timeline = timeline.into_values().collect();
+        out
+    }
+
+    /// The human table printed at the end of a run.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let params: Vec<String> = self.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(s, "\nscenario   {} ({})", self.scenario, params.join(" "));
+        if self.merged_runs > 1 {
+            let _ = writeln!(s, "merged     {} runs", self.merged_runs);
+        }
+        let _ = writeln!(s, "targets    {}", self.targets.join(", "));
+        let _ = writeln!(s, "measured   {:.1} s", self.duration_s);
+        let _ = writeln!(
+            s,
+            "messages   sent {}  acked {}  delivered {} of {} expected",
+            self.sent, self.acked, self.delivered, self.expected_deliveries
+        );
+        let _ = writeln!(
+            s,
+            "integrity  lost {}  duplicates {}  errors {}  disconnects {}",
+            self.lost,
+            self.duplicates,
+            self.errors_total(),
+            self.disconnects
+        );
+        let _ = writeln!(
+            s,
+            "throughput {:.0} sent/s  {:.0} deliveries/s",
+            self.sent_per_s, self.delivered_per_s
+        );
+        let _ = writeln!(
+            s,
+            "connects   {} ok  {} failed",
+            self.connects, self.connect_failures
+        );
+        if !self.errors.is_empty() {
+            let errs: Vec<String> = self.errors.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+            let _ = writeln!(s, "errors     {}", errs.join("  "));
+        }
+        if let Some(m) = &self.server {
+            let _ = writeln!(
+                s,
+                "server RSS {:.1} MiB → {:.1} MiB for {} connections: {:.0} bytes per connection",
+                m.rss_before_bytes as f64 / 1048576.0,
+                m.rss_after_bytes as f64 / 1048576.0,
+                m.connections,
+                m.bytes_per_connection
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "latency", "count", "p50", "p90", "p99", "p99.9", "max", "mean"
+        );
+        for (name, l) in &self.latency {
+            let _ = writeln!(
+                s,
+                "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                name,
+                l.count,
+                fmt_us(l.p50_us),
+                fmt_us(l.p90_us),
+                fmt_us(l.p99_us),
+                fmt_us(l.p999_us),
+                fmt_us(l.max_us),
+                fmt_us(l.mean_us as u64)
+            );
+        }
+        s
+    }
+
+    /// A self-contained HTML page: parameters, the table, latency and throughput over time.
+    pub fn html(&self) -> String {
+        let lat: Vec<(f64, [f64; 3])> = self
+            .timeline
+            .iter()
+            .map(|s| {
+                (
+                    s.t as f64,
+                    [s.p50_us as f64 / 1000.0, s.p99_us as f64 / 1000.0, s.max_us as f64 / 1000.0],
+                )
+            })
+            .collect();
+        let rate: Vec<(f64, [f64; 3])> = self
+            .timeline
+            .iter()
+            .map(|s| (s.t as f64, [s.sent as f64, s.delivered as f64, s.errors as f64]))
+            .collect();
+        format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Parley load test: {scenario}</title>\
+             <style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}pre{{background:#f6f6f6;padding:1em}}\
+             h2{{margin-top:1.5em}} .legend span{{margin-right:1.5em}}</style></head><body>\
+             <h1>Parley load test: {scenario}</h1><pre>{table}</pre>\
+             <h2>Send → deliver latency per second (ms)</h2>{lat_svg}\
+             <div class=\"legend\"><span style=\"color:#1f77b4\">■ p50</span><span style=\"color:#d62728\">■ p99</span><span style=\"color:#999\">■ max</span></div>\
+             <h2>Throughput per second</h2>{rate_svg}\
+             <div class=\"legend\"><span style=\"color:#1f77b4\">■ sent</span><span style=\"color:#d62728\">■ delivered</span><span style=\"color:#999\">■ errors</span></div>\
+             </body></html>",
+            scenario = escape(&self.scenario),
+            table = escape(&self.table()),
+            lat_svg = svg_chart(&lat),
+            rate_svg = svg_chart(&rate),
+        )
+    }
+}
+
+fn fmt_us(us: u64) -> String {
+    if us >= 1_000_000 {
+        format!("{:.2}s", us as f64 / 1e6)
+    } else if us >= 1_000 {
+        format!("{:.2}ms", us as f64 / 1e3)
+    } else {
+        format!("{us}µs")
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Three lines over time in one SVG, with axis labels.
+fn svg_chart(points: &[(f64, [f64; 3])]) -> String {
+    const W: f64 = 900.0;
+    const H: f64 = 260.0;
+    const PAD: f64 = 50.0;
+    let colors = ["#1f77b4", "#d62728", "#999999"];
+    let max_x = points.iter().map(|p| p.0).fold(1.0, f64::max);
+    let max_y = points
+        .iter()
+        .flat_map(|p| p.1)
+        .fold(0.0, f64::max)
+        .max(1e-9)
+        * 1.1;
+    let x = |v: f64| PAD + v / max_x * (W - 2.0 * PAD);
+    let y = |v: f64| H - PAD + -(v / max_y) * (H - 2.0 * PAD);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
+         <line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#444\"/>\
+         <line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{b}\" stroke=\"#444\"/>\
+         <text x=\"{PAD}\" y=\"{t}\" font-size=\"11\">{top:.3}</text>\
+         <text x=\"{r}\" y=\"{lb}\" font-size=\"11\" text-anchor=\"end\">{max_x:.0} s</text>\
+         <text x=\"{PAD}\" y=\"{lb}\" font-size=\"11\">0</text>",
+        b = H - PAD,
+        r = W - PAD,
+        t = PAD - 6.0,
+        lb = H - PAD + 16.0,
+        top = max_y / 1.1,
+    );
+    for (i, color) in colors.iter().enumerate() {
+        let path: Vec<String> = points
+            .iter()
+            .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(v[i])))
+            .collect();
+        let _ = write!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>",
+            path.join(" ")
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(delivered: u64, values: &[u64], started_at_ms: u64) -> Report {
+        let mut h = histogram();
+        for v in values {
+            h.record(*v).expect("record");
+        }
+        Report {
+            scenario: "direct".into(),
+            started_at_ms,
+            duration_s: 10.0,
+            sent: delivered,
+            acked: delivered,
+            delivered,
+            expected_deliveries: delivered,
+            sent_per_s: delivered as f64 / 10.0,
+            delivered_per_s: delivered as f64 / 10.0,
+            latency: BTreeMap::from([("deliver".to_owned(), Latency::of(&h))]),
+            timeline: vec![Second {
+                t: 0,
+                sent: delivered,
+                delivered,
+                p99_us: values.iter().copied().max().unwrap_or(0),
+                ..Second::default()
+            }],
+            merged_runs: 1,
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn merge_adds_counts_and_merges_histograms_exactly() {
+        let a = run(100, &[100, 200, 300], 1_000);
+        let b = run(50, &[10_000], 2_000);
+        let m = Report::merge(&[a, b]);
+        assert_eq!(m.merged_runs, 2);
+        assert_eq!(m.delivered, 150);
+        assert_eq!(m.delivered_per_s, 15.0);
+        let l = &m.latency["deliver"];
+        assert_eq!(l.count, 4);
+        assert!(l.max_us >= 9_990 && l.max_us <= 10_010, "{}", l.max_us);
+        assert_eq!(m.timeline.len(), 2, "b started a second later");
+        assert!(m.table().contains("delivered 150"));
+        let html = m.html();
+        assert!(html.contains("<svg") && html.contains("polyline"));
+        // JSON round trip keeps what merging needs.
+        let json = serde_json::to_string(&m).expect("json");
+        let back: Report = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back.latency["deliver"].count, 4);
+    }
+}

@@ -366,11 +366,17 @@ pub enum ServerPeek<'a> {
         content: &'a str,
     },
     /// Any other body: its [`ServerBody::index`].
-    Other { seq: u32, kind: usize },
+    Other {
+        seq: u32,
+        kind: usize,
+    },
 }
 
 /// Verifies a server frame and borrows what a load client needs from it.
-pub fn peek_server<'a>(buf: &'a [u8], limits: &DecodeLimits) -> Result<ServerPeek<'a>, DecodeError> {
+pub fn peek_server<'a>(
+    buf: &'a [u8],
+    limits: &DecodeLimits,
+) -> Result<ServerPeek<'a>, DecodeError> {
     let f = flatbuffers::root_with_opts::<w::ServerFrame>(&limits.opts, buf)
         .map_err(|e| DecodeError::Invalid(e.to_string()))?;
     let seq = f.seq();
@@ -391,7 +397,10 @@ pub fn peek_server<'a>(buf: &'a [u8], limits: &DecodeLimits) -> Result<ServerPee
             }
         }
         w::ServerBody::MessageNew => {
-            let m = f.body_as_message_new().ok_or(DecodeError::UnknownBody)?.message();
+            let m = f
+                .body_as_message_new()
+                .ok_or(DecodeError::UnknownBody)?
+                .message();
             ServerPeek::MessageNew {
                 conversation: conv(m.conversation()),
                 id: MessageId(m.id()),

@@ -49,7 +49,10 @@ async fn handshake(stream: &mut TcpStream, target: SocketAddr, path: &str) -> an
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             if !buf.starts_with(b"HTTP/1.1 101") {
                 let line = String::from_utf8_lossy(&buf[..buf.len().min(80)]).into_owned();
-                bail!("upgrade refused: {}", line.lines().next().unwrap_or_default());
+                bail!(
+                    "upgrade refused: {}",
+                    line.lines().next().unwrap_or_default()
+                );
             }
             if end + 4 != buf.len() {
                 bail!("unexpected bytes after the handshake");

@@ -36,7 +36,12 @@ struct Cli {
 #[derive(Args, Clone)]
 struct Common {
     /// Gateway address(es) host:port, comma-separated or repeated: clients spread over them.
-    #[arg(long, default_value = "127.0.0.1:3001", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:3001",
+        value_delimiter = ',',
+        global = true
+    )]
     target: Vec<String>,
     /// The gateways' JWT HS256 secret (tokens are minted locally).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
@@ -176,7 +181,10 @@ fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     } else {
         (s, 1.0)
     };
-    let v: f64 = num.trim().parse().with_context(|| format!("bad duration {s:?}"))?;
+    let v: f64 = num
+        .trim()
+        .parse()
+        .with_context(|| format!("bad duration {s:?}"))?;
     if !v.is_finite() || v < 0.0 {
         bail!("bad duration {s:?}");
     }
@@ -200,7 +208,11 @@ fn context(c: &Common) -> anyhow::Result<Ctx> {
         .secret
         .clone()
         .context("--secret (or JWT_SECRET) is required: the gateways' HS256 secret")?;
-    let targets = c.target.iter().map(|t| resolve(t)).collect::<anyhow::Result<Vec<_>>>()?;
+    let targets = c
+        .target
+        .iter()
+        .map(|t| resolve(t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     if targets.is_empty() {
         bail!("no --target");
     }
@@ -220,7 +232,12 @@ fn context(c: &Common) -> anyhow::Result<Ctx> {
     })
 }
 
-fn finish(report: &Report, json: Option<&PathBuf>, html: Option<&PathBuf>, slo: Option<&str>) -> anyhow::Result<ExitCode> {
+fn finish(
+    report: &Report,
+    json: Option<&PathBuf>,
+    html: Option<&PathBuf>,
+    slo: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     println!("{}", report.table());
     if let Some(path) = json {
         std::fs::write(path, serde_json::to_string_pretty(report)?)
@@ -245,12 +262,25 @@ fn finish(report: &Report, json: Option<&PathBuf>, html: Option<&PathBuf>, slo: 
 
 async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
     let (common, name, mut params): (Common, &str, BTreeMap<String, String>) = match &command {
-        Command::Connect { common, connections, heartbeat, .. } => (
+        Command::Connect {
+            common,
+            connections,
+            heartbeat,
+            ..
+        } => (
             common.clone(),
             "connect",
-            BTreeMap::from([("connections".into(), connections.to_string()), ("heartbeat".into(), heartbeat.clone())]),
+            BTreeMap::from([
+                ("connections".into(), connections.to_string()),
+                ("heartbeat".into(), heartbeat.clone()),
+            ]),
         ),
-        Command::Direct { common, pairs, rate, size } => (
+        Command::Direct {
+            common,
+            pairs,
+            rate,
+            size,
+        } => (
             common.clone(),
             "direct",
             BTreeMap::from([
@@ -259,7 +289,14 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
                 ("size".into(), size.to_string()),
             ]),
         ),
-        Command::Rooms { common, rooms, members, senders, rate, size } => (
+        Command::Rooms {
+            common,
+            rooms,
+            members,
+            senders,
+            rate,
+            size,
+        } => (
             common.clone(),
             "rooms",
             BTreeMap::from([
@@ -270,7 +307,13 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
                 ("size".into(), size.to_string()),
             ]),
         ),
-        Command::History { common, clients, conversations, seed, rate } => (
+        Command::History {
+            common,
+            clients,
+            conversations,
+            seed,
+            rate,
+        } => (
             common.clone(),
             "history",
             BTreeMap::from([
@@ -280,7 +323,12 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
                 ("rate_per_client".into(), rate.to_string()),
             ]),
         ),
-        Command::Mixed { common, pairs, rate, reconnect_every } => (
+        Command::Mixed {
+            common,
+            pairs,
+            rate,
+            reconnect_every,
+        } => (
             common.clone(),
             "mixed",
             BTreeMap::from([
@@ -299,7 +347,13 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
     let mut server = None;
     let mut chat = None;
     let measured_s = match command {
-        Command::Connect { connections, heartbeat, server_pid, metrics, .. } => {
+        Command::Connect {
+            connections,
+            heartbeat,
+            server_pid,
+            metrics,
+            ..
+        } => {
             let metrics = metrics.as_deref().map(resolve).transpose()?;
             let (held, memory) = scenario::connect::run(
                 ctx.clone(),
@@ -315,26 +369,68 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
             server = memory;
             held
         }
-        Command::Direct { pairs, rate, size, .. } => {
+        Command::Direct {
+            pairs, rate, size, ..
+        } => {
             let topology = scenario::direct_topology(&ctx, pairs).await?;
-            let behaviour = Behaviour { rate, size, typing: 0.0, read: 0.0, reconnect_every: None };
+            let behaviour = Behaviour {
+                rate,
+                size,
+                typing: 0.0,
+                read: 0.0,
+                reconnect_every: None,
+            };
             let outcome = scenario::chat::run(ctx.clone(), topology, behaviour).await?;
             let s = outcome.measured_s;
             chat = Some(outcome);
             s
         }
-        Command::Rooms { rooms, members, senders, rate, size, .. } => {
-            let topology = scenario::rooms_topology(&ctx, rooms, members, senders.min(members)).await?;
-            let behaviour = Behaviour { rate, size, typing: 0.0, read: 0.0, reconnect_every: None };
+        Command::Rooms {
+            rooms,
+            members,
+            senders,
+            rate,
+            size,
+            ..
+        } => {
+            let topology =
+                scenario::rooms_topology(&ctx, rooms, members, senders.min(members)).await?;
+            let behaviour = Behaviour {
+                rate,
+                size,
+                typing: 0.0,
+                read: 0.0,
+                reconnect_every: None,
+            };
             let outcome = scenario::chat::run(ctx.clone(), topology, behaviour).await?;
             let s = outcome.measured_s;
             chat = Some(outcome);
             s
         }
-        Command::History { clients, conversations, seed, rate, .. } => {
-            scenario::history::run(ctx.clone(), scenario::history::Options { clients, conversations, seed, rate }).await?
+        Command::History {
+            clients,
+            conversations,
+            seed,
+            rate,
+            ..
+        } => {
+            scenario::history::run(
+                ctx.clone(),
+                scenario::history::Options {
+                    clients,
+                    conversations,
+                    seed,
+                    rate,
+                },
+            )
+            .await?
         }
-        Command::Mixed { pairs, rate, reconnect_every, .. } => {
+        Command::Mixed {
+            pairs,
+            rate,
+            reconnect_every,
+            ..
+        } => {
             let topology = scenario::direct_topology(&ctx, pairs).await?;
             let behaviour = Behaviour {
                 rate,
@@ -370,7 +466,12 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
     } else {
         report.expected_deliveries = report.delivered;
     }
-    finish(&report, common.json.as_ref(), common.report.as_ref(), common.slo.as_deref())
+    finish(
+        &report,
+        common.json.as_ref(),
+        common.report.as_ref(),
+        common.slo.as_deref(),
+    )
 }
 
 fn unreachable_merge() -> ! {
@@ -381,18 +482,30 @@ fn unreachable_merge() -> ! {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Merge { files, json, report, slo } => (|| {
+        Command::Merge {
+            files,
+            json,
+            report,
+            slo,
+        } => (|| {
             let reports = files
                 .iter()
                 .map(|f| {
-                    let text = std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?;
-                    serde_json::from_str::<Report>(&text).with_context(|| format!("parse {}", f.display()))
+                    let text = std::fs::read_to_string(f)
+                        .with_context(|| format!("read {}", f.display()))?;
+                    serde_json::from_str::<Report>(&text)
+                        .with_context(|| format!("parse {}", f.display()))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             if reports.is_empty() {
                 bail!("nothing to merge");
             }
-            finish(&Report::merge(&reports), json.as_ref(), report.as_ref(), slo.as_deref())
+            finish(
+                &Report::merge(&reports),
+                json.as_ref(),
+                report.as_ref(),
+                slo.as_deref(),
+            )
         })(),
         command => {
             // A load generator holds many sockets: raise the open-file limit as far as allowed.

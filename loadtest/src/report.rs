@@ -139,8 +139,14 @@ impl Report {
     /// (percentiles per second take the worst of the runs).
     pub fn merge(reports: &[Report]) -> Report {
         let mut out = Report {
-            scenario: reports.first().map(|r| r.scenario.clone()).unwrap_or_default(),
-            params: reports.first().map(|r| r.params.clone()).unwrap_or_default(),
+            scenario: reports
+                .first()
+                .map(|r| r.scenario.clone())
+                .unwrap_or_default(),
+            params: reports
+                .first()
+                .map(|r| r.params.clone())
+                .unwrap_or_default(),
             started_at_ms: reports.iter().map(|r| r.started_at_ms).min().unwrap_or(0),
             ..Report::default()
         };
@@ -196,7 +202,10 @@ impl Report {
                 m.rss_after_bytes.saturating_sub(m.rss_before_bytes) as f64 / m.connections as f64;
         }
         out.server = memory;
-        out.latency = hists.iter().map(|(k, h)| (k.clone(), Latency::of(h))).collect();
+        out.latency = hists
+            .iter()
+            .map(|(k, h)| (k.clone(), Latency::of(h)))
+            .collect();
         out.timeline = timeline.into_values().collect();
         out
     }
@@ -204,7 +213,11 @@ impl Report {
     /// The human table printed at the end of a run.
     pub fn table(&self) -> String {
         let mut s = String::new();
-        let params: Vec<String> = self.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let _ = writeln!(s, "\nscenario   {} ({})", self.scenario, params.join(" "));
         if self.merged_runs > 1 {
             let _ = writeln!(s, "merged     {} runs", self.merged_runs);
@@ -235,7 +248,11 @@ impl Report {
             self.connects, self.connect_failures
         );
         if !self.errors.is_empty() {
-            let errs: Vec<String> = self.errors.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+            let errs: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k}×{v}"))
+                .collect();
             let _ = writeln!(s, "errors     {}", errs.join("  "));
         }
         if let Some(m) = &self.server {
@@ -278,14 +295,23 @@ impl Report {
             .map(|s| {
                 (
                     s.t as f64,
-                    [s.p50_us as f64 / 1000.0, s.p99_us as f64 / 1000.0, s.max_us as f64 / 1000.0],
+                    [
+                        s.p50_us as f64 / 1000.0,
+                        s.p99_us as f64 / 1000.0,
+                        s.max_us as f64 / 1000.0,
+                    ],
                 )
             })
             .collect();
         let rate: Vec<(f64, [f64; 3])> = self
             .timeline
             .iter()
-            .map(|s| (s.t as f64, [s.sent as f64, s.delivered as f64, s.errors as f64]))
+            .map(|s| {
+                (
+                    s.t as f64,
+                    [s.sent as f64, s.delivered as f64, s.errors as f64],
+                )
+            })
             .collect();
         format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>Parley load test: {scenario}</title>\
@@ -316,7 +342,9 @@ fn fmt_us(us: u64) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Three lines over time in one SVG, with axis labels.

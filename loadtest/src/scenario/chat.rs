@@ -91,7 +91,11 @@ fn content(idx: u32, seq: u32, sched_ns: u64, size: usize) -> String {
 /// `lt|idx|seq|ns|…` → (idx, seq, ns).
 fn parse(content: &str) -> Option<(u32, u32, u64)> {
     let mut it = content.strip_prefix("lt|")?.splitn(4, '|');
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    Some((
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    ))
 }
 
 /// Reads until the connection ends.
@@ -214,7 +218,12 @@ async fn open(
         r.connects += 1;
         r.record(Series::Connect, session.connect_us);
     });
-    let reader_task = tokio::spawn(read_loop(session.reader, state.clone(), i as u32, read_prob));
+    let reader_task = tokio::spawn(read_loop(
+        session.reader,
+        state.clone(),
+        i as u32,
+        read_prob,
+    ));
     Ok(Conn {
         writer: session.writer,
         reader_task,
@@ -309,7 +318,11 @@ async fn send_loop(
 }
 
 /// Connects everyone, runs the schedule for the run's duration, drains, and accounts for loss.
-pub async fn run(ctx: Arc<Ctx>, topology: Topology, behaviour: Behaviour) -> anyhow::Result<Outcome> {
+pub async fn run(
+    ctx: Arc<Ctx>,
+    topology: Topology,
+    behaviour: Behaviour,
+) -> anyhow::Result<Outcome> {
     let n = topology.members.len();
     let members: Vec<Arc<Member>> = topology.members.into_iter().map(Arc::new).collect();
     let states: Vec<Shared> = (0..n).map(|_| Shared::default()).collect();
@@ -320,7 +333,9 @@ pub async fn run(ctx: Arc<Ctx>, topology: Topology, behaviour: Behaviour) -> any
     for (i, m) in members.iter().enumerate() {
         pacer.tick().await;
         let (ctx, m, state, read) = (ctx.clone(), m.clone(), states[i].clone(), behaviour.read);
-        connecting.push(tokio::spawn(async move { open(&ctx, i, &m, &state, read, false).await }));
+        connecting.push(tokio::spawn(async move {
+            open(&ctx, i, &m, &state, read, false).await
+        }));
     }
     let mut conns = Vec::with_capacity(n);
     for (i, c) in connecting.into_iter().enumerate() {
@@ -357,7 +372,10 @@ pub async fn run(ctx: Arc<Ctx>, topology: Topology, behaviour: Behaviour) -> any
     for s in senders {
         open_conns.push(s.await?);
     }
-    let measured_s = start.elapsed().as_secs_f64().min(ctx.duration.as_secs_f64());
+    let measured_s = start
+        .elapsed()
+        .as_secs_f64()
+        .min(ctx.duration.as_secs_f64());
 
     // Drain: wait until every send is answered and every acknowledged message arrived.
     let expected = |states: &[Shared]| -> (u64, u64, usize) {

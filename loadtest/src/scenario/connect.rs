@@ -64,10 +64,18 @@ pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<(f64, Option<Se
     let mut tasks = Vec::with_capacity(opts.connections);
     for i in 0..opts.connections {
         pacer.tick().await;
-        let (ctx, open, stop, heartbeat) = (ctx.clone(), open.clone(), stop.clone(), opts.heartbeat);
+        let (ctx, open, stop, heartbeat) =
+            (ctx.clone(), open.clone(), stop.clone(), opts.heartbeat);
         tasks.push(tokio::spawn(async move {
             let user = ctx.user(&format!("c{i}"));
-            let session = match client::connect(ctx.target(i), ctx.source(i), &ctx.token(&user), vec![]).await {
+            let session = match client::connect(
+                ctx.target(i),
+                ctx.source(i),
+                &ctx.token(&user),
+                vec![],
+            )
+            .await
+            {
                 Ok(s) => s,
                 Err(_) => {
                     stats::with(|r| r.connect_failures += 1);
@@ -81,9 +89,7 @@ pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<(f64, Option<Se
             open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut reader = session.reader;
             let mut writer = session.writer;
-            let reading = tokio::spawn(async move {
-                while reader.next().await.is_some() {}
-            });
+            let reading = tokio::spawn(async move { while reader.next().await.is_some() {} });
             let mut tick = tokio::time::interval(heartbeat);
             tick.tick().await;
             loop {
@@ -106,7 +112,10 @@ pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<(f64, Option<Se
     let connected = open.load(std::sync::atomic::Ordering::Relaxed);
     let after = server_rss(&opts).await;
     if !ctx.quiet {
-        eprintln!("\n{connected} connections open; holding for {:?}", opts.hold);
+        eprintln!(
+            "\n{connected} connections open; holding for {:?}",
+            opts.hold
+        );
     }
     let start = Instant::now();
     tokio::time::sleep(opts.hold).await;

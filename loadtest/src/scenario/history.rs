@@ -35,30 +35,38 @@ pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<f64> {
             opts.conversations
         );
     }
-    setup_concurrently(&ctx, (0..opts.conversations).collect(), 32, move |ctx, mut http, j| {
-        let out = out.clone();
-        async move {
-            let buyer = ctx.user(&format!("hc{}", j % clients));
-            let seller = ctx.user(&format!("hs{j}"));
-            let (bt, st) = (ctx.token(&buyer), ctx.token(&seller));
-            let id = http.direct(&bt, &seller, &format!("l{j}")).await?;
-            for k in 0..seed {
-                let token = if k % 2 == 0 { &bt } else { &st };
-                // Posting faster than the per-user send rate gets 429: wait and retry.
-                loop {
-                    match http.post_message(token, id, &format!("seed message {k}")).await {
-                        Ok(()) => break,
-                        Err(e) if e.to_string().contains("429") => {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
+    setup_concurrently(
+        &ctx,
+        (0..opts.conversations).collect(),
+        32,
+        move |ctx, mut http, j| {
+            let out = out.clone();
+            async move {
+                let buyer = ctx.user(&format!("hc{}", j % clients));
+                let seller = ctx.user(&format!("hs{j}"));
+                let (bt, st) = (ctx.token(&buyer), ctx.token(&seller));
+                let id = http.direct(&bt, &seller, &format!("l{j}")).await?;
+                for k in 0..seed {
+                    let token = if k % 2 == 0 { &bt } else { &st };
+                    // Posting faster than the per-user send rate gets 429: wait and retry.
+                    loop {
+                        match http
+                            .post_message(token, id, &format!("seed message {k}"))
+                            .await
+                        {
+                            Ok(()) => break,
+                            Err(e) if e.to_string().contains("429") => {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            Err(e) => return Err(e),
                         }
-                        Err(e) => return Err(e),
                     }
                 }
+                out.lock().unwrap_or_else(|e| e.into_inner())[j] = Some(id);
+                Ok(http)
             }
-            out.lock().unwrap_or_else(|e| e.into_inner())[j] = Some(id);
-            Ok(http)
-        }
-    })
+        },
+    )
     .await?;
     let convs: Vec<ConversationId> = convs
         .lock()
@@ -82,7 +90,9 @@ pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<f64> {
         let rate = opts.rate;
         tasks.push(tokio::spawn(async move {
             let user = ctx.user(&format!("hc{c}"));
-            let Ok(session) = client::connect(ctx.target(c), ctx.source(c), &ctx.token(&user), vec![]).await else {
+            let Ok(session) =
+                client::connect(ctx.target(c), ctx.source(c), &ctx.token(&user), vec![]).await
+            else {
                 stats::with(|r| r.connect_failures += 1);
                 return;
             };
@@ -95,11 +105,17 @@ pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<f64> {
                 let limits = DecodeLimits::server();
                 while let Some(bytes) = reader.next().await {
                     let (seq, error) = match peek_server(&bytes, &limits) {
-                        Ok(ServerPeek::Other { seq, .. } | ServerPeek::Ack { seq, .. }) => (seq, None),
+                        Ok(ServerPeek::Other { seq, .. } | ServerPeek::Ack { seq, .. }) => {
+                            (seq, None)
+                        }
                         Ok(ServerPeek::Error { seq, code, .. }) => (seq, Some(code)),
                         _ => continue,
                     };
-                    let Some((series, sched)) = waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&seq) else {
+                    let Some((series, sched)) = waiting
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&seq)
+                    else {
                         continue;
                     };
                     let latency = now_ns().saturating_sub(sched) / 1000;
@@ -112,7 +128,10 @@ pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<f64> {
                     });
                 }
             });
-            let mut pacer = Pacer::new(rate, start + Duration::from_secs_f64(c as f64 / clients as f64 / rate));
+            let mut pacer = Pacer::new(
+                rate,
+                start + Duration::from_secs_f64(c as f64 / clients as f64 / rate),
+            );
             let mut k = 0usize;
             loop {
                 let at = pacer.tick().await;
@@ -122,12 +141,28 @@ pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<f64> {
                 k += 1;
                 let sched = now_ns().saturating_sub(at.elapsed().as_nanos() as u64);
                 let (series, body) = if k.is_multiple_of(3) {
-                    (Series::List, ClientBody::Conversations { cursor: None, limit: 20 })
+                    (
+                        Series::List,
+                        ClientBody::Conversations {
+                            cursor: None,
+                            limit: 20,
+                        },
+                    )
                 } else {
                     let conversation = own[k % own.len()];
-                    (Series::History, ClientBody::History { conversation, before: None, limit: 50 })
+                    (
+                        Series::History,
+                        ClientBody::History {
+                            conversation,
+                            before: None,
+                            limit: 50,
+                        },
+                    )
                 };
-                pending.lock().unwrap_or_else(|e| e.into_inner()).insert(writer.next_seq(), (series, sched));
+                pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(writer.next_seq(), (series, sched));
                 if writer.send(body).await.is_err() {
                     stats::with(|r| r.disconnects += 1);
                     break;
@@ -143,5 +178,8 @@ pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<f64> {
     for t in tasks {
         t.await?;
     }
-    Ok(start.elapsed().as_secs_f64().min(ctx.duration.as_secs_f64()))
+    Ok(start
+        .elapsed()
+        .as_secs_f64()
+        .min(ctx.duration.as_secs_f64()))
 }

@@ -30,7 +30,9 @@ where
             let mut http = Http::connect(ctx.target(w)).await?;
             loop {
                 let job = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                let Some(job) = job else { return Ok::<_, anyhow::Error>(()) };
+                let Some(job) = job else {
+                    return Ok::<_, anyhow::Error>(());
+                };
                 http = f(ctx.clone(), http, job).await?;
             }
         }));
@@ -90,7 +92,9 @@ pub async fn rooms_topology(
                 .map(|k| ctx.user(&format!("r{g}m{k}")))
                 .collect();
             let creator = ctx.user(&format!("r{g}m0"));
-            let id = http.group(&ctx.token(&creator), &names, "load room").await?;
+            let id = http
+                .group(&ctx.token(&creator), &names, "load room")
+                .await?;
             out.lock().unwrap_or_else(|e| e.into_inner())[g] = Some(id);
             Ok(http)
         }

@@ -4,7 +4,8 @@
 use crate::record::Writer;
 use crate::types::{ConversationId, MessageId};
 
-/// `conv`: conversation id → conversation record.
+/// `conv`: conversation id → conversation record (static: kind, participants, creation);
+/// `meta`: conversation id → last seq, last message id, last activity.
 pub(super) fn conversation(id: ConversationId) -> Vec<u8> {
     id.as_bytes().to_vec()
 }
@@ -22,13 +23,31 @@ pub(super) fn conversation_prefix(conv: ConversationId) -> Vec<u8> {
     conv.as_bytes().to_vec()
 }
 
-/// `idem`: conversation | sender | client_msg_id → message id.
+/// `idem`: conversation | FNV-1a-64(sender, client_msg_id) → message id.
+///
+/// A hash keeps the key at 24 bytes (the full ids would be ~80): this index is written once
+/// per message. A hit is confirmed against the stored message's sender and client_msg_id, so
+/// a collision (2^-64 per pair of keys in one conversation) can only miss a duplicate, never
+/// merge two different messages.
 pub(super) fn idempotency(conv: ConversationId, sender: &str, client_msg_id: &str) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.bytes16(conv.as_bytes())
-        .key_str(sender)
-        .key_str(client_msg_id);
-    w.finish()
+    let mut k = Vec::with_capacity(24);
+    k.extend_from_slice(conv.as_bytes());
+    k.extend_from_slice(
+        &fnv1a(&[sender.as_bytes(), b"\0", client_msg_id.as_bytes()]).to_be_bytes(),
+    );
+    k
+}
+
+/// FNV-1a, 64 bits: stable across versions and platforms (it names keys on disk).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in *part {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
 
 /// `read`: conversation | user → read state.

@@ -14,14 +14,17 @@ use super::{Keyspaces, keys, load_conversation, unavailable};
 use crate::error::{Result, StorageError};
 use crate::ids::IdGenerator;
 use crate::record::{
-    decode_message, decode_read_state, encode_conversation, encode_message, encode_read_state,
-    encode_report,
+    decode_message, decode_read_state, encode_conversation, encode_message, encode_meta,
+    encode_read_state, encode_report,
 };
 use crate::types::*;
 
 /// Conversations kept in the writer's cache before it is cleared (a bound on memory, not a
 /// tuning knob: a miss costs one point read).
 const CACHE_LIMIT: usize = 100_000;
+
+/// Commits slower than this are logged: every waiting sender felt it.
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -105,6 +108,8 @@ struct Pending {
     batch: OwnedWriteBatch,
     /// Conversations written in this batch (None: deleted).
     convs: HashMap<ConversationId, Option<Conversation>>,
+    /// Of those, the ones created in this batch (their static record is written too).
+    created: HashSet<ConversationId>,
     idem: HashMap<Vec<u8>, Message>,
     reads: HashMap<Vec<u8>, ReadState>,
     direct: HashMap<Vec<u8>, ConversationId>,
@@ -120,6 +125,7 @@ impl Pending {
             batch: OwnedWriteBatch::with_capacity(db.clone(), capacity)
                 .durability(Some(PersistMode::SyncData)),
             convs: HashMap::new(),
+            created: HashSet::new(),
             idem: HashMap::new(),
             reads: HashMap::new(),
             direct: HashMap::new(),
@@ -194,20 +200,32 @@ impl Writer {
             return;
         }
         for (id, conv) in &p.convs {
+            let key = keys::conversation(*id);
             match conv {
-                Some(c) => p.batch.insert(
-                    &self.ks.conv,
-                    keys::conversation(*id),
-                    encode_conversation(c),
-                ),
-                None => p.batch.remove(&self.ks.conv, keys::conversation(*id)),
+                Some(c) => {
+                    if p.created.contains(id) {
+                        p.batch
+                            .insert(&self.ks.conv, key.clone(), encode_conversation(c));
+                    }
+                    p.batch.insert(&self.ks.meta, key, encode_meta(c));
+                }
+                None => {
+                    p.batch.remove(&self.ks.conv, key.clone());
+                    p.batch.remove(&self.ks.meta, key);
+                }
             }
         }
+        let started = std::time::Instant::now();
+        let ops = p.done.len();
         let result = if p.batch.is_empty() {
             Ok(())
         } else {
             p.batch.commit().map_err(unavailable)
         };
+        let took = started.elapsed();
+        if took > SLOW_COMMIT {
+            tracing::warn!(?took, ops, "storage: slow commit (fsync)");
+        }
         match &result {
             Ok(()) => {
                 for (key, blocked) in p.blocks {
@@ -349,6 +367,7 @@ impl Writer {
             p.batch
                 .insert(&self.ks.member, keys::member(user, c.id), Vec::new());
         }
+        p.created.insert(c.id);
         p.convs.insert(c.id, Some(c));
     }
 
@@ -488,7 +507,7 @@ impl Writer {
             return Err(StorageError::Forbidden("not a participant"));
         }
         let idem_key = keys::idempotency(m.conversation, &m.sender, &m.client_msg_id);
-        if let Some(message) = self.find_idempotent(p, &idem_key, m.conversation)? {
+        if let Some(message) = self.find_idempotent(p, &idem_key, &m)? {
             return Ok(Appended {
                 message,
                 duplicate: true,
@@ -541,14 +560,12 @@ impl Writer {
         })
     }
 
-    fn find_idempotent(
-        &self,
-        p: &Pending,
-        key: &[u8],
-        conv: ConversationId,
-    ) -> Result<Option<Message>> {
-        if let Some(m) = p.idem.get(key) {
-            return Ok(Some(m.clone()));
+    fn find_idempotent(&self, p: &Pending, key: &[u8], m: &NewMessage) -> Result<Option<Message>> {
+        if let Some(found) = p.idem.get(key)
+            && found.sender == m.sender
+            && found.client_msg_id == m.client_msg_id
+        {
+            return Ok(Some(found.clone()));
         }
         let Some(v) = self.ks.idem.get(key).map_err(unavailable)? else {
             return Ok(None);
@@ -556,17 +573,24 @@ impl Writer {
         let id = <[u8; 8]>::try_from(&v[..])
             .map(u64::from_be_bytes)
             .map_err(|_| StorageError::Corrupt("idempotency record".into()))?;
-        match self
+        let stored = match self
             .ks
             .msg
-            .get(keys::message(conv, MessageId(id)))
+            .get(keys::message(m.conversation, MessageId(id)))
             .map_err(unavailable)?
         {
-            Some(bytes) => decode_message(&bytes).map(Some),
-            None => Err(StorageError::Corrupt(
-                "idempotency key without message".into(),
-            )),
-        }
+            Some(bytes) => decode_message(&bytes)?,
+            None => {
+                return Err(StorageError::Corrupt(
+                    "idempotency key without message".into(),
+                ));
+            }
+        };
+        // The key is a hash: confirm it is this sender's key, not a collision.
+        Ok(
+            (stored.sender == m.sender && stored.client_msg_id == m.client_msg_id)
+                .then_some(stored),
+        )
     }
 
     fn mark_read(

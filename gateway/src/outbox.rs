@@ -25,6 +25,9 @@ use tokio::sync::Notify;
 
 use crate::errors::ErrorCode;
 
+/// Pongs waiting to be written before the oldest is dropped (each at most 125 bytes).
+const MAX_PENDING_PONGS: usize = 16;
+
 /// What a queued frame is, for the overflow policy and resume de-duplication.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
@@ -194,14 +197,24 @@ impl Outbox {
         }
     }
 
-    /// A control item that must not wait behind data (pong). Keeps only the newest pending one.
+    /// A pong answering a ping: ahead of queued data, never waiting. RFC 6455 lets a server
+    /// answer only the latest of several pings; we answer up to `MAX_PENDING_PONGS` in order
+    /// (Autobahn 2.10 sends ten back to back) and then keep just the newest ones.
     pub fn push_pong(&self, payload: Bytes) {
         let mut s = self.state.borrow_mut();
         if s.closing.is_some() {
             return;
         }
-        s.queue.retain(|i| !matches!(i, Item::Pong(_)));
-        s.queue.push_front(Item::Pong(payload));
+        let pongs = s
+            .queue
+            .iter()
+            .take_while(|i| matches!(i, Item::Pong(_)))
+            .count();
+        if pongs >= MAX_PENDING_PONGS {
+            s.queue.pop_front();
+        }
+        let at = pongs.min(MAX_PENDING_PONGS - 1);
+        s.queue.insert(at, Item::Pong(payload));
         drop(s);
         self.writable.notify_one();
     }
@@ -352,6 +365,33 @@ mod tests {
         assert!(o.is_empty(), "a slow consumer's queue is discarded");
         assert_eq!(o.push(frame(10), Class::Reliable), Pushed::Closed);
         assert_eq!(o.dropped(), 1);
+    }
+
+    #[tokio::test]
+    async fn pongs_go_first_in_order_and_are_capped() {
+        let o = Outbox::new(100, 1 << 20);
+        o.push(frame(3), Class::Reliable);
+        for i in 0..20u8 {
+            o.push_pong(Bytes::from(vec![i]));
+        }
+        let mut buf = Vec::new();
+        o.next(&mut buf).await;
+        let pongs: Vec<u8> = buf
+            .iter()
+            .filter_map(|i| match i {
+                Item::Pong(b) => Some(b[0]),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            pongs,
+            (4..20).collect::<Vec<u8>>(),
+            "the newest 16, in order"
+        );
+        assert!(
+            matches!(buf.last(), Some(Item::Frame(_))),
+            "data after the pongs"
+        );
     }
 
     #[test]

@@ -72,7 +72,17 @@ impl<R: AsyncRead + Unpin> WsSource<R> {
                 .read_frame(&mut |_| async { Ok::<(), std::convert::Infallible>(()) })
                 .await
             {
-                Ok(f) => (f.fin, f.opcode, into_bytes(f.payload)),
+                Ok(mut f) => {
+                    // RFC 6455 §5.1: a server must close on an unmasked client frame.
+                    // fastwebsockets does not check it and keeps the mask private, but its
+                    // header formatter writes the mask bit.
+                    let mut head = [0u8; 16];
+                    f.fmt_head(&mut head);
+                    if head[1] & 0x80 == 0 {
+                        return Err(self.protocol_error(1002));
+                    }
+                    (f.fin, f.opcode, into_bytes(f.payload))
+                }
                 Err(e) => return Err(self.fail(e)),
             };
             match opcode {

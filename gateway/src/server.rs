@@ -120,8 +120,12 @@ pub fn start(
 }
 
 fn run_shard(shard: Shard, listener: StdListener, inbox: mpsc::Receiver<Delivery>) {
+    // Storage reads run on the blocking pool; a few threads per shard serve them. Tokio's
+    // default of 512 let a burst of connects start hundreds of threads, each keeping a stack
+    // and allocator caches resident.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(8)
         .build()
     {
         Ok(rt) => rt,

@@ -1,28 +1,34 @@
-//! The WebSocket transport (fastwebsockets over a hyper upgrade): it only moves bytes. One
-//! binary message is one protocol frame. Reading assembles fragments under the same size limit
-//! as whole messages; writing batches everything queued into one socket write.
+//! The WebSocket transport: it only moves bytes. One binary message is one protocol frame.
+//!
+//! The upgrade handshake, frame-header formatting, masking and close-code rules come from
+//! fastwebsockets; frames are read by our own small reader because fastwebsockets' reader keeps
+//! an 8 KiB buffer per connection for its whole life, does not check that client frames are
+//! masked (RFC 6455 §5.1) and does not cap a fragmented message's total size. This reader
+//! holds no buffer while a connection is idle (a buffer is allocated only once bytes are
+//! readable and released when it is drained), refuses unmasked frames, and applies one size
+//! limit to frames and to assembled messages. Writing batches everything queued into one
+//! socket write.
 
-use std::io::Cursor;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use fastwebsockets::{
-    CloseCode, Frame, OpCode, Payload, Role, WebSocket, WebSocketError, WebSocketRead,
-};
+use bytes::{Buf, Bytes, BytesMut};
+use fastwebsockets::{CloseCode, Frame, OpCode, Payload, WebSocket};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Chain};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::conn::{self, FrameSource, Incoming};
 use crate::errors::ErrorCode;
-use crate::metrics::Transport;
+use crate::http::ConnGuard;
+use crate::metrics::{ConnectionGauge, Transport};
 use crate::outbox::{Item, Next, Outbox};
 use crate::shard::Shard;
 
-type Reader = Chain<Cursor<Bytes>, OwnedReadHalf>;
+/// Bytes read per readiness event when no frame needs more.
+const READ_CHUNK: usize = 4096;
 
 /// A whole WebSocket message.
 #[derive(Debug)]
@@ -40,24 +46,138 @@ pub enum End {
     Oversized,
 }
 
+/// Why a frame could not be read.
+#[derive(Debug, PartialEq, Eq)]
+enum FrameError {
+    /// End of stream or an I/O error.
+    Closed,
+    /// A protocol violation: close with this code.
+    Protocol(u16),
+    /// A frame over the size limit (refused before its payload is read).
+    Oversized,
+}
+
+/// One unmasked client frame.
+struct RawFrame {
+    fin: bool,
+    opcode: OpCode,
+    payload: Bytes,
+}
+
+/// Reads client frames: parses headers, enforces masking and limits, unmasks payloads.
+struct FrameReader {
+    io: OwnedReadHalf,
+    buf: BytesMut,
+    max_payload: usize,
+}
+
+impl FrameReader {
+    async fn next(&mut self) -> Result<RawFrame, FrameError> {
+        loop {
+            if let Some(frame) = self.parse()? {
+                return Ok(frame);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// A whole frame from the buffer, if it holds one.
+    fn parse(&mut self) -> Result<Option<RawFrame>, FrameError> {
+        let b = &self.buf[..];
+        let [b0, b1, ..] = *b else {
+            return Ok(None);
+        };
+        // No extension is negotiated, so the RSV bits must be zero.
+        if b0 & 0x70 != 0 {
+            return Err(FrameError::Protocol(1002));
+        }
+        let fin = b0 & 0x80 != 0;
+        let opcode = OpCode::try_from(b0 & 0x0f).map_err(|_| FrameError::Protocol(1002))?;
+        if b1 & 0x80 == 0 {
+            // RFC 6455 §5.1: the server MUST close on an unmasked client frame.
+            return Err(FrameError::Protocol(1002));
+        }
+        let (len, at) = match b1 & 0x7f {
+            126 => match b.get(2..4) {
+                Some(l) => (u64::from(u16::from_be_bytes([l[0], l[1]])), 4),
+                None => return Ok(None),
+            },
+            127 => match b.get(2..10) {
+                Some(l) => {
+                    let mut n = [0u8; 8];
+                    n.copy_from_slice(l);
+                    (u64::from_be_bytes(n), 10)
+                }
+                None => return Ok(None),
+            },
+            n => (u64::from(n), 2),
+        };
+        let control = matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
+        if control && (!fin || len > 125) {
+            return Err(FrameError::Protocol(1002));
+        }
+        if len > self.max_payload as u64 {
+            return Err(FrameError::Oversized);
+        }
+        let len = len as usize;
+        let header = at + 4;
+        if b.len() < header + len {
+            self.buf.reserve(header + len - b.len());
+            return Ok(None);
+        }
+        let mask = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        self.buf.advance(header);
+        let mut payload = self.buf.split_to(len);
+        fastwebsockets::unmask(&mut payload, mask);
+        if self.buf.is_empty() {
+            // Drained: an idle connection keeps no read buffer.
+            self.buf = BytesMut::new();
+        }
+        Ok(Some(RawFrame {
+            fin,
+            opcode,
+            payload: payload.freeze(),
+        }))
+    }
+
+    /// Waits until the socket is readable, then reads into a buffer allocated only now.
+    async fn fill(&mut self) -> Result<(), FrameError> {
+        loop {
+            self.io.readable().await.map_err(|_| FrameError::Closed)?;
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            match self.io.try_read_buf(&mut self.buf) {
+                Ok(0) => return Err(FrameError::Closed),
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.buf.is_empty() {
+                        self.buf = BytesMut::new();
+                    }
+                }
+                Err(_) => return Err(FrameError::Closed),
+            }
+        }
+    }
+}
+
 /// The read half: frames → whole messages, control frames answered through the outbox.
-pub struct WsSource<R> {
-    read: WebSocketRead<R>,
+pub struct WsSource {
+    reader: FrameReader,
     outbox: Rc<Outbox>,
     max_message: usize,
     /// A fragmented message being assembled: opcode, bytes, and how far its UTF-8 is checked.
     partial: Option<(OpCode, Vec<u8>, usize)>,
 }
 
-impl<R: AsyncRead + Unpin> WsSource<R> {
-    pub fn new(mut read: WebSocketRead<R>, outbox: Rc<Outbox>, max_message: usize) -> Self {
-        // Close and ping are answered here, through the outbox, so one writer owns the socket.
-        read.set_auto_close(false);
-        read.set_auto_pong(false);
-        // fastwebsockets refuses frames of at least this size before reading their payload.
-        read.set_max_message_size(max_message + 1);
+impl WsSource {
+    fn new(io: OwnedReadHalf, early: Bytes, outbox: Rc<Outbox>, max_message: usize) -> Self {
         Self {
-            read,
+            reader: FrameReader {
+                io,
+                buf: BytesMut::from(&early[..]),
+                max_payload: max_message,
+            },
             outbox,
             max_message,
             partial: None,
@@ -67,42 +187,32 @@ impl<R: AsyncRead + Unpin> WsSource<R> {
     /// The next whole message; control frames are handled on the way.
     pub async fn next_message(&mut self) -> Result<Message, End> {
         loop {
-            let (fin, opcode, payload) = match self
-                .read
-                .read_frame(&mut |_| async { Ok::<(), std::convert::Infallible>(()) })
-                .await
-            {
-                Ok(mut f) => {
-                    // RFC 6455 §5.1: a server must close on an unmasked client frame.
-                    // fastwebsockets does not check it and keeps the mask private, but its
-                    // header formatter writes the mask bit.
-                    let mut head = [0u8; 16];
-                    f.fmt_head(&mut head);
-                    if head[1] & 0x80 == 0 {
-                        return Err(self.protocol_error(1002));
-                    }
-                    (f.fin, f.opcode, into_bytes(f.payload))
+            let RawFrame {
+                fin,
+                opcode,
+                payload,
+            } = match self.reader.next().await {
+                Ok(f) => f,
+                Err(FrameError::Oversized) => return Err(End::Oversized),
+                Err(FrameError::Protocol(code)) => return Err(self.protocol_error(code)),
+                Err(FrameError::Closed) => {
+                    self.outbox.close_normal(1006);
+                    return Err(End::Closed);
                 }
-                Err(e) => return Err(self.fail(e)),
             };
             match opcode {
                 OpCode::Close => return Err(self.peer_closed(&payload)),
-                OpCode::Ping => {
-                    // fastwebsockets already refused pings over 125 bytes.
-                    self.outbox.push_pong(payload);
-                }
-                OpCode::Pong => {
-                    if payload.len() > 125 {
-                        return Err(self.protocol_error(1002));
-                    }
-                }
+                OpCode::Ping => self.outbox.push_pong(payload),
+                OpCode::Pong => {}
                 OpCode::Text | OpCode::Binary => {
                     if self.partial.is_some() {
                         return Err(self.protocol_error(1002));
                     }
                     if fin {
-                        // fastwebsockets checked the UTF-8 of whole text frames.
                         return Ok(match opcode {
+                            OpCode::Text if std::str::from_utf8(&payload).is_err() => {
+                                return Err(self.protocol_error(1007));
+                            }
                             OpCode::Text => Message::Text(payload),
                             _ => Message::Binary(payload),
                         });
@@ -154,15 +264,15 @@ impl<R: AsyncRead + Unpin> WsSource<R> {
     }
 
     fn peer_closed(&mut self, payload: &[u8]) -> End {
-        let code = match payload.len() {
-            0 => 1000,
-            1 => return self.protocol_error(1002),
-            _ => {
-                let code = u16::from_be_bytes([payload[0], payload[1]]);
-                if !CloseCode::from(code).is_allowed() || payload.len() > 125 {
+        let code = match payload {
+            [] => 1000,
+            [_] => return self.protocol_error(1002),
+            [hi, lo, reason @ ..] => {
+                let code = u16::from_be_bytes([*hi, *lo]);
+                if !CloseCode::from(code).is_allowed() {
                     return self.protocol_error(1002);
                 }
-                if std::str::from_utf8(&payload[2..]).is_err() {
+                if std::str::from_utf8(reason).is_err() {
                     return self.protocol_error(1007);
                 }
                 code
@@ -176,23 +286,9 @@ impl<R: AsyncRead + Unpin> WsSource<R> {
         self.outbox.close_normal(code);
         End::Closed
     }
-
-    fn fail(&mut self, e: WebSocketError) -> End {
-        match e {
-            WebSocketError::FrameTooLarge => End::Oversized,
-            WebSocketError::InvalidUTF8 => self.protocol_error(1007),
-            WebSocketError::UnexpectedEOF
-            | WebSocketError::IoError(_)
-            | WebSocketError::ConnectionClosed => {
-                self.outbox.close_normal(1006);
-                End::Closed
-            }
-            _ => self.protocol_error(1002),
-        }
-    }
 }
 
-impl<R: AsyncRead + Unpin> FrameSource for WsSource<R> {
+impl FrameSource for WsSource {
     async fn next(&mut self) -> Incoming {
         match self.next_message().await {
             // A text message is not a protocol frame; the session reports it as malformed.
@@ -200,15 +296,6 @@ impl<R: AsyncRead + Unpin> FrameSource for WsSource<R> {
             Err(End::Oversized) => Incoming::Oversized,
             Err(End::Closed) => Incoming::Closed,
         }
-    }
-}
-
-/// The payload without a copy when fastwebsockets already owns it.
-fn into_bytes(p: Payload<'_>) -> Bytes {
-    match p {
-        Payload::Bytes(b) => b.freeze(),
-        Payload::Owned(v) => Bytes::from(v),
-        other => Bytes::copy_from_slice(&other),
     }
 }
 
@@ -275,11 +362,11 @@ pub async fn write_loop(mut w: OwnedWriteHalf, outbox: Rc<Outbox>, write_timeout
     }
 }
 
-/// Splits an upgraded connection into the source and the writer task, sharing one outbox.
+/// Splits an upgraded connection into the source and the writer half, sharing one outbox.
 fn split(
     ws: WebSocket<TokioIo<Upgraded>>,
     shard: &Shard,
-) -> Option<(WsSource<Reader>, OwnedWriteHalf, Rc<Outbox>)> {
+) -> Option<(WsSource, OwnedWriteHalf, Rc<Outbox>)> {
     let upgraded = ws.into_inner().into_inner();
     // The upgraded stream is the TcpStream hyper served; take it back to split it without a
     // lock, keeping any bytes hyper already read past the handshake.
@@ -291,39 +378,41 @@ fn split(
         }
     };
     let (r, w) = parts.io.into_inner().into_split();
-    let reader = Cursor::new(parts.read_buf).chain(r);
-    let (read, _) = fastwebsockets::after_handshake_split(reader, tokio::io::sink(), Role::Server);
     let cfg = &shard.node.config;
     let outbox = Rc::new(Outbox::new(cfg.outbox_frames, cfg.outbox_bytes));
-    let source = WsSource::new(read, outbox.clone(), cfg.session.max_frame_bytes);
+    // `read_buf` is a slice of hyper's request buffer: copy the (usually empty) rest so that
+    // buffer is freed instead of pinned for the connection's life.
+    let source = WsSource::new(
+        r,
+        Bytes::copy_from_slice(&parts.read_buf),
+        outbox.clone(),
+        cfg.session.max_frame_bytes,
+    );
     Some((source, w, outbox))
 }
 
-/// Runs a protocol session on an upgraded `/ws` connection.
-pub async fn serve_session(shard: Rc<Shard>, ws: WebSocket<TokioIo<Upgraded>>) {
+/// Starts a protocol session on an upgraded `/ws` connection: a reader/session task and a
+/// writer task, both small while idle (1.2 KB and 0.3 KB of future state, measured).
+pub fn start_session(shard: Rc<Shard>, ws: WebSocket<TokioIo<Upgraded>>, guard: ConnGuard) {
     let Some((source, w, outbox)) = split(ws, &shard) else {
         return;
     };
-    let metrics = shard.node.metrics.clone();
-    let shard_id = shard.id;
-    metrics
-        .shard(shard_id)
-        .connection_opened(Transport::WebSocket);
+    let gauge = ConnectionGauge::open(&shard.node.metrics, shard.id, Transport::WebSocket);
     let writer = tokio::task::spawn_local(write_loop(
         w,
         outbox.clone(),
         shard.node.config.write_timeout,
     ));
-    conn::drive(shard, source, outbox).await;
-    let _ = writer.await;
-    metrics
-        .shard(shard_id)
-        .connection_closed(Transport::WebSocket);
+    tokio::task::spawn_local(async move {
+        let _open = (guard, gauge);
+        conn::drive(shard, source, outbox).await;
+        let _ = writer.await;
+    });
 }
 
 /// Echoes every message back (the Autobahn suite's target), over exactly the transport and
 /// limits `/ws` uses. Served only with `--test-endpoints`.
-pub async fn serve_echo(shard: Rc<Shard>, ws: WebSocket<TokioIo<Upgraded>>) {
+pub async fn serve_echo(shard: Rc<Shard>, ws: WebSocket<TokioIo<Upgraded>>, _guard: ConnGuard) {
     let Some((mut source, w, outbox)) = split(ws, &shard) else {
         return;
     };

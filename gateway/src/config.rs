@@ -123,6 +123,16 @@ pub struct Options {
     /// On SIGINT/SIGTERM, how long sessions get to drain before the process exits, ms.
     #[arg(long, env = "PARLEY_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
+    /// UDP port of the QUIC endpoint (ALPN `parley/1`); default: the HTTP port's number.
+    #[arg(long, env = "PARLEY_QUIC_PORT")]
+    pub quic_port: Option<u16>,
+    /// PEM certificate chain for QUIC. Unset (with --tls-key): a self-signed certificate is
+    /// generated once into the data directory and its SHA-256 fingerprint logged.
+    #[arg(long, env = "PARLEY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "PARLEY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax), e.g. `info`, `gateway=debug`.
     #[arg(
         long,
@@ -193,6 +203,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log: String,
     pub test_endpoints: bool,
+    /// None: the same number as the HTTP port.
+    pub quic_port: Option<u16>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// File in the data directory holding the generated development secret.
@@ -285,6 +299,16 @@ impl Config {
         if let Some(secret) = &o.jwt_secret {
             check(secret.len() >= 16, "JWT_SECRET must be at least 16 bytes");
         }
+        check(
+            o.tls_cert.is_some() == o.tls_key.is_some(),
+            "--tls-cert and --tls-key go together",
+        );
+        for path in [&o.tls_cert, &o.tls_key].into_iter().flatten() {
+            check(
+                path.is_file(),
+                "--tls-cert / --tls-key must name readable files",
+            );
+        }
         if let Some(path) = &o.jwt_public_key {
             check(path.is_file(), "--jwt-public-key must name a readable file");
         }
@@ -339,6 +363,9 @@ impl Config {
             shutdown_grace: Duration::from_millis(o.shutdown_grace_ms),
             log: o.log.clone(),
             test_endpoints: o.test_endpoints,
+            quic_port: o.quic_port,
+            tls_cert: o.tls_cert.clone(),
+            tls_key: o.tls_key.clone(),
         })
     }
 
@@ -410,7 +437,8 @@ pub struct Secret {
     pub generated: bool,
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

@@ -17,7 +17,7 @@ use crate::errors::{ClientError, ErrorCode};
 use crate::ops;
 use crate::outbox::{Closing, Item, Outbox};
 use crate::protocol::{Ack, ResumePoint, ServerBody, ServerFrame};
-use crate::session::{Command, Output, Session};
+use crate::session::{Command, Origin, Output, Session};
 use crate::shard::Shard;
 
 /// Messages read from storage per step of a resume replay.
@@ -26,8 +26,8 @@ const REPLAY_CHUNK: usize = 200;
 /// What a transport read.
 #[derive(Debug)]
 pub enum Incoming {
-    /// One whole protocol frame.
-    Frame(Bytes),
+    /// One whole protocol frame, and how it came.
+    Frame(Bytes, Origin),
     /// A frame over the size limit; the transport cannot continue reading.
     Oversized,
     /// The peer closed, or the connection broke.
@@ -93,8 +93,9 @@ pub async fn drive<S: FrameSource>(shard: Rc<Shard>, source: S, outbox: Rc<Outbo
             }
             (source, incoming) = &mut read => {
                 match incoming {
-                    Incoming::Frame(bytes) => {
-                        if let Some(kind) = session.handle_frame(Now::get(), &bytes, &mut out) {
+                    Incoming::Frame(bytes, origin) => {
+                        let now = Now::get();
+                        if let Some(kind) = session.handle_frame_from(now, &bytes, origin, &mut out) {
                             exec.shard.node.metrics.shard(exec.shard.id).frame_in(kind);
                         }
                     }

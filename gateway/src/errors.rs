@@ -23,6 +23,10 @@ pub enum ErrorCode {
     HelloTimeout = 1006,
     /// Nothing received within the idle timeout.
     IdleTimeout = 1007,
+    /// A frame that is not replay-safe arrived as QUIC 0-RTT early data; send it again after
+    /// the handshake (only Hello, Ping, Join, Leave, History, Conversations, Send and Read are
+    /// accepted early).
+    EarlyData = 1008,
     /// The token is missing, malformed or its signature is wrong.
     AuthFailed = 1100,
     /// The token has expired.
@@ -67,6 +71,7 @@ impl ErrorCode {
             TooManyBadFrames,
             HelloTimeout,
             IdleTimeout,
+            EarlyData,
             AuthFailed,
             TokenExpired,
             NotFound,
@@ -96,6 +101,7 @@ impl ErrorCode {
             TooManyBadFrames => "too_many_bad_frames",
             HelloTimeout => "hello_timeout",
             IdleTimeout => "idle_timeout",
+            EarlyData => "early_data",
             AuthFailed => "auth_failed",
             TokenExpired => "token_expired",
             NotFound => "not_found",

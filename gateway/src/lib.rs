@@ -16,6 +16,7 @@ pub mod node;
 pub mod ops;
 pub mod outbox;
 pub mod protocol;
+pub mod quic;
 pub mod ratelimit;
 pub mod rest;
 pub mod server;

@@ -14,6 +14,8 @@ use parley_storage::embedded::{Embedded, EmbeddedConfig};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // One rustls crypto provider for the process (ring), chosen before any TLS config exists.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let config = match Config::from_options(&cli.options) {
         Ok(c) => c,
@@ -95,11 +97,32 @@ fn run(config: Config) -> anyhow::Result<()> {
             signal(SignalKind::interrupt())?,
         ))
     })?;
-    let running = gateway::server::start(config, Arc::new(storage), auth)?;
+    let tls = gateway::quic::tls::load_or_generate(
+        config.tls_cert.as_deref(),
+        config.tls_key.as_deref(),
+        &config.data_dir,
+    )?;
+    if tls.generated {
+        tracing::warn!(cert = %tls.cert_path.display(), "no --tls-cert configured: generated a self-signed QUIC certificate");
+    }
+    let running = gateway::server::start(config, Arc::new(storage), auth, &tls)?;
     let addr = running.addr();
     tracing::info!(%addr, "listening (HTTP + WebSocket /ws)");
-    // A stable line on stdout for scripts and tests that start the gateway with --port 0.
+    tracing::info!(
+        addr = %running.quic_addr(),
+        alpn = "parley/1",
+        cert = %tls.cert_path.display(),
+        sha256 = %tls.fingerprint,
+        "listening (QUIC)"
+    );
+    // Stable lines on stdout for scripts and tests that start the gateway with --port 0.
     println!("parley gateway listening on {addr}");
+    println!(
+        "parley quic listening on {} (udp, ALPN parley/1) certificate {} sha256 {}",
+        running.quic_addr(),
+        tls.cert_path.display(),
+        tls.fingerprint
+    );
     let (mut term, mut int) = stop;
     signals.block_on(async {
         tokio::select! {

@@ -47,6 +47,8 @@ pub enum Class {
 pub enum Item {
     /// A protocol frame (WebSocket binary message / QUIC length-prefixed frame).
     Frame(Bytes),
+    /// A protocol frame that may go unreliably (QUIC datagram); WebSocket sends it as a frame.
+    Datagram(Bytes),
     /// A WebSocket text message (only the test echo endpoint sends these).
     Text(Bytes),
     /// A WebSocket pong answering a ping.
@@ -56,7 +58,7 @@ pub enum Item {
 impl Item {
     fn len(&self) -> usize {
         match self {
-            Item::Frame(b) | Item::Text(b) | Item::Pong(b) => b.len(),
+            Item::Frame(b) | Item::Datagram(b) | Item::Text(b) | Item::Pong(b) => b.len(),
         }
     }
 }
@@ -131,6 +133,16 @@ impl Outbox {
 
     /// Fan-out push: never waits (see the module policy).
     pub fn push(&self, frame: Bytes, class: Class) -> Pushed {
+        self.push_item(Item::Frame(frame), class)
+    }
+
+    /// Fan-out push of an event that may travel unreliably (a QUIC datagram when the peer
+    /// takes them: typing indicators); same policy as [`Outbox::push`].
+    pub fn push_datagram(&self, frame: Bytes, class: Class) -> Pushed {
+        self.push_item(Item::Datagram(frame), class)
+    }
+
+    fn push_item(&self, item: Item, class: Class) -> Pushed {
         let mut s = self.state.borrow_mut();
         if s.closing.is_some() {
             return Pushed::Closed;
@@ -142,7 +154,7 @@ impl Outbox {
         {
             return Pushed::Dropped;
         }
-        let len = frame.len();
+        let len = item.len();
         let (frames, bytes) = match &s.held {
             Some(h) => (h.len(), s.held_bytes),
             None => (s.queue.len(), s.bytes),
@@ -160,11 +172,11 @@ impl Outbox {
         }
         match &mut s.held {
             Some(h) => {
-                h.push_back((Item::Frame(frame), class));
+                h.push_back((item, class));
                 s.held_bytes += len;
             }
             None => {
-                s.queue.push_back(Item::Frame(frame));
+                s.queue.push_back(item);
                 s.bytes += len;
                 drop(s);
                 self.writable.notify_one();
@@ -239,8 +251,7 @@ impl Outbox {
         };
         let Some(held) = held else { return };
         for (item, class) in held {
-            let Item::Frame(frame) = item else { continue };
-            if self.push(frame, class) == Pushed::Overflow {
+            if self.push_item(item, class) == Pushed::Overflow {
                 return;
             }
         }

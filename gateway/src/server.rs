@@ -1,9 +1,11 @@
-//! Starting and stopping a node: one listener per shard on the same port (SO_REUSEPORT, so the
-//! kernel spreads connections), one thread per shard, and a shutdown signal passed down.
+//! Starting and stopping a node: one TCP listener per shard on the same port (SO_REUSEPORT, so
+//! the kernel spreads connections), one thread per shard, one QUIC endpoint whose work is
+//! spread over the shards, and a shutdown signal passed down.
 
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::{SocketAddr, TcpListener as StdListener, UdpSocket};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -18,12 +20,18 @@ use crate::hub::{Delivery, Hub};
 use crate::metered::Metered;
 use crate::metrics::Metrics;
 use crate::node::Node;
+use crate::quic;
 use crate::shard::Shard;
+
+/// QUIC connections waiting for their shard to take them; beyond this they are refused.
+const QUIC_BACKLOG: usize = 1024;
 
 /// A running node.
 pub struct Running {
     addr: SocketAddr,
+    quic_addr: SocketAddr,
     node: Arc<Node>,
+    endpoint: quinn::Endpoint,
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -32,6 +40,11 @@ impl Running {
     /// Where HTTP / WebSocket listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where QUIC listens (UDP).
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -46,6 +59,7 @@ impl Running {
         for t in self.threads {
             let _ = t.join();
         }
+        self.endpoint.close(0u8.into(), b"shutdown");
     }
 }
 
@@ -59,25 +73,40 @@ fn bind(addr: SocketAddr) -> std::io::Result<StdListener> {
     Ok(socket.into())
 }
 
+/// What a shard thread needs besides its `Shard`.
+struct ShardIo {
+    listener: StdListener,
+    inbox: mpsc::Receiver<Delivery>,
+    quic: mpsc::Receiver<quinn::Incoming>,
+}
+
 /// Starts `config.shards` shards serving on `config.bind:config.port` (port 0: any free port,
-/// the same for every shard).
+/// the same for every shard) and the QUIC endpoint on the same port number over UDP.
 pub fn start(
     config: Config,
     storage: Arc<dyn Storage>,
     auth: Authenticator,
+    tls: &quic::tls::TlsMaterial,
 ) -> anyhow::Result<Running> {
     let shards = config.shards.max(1);
     let first = bind(SocketAddr::new(config.bind, config.port))
         .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
     let addr = first.local_addr()?;
+    let quic_addr = SocketAddr::new(config.bind, config.quic_port.unwrap_or(addr.port()));
+    let udp = UdpSocket::bind(quic_addr).with_context(|| format!("cannot bind UDP {quic_addr}"))?;
+    let quic_addr = udp.local_addr()?;
+    let server_config = quic::tls::server_config(tls, config.session.idle_timeout)?;
     let mut listeners = vec![first];
     for _ in 1..shards {
         listeners.push(bind(addr).with_context(|| format!("cannot add a listener on {addr}"))?);
     }
     let metrics = Arc::new(Metrics::new(shards));
     let storage: Arc<dyn Storage> = Arc::new(Metered::new(storage, metrics.clone()));
-    let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..shards)
+    let (inboxes, inbox_rx): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| mpsc::channel::<Delivery>(config.shard_inbox))
+        .unzip();
+    let (quic_tx, quic_rx): (Vec<_>, Vec<_>) = (0..shards)
+        .map(|_| mpsc::channel::<quinn::Incoming>(QUIC_BACKLOG))
         .unzip();
     let hub = Arc::new(Hub::new(
         inboxes,
@@ -95,31 +124,92 @@ pub fn start(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let pin = shards <= cores.len();
+    let (handles_tx, handles_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::with_capacity(shards);
-    for (id, (listener, inbox)) in listeners.into_iter().zip(receivers).enumerate() {
+    for (id, ((listener, inbox), quic)) in
+        listeners.into_iter().zip(inbox_rx).zip(quic_rx).enumerate()
+    {
         let node = node.clone();
         let shutdown = shutdown_rx.clone();
         let core = pin.then(|| cores.get(id).copied()).flatten();
+        let handles_tx = handles_tx.clone();
+        let io = ShardIo {
+            listener,
+            inbox,
+            quic,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("parley-shard-{id}"))
             .spawn(move || {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                run_shard(Shard::new(id, node, shutdown), listener, inbox);
+                run_shard(Shard::new(id, node, shutdown), io, handles_tx);
             })
             .context("spawn shard thread")?;
         threads.push(thread);
     }
+    drop(handles_tx);
+    let mut handles = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let (id, h) = handles_rx
+            .recv_timeout(Duration::from_secs(10))
+            .context("a shard runtime did not start")?;
+        handles.push((id, h));
+    }
+    handles.sort_by_key(|(id, _)| *id);
+    let handles: Vec<tokio::runtime::Handle> = handles.into_iter().map(|(_, h)| h).collect();
+
+    // One endpoint for the node (see quic/mod.rs); its tasks run on the shards.
+    let runtime = Arc::new(quic::runtime::ShardedRuntime::new(handles.clone()));
+    let endpoint = {
+        let _context = handles[0].enter();
+        quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            udp,
+            runtime,
+        )?
+    };
+    handles[0].spawn(accept_quic(endpoint.clone(), node.clone(), quic_tx));
     Ok(Running {
         addr,
+        quic_addr,
         node,
+        endpoint,
         shutdown: shutdown_tx,
         threads,
     })
 }
 
-fn run_shard(shard: Shard, listener: StdListener, inbox: mpsc::Receiver<Delivery>) {
+/// Hands incoming QUIC connections to the shards in turn.
+async fn accept_quic(
+    endpoint: quinn::Endpoint,
+    node: Arc<Node>,
+    shards: Vec<mpsc::Sender<quinn::Incoming>>,
+) {
+    let next = AtomicUsize::new(0);
+    while let Some(incoming) = endpoint.accept().await {
+        if node.is_shutting_down() {
+            incoming.refuse();
+            continue;
+        }
+        let i = next.fetch_add(1, Ordering::Relaxed) % shards.len();
+        if let Err(e) = shards[i].try_send(incoming) {
+            // That shard is not keeping up: refuse rather than queue without bound.
+            let incoming = match e {
+                mpsc::error::TrySendError::Full(x) | mpsc::error::TrySendError::Closed(x) => x,
+            };
+            incoming.refuse();
+        }
+    }
+}
+
+fn run_shard(
+    shard: Shard,
+    io: ShardIo,
+    handles: std::sync::mpsc::Sender<(usize, tokio::runtime::Handle)>,
+) {
     // Storage reads run on the blocking pool; a few threads per shard serve them. Tokio's
     // default of 512 let a burst of connects start hundreds of threads, each keeping a stack
     // and allocator caches resident.
@@ -134,11 +224,17 @@ fn run_shard(shard: Shard, listener: StdListener, inbox: mpsc::Receiver<Delivery
             return;
         }
     };
+    let _ = handles.send((shard.id, rt.handle().clone()));
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, shard_main(Rc::new(shard), listener, inbox));
+    local.block_on(&rt, shard_main(Rc::new(shard), io));
 }
 
-async fn shard_main(shard: Rc<Shard>, listener: StdListener, inbox: mpsc::Receiver<Delivery>) {
+async fn shard_main(shard: Rc<Shard>, io: ShardIo) {
+    let ShardIo {
+        listener,
+        inbox,
+        mut quic,
+    } = io;
     tokio::task::spawn_local(shard.clone().run_inbox(inbox));
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -160,6 +256,9 @@ async fn shard_main(shard: Rc<Shard>, listener: StdListener, inbox: mpsc::Receiv
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
+            Some(incoming) = quic.recv() => {
+                tokio::task::spawn_local(quic::transport::serve(shard.clone(), incoming));
+            }
             _ = shutdown.wait_for(|s| *s) => break,
         }
     }

@@ -35,6 +35,22 @@ pub const MAX_TYPING: usize = 32;
 const MAX_MEDIA_URL: usize = 2048;
 const MAX_MEDIA_FIELD: usize = 255;
 
+/// How a frame reached the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The session's stream (WebSocket, or QUIC after the handshake).
+    Stream,
+    /// QUIC 0-RTT early data: possibly replayed.
+    Early,
+    /// A QUIC datagram: unreliable, possibly duplicated.
+    Datagram,
+}
+
+/// Frames whose effect does not change when they are replayed (see `handle_frame_from`).
+fn replay_safe(body: &ClientBody) -> bool {
+    !matches!(body, ClientBody::Typing { .. })
+}
+
 /// What the driver must do next.
 // Outputs live for one step in a reused Vec; boxing the large frame variant would allocate on
 // every reply instead.
@@ -181,8 +197,49 @@ impl Session {
     /// One frame (one WebSocket message / one length-prefixed QUIC frame) from the client.
     /// Returns the decoded body's [`ClientBody::index`] (None: not decodable), for metrics.
     pub fn handle_frame(&mut self, now: Now, bytes: &[u8], out: &mut Vec<Output>) -> Option<usize> {
+        self.handle_frame_from(now, bytes, Origin::Stream, out)
+    }
+
+    /// A frame that arrived by `origin` (QUIC: 0-RTT early data, or a datagram).
+    ///
+    /// - Early data may be a replay by an attacker, so only replay-safe frames are accepted:
+    ///   Hello, Ping, Join, Leave, History and Conversations have no lasting effect, Send is
+    ///   idempotent by client_msg_id and Read only moves a watermark forward. Anything else
+    ///   gets `early_data` (1008) and must be sent again after the handshake.
+    /// - Datagrams carry only Typing; anything else, or undecodable, is ignored (a datagram
+    ///   may be lost or duplicated anyway, so it never counts as a bad frame).
+    pub fn handle_frame_from(
+        &mut self,
+        now: Now,
+        bytes: &[u8],
+        origin: Origin,
+        out: &mut Vec<Output>,
+    ) -> Option<usize> {
         if self.is_closed() {
             return None;
+        }
+        if origin == Origin::Datagram {
+            let frame = decode_client(bytes, &self.decode).ok()?;
+            if !matches!(frame.body, ClientBody::Typing { .. })
+                || !matches!(self.phase, Phase::Active { .. })
+            {
+                return None;
+            }
+            self.last_rx = now.mono;
+            let kind = frame.body.index();
+            if self.frames.try_take(now.mono) {
+                self.active(now, frame.seq, frame.body, out);
+            }
+            return Some(kind);
+        }
+        if origin == Origin::Early
+            && let Ok(frame) = decode_client(bytes, &self.decode)
+            && !replay_safe(&frame.body)
+        {
+            self.last_rx = now.mono;
+            let msg = "not accepted as 0-RTT early data; send it again after the handshake";
+            error(out, frame.seq, ErrorCode::EarlyData, msg);
+            return Some(frame.body.index());
         }
         self.last_rx = now.mono;
         let frame = match decode_client(bytes, &self.decode) {

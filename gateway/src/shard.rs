@@ -13,6 +13,9 @@ use crate::hub::Delivery;
 use crate::node::Node;
 use crate::outbox::{Outbox, Pushed};
 
+/// `ServerBody::Typing`'s index: typing indicators may travel as QUIC datagrams.
+const TYPING: usize = 3;
+
 /// Deliveries a shard takes from its inbox per wake-up.
 const INBOX_BATCH: usize = 256;
 
@@ -89,7 +92,12 @@ impl Shard {
                 if Some(*id) == d.exclude_session {
                     continue;
                 }
-                match outbox.push(d.frame.clone(), d.class) {
+                let pushed = if d.kind == TYPING {
+                    outbox.push_datagram(d.frame.clone(), d.class)
+                } else {
+                    outbox.push(d.frame.clone(), d.class)
+                };
+                match pushed {
                     Pushed::Queued => queued += 1,
                     Pushed::Dropped => metrics.dropped_ephemeral(),
                     Pushed::Overflow => metrics.slow_consumer(),

@@ -25,6 +25,7 @@ use crate::errors::ErrorCode;
 use crate::http::ConnGuard;
 use crate::metrics::{ConnectionGauge, Transport};
 use crate::outbox::{Item, Next, Outbox};
+use crate::session::Origin;
 use crate::shard::Shard;
 
 /// Bytes read per readiness event when no frame needs more.
@@ -292,7 +293,7 @@ impl FrameSource for WsSource {
     async fn next(&mut self) -> Incoming {
         match self.next_message().await {
             // A text message is not a protocol frame; the session reports it as malformed.
-            Ok(Message::Binary(b) | Message::Text(b)) => Incoming::Frame(b),
+            Ok(Message::Binary(b) | Message::Text(b)) => Incoming::Frame(b, Origin::Stream),
             Err(End::Oversized) => Incoming::Oversized,
             Err(End::Closed) => Incoming::Closed,
         }
@@ -315,13 +316,13 @@ pub async fn write_loop(mut w: OwnedWriteHalf, outbox: Rc<Outbox>, write_timeout
         let size: usize = items
             .iter()
             .map(|i| match i {
-                Item::Frame(b) | Item::Text(b) | Item::Pong(b) => b.len() + 10,
+                Item::Frame(b) | Item::Datagram(b) | Item::Text(b) | Item::Pong(b) => b.len() + 10,
             })
             .sum();
         let mut buf = Vec::with_capacity(size + 256);
         for item in items.drain(..) {
             match item {
-                Item::Frame(b) => put_frame(&mut buf, OpCode::Binary, &b),
+                Item::Frame(b) | Item::Datagram(b) => put_frame(&mut buf, OpCode::Binary, &b),
                 Item::Text(b) => put_frame(&mut buf, OpCode::Text, &b),
                 Item::Pong(b) => put_frame(&mut buf, OpCode::Pong, &b),
             }

@@ -637,3 +637,105 @@ fn random_and_mutated_input_never_panics() {
         let _ = h.raw(&frame);
     }
 }
+
+#[test]
+fn early_data_accepts_only_replay_safe_frames() {
+    let mut h = Harness::new();
+    let token = mint_hs256(SECRET, "alice", 3600, WALL);
+    let frame = |seq, body| encode_client(&ClientFrame { seq, body });
+    let mut out = Vec::new();
+    h.s.handle_frame_from(h.now(), &frame(1, hello(&token)), Origin::Early, &mut out);
+    assert!(matches!(
+        out[0],
+        Output::Send(ServerFrame {
+            body: ServerBody::Welcome(_),
+            ..
+        })
+    ));
+    let c = ConversationId::random();
+    for body in [
+        send_text(c, "idempotent", "hi"),
+        ClientBody::Read {
+            conversation: c,
+            up_to: MessageId(1),
+        },
+        ClientBody::History {
+            conversation: c,
+            before: None,
+            limit: 5,
+        },
+    ] {
+        out.clear();
+        h.s.handle_frame_from(h.now(), &frame(2, body), Origin::Early, &mut out);
+        assert!(matches!(
+            command(&out),
+            Command::Send { .. } | Command::Read { .. } | Command::History { .. }
+        ));
+    }
+    out.clear();
+    h.s.handle_frame_from(
+        h.now(),
+        &frame(
+            3,
+            ClientBody::Typing {
+                conversation: c,
+                active: true,
+            },
+        ),
+        Origin::Early,
+        &mut out,
+    );
+    assert_eq!(error_of(&out), (ErrorCode::EarlyData.code(), false));
+    // After the handshake the same frame is fine.
+    out.clear();
+    h.s.handle_frame_from(
+        h.now(),
+        &frame(
+            4,
+            ClientBody::Typing {
+                conversation: c,
+                active: true,
+            },
+        ),
+        Origin::Stream,
+        &mut out,
+    );
+    assert!(matches!(
+        command(&out),
+        Command::Typing { active: true, .. }
+    ));
+}
+
+#[test]
+fn datagrams_carry_only_typing_and_never_count_as_bad_frames() {
+    let mut h = Harness::active("alice");
+    let c = ConversationId::random();
+    let mut out = Vec::new();
+    for _ in 0..20 {
+        h.s.handle_frame_from(h.now(), b"garbage", Origin::Datagram, &mut out);
+    }
+    let ping = encode_client(&ClientFrame {
+        seq: 2,
+        body: ClientBody::Ping { nonce: 1 },
+    });
+    h.s.handle_frame_from(h.now(), &ping, Origin::Datagram, &mut out);
+    assert!(out.is_empty() && !h.s.is_closed(), "{out:?}");
+    let typing = encode_client(&ClientFrame {
+        seq: 3,
+        body: ClientBody::Typing {
+            conversation: c,
+            active: true,
+        },
+    });
+    h.s.handle_frame_from(h.now(), &typing, Origin::Datagram, &mut out);
+    assert!(matches!(
+        command(&out),
+        Command::Typing { active: true, .. }
+    ));
+    // Before Hello, datagrams are ignored too.
+    let mut fresh = Harness::new();
+    fresh
+        .s
+        .handle_frame_from(fresh.now(), &typing, Origin::Datagram, &mut out);
+    assert!(!fresh.s.is_closed());
+}

@@ -14,6 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use gateway::auth::mint_hs256;
 use gateway::codec::{DecodeLimits, decode_server, encode_client};
 use gateway::protocol::*;
+use gateway::quic::client::QuicConn;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use parley_storage::{ConversationId, Message, MessageId, MessageKind};
@@ -41,6 +42,9 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct Gateway {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The QUIC endpoint (UDP) and its certificate.
+    pub quic_addr: SocketAddr,
+    pub cert: PathBuf,
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     args: Vec<String>,
@@ -74,19 +78,29 @@ impl Gateway {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut http = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(addr) = line.strip_prefix("parley gateway listening on ") {
-                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                    http = Some(addr.parse::<SocketAddr>().unwrap());
+                }
+                // parley quic listening on ADDR (udp, ALPN parley/1) certificate PATH sha256 FP
+                if let Some(rest) = line.strip_prefix("parley quic listening on ") {
+                    let quic: SocketAddr = rest.split(' ').next().unwrap().parse().unwrap();
+                    let cert = rest.split(" certificate ").nth(1).unwrap();
+                    let cert = PathBuf::from(cert.split(" sha256 ").next().unwrap());
+                    let _ = tx.send((http.take().unwrap(), quic, cert));
                 }
             }
         });
-        let addr = rx
+        let (addr, quic_addr, cert) = rx
             .recv_timeout(Duration::from_secs(30))
-            .expect("gateway did not report its address");
+            .expect("gateway did not report its addresses");
         Self {
             child: Some(child),
             addr,
+            quic_addr,
+            cert,
             dir: dir.to_owned(),
             _tmp: None,
             args,
@@ -125,6 +139,8 @@ impl Gateway {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let mut fresh = Self::start_in(&self.dir, &args);
         self.addr = fresh.addr;
+        self.quic_addr = fresh.quic_addr;
+        self.cert = fresh.cert.clone();
         // Take the process so dropping `fresh` does not kill it.
         self.child = fresh.child.take();
     }
@@ -142,13 +158,35 @@ pub fn token(user: &str) -> String {
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A protocol client over a real WebSocket.
+/// The connection under a [`Client`]: a WebSocket, or a QUIC connection's session stream.
+enum Link {
+    Ws(Box<Ws>),
+    Quic(Box<QuicLink>),
+}
+
+struct QuicLink {
+    conn: gateway::quic::client::QuicConn,
+    endpoint: quinn::Endpoint,
+}
+
+/// What came from the server.
+enum Event {
+    Frame(Bytes),
+    /// A QUIC datagram (typing indicators).
+    Datagram(Bytes),
+    /// The connection ended, with its close code (WebSocket close / QUIC application code).
+    Closed(Option<u16>),
+}
+
+/// A protocol client over a real WebSocket or a real QUIC connection.
 pub struct Client {
-    ws: Ws,
+    link: Link,
     seq: u32,
     pub user: String,
     pub welcome: Option<Welcome>,
     backlog: VecDeque<ServerFrame>,
+    /// Typing indicators that arrived as QUIC datagrams.
+    pub datagrams: usize,
 }
 
 /// How a connection ended.
@@ -156,7 +194,7 @@ pub struct Client {
 pub struct Closed {
     /// The fatal Error frame before the close, if any.
     pub error: Option<u16>,
-    /// The WebSocket close code (None: no close frame, the connection just ended).
+    /// The close code (None: the connection just ended).
     pub code: Option<u16>,
 }
 
@@ -165,6 +203,23 @@ pub async fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
         .await
         .expect("websocket connect");
     ws
+}
+
+/// A QUIC client configuration trusting the gateway's certificate (share it between
+/// connections to keep session tickets for 0-RTT).
+pub fn quic_config(gw: &Gateway) -> quinn::ClientConfig {
+    let certs = gateway::quic::client::load_certs(&gw.cert).unwrap();
+    gateway::quic::client::client_config(&certs).unwrap()
+}
+
+fn hello(user: &str, resume: Vec<ResumePoint>) -> ClientBody {
+    ClientBody::Hello(Hello {
+        token: token(user),
+        protocol_major: 1,
+        protocol_minor: 0,
+        resume,
+        client_name: Some("test".into()),
+    })
 }
 
 impl Client {
@@ -180,32 +235,84 @@ impl Client {
 
     pub async fn connect_at(addr: SocketAddr, user: &str, resume: Vec<ResumePoint>) -> Self {
         let mut c = Self::unauthenticated(addr, user).await;
-        let seq = c
-            .send(ClientBody::Hello(Hello {
-                token: token(user),
-                protocol_major: 1,
-                protocol_minor: 0,
-                resume,
-                client_name: Some("test".into()),
-            }))
-            .await;
-        let f = c.next().await;
-        assert_eq!(f.seq, seq);
-        match f.body {
-            ServerBody::Welcome(w) => c.welcome = Some(w),
-            other => panic!("expected Welcome, got {other:?}"),
-        }
+        c.hello(resume).await;
         c
     }
 
-    /// A connected client that has not sent Hello.
+    /// Connects over QUIC (to `addr`: the gateway or a relay in front of it) and authenticates.
+    pub async fn quic(
+        addr: SocketAddr,
+        config: &quinn::ClientConfig,
+        user: &str,
+        resume: Vec<ResumePoint>,
+    ) -> Self {
+        let mut c = Self::quic_unauthenticated(addr, config, user, false).await;
+        c.hello(resume).await;
+        c
+    }
+
+    /// A QUIC connection whose stream is open but has sent nothing (`zero_rtt`: try 0-RTT).
+    pub async fn quic_unauthenticated(
+        addr: SocketAddr,
+        config: &quinn::ClientConfig,
+        user: &str,
+        zero_rtt: bool,
+    ) -> Self {
+        let endpoint = gateway::quic::client::endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = gateway::quic::client::connect(&endpoint, config, addr, "localhost", zero_rtt)
+            .await
+            .expect("quic connect");
+        Self::with_link(Link::Quic(Box::new(QuicLink { conn, endpoint })), user)
+    }
+
+    /// A connected WebSocket client that has not sent Hello.
     pub async fn unauthenticated(addr: SocketAddr, user: &str) -> Self {
+        Self::with_link(Link::Ws(Box::new(ws_connect(addr, "/ws").await)), user)
+    }
+
+    fn with_link(link: Link, user: &str) -> Self {
         Self {
-            ws: ws_connect(addr, "/ws").await,
+            link,
             seq: 0,
             user: user.into(),
             welcome: None,
             backlog: VecDeque::new(),
+            datagrams: 0,
+        }
+    }
+
+    /// Sends Hello and waits for Welcome.
+    pub async fn hello(&mut self, resume: Vec<ResumePoint>) {
+        let seq = self.send(hello(&self.user.clone(), resume)).await;
+        let f = self.next().await;
+        assert_eq!(f.seq, seq);
+        match f.body {
+            ServerBody::Welcome(w) => self.welcome = Some(w),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    }
+
+    /// Whether this QUIC client's connection used 0-RTT.
+    pub fn used_0rtt(&self) -> bool {
+        matches!(&self.link, Link::Quic(q) if q.conn.zero_rtt)
+    }
+
+    /// The QUIC connection (panics on WebSocket clients).
+    pub fn quic_connection(&self) -> &quinn::Connection {
+        match &self.link {
+            Link::Quic(q) => &q.conn.connection,
+            Link::Ws(_) => panic!("not a QUIC client"),
+        }
+    }
+
+    /// Moves this QUIC client to a new local UDP port (a network change, as Wi-Fi → cellular).
+    pub fn rebind(&self) {
+        match &self.link {
+            Link::Quic(q) => q
+                .endpoint
+                .rebind(std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+                .unwrap(),
+            Link::Ws(_) => panic!("not a QUIC client"),
         }
     }
 
@@ -214,12 +321,76 @@ impl Client {
         self.seq += 1;
         let seq = self.seq;
         let bytes = encode_client(&ClientFrame { seq, body });
-        self.ws.send(WsMessage::Binary(bytes)).await.unwrap();
+        self.send_bytes(bytes).await;
         seq
     }
 
+    /// Sends raw bytes as one frame (WebSocket binary message / QUIC length-prefixed frame).
+    pub async fn send_bytes(&mut self, bytes: Bytes) {
+        match &mut self.link {
+            Link::Ws(ws) => ws.send(WsMessage::Binary(bytes)).await.unwrap(),
+            Link::Quic(q) => q.conn.send.write_frame(&bytes).await.unwrap(),
+        }
+    }
+
+    /// Sends raw bytes on the QUIC stream, without a length prefix.
+    pub async fn send_stream_raw(&mut self, bytes: &[u8]) {
+        match &mut self.link {
+            Link::Quic(q) => q.conn.send.send.write_all(bytes).await.unwrap(),
+            Link::Ws(_) => panic!("not a QUIC client"),
+        }
+    }
+
+    /// Sends a frame as a QUIC datagram.
+    pub fn send_datagram(&mut self, body: ClientBody) {
+        self.seq += 1;
+        let bytes = encode_client(&ClientFrame {
+            seq: self.seq,
+            body,
+        });
+        self.quic_connection().send_datagram(bytes).unwrap();
+    }
+
     pub async fn send_raw(&mut self, msg: WsMessage) {
-        self.ws.send(msg).await.unwrap();
+        match &mut self.link {
+            Link::Ws(ws) => ws.send(msg).await.unwrap(),
+            Link::Quic(_) => panic!("not a WebSocket client"),
+        }
+    }
+
+    async fn event(&mut self) -> Event {
+        match &mut self.link {
+            Link::Ws(ws) => loop {
+                match ws.next().await {
+                    Some(Ok(WsMessage::Binary(b))) => return Event::Frame(b),
+                    Some(Ok(WsMessage::Close(frame))) => {
+                        return Event::Closed(frame.map(|f| u16::from(f.code)));
+                    }
+                    None | Some(Err(_)) => return Event::Closed(None),
+                    Some(Ok(_)) => continue,
+                }
+            },
+            Link::Quic(q) => {
+                let QuicConn {
+                    connection, recv, ..
+                } = &mut q.conn;
+                tokio::select! {
+                    f = recv.read_frame() => match f {
+                        Ok(Some(b)) => Event::Frame(b),
+                        _ => {
+                            // The server finishes the stream, then closes the connection with
+                            // the session's close code: wait for that code.
+                            let _ = tokio::time::timeout(WAIT, connection.closed()).await;
+                            Event::Closed(quic_close_code(connection))
+                        }
+                    },
+                    d = connection.read_datagram() => match d {
+                        Ok(b) => Event::Datagram(b),
+                        Err(_) => Event::Closed(quic_close_code(connection)),
+                    },
+                }
+            }
+        }
     }
 
     /// The next frame (backlog first).
@@ -230,19 +401,20 @@ impl Client {
         self.read().await.expect("connection open")
     }
 
-    /// Reads one frame from the socket; None if the connection closed.
+    /// Reads one frame (stream or datagram); None if the connection closed.
     async fn read(&mut self) -> Option<ServerFrame> {
-        loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("{}: no frame within {WAIT:?}", self.user));
-            match msg {
-                Some(Ok(WsMessage::Binary(b))) => {
-                    return Some(decode_server(&b, &DecodeLimits::server()).expect("valid frame"));
-                }
-                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return None,
-                Some(Ok(_)) => continue,
+        let event = tokio::time::timeout(WAIT, self.event())
+            .await
+            .unwrap_or_else(|_| panic!("{}: no frame within {WAIT:?}", self.user));
+        match event {
+            Event::Frame(b) => {
+                Some(decode_server(&b, &DecodeLimits::server()).expect("valid frame"))
             }
+            Event::Datagram(b) => {
+                self.datagrams += 1;
+                Some(decode_server(&b, &DecodeLimits::server()).expect("valid datagram"))
+            }
+            Event::Closed(_) => None,
         }
     }
 
@@ -307,11 +479,11 @@ impl Client {
             }
         }
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
+            let event = tokio::time::timeout(WAIT, self.event())
                 .await
                 .unwrap_or_else(|_| panic!("{}: connection not closed within {WAIT:?}", self.user));
-            match msg {
-                Some(Ok(WsMessage::Binary(b))) => {
+            match event {
+                Event::Frame(b) | Event::Datagram(b) => {
                     if let Ok(ServerFrame {
                         body:
                             ServerBody::Error {
@@ -323,14 +495,7 @@ impl Client {
                         error = Some(code);
                     }
                 }
-                Some(Ok(WsMessage::Close(frame))) => {
-                    return Closed {
-                        error,
-                        code: frame.map(|f| u16::from(f.code)),
-                    };
-                }
-                Some(Ok(_)) => {}
-                None | Some(Err(_)) => return Closed { error, code: None },
+                Event::Closed(code) => return Closed { error, code },
             }
         }
     }
@@ -349,24 +514,42 @@ impl Client {
             if left.is_zero() {
                 return;
             }
-            match tokio::time::timeout(left, self.ws.next()).await {
+            match tokio::time::timeout(left, self.event()).await {
                 Err(_) => return,
-                Ok(Some(Ok(WsMessage::Binary(b)))) => {
+                Ok(Event::Frame(b) | Event::Datagram(b)) => {
                     let f = decode_server(&b, &DecodeLimits::server()).unwrap();
                     assert!(!pred(&f), "{}: unexpected {f:?}", self.user);
                     self.backlog.push_back(f);
                 }
-                Ok(Some(Ok(_))) => {}
-                Ok(_) => return,
+                Ok(Event::Closed(_)) => return,
             }
         }
     }
 
     /// Closes the connection cleanly.
     pub async fn close(mut self) {
-        let _ = self.ws.close(None).await;
-        // Drain until the server's close arrives.
-        let _ = tokio::time::timeout(WAIT, async { while self.ws.next().await.is_some() {} }).await;
+        match &mut self.link {
+            Link::Ws(ws) => {
+                let _ = ws.close(None).await;
+                // Drain until the server's close arrives.
+                let _ =
+                    tokio::time::timeout(WAIT, async { while ws.next().await.is_some() {} }).await;
+            }
+            Link::Quic(q) => {
+                let _ = q.conn.send.send.finish();
+                let _ = tokio::time::timeout(WAIT, q.conn.connection.closed()).await;
+            }
+        }
+    }
+}
+
+/// The application close code of a closed QUIC connection.
+fn quic_close_code(c: &quinn::Connection) -> Option<u16> {
+    match c.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(a)) => {
+            u16::try_from(a.error_code.into_inner()).ok()
+        }
+        _ => None,
     }
 }
 

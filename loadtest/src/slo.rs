@@ -85,7 +85,8 @@ impl Term {
             "throughput" => r.delivered_per_s,
             "sent_rate" => r.sent_per_s,
             "p50" | "p90" | "p99" | "p999" | "max" | "mean" => {
-                if !["deliver", "ack", "connect", "history", "list"].contains(&series) {
+                if !["deliver", "ack", "connect", "reconnect", "history", "list"].contains(&series)
+                {
                     bail!("SLO term {:?}: unknown series {series}", self.text);
                 }
                 let Some(l) = r.latency.get(series) else {

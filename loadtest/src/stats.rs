@@ -28,24 +28,29 @@ pub enum Series {
     Deliver,
     /// Send (scheduled time) → Ack at the sender.
     Ack,
-    /// TCP connect → Welcome.
+    /// Connect (TCP or QUIC handshake) → Welcome.
     Connect,
+    /// Reconnect → Welcome (QUIC: with 0-RTT).
+    Reconnect,
     /// History request → HistoryPage.
     History,
     /// Conversations request → ConversationPage.
     List,
 }
 
-pub const SERIES: [Series; 5] = [
+pub const SERIES: [Series; 6] = [
     Series::Deliver,
     Series::Ack,
     Series::Connect,
+    Series::Reconnect,
     Series::History,
     Series::List,
 ];
 
 /// Counters and histograms of one thread for the current second.
 pub struct Recorder {
+    /// Connections that used QUIC 0-RTT.
+    pub zero_rtt: u64,
     pub sent: u64,
     pub acked: u64,
     pub delivered: u64,
@@ -59,6 +64,7 @@ pub struct Recorder {
 impl Recorder {
     fn new() -> Self {
         Self {
+            zero_rtt: 0,
             sent: 0,
             acked: 0,
             delivered: 0,
@@ -81,6 +87,7 @@ impl Recorder {
     }
 
     fn reset(&mut self) {
+        self.zero_rtt = 0;
         self.sent = 0;
         self.acked = 0;
         self.delivered = 0;
@@ -130,6 +137,7 @@ pub struct Second {
 
 /// Everything measured, folded from all threads.
 pub struct Totals {
+    pub zero_rtt: u64,
     pub sent: u64,
     pub acked: u64,
     pub delivered: u64,
@@ -150,6 +158,7 @@ impl Default for Totals {
 impl Totals {
     pub fn new() -> Self {
         Self {
+            zero_rtt: 0,
             sent: 0,
             acked: 0,
             delivered: 0,
@@ -178,6 +187,7 @@ impl Totals {
             second.connects += r.connects;
             second.errors += r.errors.values().sum::<u64>();
             self.connect_failures += r.connect_failures;
+            self.zero_rtt += r.zero_rtt;
             self.disconnects += r.disconnects;
             for (code, n) in &r.errors {
                 *self.errors.entry(*code).or_default() += n;

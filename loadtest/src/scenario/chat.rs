@@ -13,7 +13,7 @@ use gateway::protocol::{ClientBody, ResumePoint, SendMessage};
 use parley_storage::{ConversationId, MessageId, MessageKind};
 use tokio::time::Instant;
 
-use crate::client::{self, Reader, Writer};
+use crate::client::{self, Reader, Via, Writer};
 use crate::ctx::{Ctx, Pacer};
 use crate::stats::{self, SeqSet, Series, now_ns};
 
@@ -192,6 +192,7 @@ struct Conn {
 async fn open(
     ctx: &Ctx,
     i: usize,
+    via: &Via,
     member: &Member,
     state: &Shared,
     read_prob: f64,
@@ -206,7 +207,7 @@ async fn open(
     } else {
         Vec::new()
     };
-    let session = client::connect(ctx.target(i), ctx.source(i), &token, points).await;
+    let session = client::connect(via, &token, points).await;
     let session = match session {
         Ok(s) => s,
         Err(e) => {
@@ -214,9 +215,15 @@ async fn open(
             return Err(e);
         }
     };
+    let series = if resume {
+        Series::Reconnect
+    } else {
+        Series::Connect
+    };
     stats::with(|r| {
         r.connects += 1;
-        r.record(Series::Connect, session.connect_us);
+        r.zero_rtt += u64::from(session.zero_rtt);
+        r.record(series, session.connect_us);
     });
     let reader_task = tokio::spawn(read_loop(
         session.reader,
@@ -263,7 +270,8 @@ async fn send_loop(
             let _ = (&mut conn.reader_task).await;
             lock(&state).pending.clear();
             stats::with(|r| r.disconnects += 1);
-            match open(&ctx, i, &member, &state, behaviour.read, true).await {
+            let via = ctx.via(i).reconnecting();
+            match open(&ctx, i, &via, &member, &state, behaviour.read, true).await {
                 Ok(c) => conn = c,
                 Err(_) => break,
             }
@@ -334,7 +342,8 @@ pub async fn run(
         pacer.tick().await;
         let (ctx, m, state, read) = (ctx.clone(), m.clone(), states[i].clone(), behaviour.read);
         connecting.push(tokio::spawn(async move {
-            open(&ctx, i, &m, &state, read, false).await
+            let via = ctx.via(i);
+            open(&ctx, i, &via, &m, &state, read, false).await
         }));
     }
     let mut conns = Vec::with_capacity(n);

@@ -1,5 +1,6 @@
 //! `connect`: many idle, authenticated connections kept alive with heartbeats; connect rate,
-//! failures, and the server's memory per connection.
+//! failures, the server's memory per connection, and (with `--reconnect`) how fast they all
+//! come back (QUIC: with 0-RTT).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use gateway::protocol::ClientBody;
 use tokio::time::Instant;
 
-use crate::client;
+use crate::client::{self, Via};
 use crate::ctx::{Ctx, Pacer};
 use crate::report::ServerMemory;
 use crate::stats::{self, Series};
@@ -19,6 +20,8 @@ pub struct Options {
     pub heartbeat: Duration,
     pub server_pid: Option<u32>,
     pub metrics: Option<SocketAddr>,
+    /// After the hold, close everything and reconnect once (QUIC: 0-RTT).
+    pub reconnect: bool,
 }
 
 /// The gateway's resident memory: from /proc when we have its pid, else from its /metrics.
@@ -55,61 +58,90 @@ async fn raw_get(addr: SocketAddr, path: &str) -> Option<String> {
     text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
 }
 
+/// Holds one connection until `stop`, with heartbeats; returns whether it stayed up.
+async fn hold(session: client::Session, heartbeat: Duration, stop: Arc<tokio::sync::Notify>) {
+    let mut reader = session.reader;
+    let mut writer = session.writer;
+    let reading = tokio::spawn(async move { while reader.next().await.is_some() {} });
+    let mut tick = tokio::time::interval(heartbeat);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if writer.send(ClientBody::Ping { nonce: 0 }).await.is_err() {
+                    stats::with(|r| r.disconnects += 1);
+                    break;
+                }
+            }
+            _ = stop.notified() => break,
+        }
+    }
+    writer.close().await;
+    reading.abort();
+}
+
+/// Connects `via` as `user` and records it in `series`.
+async fn open(ctx: &Ctx, via: &Via, user: &str, series: Series) -> Option<client::Session> {
+    match client::connect(via, &ctx.token(user), vec![]).await {
+        Ok(s) => {
+            stats::with(|r| {
+                r.connects += 1;
+                r.zero_rtt += u64::from(s.zero_rtt);
+                r.record(series, s.connect_us);
+            });
+            Some(s)
+        }
+        Err(_) => {
+            stats::with(|r| r.connect_failures += 1);
+            None
+        }
+    }
+}
+
+/// One round: open every connection at the context's rate, keep them until `stop`.
+async fn round(
+    ctx: &Arc<Ctx>,
+    vias: &[Via],
+    series: Series,
+    heartbeat: Duration,
+    stop: &Arc<tokio::sync::Notify>,
+    open_now: &Arc<std::sync::atomic::AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut pacer = Pacer::new(ctx.connect_rate, Instant::now());
+    let mut tasks = Vec::with_capacity(vias.len());
+    for (i, via) in vias.iter().enumerate() {
+        pacer.tick().await;
+        let (ctx, via, stop, open_now) = (ctx.clone(), via.clone(), stop.clone(), open_now.clone());
+        tasks.push(tokio::spawn(async move {
+            let user = ctx.user(&format!("c{i}"));
+            if let Some(session) = open(&ctx, &via, &user, series).await {
+                open_now.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                hold(session, heartbeat, stop).await;
+                open_now.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+    }
+    tasks
+}
+
 /// Opens the connections at the context's rate and holds them.
 pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<(f64, Option<ServerMemory>)> {
     let before = server_rss(&opts).await;
-    let mut pacer = Pacer::new(ctx.connect_rate, Instant::now());
-    let open = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let vias: Vec<Via> = (0..opts.connections).map(|i| ctx.via(i)).collect();
+    let open_now = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let stop = Arc::new(tokio::sync::Notify::new());
-    let mut tasks = Vec::with_capacity(opts.connections);
-    for i in 0..opts.connections {
-        pacer.tick().await;
-        let (ctx, open, stop, heartbeat) =
-            (ctx.clone(), open.clone(), stop.clone(), opts.heartbeat);
-        tasks.push(tokio::spawn(async move {
-            let user = ctx.user(&format!("c{i}"));
-            let session = match client::connect(
-                ctx.target(i),
-                ctx.source(i),
-                &ctx.token(&user),
-                vec![],
-            )
-            .await
-            {
-                Ok(s) => s,
-                Err(_) => {
-                    stats::with(|r| r.connect_failures += 1);
-                    return;
-                }
-            };
-            stats::with(|r| {
-                r.connects += 1;
-                r.record(Series::Connect, session.connect_us);
-            });
-            open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut reader = session.reader;
-            let mut writer = session.writer;
-            let reading = tokio::spawn(async move { while reader.next().await.is_some() {} });
-            let mut tick = tokio::time::interval(heartbeat);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        if writer.send(ClientBody::Ping { nonce: 0 }).await.is_err() {
-                            stats::with(|r| r.disconnects += 1);
-                            break;
-                        }
-                    }
-                    _ = stop.notified() => break,
-                }
-            }
-            writer.close().await;
-            reading.abort();
-        }));
-    }
+    let tasks = round(
+        &ctx,
+        &vias,
+        Series::Connect,
+        opts.heartbeat,
+        &stop,
+        &open_now,
+    )
+    .await;
     // Let the last handshakes finish, then weigh the server.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let connected = open.load(std::sync::atomic::Ordering::Relaxed);
+    let connected = open_now.load(std::sync::atomic::Ordering::Relaxed);
     let after = server_rss(&opts).await;
     if !ctx.quiet {
         eprintln!(
@@ -123,6 +155,26 @@ pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<(f64, Option<Se
     stop.notify_waiters();
     for t in tasks {
         let _ = t.await;
+    }
+    if opts.reconnect {
+        // Everyone comes back once: QUIC clients with 0-RTT from the ticket they hold.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let again: Vec<Via> = vias.iter().map(Via::reconnecting).collect();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let tasks = round(
+            &ctx,
+            &again,
+            Series::Reconnect,
+            opts.heartbeat,
+            &stop,
+            &open_now,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.notify_waiters();
+        for t in tasks {
+            let _ = t.await;
+        }
     }
     let memory = match (before, after) {
         (Some(b), Some(a)) => Some(ServerMemory {

@@ -90,9 +90,7 @@ pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<f64> {
         let rate = opts.rate;
         tasks.push(tokio::spawn(async move {
             let user = ctx.user(&format!("hc{c}"));
-            let Ok(session) =
-                client::connect(ctx.target(c), ctx.source(c), &ctx.token(&user), vec![]).await
-            else {
+            let Ok(session) = client::connect(&ctx.via(c), &ctx.token(&user), vec![]).await else {
                 stats::with(|r| r.connect_failures += 1);
                 return;
             };

@@ -7,6 +7,7 @@ pub mod embedded;
 mod error;
 pub mod ids;
 mod record;
+pub mod scylla;
 mod types;
 
 use async_trait::async_trait;
@@ -27,8 +28,10 @@ pub const MAX_PAGE: usize = 100;
 ///   process (and, for the embedded engine, loss of power): callers acknowledge to clients only
 ///   after `Ok`. On `Err` the write may or may not have happened; retrying with the same
 ///   idempotency key is safe.
-/// - **Ordering.** Message ids within a conversation strictly increase in the order appends
-///   commit, and `seq` counts them 1, 2, 3, …; history pages and resume sort by id alone.
+/// - **Ordering.** Message ids are time-ordered and unique across a cluster; the appends one
+///   caller makes one after another get strictly increasing ids; history pages and resume sort
+///   by id alone. (On one embedded node id order is also commit order; `Message::seq` is an
+///   engine detail: the embedded engine numbers messages 1, 2, 3, …, ScyllaDB leaves it 0.)
 /// - **Idempotency.** An append with a (conversation, sender, client_msg_id) already stored
 ///   writes nothing and returns the stored message with `duplicate = true`.
 /// - **Pagination.** [`Storage::history`] is newest first, at most `limit` (clamped to
@@ -38,7 +41,8 @@ pub const MAX_PAGE: usize = 100;
 ///   through `next_cursor` without repeats while activity does not change.
 /// - **Watermarks.** A read watermark never moves backwards; [`Storage::mark_read`] with an
 ///   older message leaves it unchanged and says so. Appending a message moves the sender's own
-///   watermark to it, so unread counts never include a user's own messages.
+///   watermark to it, so unread counts never include a user's own messages. Unread counts are
+///   the messages after the watermark (an engine may cap them; ScyllaDB at 1 000).
 /// - **Authorization.** Appends and read marks by a non-participant fail with
 ///   [`StorageError::Forbidden`]; unknown conversations with [`StorageError::NotFound`].
 /// - **Uniqueness.** One direct conversation per (buyer, seller, listing), whoever creates it

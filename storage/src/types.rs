@@ -124,7 +124,8 @@ pub struct Message {
     pub client_msg_id: String,
     /// Milliseconds since the Unix epoch, server clock.
     pub created_at_ms: i64,
-    /// Position in the conversation: 1 for the first message, +1 for each later one.
+    /// Engine detail: the embedded engine's position in the conversation (1, 2, 3, …), used
+    /// for O(1) unread counts; 0 where an engine does not number messages (ScyllaDB).
     pub seq: u64,
 }
 
@@ -175,7 +176,7 @@ pub struct Conversation {
     pub last_activity_ms: i64,
     /// Id of the last message (None when there is none).
     pub last_message_id: Option<MessageId>,
-    /// Number of messages ever appended (the seq of the last one).
+    /// Engine detail: the embedded engine's count of messages appended; 0 elsewhere.
     pub last_seq: u64,
 }
 
@@ -224,7 +225,7 @@ pub struct HistoryPage {
 pub struct ReadState {
     /// Everything up to and including this message is read.
     pub up_to: MessageId,
-    /// Seq of `up_to`.
+    /// Engine detail: the embedded engine's seq of `up_to`; 0 elsewhere.
     pub seq: u64,
     pub read_at_ms: i64,
 }

@@ -530,7 +530,7 @@ impl Client {
     pub async fn close(mut self) {
         match &mut self.link {
             Link::Ws(ws) => {
-                let _ = ws.close(None).await;
+                let _ = WebSocketStream::close(ws.as_mut(), None).await;
                 // Drain until the server's close arrives.
                 let _ =
                     tokio::time::timeout(WAIT, async { while ws.next().await.is_some() {} }).await;

@@ -134,6 +134,7 @@ fn fanout(c: &mut Criterion) {
         hub.clone(),
         storage,
         metrics,
+        None,
     ));
     let (_stop, shutdown) = watch::channel(false);
     let shard = Rc::new(Shard::new(0, node, shutdown));

@@ -123,6 +123,36 @@ pub struct Options {
     /// On SIGINT/SIGTERM, how long sessions get to drain before the process exits, ms.
     #[arg(long, env = "PARLEY_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
+    /// Redis for running as a cluster (fan-out over Redis Streams, presence across nodes),
+    /// e.g. `redis://10.0.0.5:6379`. Unset: a single node.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis: Option<String>,
+    /// Redis Streams partitions of the cluster bus (the same on every node).
+    #[arg(long, env = "PARLEY_REDIS_PARTITIONS", default_value_t = 16)]
+    pub redis_partitions: u32,
+    /// Events kept per partition (`XADD MAXLEN ~`): how long a node may be cut off and still
+    /// catch up from the streams.
+    #[arg(long, env = "PARLEY_REDIS_STREAM_MAXLEN", default_value_t = 100_000)]
+    pub redis_stream_maxlen: u64,
+    /// A node whose heartbeat is this old is dead and its users go offline, ms.
+    #[arg(long, env = "PARLEY_PRESENCE_TTL_MS", default_value_t = 10_000)]
+    pub presence_ttl_ms: u64,
+    /// ScyllaDB (or Cassandra) contact points, `host:9042,...`: history there instead of the
+    /// embedded store.
+    #[arg(long, env = "SCYLLA_NODES", value_delimiter = ',')]
+    pub scylla: Vec<String>,
+    /// ScyllaDB keyspace.
+    #[arg(long, env = "SCYLLA_KEYSPACE", default_value = "parley")]
+    pub scylla_keyspace: String,
+    /// Consistency of reads and writes: one, quorum, local_quorum, all.
+    #[arg(long, env = "SCYLLA_CONSISTENCY", default_value = "local_quorum")]
+    pub scylla_consistency: String,
+    /// Replication of the keyspace when --migrate creates it: `simple:N` or `dc1:N,dc2:N`.
+    #[arg(long, env = "SCYLLA_REPLICATION", default_value = "simple:1")]
+    pub scylla_replication: String,
+    /// Create the keyspace and tables (deploy/cql/schema.cql) at start if missing.
+    #[arg(long, env = "PARLEY_MIGRATE", default_value_t = false)]
+    pub migrate: bool,
     /// UDP port of the QUIC endpoint (ALPN `parley/1`); default: the HTTP port's number.
     #[arg(long, env = "PARLEY_QUIC_PORT")]
     pub quic_port: Option<u16>,
@@ -205,6 +235,16 @@ pub struct Config {
     pub test_endpoints: bool,
     /// None: the same number as the HTTP port.
     pub quic_port: Option<u16>,
+    pub redis: Option<String>,
+    pub redis_partitions: u32,
+    pub redis_stream_maxlen: u64,
+    pub presence_ttl: Duration,
+    pub scylla: Vec<String>,
+    pub scylla_keyspace: String,
+    pub scylla_consistency: scylla::statement::Consistency,
+    /// CQL replication map literal.
+    pub scylla_replication: String,
+    pub migrate: bool,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
 }
@@ -300,6 +340,40 @@ impl Config {
             check(secret.len() >= 16, "JWT_SECRET must be at least 16 bytes");
         }
         check(
+            (1..=1024).contains(&o.redis_partitions),
+            "--redis-partitions must be 1..=1024",
+        );
+        check(
+            o.redis_stream_maxlen >= 1000,
+            "--redis-stream-maxlen must be at least 1000",
+        );
+        check(
+            (1_000..=300_000).contains(&o.presence_ttl_ms),
+            "--presence-ttl-ms must be 1000..=300000",
+        );
+        if let Some(url) = &o.redis {
+            check(
+                redis::Client::open(url.as_str()).is_ok(),
+                "--redis / REDIS_URL is not a valid Redis URL",
+            );
+        }
+        check(
+            parley_storage::scylla::valid_keyspace(&o.scylla_keyspace),
+            "--scylla-keyspace must be a CQL identifier (letters, digits, _)",
+        );
+        check(
+            consistency(&o.scylla_consistency).is_some(),
+            "--scylla-consistency must be one, two, three, quorum, local_quorum, each_quorum, all or local_one",
+        );
+        check(
+            parley_storage::scylla::replication(&o.scylla_replication).is_ok(),
+            "--scylla-replication must be simple:N or dc:N,dc:N",
+        );
+        check(
+            !o.migrate || !o.scylla.is_empty(),
+            "--migrate needs --scylla",
+        );
+        check(
             o.tls_cert.is_some() == o.tls_key.is_some(),
             "--tls-cert and --tls-key go together",
         );
@@ -364,6 +438,17 @@ impl Config {
             log: o.log.clone(),
             test_endpoints: o.test_endpoints,
             quic_port: o.quic_port,
+            redis: o.redis.clone(),
+            redis_partitions: o.redis_partitions,
+            redis_stream_maxlen: o.redis_stream_maxlen,
+            presence_ttl: Duration::from_millis(o.presence_ttl_ms),
+            scylla: o.scylla.clone(),
+            scylla_keyspace: o.scylla_keyspace.clone(),
+            scylla_consistency: consistency(&o.scylla_consistency)
+                .unwrap_or(scylla::statement::Consistency::LocalQuorum),
+            scylla_replication: parley_storage::scylla::replication(&o.scylla_replication)
+                .unwrap_or_default(),
+            migrate: o.migrate,
             tls_cert: o.tls_cert.clone(),
             tls_key: o.tls_key.clone(),
         })
@@ -404,13 +489,22 @@ impl Config {
     /// A human summary for `--check-config` and the start-up log (no secrets).
     pub fn describe(&self) -> String {
         format!(
-            "listen {}:{} | shards {} | node {} | data {} | jwt {} | cors {:?} | frame ≤ {} B | \
-             message ≤ {} chars | outbox {} frames/{} B | heartbeat {:?} idle {:?}",
+            "listen {}:{} | shards {} | node {} | storage {} | cluster {} | jwt {} | cors {:?} | \
+             frame ≤ {} B | message ≤ {} chars | outbox {} frames/{} B | heartbeat {:?} idle {:?}",
             self.bind,
             self.port,
             self.shards,
             self.session.node_id,
-            self.data_dir.display(),
+            if self.scylla.is_empty() {
+                format!("embedded in {}", self.data_dir.display())
+            } else {
+                format!("scylla {:?} keyspace {}", self.scylla, self.scylla_keyspace)
+            },
+            if self.redis.is_some() {
+                format!("redis, {} partitions", self.redis_partitions)
+            } else {
+                "single node".to_owned()
+            },
             match (&self.jwt_secret, &self.jwt_public_key) {
                 (Some(_), Some(_)) => "HS256 secret + public key",
                 (Some(_), None) => "HS256 secret",
@@ -425,6 +519,46 @@ impl Config {
             self.session.heartbeat,
             self.session.idle_timeout,
         )
+    }
+}
+
+fn consistency(s: &str) -> Option<scylla::statement::Consistency> {
+    use scylla::statement::Consistency::*;
+    Some(match s.to_ascii_lowercase().as_str() {
+        "one" => One,
+        "two" => Two,
+        "three" => Three,
+        "quorum" => Quorum,
+        "local_quorum" => LocalQuorum,
+        "each_quorum" => EachQuorum,
+        "all" => All,
+        "local_one" => LocalOne,
+        _ => return None,
+    })
+}
+
+impl Config {
+    /// The cluster settings, when running with Redis.
+    pub fn cluster(&self) -> Option<crate::cluster::ClusterConfig> {
+        self.redis
+            .as_ref()
+            .map(|url| crate::cluster::ClusterConfig {
+                redis_url: url.clone(),
+                node_id: self.session.node_id,
+                partitions: self.redis_partitions,
+                stream_maxlen: self.redis_stream_maxlen,
+                presence_ttl: self.presence_ttl,
+            })
+    }
+
+    /// The ScyllaDB settings, when configured.
+    pub fn scylla(&self) -> Option<parley_storage::scylla::ScyllaConfig> {
+        (!self.scylla.is_empty()).then(|| parley_storage::scylla::ScyllaConfig {
+            nodes: self.scylla.clone(),
+            keyspace: self.scylla_keyspace.clone(),
+            consistency: self.scylla_consistency,
+            node_id: self.session.node_id,
+        })
     }
 }
 

@@ -73,6 +73,7 @@ pub async fn drive<S: FrameSource>(shard: Rc<Shard>, source: S, outbox: Rc<Outbo
     };
     let mut out = Vec::new();
     let mut shutdown = exec.shard.shutdown.clone();
+    let mut resync = node.resync_rx();
     let mut shutdown_seen = *shutdown.borrow();
     if shutdown_seen {
         session.handle_shutdown(&mut out);
@@ -91,6 +92,7 @@ pub async fn drive<S: FrameSource>(shard: Rc<Shard>, source: S, outbox: Rc<Outbo
                 shutdown_seen = true;
                 session.handle_shutdown(&mut out);
             }
+            _ = resync.changed() => session.handle_resync(&mut out),
             (source, incoming) = &mut read => {
                 match incoming {
                     Incoming::Frame(bytes, origin) => {
@@ -200,7 +202,7 @@ impl Executor {
                 match node.hub.conversation_for(conversation, &user).await {
                     Ok(c) => {
                         self.ack(seq, Ack::default()).await;
-                        for frame in ops::presence_of_others(&node, &c, &user) {
+                        for frame in ops::presence_of_others(&node, &c, &user).await {
                             self.reply(frame).await;
                         }
                     }
@@ -326,7 +328,8 @@ impl Executor {
         }
         self.shard
             .register(&user, self.session_id, self.outbox.clone());
-        if node.hub.session_opened(&user, self.shard.id) {
+        let first_here = node.hub.session_opened(&user, self.shard.id);
+        if ops::came_online(&node, &user, first_here).await {
             ops::announce_presence(&node, &user, true, 0).await;
         }
         if resume.is_empty() {
@@ -401,7 +404,8 @@ impl Executor {
         let node = self.shard.node.clone();
         self.shard.unregister(&user, self.session_id);
         let now = Now::get();
-        if node.hub.session_closed(&user, self.shard.id, now.wall_ms) {
+        let last_here = node.hub.session_closed(&user, self.shard.id, now.wall_ms);
+        if ops::went_offline(&node, &user, last_here, now.wall_ms).await {
             ops::announce_presence(&node, &user, false, now.wall_ms).await;
         }
     }

@@ -51,6 +51,8 @@ pub enum ErrorCode {
     Internal = 1601,
     /// The server is shutting down; reconnect (to any node).
     ShuttingDown = 1700,
+    /// Events may have been missed (the cluster bus lost some); reconnect and resume.
+    Resync = 1701,
 }
 
 impl ErrorCode {
@@ -84,6 +86,7 @@ impl ErrorCode {
             StorageUnavailable,
             Internal,
             ShuttingDown,
+            Resync,
         ]
         .into_iter()
         .find(|c| c.code() == code)
@@ -114,6 +117,7 @@ impl ErrorCode {
             StorageUnavailable => "storage_unavailable",
             Internal => "internal",
             ShuttingDown => "shutting_down",
+            Resync => "resync",
         }
     }
 
@@ -122,7 +126,7 @@ impl ErrorCode {
     pub fn close_code(self) -> u16 {
         match self {
             ErrorCode::FrameTooLarge => 1009,
-            ErrorCode::ShuttingDown => 1012,
+            ErrorCode::ShuttingDown | ErrorCode::Resync => 1012,
             ErrorCode::Internal => 1011,
             other => 3000 + other.code(),
         }

@@ -106,7 +106,7 @@ async fn ready(node: &Node) -> Response<Body> {
 fn metrics(node: &Node) -> Response<Body> {
     let online = node.hub.online_users() as f64;
     let rss = resident_bytes().unwrap_or(0) as f64;
-    let text = node.metrics.render(&[
+    let mut extra = vec![
         (
             "parley_online_users",
             "Users with at least one session on this node.",
@@ -117,7 +117,45 @@ fn metrics(node: &Node) -> Response<Body> {
             "Resident memory of this process.",
             rss,
         ),
-    ]);
+    ];
+    if let Some(c) = &node.cluster {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &c.stats;
+        let connected = f64::from(u8::from(c.is_connected()));
+        extra.extend([
+            (
+                "parley_bus_connected",
+                "1 while the cluster bus reads from Redis.",
+                connected,
+            ),
+            (
+                "parley_bus_published_total",
+                "Events written to the cluster bus.",
+                s.published.load(Relaxed) as f64,
+            ),
+            (
+                "parley_bus_received_total",
+                "Events read from other nodes.",
+                s.received.load(Relaxed) as f64,
+            ),
+            (
+                "parley_bus_dropped_total",
+                "Events dropped because the publish queue was full.",
+                s.dropped.load(Relaxed) as f64,
+            ),
+            (
+                "parley_bus_duplicates_total",
+                "Events read twice and delivered once.",
+                s.duplicates.load(Relaxed) as f64,
+            ),
+            (
+                "parley_bus_gaps_total",
+                "Times this node found it had missed bus events.",
+                s.gaps.load(Relaxed) as f64,
+            ),
+        ]);
+    }
+    let text = node.metrics.render(&extra);
     let mut resp = Response::new(Body::new(Bytes::from(text)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

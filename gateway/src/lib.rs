@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod conn;

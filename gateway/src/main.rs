@@ -8,7 +8,9 @@ use clap::Parser;
 use gateway::auth::{Authenticator, mint_hs256};
 use gateway::clock::wall_ms;
 use gateway::config::{Cli, Command, Config, parse_ttl};
+use parley_storage::Storage;
 use parley_storage::embedded::{Embedded, EmbeddedConfig};
+use parley_storage::scylla::Scylla;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -74,16 +76,45 @@ fn run(config: Config) -> anyhow::Result<()> {
     };
     let auth =
         Authenticator::new(&secret.bytes, public_key.as_deref()).map_err(anyhow::Error::msg)?;
-    let store_dir = config.data_dir.join("store");
-    let storage = Embedded::open(
-        &store_dir,
-        EmbeddedConfig {
-            node_id: config.session.node_id,
-            max_batch: config.storage_max_batch,
-            ..EmbeddedConfig::default()
-        },
-    )
-    .with_context(|| format!("open storage in {}", store_dir.display()))?;
+    // Clients of shared services (ScyllaDB, Redis) run their connection tasks here, apart from
+    // the shards.
+    let services = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("parley-services")
+        .enable_all()
+        .build()?;
+    let storage: Arc<dyn Storage> = match config.scylla() {
+        Some(scylla) => {
+            if config.migrate {
+                services
+                    .block_on(Scylla::migrate(
+                        &scylla.nodes,
+                        &scylla.keyspace,
+                        &config.scylla_replication,
+                    ))
+                    .context("apply the CQL schema (--migrate)")?;
+                tracing::info!(keyspace = %scylla.keyspace, "CQL schema applied");
+            }
+            let engine = services
+                .block_on(Scylla::connect(&scylla))
+                .with_context(|| format!("connect to ScyllaDB {:?}", scylla.nodes))?;
+            Arc::new(engine)
+        }
+        None => {
+            let store_dir = config.data_dir.join("store");
+            Arc::new(
+                Embedded::open(
+                    &store_dir,
+                    EmbeddedConfig {
+                        node_id: config.session.node_id,
+                        max_batch: config.storage_max_batch,
+                        ..EmbeddedConfig::default()
+                    },
+                )
+                .with_context(|| format!("open storage in {}", store_dir.display()))?,
+            )
+        }
+    };
     tracing::info!(config = %config.describe(), "starting");
     // Signal handlers go in before anyone can learn the address: a SIGTERM right after start
     // must still mean a graceful stop.
@@ -105,7 +136,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     if tls.generated {
         tracing::warn!(cert = %tls.cert_path.display(), "no --tls-cert configured: generated a self-signed QUIC certificate");
     }
-    let running = gateway::server::start(config, Arc::new(storage), auth, &tls)?;
+    let running = gateway::server::start(config, storage, auth, &tls, services.handle())?;
     let addr = running.addr();
     tracing::info!(%addr, "listening (HTTP + WebSocket /ws)");
     tracing::info!(
@@ -131,7 +162,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         }
     });
     tracing::info!("shutting down: telling clients to reconnect");
-    running.shutdown();
+    running.shutdown(services.handle());
     tracing::info!("stopped");
     Ok(())
 }

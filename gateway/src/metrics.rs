@@ -186,6 +186,8 @@ pub struct Metrics {
     pub send_to_deliver: Histogram,
     storage: [Histogram; 2],
     storage_errors: AtomicU64,
+    /// Cluster bus: now − publication time of each event read (stream lag).
+    pub bus_lag: Histogram,
 }
 
 impl Metrics {
@@ -200,6 +202,7 @@ impl Metrics {
             send_to_deliver: Histogram::default(),
             storage: [Histogram::default(), Histogram::default()],
             storage_errors: AtomicU64::new(0),
+            bus_lag: Histogram::default(),
         }
     }
 
@@ -317,6 +320,11 @@ impl Metrics {
             "parley_storage_seconds",
             "op=\"read\"",
         );
+        out.push_str(
+            "# HELP parley_bus_lag_seconds Cluster bus: event read time minus publication time.\n",
+        );
+        out.push_str("# TYPE parley_bus_lag_seconds histogram\n");
+        self.bus_lag.render(&mut out, "parley_bus_lag_seconds", "");
         for (name, help, v) in extra {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parley_storage::Storage;
 
 use crate::auth::Authenticator;
+use crate::cluster::Cluster;
 use crate::config::{Config, SessionLimits};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -18,6 +19,10 @@ pub struct Node {
     pub hub: Arc<Hub>,
     pub storage: Arc<dyn Storage>,
     pub metrics: Arc<Metrics>,
+    /// The cluster link, when running with Redis.
+    pub cluster: Option<Arc<Cluster>>,
+    /// Bumped when local sessions must reconnect and resume (cluster bus gap).
+    resync: tokio::sync::watch::Sender<u64>,
     shutting_down: AtomicBool,
 }
 
@@ -28,6 +33,7 @@ impl Node {
         hub: Arc<Hub>,
         storage: Arc<dyn Storage>,
         metrics: Arc<Metrics>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Self {
         Self {
             limits: Arc::new(config.session.clone()),
@@ -36,8 +42,20 @@ impl Node {
             hub,
             storage,
             metrics,
+            cluster,
+            resync: tokio::sync::watch::Sender::new(0),
             shutting_down: AtomicBool::new(false),
         }
+    }
+
+    /// Asks every local session to reconnect and resume.
+    pub fn resync(&self) {
+        self.resync.send_modify(|n| *n += 1);
+    }
+
+    /// Watches for [`Node::resync`].
+    pub fn resync_rx(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.resync.subscribe()
     }
 
     pub fn begin_shutdown(&self) {

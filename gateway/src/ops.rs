@@ -10,6 +10,7 @@ use parley_storage::{
 };
 
 use crate::clock::Now;
+use crate::cluster::event::Target;
 use crate::errors::{ClientError, ErrorCode};
 use crate::hub::Event;
 use crate::node::Node;
@@ -51,6 +52,12 @@ pub async fn send_message(
         };
         let mut event = Event::new(ServerBody::MessageNew(msg.clone()), class);
         event.received_at = Some(now.mono);
+        publish(
+            node,
+            conversation_target(msg.conversation, None),
+            &event,
+            None,
+        );
         let users = conversation.participants.iter().map(String::as_str);
         node.hub.fanout(users, None, exclude_session, event).await;
     }
@@ -82,6 +89,7 @@ pub async fn mark_read(
             },
             Class::Reliable,
         );
+        publish(node, conversation_target(conversation, None), &event, None);
         let users = c.participants.iter().map(String::as_str);
         node.hub.fanout(users, None, exclude_session, event).await;
     }
@@ -103,6 +111,12 @@ pub async fn typing(
             active,
         },
         Class::Ephemeral,
+    );
+    publish(
+        node,
+        conversation_target(conversation, Some(user.to_string())),
+        &event,
+        None,
     );
     let users = c.participants.iter().map(String::as_str);
     node.hub.fanout(users, Some(user), None, event).await;
@@ -129,25 +143,81 @@ pub async fn announce_presence(node: &Node, user: &str, online: bool, last_seen_
         },
         Class::Ephemeral,
     );
+    publish(node, Target::Users(contacts.clone()), &event, None);
     let users = contacts.iter().map(String::as_str);
     node.hub.fanout(users, None, None, event).await;
 }
 
-/// Presence frames for the other participants of `c` (answer to Join).
-pub fn presence_of_others(node: &Node, c: &Conversation, user: &str) -> Vec<ServerFrame> {
-    c.participants
+/// Presence frames for the other participants of `c` (answer to Join): across the cluster
+/// when there is one (this node's view if Redis does not answer).
+pub async fn presence_of_others(node: &Node, c: &Conversation, user: &str) -> Vec<ServerFrame> {
+    let mut out = Vec::new();
+    for p in c
+        .participants
         .iter()
         .filter(|p| p.as_str() != user)
         .take(JOIN_PRESENCE_LIMIT)
-        .map(|p| {
-            let state = node.hub.presence(p);
-            ServerFrame::push(ServerBody::Presence {
-                user: p.clone(),
-                online: state.online,
-                last_seen_ms: state.last_seen_ms,
-            })
-        })
-        .collect()
+    {
+        let local = node.hub.presence(p);
+        let (online, last_seen_ms) = match &node.cluster {
+            Some(cluster) => match cluster.presence(p).await {
+                Ok(s) => (s.online, s.last_seen_ms.max(local.last_seen_ms)),
+                Err(_) => (local.online, local.last_seen_ms),
+            },
+            None => (local.online, local.last_seen_ms),
+        };
+        out.push(ServerFrame::push(ServerBody::Presence {
+            user: p.clone(),
+            online,
+            last_seen_ms,
+        }));
+    }
+    out
+}
+
+/// Whether a session that just opened brought `user` online (cluster-wide when clustered;
+/// `first_here`: it is the user's first session on this node).
+pub async fn came_online(node: &Node, user: &str, first_here: bool) -> bool {
+    match &node.cluster {
+        Some(cluster) if first_here => match cluster.session_opened(user).await {
+            Ok(online) => online,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster presence unavailable; announcing from this node");
+                true
+            }
+        },
+        // Not this node's first session: the cluster count still goes up.
+        Some(cluster) => {
+            let _ = cluster.session_opened(user).await;
+            false
+        }
+        None => first_here,
+    }
+}
+
+/// Whether a session that just closed took `user` offline (cluster-wide when clustered).
+pub async fn went_offline(node: &Node, user: &str, last_here: bool, now_ms: i64) -> bool {
+    match &node.cluster {
+        Some(cluster) => match cluster.session_closed(user, now_ms).await {
+            Ok(offline) => offline,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster presence unavailable; announcing from this node");
+                last_here
+            }
+        },
+        None => last_here,
+    }
+}
+
+fn conversation_target(id: ConversationId, skip_user: Option<String>) -> Target {
+    Target::Conversation { id, skip_user }
+}
+
+/// Hands an event to the other nodes (nothing without a cluster).
+fn publish(node: &Node, target: Target, event: &Event, invalidate: Option<ConversationId>) {
+    if let Some(cluster) = &node.cluster {
+        cluster.publish(target, event, invalidate);
+    }
 }
 
 /// Creates (or returns) the direct conversation of `buyer` with `seller` about `listing`.
@@ -200,6 +270,7 @@ pub async fn create_group(
         }),
         Class::Reliable,
     );
+    publish(node, conversation_target(c.id, None), &event, None);
     let users = c.participants.iter().map(String::as_str);
     node.hub.fanout(users, None, None, event).await;
     Ok(c)
@@ -219,6 +290,13 @@ pub async fn delete_conversation(
             by: user.to_owned(),
         },
         Class::Reliable,
+    );
+    // The conversation is gone: other nodes get its participants in the event itself.
+    publish(
+        node,
+        Target::Users(c.participants.clone()),
+        &event,
+        Some(conversation),
     );
     let users = c.participants.iter().map(String::as_str);
     node.hub.fanout(users, None, None, event).await;

@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::Authenticator;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hub::{Delivery, Hub};
 use crate::metered::Metered;
@@ -53,13 +54,16 @@ impl Running {
 
     /// Stops accepting, tells every session to reconnect elsewhere, waits for them to drain
     /// (up to the configured grace) and for the shard threads to end.
-    pub fn shutdown(self) {
+    pub fn shutdown(self, services: &tokio::runtime::Handle) {
         self.node.begin_shutdown();
         let _ = self.shutdown.send(true);
         for t in self.threads {
             let _ = t.join();
         }
         self.endpoint.close(0u8.into(), b"shutdown");
+        if let Some(cluster) = &self.node.cluster {
+            services.block_on(cluster.leave());
+        }
     }
 }
 
@@ -87,6 +91,7 @@ pub fn start(
     storage: Arc<dyn Storage>,
     auth: Authenticator,
     tls: &quic::tls::TlsMaterial,
+    services: &tokio::runtime::Handle,
 ) -> anyhow::Result<Running> {
     let shards = config.shards.max(1);
     let first = bind(SocketAddr::new(config.bind, config.port))
@@ -101,6 +106,15 @@ pub fn start(
         listeners.push(bind(addr).with_context(|| format!("cannot add a listener on {addr}"))?);
     }
     let metrics = Arc::new(Metrics::new(shards));
+    // The cluster link lives on the services runtime (like the storage clients).
+    let cluster = match config.cluster() {
+        Some(c) => Some(
+            services
+                .block_on(Cluster::connect(c, metrics.clone()))
+                .context("connect to Redis")?,
+        ),
+        None => None,
+    };
     let storage: Arc<dyn Storage> = Arc::new(Metered::new(storage, metrics.clone()));
     let (inboxes, inbox_rx): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| mpsc::channel::<Delivery>(config.shard_inbox))
@@ -120,6 +134,7 @@ pub fn start(
         hub,
         storage,
         metrics,
+        cluster.clone(),
     ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -172,6 +187,9 @@ pub fn start(
         )?
     };
     handles[0].spawn(accept_quic(endpoint.clone(), node.clone(), quic_tx));
+    if let Some(cluster) = &cluster {
+        cluster.start(services, node.clone());
+    }
     Ok(Running {
         addr,
         quic_addr,

@@ -336,6 +336,24 @@ impl Session {
         );
     }
 
+    /// The node may have missed events for this session (cluster bus gap): tell the client to
+    /// reconnect and resume, which replays what it missed from storage.
+    pub fn handle_resync(&mut self, out: &mut Vec<Output>) {
+        if self.is_closed() {
+            return;
+        }
+        out.push(Output::Send(ServerFrame::push(ServerBody::Goaway {
+            reason: "resync: reconnect and resume".into(),
+            reconnect_after_ms: 0,
+        })));
+        self.fail(
+            0,
+            ErrorCode::Resync,
+            "events may have been missed; reconnect and resume",
+            out,
+        );
+    }
+
     /// The connection is gone: end typing states the client left active.
     pub fn handle_transport_closed(&mut self, out: &mut Vec<Output>) {
         for t in self.typing.drain(..) {

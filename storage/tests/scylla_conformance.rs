@@ -29,9 +29,13 @@ async fn fresh() -> (String, Scylla) {
     let keyspace = format!("conformance_{}", uuid::Uuid::new_v4().simple());
     {
         let _ddl = ddl_lock().lock().await;
-        Scylla::migrate(&nodes, &keyspace, &replication("simple:1").expect("replication"))
-            .await
-            .expect("create the schema");
+        Scylla::migrate(
+            &nodes,
+            &keyspace,
+            &replication("simple:1").expect("replication"),
+        )
+        .await
+        .expect("create the schema");
     }
     let engine = Scylla::connect(&ScyllaConfig {
         nodes,

@@ -64,7 +64,8 @@ start() {
   [ -f "$LIB/.complete-$VERSION" ] || fetch
 
   # Wipe the run dir, but never a dir we did not create (CASS_RUN typo safety).
-  if [ -e "$RUN" ]; then
+  # CASS_KEEP_DATA=1 restarts on the data of the previous run (fault tests: stop, then start).
+  if [ -e "$RUN" ] && [ "${CASS_KEEP_DATA:-0}" != 1 ]; then
     [ -f "$RUN/$MARKER" ] || [ -z "$(ls -A "$RUN")" ] || die "$RUN is not empty and not ours; refusing to wipe it"
     rm -rf "$RUN"
   fi

@@ -432,6 +432,23 @@ impl Client {
         }
     }
 
+    /// Like `next_where`, but None when the connection ends (a reconnecting client).
+    pub async fn next_where_or_closed(
+        &mut self,
+        pred: impl Fn(&ServerFrame) -> bool,
+    ) -> Option<ServerFrame> {
+        if let Some(i) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(i);
+        }
+        loop {
+            let f = self.read().await?;
+            if pred(&f) {
+                return Some(f);
+            }
+            self.backlog.push_back(f);
+        }
+    }
+
     /// Sends and waits for the answer with the same seq.
     pub async fn request(&mut self, body: ClientBody) -> ServerFrame {
         let seq = self.send(body).await;
@@ -654,4 +671,94 @@ pub fn resume_point(conversation: ConversationId, last: MessageId) -> ResumePoin
         conversation,
         last_message_id: last,
     }
+}
+
+/// A redis-server process of a test's own (so a test may stop and restart it), persisting to
+/// an append-only file in a temp dir so a restart keeps the streams.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = Self {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        s.restart();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) on the same port and directory; waits until it answers.
+    pub fn restart(&mut self) {
+        let bin = std::env::var("PARLEY_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(&bin)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{bin} not found ({e}): scripts/test.sh installs redis-server")
+            });
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// SIGTERM (a clean stop: the append-only file is flushed).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The CQL server the test run started (`scripts/test.sh`), as host:port.
+pub fn cassandra() -> String {
+    std::env::var("PARLEY_CASSANDRA").unwrap_or_else(|_| {
+        panic!("PARLEY_CASSANDRA is not set: run scripts/test.sh (it starts Cassandra)")
+    })
+}
+
+/// A fresh keyspace name for one test.
+pub fn keyspace() -> String {
+    format!("t_{}", uuid::Uuid::new_v4().simple())
 }

@@ -1,0 +1,660 @@
+//! Running as a cluster: fan-out between nodes over Redis Streams, and presence across nodes.
+//!
+//! Nothing here is home-made distribution: Redis Streams keep the events and the readers'
+//! positions make catching up after an outage a matter of reading on from the last id.
+//!
+//! - **Streams.** `P` partitions (`parley:ev:{p}`, the `{p}` hash tag spreads them over a Redis
+//!   Cluster's slots); an event goes to partition `hash(conversation) % P` (presence:
+//!   `hash(user) % P`) with `XADD … MAXLEN ~ N`. Every node reads every partition from the
+//!   last id it saw, on a connection of its own with no response timeout (a blocking `XREAD`
+//!   outlives the client's default 500 ms), and skips the events it published itself.
+//! - **Outages.** Publishing never blocks a session: events queue (bounded) while Redis is
+//!   away and are written when it returns. The reader reconnects with backoff and reads on from
+//!   its last ids. If events it never read are gone — trimmed past retention, or lost with a
+//!   Redis restart — it says so (log and `parley_bus_gaps_total`) and asks its local sessions
+//!   to reconnect and resume, so clients recover what they missed from storage.
+//! - **Presence.** Each node keeps a heartbeat key with a TTL and, per user, its count of
+//!   sessions in a hash (`parley:pres:{user}` → node → count). A user is online while any live
+//!   node has a session. Nodes check each other's heartbeats; when one dies, one survivor
+//!   (elected with `SET NX`) takes its users offline for everyone, within the TTL.
+
+pub mod event;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parley_storage::{ConversationId, MessageId};
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use tokio::sync::mpsc;
+
+use crate::clock::wall_ms;
+use crate::hub::Event;
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::outbox::Class;
+use event::{BusEvent, Target};
+
+/// Events waiting to be written to Redis (while it is away, for example); beyond this the
+/// newest are dropped and counted (clients then recover through resume).
+const PUBLISH_QUEUE: usize = 100_000;
+/// Events written per Redis round trip.
+const PUBLISH_BATCH: usize = 256;
+/// Events read per `XREAD`.
+const READ_BATCH: usize = 512;
+/// Message ids remembered to drop an event delivered twice (a retried `XADD` batch).
+const DEDUPE_WINDOW: usize = 100_000;
+
+/// Cluster settings.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub redis_url: String,
+    pub node_id: u16,
+    pub partitions: u32,
+    pub stream_maxlen: u64,
+    /// A node whose heartbeat is older than this is dead; its users go offline.
+    pub presence_ttl: Duration,
+}
+
+/// Online state across the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterPresence {
+    pub online: bool,
+    pub last_seen_ms: i64,
+}
+
+fn stream_key(p: u32) -> String {
+    format!("parley:ev:{{{p}}}")
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Message ids recently delivered from the bus.
+struct Seen {
+    set: HashSet<(ConversationId, MessageId)>,
+    order: VecDeque<(ConversationId, MessageId)>,
+}
+
+impl Seen {
+    /// false when already delivered.
+    fn insert(&mut self, key: (ConversationId, MessageId)) -> bool {
+        if !self.set.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > DEDUPE_WINDOW
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
+
+/// A node's link to the cluster.
+pub struct Cluster {
+    config: ClusterConfig,
+    client: redis::Client,
+    commands: ConnectionManager,
+    publish_tx: mpsc::Sender<BusEvent>,
+    publish_rx: Mutex<Option<mpsc::Receiver<BusEvent>>>,
+    metrics: Arc<Metrics>,
+    connected: AtomicBool,
+    seen: Mutex<Seen>,
+    pub stats: ClusterStats,
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct ClusterStats {
+    pub published: AtomicU64,
+    pub received: AtomicU64,
+    pub dropped: AtomicU64,
+    pub gaps: AtomicU64,
+    pub duplicates: AtomicU64,
+}
+
+impl Cluster {
+    /// Connects to Redis (it must be reachable at start; later outages are survived).
+    pub async fn connect(
+        config: ClusterConfig,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let client = redis::Client::open(config.redis_url.as_str())?;
+        let commands = ConnectionManager::new(client.clone()).await?;
+        let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
+        Ok(Arc::new(Self {
+            config,
+            client,
+            commands,
+            publish_tx,
+            publish_rx: Mutex::new(Some(publish_rx)),
+            metrics,
+            connected: AtomicBool::new(true),
+            seen: Mutex::new(Seen {
+                set: HashSet::new(),
+                order: VecDeque::new(),
+            }),
+            stats: ClusterStats::default(),
+        }))
+    }
+
+    pub fn node_id(&self) -> u16 {
+        self.config.node_id
+    }
+
+    /// Whether the reader is connected to Redis now.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Starts the publisher, the reader and the presence keeper on `handle`'s runtime.
+    pub fn start(self: &Arc<Self>, handle: &tokio::runtime::Handle, node: Arc<Node>) {
+        if let Some(rx) = self
+            .publish_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            handle.spawn(self.clone().publisher(rx));
+        }
+        handle.spawn(self.clone().reader(node.clone()));
+        handle.spawn(self.clone().presence_keeper(node));
+    }
+
+    /// Queues an event for the other nodes; never waits.
+    pub fn publish(&self, target: Target, event: &Event, invalidate: Option<ConversationId>) {
+        let e = BusEvent {
+            origin: self.config.node_id,
+            sent_at_ms: wall_ms(),
+            kind: event.kind as u8,
+            class: event.class,
+            target,
+            invalidate,
+            frame: event.frame.clone(),
+        };
+        if self.publish_tx.try_send(e).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                "cluster bus: publish queue full, event dropped (clients recover by resume)"
+            );
+        }
+    }
+
+    fn partition_of(&self, e: &BusEvent) -> u32 {
+        let h = match &e.target {
+            Target::Conversation { id, .. } => fnv(id.as_bytes()),
+            Target::Users(users) => match &e.class {
+                Class::Message { conversation, .. } => fnv(conversation.as_bytes()),
+                _ => fnv(users.first().map_or(&[][..], |u| u.as_bytes())),
+            },
+        };
+        (h % u64::from(self.config.partitions.max(1))) as u32
+    }
+
+    /// Writes queued events in batches; on failure keeps the batch and retries with backoff.
+    async fn publisher(self: Arc<Self>, mut rx: mpsc::Receiver<BusEvent>) {
+        let mut conn = self.commands.clone();
+        let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+        while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+            let mut pipe = redis::pipe();
+            for e in &batch {
+                pipe.cmd("XADD")
+                    .arg(stream_key(self.partition_of(e)))
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(self.config.stream_maxlen)
+                    .arg("*")
+                    .arg("e")
+                    .arg(e.encode().as_ref())
+                    .ignore();
+            }
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                match pipe.query_async::<()>(&mut conn).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, queued = rx.len(), "cluster bus: publish failed, retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+            self.stats
+                .published
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            batch.clear();
+        }
+    }
+
+    async fn reader_connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            // A blocking XREAD must not hit the default 500 ms response timeout.
+            .set_response_timeout(None);
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    /// Reads every partition from the last id seen, forever; reconnects with backoff.
+    async fn reader(self: Arc<Self>, node: Arc<Node>) {
+        let keys: Vec<String> = (0..self.config.partitions).map(stream_key).collect();
+        let mut ids: Vec<String> = Vec::new();
+        let mut run_id: Option<String> = None;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut conn = match self.reader_connection().await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.connected.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "cluster bus: Redis unreachable, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            match self
+                .resume_point(&mut conn, &keys, &mut ids, &mut run_id)
+                .await
+            {
+                Ok(gap) => {
+                    if gap {
+                        self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            "cluster bus: events were lost while this node was away (trimmed \
+                             past retention, or Redis restarted); local clients reconnect and \
+                             resume from storage"
+                        );
+                        node.resync();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster bus: cannot resume reading");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            }
+            if !self.connected.swap(true, Ordering::Relaxed) {
+                tracing::info!("cluster bus: Redis is back; reading on from the last ids");
+            }
+            loop {
+                let mut cmd = redis::cmd("XREAD");
+                cmd.arg("COUNT")
+                    .arg(READ_BATCH)
+                    .arg("BLOCK")
+                    .arg(2000)
+                    .arg("STREAMS");
+                for k in &keys {
+                    cmd.arg(k);
+                }
+                for id in &ids {
+                    cmd.arg(id);
+                }
+                let reply: redis::RedisResult<Option<redis::streams::StreamReadReply>> =
+                    cmd.query_async(&mut conn).await;
+                match reply {
+                    Ok(Some(reply)) => {
+                        for key in reply.keys {
+                            let Some(i) = keys.iter().position(|k| *k == key.key) else {
+                                continue;
+                            };
+                            for entry in key.ids {
+                                ids[i] = entry.id.clone();
+                                if let Some(redis::Value::BulkString(b)) = entry.map.get("e") {
+                                    self.deliver(&node, Bytes::copy_from_slice(b)).await;
+                                }
+                            }
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.connected.store(false, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "cluster bus: lost Redis, reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where to read from after (re)connecting: the last ids seen, or the streams' ends on the
+    /// first connect. `Ok(true)` when events may have been missed.
+    async fn resume_point(
+        &self,
+        conn: &mut MultiplexedConnection,
+        keys: &[String],
+        ids: &mut Vec<String>,
+        run_id: &mut Option<String>,
+    ) -> redis::RedisResult<bool> {
+        let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
+        let current = info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|s| s.trim().to_owned());
+        let restarted = match (&*run_id, &current) {
+            (Some(old), Some(new)) => old != new,
+            _ => false,
+        };
+        *run_id = current;
+        if ids.is_empty() {
+            // First connect: start at each stream's end (earlier events predate this node's
+            // sessions; clients resume from storage).
+            for k in keys {
+                let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+                    .arg(k)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(conn)
+                    .await?;
+                ids.push(
+                    last.ids
+                        .first()
+                        .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()),
+                );
+            }
+            return Ok(false);
+        }
+        let mut missed = false;
+        for (k, last) in keys.iter().zip(ids.iter()) {
+            if last == "0-0" {
+                continue;
+            }
+            // Streams lose entries only from the head: if the last entry we read is still
+            // there, everything after it is too.
+            let here: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg(k)
+                .arg(last)
+                .arg(last)
+                .query_async(conn)
+                .await?;
+            if !here.ids.is_empty() {
+                continue;
+            }
+            // Gone. Trimmed exactly up to it is harmless; trimmed further, or lost (a Redis
+            // restart without persistence), means we missed events.
+            let info: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
+                .arg("STREAM")
+                .arg(k)
+                .query_async(conn)
+                .await;
+            let deleted = info.ok().and_then(|i| field(&i, "max-deleted-entry-id"));
+            if deleted.as_deref() != Some(last.as_str()) {
+                missed = true;
+            }
+        }
+        if restarted && !missed {
+            tracing::info!("cluster bus: Redis restarted with its streams intact");
+        }
+        Ok(missed)
+    }
+
+    /// Delivers one event read from the bus to this node's sessions.
+    async fn deliver(&self, node: &Node, bytes: Bytes) {
+        let Some(e) = BusEvent::decode(bytes) else {
+            tracing::warn!("cluster bus: undecodable event skipped");
+            return;
+        };
+        if e.origin == self.config.node_id {
+            return;
+        }
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        let lag = wall_ms().saturating_sub(e.sent_at_ms).max(0) as u64;
+        self.metrics.bus_lag.observe(Duration::from_millis(lag));
+        if let Class::Message { conversation, id } = e.class
+            && !self
+                .seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((conversation, id))
+        {
+            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Some(c) = e.invalidate {
+            node.hub.forget_conversation(c);
+        }
+        let event = Event {
+            frame: e.frame,
+            class: e.class,
+            kind: usize::from(e.kind),
+            received_at: None,
+        };
+        match e.target {
+            Target::Users(users) => {
+                node.hub
+                    .fanout(users.iter().map(String::as_str), None, None, event)
+                    .await;
+            }
+            Target::Conversation { id, skip_user } => {
+                let Ok(c) = node.hub.conversation(id).await else {
+                    return;
+                };
+                node.hub
+                    .fanout(
+                        c.participants.iter().map(String::as_str),
+                        skip_user.as_deref(),
+                        None,
+                        event,
+                    )
+                    .await;
+            }
+        }
+    }
+
+    fn node_key(id: u16) -> String {
+        format!("parley:node:{id}")
+    }
+
+    fn presence_key(user: &str) -> String {
+        format!("parley:pres:{user}")
+    }
+
+    fn node_users_key(id: u16) -> String {
+        format!("parley:nodeusers:{id}")
+    }
+
+    fn seen_key(user: &str) -> String {
+        format!("parley:seen:{user}")
+    }
+
+    /// Sessions of `user` on live nodes other than this one.
+    async fn others(&self, conn: &mut ConnectionManager, user: &str) -> redis::RedisResult<i64> {
+        let counts: Vec<(u16, i64)> = conn.hgetall(Self::presence_key(user)).await?;
+        let others: Vec<(u16, i64)> = counts
+            .into_iter()
+            .filter(|(n, c)| *n != self.config.node_id && *c > 0)
+            .collect();
+        if others.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<String> = others.iter().map(|(n, _)| Self::node_key(*n)).collect();
+        let alive: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query_async(conn).await?;
+        Ok(others
+            .iter()
+            .zip(alive)
+            .filter(|(_, a)| a.is_some())
+            .map(|((_, c), _)| *c)
+            .sum())
+    }
+
+    /// A session of `user` opened here; `true` when the user just came online cluster-wide.
+    pub async fn session_opened(&self, user: &str) -> redis::RedisResult<bool> {
+        let mut conn = self.commands.clone();
+        let me = self.config.node_id;
+        let (mine,): (i64,) = redis::pipe()
+            .hincr(Self::presence_key(user), me, 1)
+            .sadd(Self::node_users_key(me), user)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(mine == 1 && self.others(&mut conn, user).await? == 0)
+    }
+
+    /// A session of `user` closed here; `true` when the user just went offline cluster-wide.
+    pub async fn session_closed(&self, user: &str, now_ms: i64) -> redis::RedisResult<bool> {
+        let mut conn = self.commands.clone();
+        let me = self.config.node_id;
+        let mine: i64 = conn.hincr(Self::presence_key(user), me, -1).await?;
+        if mine > 0 {
+            return Ok(false);
+        }
+        let _: () = redis::pipe()
+            .hdel(Self::presence_key(user), me)
+            .srem(Self::node_users_key(me), user)
+            .query_async(&mut conn)
+            .await?;
+        if self.others(&mut conn, user).await? > 0 {
+            return Ok(false);
+        }
+        let _: () = conn.set(Self::seen_key(user), now_ms).await?;
+        Ok(true)
+    }
+
+    /// Online state of `user` across the cluster.
+    pub async fn presence(&self, user: &str) -> redis::RedisResult<ClusterPresence> {
+        let mut conn = self.commands.clone();
+        let mine: Option<i64> = conn
+            .hget(Self::presence_key(user), self.config.node_id)
+            .await?;
+        let online = mine.unwrap_or(0) > 0 || self.others(&mut conn, user).await? > 0;
+        let last_seen_ms: Option<i64> = conn.get(Self::seen_key(user)).await?;
+        Ok(ClusterPresence {
+            online,
+            last_seen_ms: last_seen_ms.unwrap_or(0),
+        })
+    }
+
+    /// Heartbeat, and taking the users of dead nodes offline.
+    async fn presence_keeper(self: Arc<Self>, node: Arc<Node>) {
+        let ttl = self.config.presence_ttl;
+        let mut tick = tokio::time::interval(ttl / 4);
+        loop {
+            tick.tick().await;
+            if node.is_shutting_down() {
+                return;
+            }
+            if let Err(e) = self.heartbeat().await {
+                tracing::debug!(error = %e, "cluster presence: heartbeat failed");
+                continue;
+            }
+            if let Err(e) = self.reap(&node).await {
+                tracing::debug!(error = %e, "cluster presence: reaping failed");
+            }
+        }
+    }
+
+    async fn heartbeat(&self) -> redis::RedisResult<()> {
+        let mut conn = self.commands.clone();
+        let me = self.config.node_id;
+        redis::pipe()
+            .cmd("SET")
+            .arg(Self::node_key(me))
+            .arg(wall_ms())
+            .arg("PX")
+            .arg(self.config.presence_ttl.as_millis() as u64)
+            .ignore()
+            .sadd("parley:nodes", me)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// Takes the users of nodes whose heartbeat expired offline (one survivor does it).
+    async fn reap(&self, node: &Node) -> redis::RedisResult<()> {
+        let mut conn = self.commands.clone();
+        let nodes: Vec<u16> = conn.smembers("parley:nodes").await?;
+        for dead in nodes.into_iter().filter(|n| *n != self.config.node_id) {
+            let alive: bool = conn.exists(Self::node_key(dead)).await?;
+            if alive {
+                continue;
+            }
+            let claimed: Option<String> = redis::cmd("SET")
+                .arg(format!("parley:reap:{dead}"))
+                .arg(self.config.node_id)
+                .arg("NX")
+                .arg("EX")
+                .arg(30)
+                .query_async(&mut conn)
+                .await?;
+            if claimed.is_none() {
+                continue;
+            }
+            let users: Vec<String> = conn.smembers(Self::node_users_key(dead)).await?;
+            tracing::warn!(
+                node = dead,
+                users = users.len(),
+                "cluster presence: node died; its users go offline"
+            );
+            let now = wall_ms();
+            for user in users {
+                let _: () = conn.hdel(Self::presence_key(&user), dead).await?;
+                let here: Option<i64> = conn
+                    .hget(Self::presence_key(&user), self.config.node_id)
+                    .await?;
+                if here.unwrap_or(0) > 0 || self.others(&mut conn, &user).await? > 0 {
+                    continue;
+                }
+                let _: () = conn.set(Self::seen_key(&user), now).await?;
+                crate::ops::announce_presence(node, &user, false, now).await;
+            }
+            let _: () = redis::pipe()
+                .del(Self::node_users_key(dead))
+                .srem("parley:nodes", dead)
+                .query_async(&mut conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Leaves the cluster cleanly (graceful shutdown): the heartbeat goes at once.
+    pub async fn leave(&self) {
+        let mut conn = self.commands.clone();
+        let me = self.config.node_id;
+        let _: redis::RedisResult<()> = redis::pipe()
+            .del(Self::node_key(me))
+            .srem("parley:nodes", me)
+            .query_async(&mut conn)
+            .await;
+    }
+}
+
+/// A string field of a key/value reply (RESP2 flat array or RESP3 map).
+fn field(reply: &redis::Value, name: &str) -> Option<String> {
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    match reply {
+        redis::Value::Array(items) => items
+            .chunks(2)
+            .find(|kv| kv.first().and_then(text).as_deref() == Some(name))
+            .and_then(|kv| kv.get(1).and_then(text)),
+        redis::Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some(name))
+            .and_then(|(_, v)| text(v)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_keys_are_hash_tagged_per_partition() {
+        assert_eq!(stream_key(3), "parley:ev:{3}");
+    }
+}

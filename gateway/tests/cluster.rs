@@ -1,0 +1,337 @@
+//! A cluster: gateway processes sharing one Redis (fan-out, presence) and one Cassandra
+//! (history), started by the tests; the test run provides Cassandra (`PARLEY_CASSANDRA`) and
+//! each test its own redis-server.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use gateway::protocol::*;
+use parley_storage::MessageId;
+use support::*;
+
+/// A node of a test cluster: `--redis`, `--scylla` (keyspace `ks`, created if missing).
+fn node(redis: &RedisServer, ks: &str, id: u16, extra: &[&str]) -> Gateway {
+    let id = id.to_string();
+    let cass = cassandra();
+    let mut args: Vec<&str> = vec![
+        "--redis",
+        "",
+        "--scylla",
+        &cass,
+        "--scylla-keyspace",
+        ks,
+        "--migrate",
+        "--node-id",
+        &id,
+        "--presence-ttl-ms",
+        "3000",
+    ];
+    let url = redis.url();
+    args[1] = &url;
+    args.extend_from_slice(UNLIMITED);
+    args.extend_from_slice(extra);
+    Gateway::start(&args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_messages_typing_reads_presence_and_history() {
+    let redis = RedisServer::start();
+    let ks = keyspace();
+    let n1 = node(&redis, &ks, 1, &[]);
+    let n2 = node(&redis, &ks, 2, &[]);
+    let conv = direct(&n1, "alice", "bob", "bike").await;
+    let mut alice = Client::connect(&n1, "alice").await;
+    let config = quic_config(&n2);
+    let mut bob = Client::quic(n2.quic_addr, &config, "bob", vec![]).await;
+    let is_presence = |f: &ServerFrame| matches!(f.body, ServerBody::Presence { .. });
+    let p = alice.next_where(is_presence).await;
+    assert!(
+        matches!(p.body, ServerBody::Presence { ref user, online: true, .. } if user == "bob"),
+        "{p:?}"
+    );
+
+    let a = alice.send_text(conv, "a1", "across nodes").await;
+    let got = bob.next_message().await;
+    assert_eq!(
+        (got.id, got.content.as_str()),
+        (a.message_id, "across nodes")
+    );
+    let b = bob.send_text(conv, "b1", "and back").await;
+    assert_eq!(alice.next_message().await.id, b.message_id);
+
+    bob.send_datagram(ClientBody::Typing {
+        conversation: conv,
+        active: true,
+    });
+    let t = alice
+        .next_where(|f| matches!(f.body, ServerBody::Typing { .. }))
+        .await;
+    assert!(matches!(t.body, ServerBody::Typing { ref user, active: true, .. } if user == "bob"));
+
+    let c = alice.send_text(conv, "a2", "read this").await;
+    assert_eq!(bob.next_message().await.id, c.message_id);
+    bob.request(ClientBody::Read {
+        conversation: conv,
+        up_to: c.message_id,
+    })
+    .await;
+    let r = alice
+        .next_where(|f| matches!(f.body, ServerBody::MessageRead { .. }))
+        .await;
+    assert!(
+        matches!(r.body, ServerBody::MessageRead { ref reader, up_to, .. } if reader == "bob" && up_to == c.message_id)
+    );
+
+    // History written through node 1 and node 2, read through node 2's REST API.
+    let (status, page, _) = http(
+        n2.addr,
+        "GET",
+        &format!("/api/conversations/{conv}/messages"),
+        Some(&token("bob")),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let ids: Vec<u64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids, vec![c.message_id.0, b.message_id.0, a.message_id.0]);
+
+    bob.close().await;
+    let p = alice.next_where(is_presence).await;
+    assert!(
+        matches!(p.body, ServerBody::Presence { ref user, online: false, .. } if user == "bob")
+    );
+}
+
+/// Receives messages as `user` on `gw`, reconnecting (with resume) whenever the connection
+/// ends, until `count` have arrived; returns them in arrival order.
+async fn collect(
+    gw_addr: std::net::SocketAddr,
+    user: &str,
+    conv: parley_storage::ConversationId,
+    count: usize,
+) -> Vec<MessageId> {
+    let mut got: Vec<MessageId> = Vec::new();
+    let mut client = Client::connect_at(gw_addr, user, vec![]).await;
+    while got.len() < count {
+        match tokio::time::timeout(
+            Duration::from_secs(20),
+            client.next_where_or_closed(|f| matches!(f.body, ServerBody::MessageNew(_))),
+        )
+        .await
+        {
+            Ok(Some(ServerFrame {
+                body: ServerBody::MessageNew(m),
+                ..
+            })) => got.push(m.id),
+            Ok(_) => {
+                let last = got.last().copied().unwrap_or(MessageId(0));
+                client = Client::connect_at(gw_addr, user, vec![resume_point(conv, last)]).await;
+            }
+            Err(_) => panic!("{user}: stalled at {} of {count}", got.len()),
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_takes_its_users_offline_and_they_resume_elsewhere() {
+    let redis = RedisServer::start();
+    let ks = keyspace();
+    let mut n1 = node(&redis, &ks, 1, &[]);
+    let n2 = node(&redis, &ks, 2, &[]);
+    let conv = direct(&n1, "alice", "bob", "l").await;
+    let mut bob = Client::connect(&n2, "bob").await;
+    let mut alice = Client::connect(&n1, "alice").await;
+    let mut acked = Vec::new();
+    for i in 0..50 {
+        acked.push(
+            alice
+                .send_text(conv, &format!("a{i}"), "steady")
+                .await
+                .message_id,
+        );
+    }
+    // Bob has some of them live.
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.push(bob.next_message().await.id);
+    }
+    n1.kill9();
+    let killed = tokio::time::Instant::now();
+    let offline = bob
+        .next_where(|f| matches!(f.body, ServerBody::Presence { online: false, .. }))
+        .await;
+    assert!(matches!(offline.body, ServerBody::Presence { ref user, .. } if user == "alice"));
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(15), "offline after {took:?}");
+
+    // Alice comes back on node 2, resumes, and keeps sending.
+    let mut alice = Client::connect_resume(
+        &n2,
+        "alice",
+        vec![resume_point(conv, *acked.last().unwrap())],
+    )
+    .await;
+    for i in 50..80 {
+        acked.push(
+            alice
+                .send_text(conv, &format!("a{i}"), "after")
+                .await
+                .message_id,
+        );
+    }
+    while got.len() < acked.len() {
+        got.push(bob.next_message().await.id);
+    }
+    assert_eq!(got, acked, "no gap, no duplicate");
+    // Every acked message is in Cassandra.
+    let page = alice
+        .request(ClientBody::History {
+            conversation: conv,
+            before: None,
+            limit: 100,
+        })
+        .await;
+    let ServerBody::HistoryPage { messages, .. } = page.body else {
+        panic!("{page:?}")
+    };
+    let mut stored: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
+    stored.reverse();
+    assert_eq!(stored, acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_during_a_send_load_loses_nothing() {
+    let mut redis = RedisServer::start();
+    let ks = keyspace();
+    let n1 = node(&redis, &ks, 1, &[]);
+    let n2 = node(&redis, &ks, 2, &[]);
+    let conv = direct(&n1, "alice", "bob", "l").await;
+    let receiver = {
+        let addr = n2.addr;
+        tokio::spawn(async move { collect(addr, "bob", conv, 200).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut alice = Client::connect(&n1, "alice").await;
+    let mut acked = Vec::new();
+    for i in 0..200 {
+        if i == 60 {
+            redis.stop();
+        }
+        if i == 120 {
+            redis.restart();
+        }
+        acked.push(
+            alice
+                .send_text(conv, &format!("m{i}"), "through it all")
+                .await
+                .message_id,
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut got = tokio::time::timeout(Duration::from_secs(90), receiver)
+        .await
+        .expect("bob got everything in time")
+        .unwrap();
+    got.sort();
+    got.dedup();
+    assert_eq!(
+        got, acked,
+        "every acked message reached bob on the other node"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassandra_down_means_clear_errors_and_recovery() {
+    // A CQL server of this test's own, so stopping it disturbs no other test.
+    let kit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/dev/cassandra/cassandra-test.sh");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let storage_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cass = |cmd: &str, keep: bool| {
+        let status = std::process::Command::new("bash")
+            .arg(&kit)
+            .arg(cmd)
+            .env("CASS_CQL_PORT", port.to_string())
+            .env("CASS_STORAGE_PORT", storage_port.to_string())
+            .env("CASS_HEAP", "512m")
+            .env("CASS_KEEP_DATA", if keep { "1" } else { "0" })
+            .status()
+            .unwrap();
+        assert!(status.success(), "cassandra-test.sh {cmd}");
+    };
+    cass("start", false);
+    cass("wait", false);
+    struct Stop<F: Fn(&str, bool)>(F);
+    impl<F: Fn(&str, bool)> Drop for Stop<F> {
+        fn drop(&mut self) {
+            (self.0)("stop", false);
+        }
+    }
+    let _stop = Stop(cass);
+    let contact = format!("127.0.0.1:{port}");
+    let gw = Gateway::start(&[
+        "--scylla",
+        &contact,
+        "--scylla-keyspace",
+        "fault",
+        "--migrate",
+    ]);
+    let conv = direct(&gw, "alice", "bob", "l").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    let before = alice.send_text(conv, "ok", "stored").await;
+
+    (_stop.0)("stop", false);
+    let r = alice.request(send_text(conv, "down", "not stored")).await;
+    assert_eq!(error_code(&r), Some(1600), "storage unavailable: {r:?}");
+    let (s, _, _) = http(gw.addr, "GET", "/healthz", None, None, &[]).await;
+    assert_eq!(s, 200, "the gateway stays up");
+    let (s, _, _) = http(gw.addr, "GET", "/readyz", None, None, &[]).await;
+    assert_eq!(s, 503, "but is not ready");
+
+    (_stop.0)("start", true);
+    (_stop.0)("wait", true);
+    let mut ok = None;
+    for _ in 0..60 {
+        let r = alice.request(send_text(conv, "down", "retried")).await;
+        if let ServerBody::Ack(a) = r.body {
+            ok = Some(a);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let after = ok.expect("sends work again once Cassandra is back");
+    let page = alice
+        .request(ClientBody::History {
+            conversation: conv,
+            before: None,
+            limit: 10,
+        })
+        .await;
+    let ServerBody::HistoryPage { messages, .. } = page.body else {
+        panic!("{page:?}")
+    };
+    let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
+    assert_eq!(
+        ids,
+        vec![after.message_id, before.message_id],
+        "the failed send stored nothing"
+    );
+}

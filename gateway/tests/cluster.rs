@@ -251,6 +251,57 @@ async fn a_redis_restart_during_a_send_load_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_node_had_to_drop_are_recovered_through_resume() {
+    let mut redis = RedisServer::start();
+    let ks = keyspace();
+    // Node 1 queues at most 16 events while Redis is away, then drops.
+    let n1 = node(&redis, &ks, 1, &["--redis-publish-queue", "16"]);
+    let n2 = node(&redis, &ks, 2, &[]);
+    let conv = direct(&n1, "alice", "bob", "l").await;
+    let receiver = {
+        let addr = n2.addr;
+        tokio::spawn(async move { collect(addr, "bob", conv, 80).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut alice = Client::connect(&n1, "alice").await;
+    let mut acked = Vec::new();
+    for i in 0..80 {
+        if i == 10 {
+            redis.stop();
+        }
+        if i == 70 {
+            redis.restart();
+        }
+        acked.push(
+            alice
+                .send_text(conv, &format!("m{i}"), "overflow")
+                .await
+                .message_id,
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut got = tokio::time::timeout(Duration::from_secs(90), receiver)
+        .await
+        .expect("bob got everything in time")
+        .unwrap();
+    got.sort();
+    got.dedup();
+    assert_eq!(got, acked, "bob resumed what node 1 could not publish");
+    let (_, metrics, _) = http(n1.addr, "GET", "/metrics", None, None, &[]).await;
+    let dropped = metric(metrics.as_str().unwrap(), "parley_bus_dropped_total");
+    assert!(dropped > 0.0, "node 1 dropped events: {dropped}");
+    let (_, metrics, _) = http(n2.addr, "GET", "/metrics", None, None, &[]).await;
+    let gaps = metric(metrics.as_str().unwrap(), "parley_bus_gaps_total");
+    assert!(gaps >= 1.0, "node 2 was told to resync: {gaps}");
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cassandra_down_means_clear_errors_and_recovery() {
     // A CQL server of this test's own, so stopping it disturbs no other test.
     let kit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -333,5 +384,52 @@ async fn cassandra_down_means_clear_errors_and_recovery() {
         ids,
         vec![after.message_id, before.message_id],
         "the failed send stored nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_migrate_applies_the_schema_once_and_again() {
+    let cass = cassandra();
+    let ks = keyspace();
+    for round in 0..2 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["--scylla", &cass, "--scylla-keyspace", &ks, "migrate"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "round {round}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(&format!("keyspace {ks}")), "{stdout}");
+    }
+    // A node started without --migrate works on the schema applied beforehand.
+    let gw = Gateway::start(&["--scylla", &cass, "--scylla-keyspace", &ks]);
+    let conv = direct(&gw, "alice", "bob", "lamp").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    let ack = alice.send_text(conv, "m1", "schema ready").await;
+    let page = alice
+        .request(ClientBody::History {
+            conversation: conv,
+            before: None,
+            limit: 10,
+        })
+        .await;
+    let ServerBody::HistoryPage { messages, .. } = page.body else {
+        panic!("{page:?}")
+    };
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].id, ack.message_id);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "migrate without --scylla fails");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs --scylla"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -38,9 +38,8 @@ use crate::node::Node;
 use crate::outbox::Class;
 use event::{BusEvent, Target};
 
-/// Events waiting to be written to Redis (while it is away, for example); beyond this the
-/// newest are dropped and counted (clients then recover through resume).
-const PUBLISH_QUEUE: usize = 100_000;
+/// `BusEvent::kind` of the marker "the origin dropped events you will never read".
+pub const RESYNC_KIND: u8 = u8::MAX;
 /// Events written per Redis round trip.
 const PUBLISH_BATCH: usize = 256;
 /// Events read per `XREAD`.
@@ -55,6 +54,10 @@ pub struct ClusterConfig {
     pub node_id: u16,
     pub partitions: u32,
     pub stream_maxlen: u64,
+    /// Events waiting to be written to Redis (while it is away, for example); beyond this the
+    /// newest are dropped and counted, and once Redis takes writes again a [`RESYNC_KIND`]
+    /// marker tells every other node to have its sessions resume from storage.
+    pub publish_queue: usize,
     /// A node whose heartbeat is older than this is dead; its users go offline.
     pub presence_ttl: Duration,
 }
@@ -107,6 +110,8 @@ pub struct Cluster {
     publish_rx: Mutex<Option<mpsc::Receiver<BusEvent>>>,
     metrics: Arc<Metrics>,
     connected: AtomicBool,
+    /// Set when `publish` dropped an event; cleared when the resync marker is written.
+    lost_events: AtomicBool,
     seen: Mutex<Seen>,
     pub stats: ClusterStats,
 }
@@ -129,7 +134,7 @@ impl Cluster {
     ) -> anyhow::Result<Arc<Self>> {
         let client = redis::Client::open(config.redis_url.as_str())?;
         let commands = ConnectionManager::new(client.clone()).await?;
-        let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let (publish_tx, publish_rx) = mpsc::channel(config.publish_queue);
         Ok(Arc::new(Self {
             config,
             client,
@@ -138,6 +143,7 @@ impl Cluster {
             publish_rx: Mutex::new(Some(publish_rx)),
             metrics,
             connected: AtomicBool::new(true),
+            lost_events: AtomicBool::new(false),
             seen: Mutex::new(Seen {
                 set: HashSet::new(),
                 order: VecDeque::new(),
@@ -182,9 +188,12 @@ impl Cluster {
         };
         if self.publish_tx.try_send(e).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                "cluster bus: publish queue full, event dropped (clients recover by resume)"
-            );
+            if !self.lost_events.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "cluster bus: publish queue full, events dropped; other nodes' clients will \
+                     resume from storage once Redis takes writes again"
+                );
+            }
         }
     }
 
@@ -215,6 +224,30 @@ impl Cluster {
                     .arg("e")
                     .arg(e.encode().as_ref())
                     .ignore();
+            }
+            if self.lost_events.load(Ordering::Relaxed) {
+                // Written after the surviving events of this batch: whoever reads it has
+                // everything that was not dropped, and resumes from storage for the rest.
+                let marker = BusEvent {
+                    origin: self.config.node_id,
+                    sent_at_ms: wall_ms(),
+                    kind: RESYNC_KIND,
+                    class: Class::Reliable,
+                    target: Target::Users(Vec::new()),
+                    invalidate: None,
+                    frame: Bytes::new(),
+                };
+                // One partition is enough: every node reads them all.
+                pipe.cmd("XADD")
+                    .arg(stream_key(0))
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(self.config.stream_maxlen)
+                    .arg("*")
+                    .arg("e")
+                    .arg(marker.encode().as_ref())
+                    .ignore();
+                self.lost_events.store(false, Ordering::Relaxed);
             }
             let mut backoff = Duration::from_millis(50);
             loop {
@@ -406,6 +439,16 @@ impl Cluster {
             return;
         };
         if e.origin == self.config.node_id {
+            return;
+        }
+        if e.kind == RESYNC_KIND {
+            self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                origin = e.origin,
+                "cluster bus: a node dropped events while Redis was away; local clients \
+                 reconnect and resume from storage"
+            );
+            node.resync();
             return;
         }
         self.stats.received.fetch_add(1, Ordering::Relaxed);

@@ -388,6 +388,54 @@ async fn cassandra_down_means_clear_errors_and_recovery() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_and_deletions_reach_the_other_node() {
+    let redis = RedisServer::start();
+    let ks = keyspace();
+    let n1 = node(&redis, &ks, 1, &[]);
+    let n2 = node(&redis, &ks, 2, &[]);
+    let mut bob = Client::connect(&n2, "bob").await;
+    let mut carol = Client::connect(&n1, "carol").await;
+    let conv = group(
+        &n1,
+        "alice",
+        &["bob".to_owned(), "carol".to_owned()],
+        "bike club",
+    )
+    .await;
+    // Bob, on the other node, hears of the new group and gets its messages.
+    let up = bob
+        .next_where(|f| matches!(f.body, ServerBody::ConversationUpdated(_)))
+        .await;
+    let ServerBody::ConversationUpdated(s) = up.body else {
+        unreachable!()
+    };
+    assert_eq!(s.conversation.id, conv);
+    let sent = carol.send_text(conv, "c1", "hello club").await;
+    assert_eq!(bob.next_message().await.id, sent.message_id);
+
+    let (status, _, _) = http(
+        n1.addr,
+        "DELETE",
+        &format!("/api/conversations/{conv}"),
+        Some(&token("alice")),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 204);
+    let gone = bob
+        .next_where(|f| matches!(f.body, ServerBody::ConversationDeleted { .. }))
+        .await;
+    assert!(
+        matches!(gone.body, ServerBody::ConversationDeleted { conversation, ref by } if conversation == conv && by == "alice"),
+        "{gone:?}"
+    );
+    // Node 2 forgot the conversation: a send there is refused, not delivered.
+    let r = bob.request(send_text(conv, "b1", "anyone?")).await;
+    assert_eq!(error_code(&r), Some(1200), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_migrate_applies_the_schema_once_and_again() {
     let cass = cassandra();
     let ks = keyspace();

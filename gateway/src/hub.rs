@@ -5,12 +5,13 @@
 //! shards where they have sessions (from `users`) and makes one push per shard into that
 //! shard's bounded inbox. The shard then hands the same `Bytes` to each local session's outbox.
 
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use parley_storage::{Conversation, ConversationId, Storage};
+use parley_storage::{Conversation, ConversationId, MessageId, Storage};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -20,6 +21,16 @@ use crate::ratelimit::TokenBucket;
 
 /// Conversations cached before the cache is cleared (a memory bound; a miss is one read).
 const CONVERSATION_CACHE_LIMIT: usize = 200_000;
+
+/// Message ids this node remembers having delivered (see [`Hub::first_delivery`]).
+pub const DELIVERED_WINDOW: usize = 1 << 18;
+
+/// The most recent message ids delivered by this node, oldest forgotten first.
+#[derive(Default)]
+struct Delivered {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+}
 
 /// One push into a shard's inbox: the same frame for these users' sessions on that shard.
 #[derive(Debug)]
@@ -88,6 +99,7 @@ pub struct Hub {
     send_buckets: DashMap<Arc<str>, TokenBucket>,
     send_rate: (f64, u32),
     storage: Arc<dyn Storage>,
+    delivered: Mutex<Delivered>,
     pub stats: HubStats,
 }
 
@@ -106,8 +118,27 @@ impl Hub {
             send_buckets: DashMap::new(),
             send_rate: (user_messages_per_sec, user_message_burst),
             storage,
+            delivered: Mutex::new(Delivered::default()),
             stats: HubStats::default(),
         }
+    }
+
+    /// Records that this node delivers message `id` now; false if it already did (within the
+    /// last [`DELIVERED_WINDOW`] messages). Live delivery of a message is exactly-once per node
+    /// through this: a Send retried after its first node crashed between storing and
+    /// delivering is delivered by the retry, and a retry of a delivered message is not.
+    pub fn first_delivery(&self, id: MessageId) -> bool {
+        let mut d = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+        if !d.set.insert(id.0) {
+            return false;
+        }
+        d.order.push_back(id.0);
+        if d.order.len() > DELIVERED_WINDOW
+            && let Some(old) = d.order.pop_front()
+        {
+            d.set.remove(&old);
+        }
+        true
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -285,5 +316,28 @@ impl Hub {
                 // The shard stopped (shutdown): its sessions are gone and will resume elsewhere.
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_delivered_once_within_the_window() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let storage = Arc::new(
+            parley_storage::embedded::Embedded::open(dir.path(), Default::default())
+                .expect("storage"),
+        );
+        let hub = Hub::new(Vec::new(), storage, 1.0, 1);
+        assert!(hub.first_delivery(MessageId(7)));
+        assert!(!hub.first_delivery(MessageId(7)));
+        for id in 100..100 + DELIVERED_WINDOW as u64 {
+            assert!(hub.first_delivery(MessageId(id)));
+        }
+        // Forgotten once the window moved past it.
+        assert!(hub.first_delivery(MessageId(7)));
+        assert!(!hub.first_delivery(MessageId(100 + DELIVERED_WINDOW as u64 - 1)));
     }
 }

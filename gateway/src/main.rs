@@ -169,14 +169,22 @@ fn run(config: Config) -> anyhow::Result<()> {
         sha256 = %tls.fingerprint,
         "listening (QUIC)"
     );
-    // Stable lines on stdout for scripts and tests that start the gateway with --port 0.
-    println!("parley gateway listening on {addr}");
-    println!(
-        "parley quic listening on {} (udp, ALPN parley/1) certificate {} sha256 {}",
-        running.quic_addr(),
-        tls.cert_path.display(),
-        tls.fingerprint
-    );
+    // Stable lines on stdout for scripts and tests that start the gateway with --port 0. A
+    // closed stdout (a supervisor that does not read it) must not stop the node: errors are
+    // ignored, where `println!` would panic.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "parley gateway listening on {addr}");
+        let _ = writeln!(
+            out,
+            "parley quic listening on {} (udp, ALPN parley/1) certificate {} sha256 {}",
+            running.quic_addr(),
+            tls.cert_path.display(),
+            tls.fingerprint
+        );
+        let _ = out.flush();
+    }
     let (mut term, mut int) = stop;
     signals.block_on(async {
         tokio::select! {

@@ -21,8 +21,9 @@ use crate::protocol::{SendMessage, ServerBody, ServerFrame};
 pub const JOIN_PRESENCE_LIMIT: usize = 200;
 
 /// Stores a message and delivers it to every session of every participant (except the
-/// sending session, which gets the Ack instead). A retry (same client_msg_id) stores and
-/// delivers nothing new.
+/// sending session, which gets the Ack instead). A retry (same client_msg_id) stores nothing
+/// new, and delivers the stored message only if no node delivered it yet (its first node may
+/// have died between storing and delivering).
 pub async fn send_message(
     node: &Node,
     user: &Arc<str>,
@@ -44,7 +45,7 @@ pub async fn send_message(
             now_ms: now.wall_ms,
         })
         .await?;
-    if !appended.duplicate {
+    if node.hub.first_delivery(appended.message.id) {
         let msg = &appended.message;
         let class = Class::Message {
             conversation: msg.conversation,

@@ -388,6 +388,46 @@ async fn cassandra_down_means_clear_errors_and_recovery() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_delivers_what_a_dead_node_stored_but_never_delivered() {
+    let redis = RedisServer::start();
+    let ks = keyspace();
+    let n1 = node(&redis, &ks, 1, &[]);
+    let n2 = node(&redis, &ks, 2, &[]);
+    // A node on the same keyspace but off the bus stores without delivering to the cluster:
+    // what a node that dies between storing and publishing leaves behind.
+    let cass = cassandra();
+    let lone = Gateway::start(&[
+        "--scylla",
+        &cass,
+        "--scylla-keyspace",
+        &ks,
+        "--node-id",
+        "3",
+    ]);
+    let conv = direct(&n1, "alice", "bob", "l").await;
+    let mut bob = Client::connect(&n2, "bob").await;
+    let mut alice_lone = Client::connect(&lone, "alice").await;
+    let first = alice_lone
+        .send_text(conv, "m1", "stored, not delivered")
+        .await;
+    bob.expect_none(Duration::from_millis(500), is_message)
+        .await;
+
+    // Alice's app retries on a cluster node: same ack, and now Bob gets it, once.
+    let mut alice = Client::connect(&n1, "alice").await;
+    let retry = alice.send_text(conv, "m1", "stored, not delivered").await;
+    assert_eq!(retry.message_id, first.message_id);
+    assert_eq!(bob.next_message().await.id, first.message_id);
+    let again = alice.send_text(conv, "m1", "stored, not delivered").await;
+    assert_eq!(again.message_id, first.message_id);
+    let mut alice2 = Client::connect(&n2, "alice").await;
+    let elsewhere = alice2.send_text(conv, "m1", "stored, not delivered").await;
+    assert_eq!(elsewhere.message_id, first.message_id);
+    bob.expect_none(Duration::from_millis(500), is_message)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_and_deletions_reach_the_other_node() {
     let redis = RedisServer::start();
     let ks = keyspace();

@@ -73,6 +73,12 @@ async fn token_command_mints_tokens_the_server_accepts() {
     )
     .unwrap();
     let addr: std::net::SocketAddr = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    // Nobody reads the gateway's stdout any more: that must not stop it.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the gateway is running"
+    );
     let (status, _, _) = http(addr, "GET", "/api/conversations", Some(&token), None, &[]).await;
     let _ = child.kill();
     let _ = child.wait();

@@ -20,13 +20,12 @@
 
 pub mod event;
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use parley_storage::{ConversationId, MessageId};
+use parley_storage::ConversationId;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use tokio::sync::mpsc;
@@ -44,8 +43,6 @@ pub const RESYNC_KIND: u8 = u8::MAX;
 const PUBLISH_BATCH: usize = 256;
 /// Events read per `XREAD`.
 const READ_BATCH: usize = 512;
-/// Message ids remembered to drop an event delivered twice (a retried `XADD` batch).
-const DEDUPE_WINDOW: usize = 100_000;
 
 /// Cluster settings.
 #[derive(Clone, Debug)]
@@ -79,28 +76,6 @@ fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Message ids recently delivered from the bus.
-struct Seen {
-    set: HashSet<(ConversationId, MessageId)>,
-    order: VecDeque<(ConversationId, MessageId)>,
-}
-
-impl Seen {
-    /// false when already delivered.
-    fn insert(&mut self, key: (ConversationId, MessageId)) -> bool {
-        if !self.set.insert(key) {
-            return false;
-        }
-        self.order.push_back(key);
-        if self.order.len() > DEDUPE_WINDOW
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
-        }
-        true
-    }
-}
-
 /// A node's link to the cluster.
 pub struct Cluster {
     config: ClusterConfig,
@@ -112,7 +87,6 @@ pub struct Cluster {
     connected: AtomicBool,
     /// Set when `publish` dropped an event; cleared when the resync marker is written.
     lost_events: AtomicBool,
-    seen: Mutex<Seen>,
     pub stats: ClusterStats,
 }
 
@@ -144,10 +118,6 @@ impl Cluster {
             metrics,
             connected: AtomicBool::new(true),
             lost_events: AtomicBool::new(false),
-            seen: Mutex::new(Seen {
-                set: HashSet::new(),
-                order: VecDeque::new(),
-            }),
             stats: ClusterStats::default(),
         }))
     }
@@ -454,12 +424,8 @@ impl Cluster {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         let lag = wall_ms().saturating_sub(e.sent_at_ms).max(0) as u64;
         self.metrics.bus_lag.observe(Duration::from_millis(lag));
-        if let Class::Message { conversation, id } = e.class
-            && !self
-                .seen
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert((conversation, id))
+        if let Class::Message { id, .. } = e.class
+            && !node.hub.first_delivery(id)
         {
             self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
             return;

@@ -131,6 +131,7 @@ fn run(config: Config) -> anyhow::Result<()> {
                     EmbeddedConfig {
                         node_id: config.session.node_id,
                         max_batch: config.storage_max_batch,
+                        commit_delay: config.storage_commit_delay,
                         ..EmbeddedConfig::default()
                     },
                 )

@@ -34,6 +34,9 @@ pub struct EmbeddedConfig {
     pub queue: usize,
     /// fjall block cache, bytes.
     pub cache_bytes: u64,
+    /// Under concurrent load, how long the writer waits for more requests before a commit
+    /// (group commit window). Zero: commit what is queued at once.
+    pub commit_delay: std::time::Duration,
 }
 
 impl Default for EmbeddedConfig {
@@ -43,6 +46,7 @@ impl Default for EmbeddedConfig {
             max_batch: 2048,
             queue: 16 * 1024,
             cache_bytes: 64 << 20,
+            commit_delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -97,7 +101,13 @@ impl Embedded {
             .map_err(unavailable)?;
         let ks = Keyspaces::open(&db).map_err(unavailable)?;
         let (tx, rx) = mpsc::channel(config.queue.max(1));
-        let writer = Writer::new(db, ks.clone(), config.node_id, config.max_batch.max(1))?;
+        let writer = Writer::new(
+            db,
+            ks.clone(),
+            config.node_id,
+            config.max_batch.max(1),
+            config.commit_delay,
+        )?;
         std::thread::Builder::new()
             .name("parley-storage-writer".into())
             .spawn(move || writer.run(rx))
@@ -447,6 +457,23 @@ mod tests {
     }
 
     crate::conformance_tests!(open);
+
+    /// The same guarantees with a group-commit window.
+    mod with_commit_delay {
+        use super::*;
+
+        async fn open() -> (tempfile::TempDir, Embedded) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config = EmbeddedConfig {
+                commit_delay: std::time::Duration::from_millis(1),
+                ..EmbeddedConfig::default()
+            };
+            let db = Embedded::open(dir.path(), config).expect("open");
+            (dir, db)
+        }
+
+        crate::conformance_tests!(open);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn survives_reopen() {

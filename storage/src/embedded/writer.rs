@@ -141,6 +141,7 @@ pub(super) struct Writer {
     ks: Keyspaces,
     ids: IdGenerator,
     max_batch: usize,
+    commit_delay: std::time::Duration,
     cache: HashMap<ConversationId, Conversation>,
     /// Every block key (blocker | blocked), committed. Blocks are few and checked on every
     /// direct append; the writer is their only mutator, so memory is exact and saves two
@@ -149,7 +150,13 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub fn new(db: Database, ks: Keyspaces, node_id: u16, max_batch: usize) -> Result<Self> {
+    pub fn new(
+        db: Database,
+        ks: Keyspaces,
+        node_id: u16,
+        max_batch: usize,
+        commit_delay: std::time::Duration,
+    ) -> Result<Self> {
         let mut blocks = HashSet::new();
         for guard in ks.block.iter() {
             blocks.insert(guard.key().map_err(unavailable)?.to_vec());
@@ -159,6 +166,7 @@ impl Writer {
             ks,
             ids: IdGenerator::new(node_id),
             max_batch,
+            commit_delay,
             cache: HashMap::new(),
             blocks,
         })
@@ -168,14 +176,22 @@ impl Writer {
     /// commit once, reply to all.
     pub fn run(mut self, mut rx: mpsc::Receiver<Op>) {
         let mut ops = Vec::with_capacity(self.max_batch);
+        let mut last = 0usize;
         while let Some(first) = rx.blocking_recv() {
             ops.push(first);
+            // Under concurrent load (the last batch had company), wait a moment for more
+            // requests so one fsync covers them: fewer fsyncs and wake-ups per message, for
+            // up to `commit_delay` more latency. An idle writer commits at once.
+            if last > 1 && !self.commit_delay.is_zero() {
+                std::thread::sleep(self.commit_delay);
+            }
             while ops.len() < self.max_batch {
                 match rx.try_recv() {
                     Ok(op) => ops.push(op),
                     Err(_) => break,
                 }
             }
+            last = ops.len();
             let mut pending = Pending::new(&self.db, ops.len());
             for op in ops.drain(..) {
                 if matches!(op, Op::Delete { .. }) {

@@ -152,28 +152,33 @@ pub async fn announce_presence(node: &Node, user: &str, online: bool, last_seen_
 /// Presence frames for the other participants of `c` (answer to Join): across the cluster
 /// when there is one (this node's view if Redis does not answer).
 pub async fn presence_of_others(node: &Node, c: &Conversation, user: &str) -> Vec<ServerFrame> {
-    let mut out = Vec::new();
-    for p in c
+    let others: Vec<&str> = c
         .participants
         .iter()
-        .filter(|p| p.as_str() != user)
+        .map(String::as_str)
+        .filter(|p| *p != user)
         .take(JOIN_PRESENCE_LIMIT)
-    {
-        let local = node.hub.presence(p);
-        let (online, last_seen_ms) = match &node.cluster {
-            Some(cluster) => match cluster.presence(p).await {
-                Ok(s) => (s.online, s.last_seen_ms.max(local.last_seen_ms)),
-                Err(_) => (local.online, local.last_seen_ms),
-            },
-            None => (local.online, local.last_seen_ms),
-        };
-        out.push(ServerFrame::push(ServerBody::Presence {
-            user: p.clone(),
-            online,
-            last_seen_ms,
-        }));
-    }
-    out
+        .collect();
+    let cluster = match &node.cluster {
+        Some(cluster) => cluster.presence_many(&others).await.ok(),
+        None => None,
+    };
+    others
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let local = node.hub.presence(p);
+            let (online, last_seen_ms) = match cluster.as_ref().and_then(|c| c.get(i)) {
+                Some(s) => (s.online, s.last_seen_ms.max(local.last_seen_ms)),
+                None => (local.online, local.last_seen_ms),
+            };
+            ServerFrame::push(ServerBody::Presence {
+                user: (*p).to_owned(),
+                online,
+                last_seen_ms,
+            })
+        })
+        .collect()
 }
 
 /// Whether a session that just opened brought `user` online (cluster-wide when clustered;

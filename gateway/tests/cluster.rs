@@ -209,30 +209,35 @@ async fn a_killed_node_takes_its_users_offline_and_they_resume_elsewhere() {
     assert_eq!(stored, acked);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_restart_during_a_send_load_loses_nothing() {
-    let mut redis = RedisServer::start();
-    let ks = keyspace();
-    let n1 = node(&redis, &ks, 1, &[]);
-    let n2 = node(&redis, &ks, 2, &[]);
-    let conv = direct(&n1, "alice", "bob", "l").await;
+/// Alice on `n1` sends `total` messages 10 ms apart to Bob on `n2`; Redis stops before message
+/// `stop_at` and comes back before `restart_at`. Returns what was acked and the distinct
+/// messages Bob received (live, or by resuming when his session is told to), in id order.
+async fn send_through_redis_outage(
+    redis: &mut RedisServer,
+    n1: &Gateway,
+    n2: &Gateway,
+    total: usize,
+    stop_at: usize,
+    restart_at: usize,
+) -> (Vec<MessageId>, Vec<MessageId>) {
+    let conv = direct(n1, "alice", "bob", "l").await;
     let receiver = {
         let addr = n2.addr;
-        tokio::spawn(async move { collect(addr, "bob", conv, 200).await })
+        tokio::spawn(async move { collect(addr, "bob", conv, total).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut alice = Client::connect(&n1, "alice").await;
+    let mut alice = Client::connect(n1, "alice").await;
     let mut acked = Vec::new();
-    for i in 0..200 {
-        if i == 60 {
+    for i in 0..total {
+        if i == stop_at {
             redis.stop();
         }
-        if i == 120 {
+        if i == restart_at {
             redis.restart();
         }
         acked.push(
             alice
-                .send_text(conv, &format!("m{i}"), "through it all")
+                .send_text(conv, &format!("m{i}"), "through the outage")
                 .await
                 .message_id,
         );
@@ -244,6 +249,16 @@ async fn a_redis_restart_during_a_send_load_loses_nothing() {
         .unwrap();
     got.sort();
     got.dedup();
+    (acked, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_during_a_send_load_loses_nothing() {
+    let mut redis = RedisServer::start();
+    let ks = keyspace();
+    let n1 = node(&redis, &ks, 1, &[]);
+    let n2 = node(&redis, &ks, 2, &[]);
+    let (acked, got) = send_through_redis_outage(&mut redis, &n1, &n2, 200, 60, 120).await;
     assert_eq!(
         got, acked,
         "every acked message reached bob on the other node"
@@ -257,35 +272,7 @@ async fn events_a_node_had_to_drop_are_recovered_through_resume() {
     // Node 1 queues at most 16 events while Redis is away, then drops.
     let n1 = node(&redis, &ks, 1, &["--redis-publish-queue", "16"]);
     let n2 = node(&redis, &ks, 2, &[]);
-    let conv = direct(&n1, "alice", "bob", "l").await;
-    let receiver = {
-        let addr = n2.addr;
-        tokio::spawn(async move { collect(addr, "bob", conv, 80).await })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut alice = Client::connect(&n1, "alice").await;
-    let mut acked = Vec::new();
-    for i in 0..80 {
-        if i == 10 {
-            redis.stop();
-        }
-        if i == 70 {
-            redis.restart();
-        }
-        acked.push(
-            alice
-                .send_text(conv, &format!("m{i}"), "overflow")
-                .await
-                .message_id,
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let mut got = tokio::time::timeout(Duration::from_secs(90), receiver)
-        .await
-        .expect("bob got everything in time")
-        .unwrap();
-    got.sort();
-    got.dedup();
+    let (acked, got) = send_through_redis_outage(&mut redis, &n1, &n2, 80, 10, 70).await;
     assert_eq!(got, acked, "bob resumed what node 1 could not publish");
     let (_, metrics, _) = http(n1.addr, "GET", "/metrics", None, None, &[]).await;
     let dropped = metric(metrics.as_str().unwrap(), "parley_bus_dropped_total");
@@ -306,16 +293,8 @@ async fn cassandra_down_means_clear_errors_and_recovery() {
     // A CQL server of this test's own, so stopping it disturbs no other test.
     let kit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../deploy/dev/cassandra/cassandra-test.sh");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let storage_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
+    let storage_port = free_port();
     let cass = |cmd: &str, keep: bool| {
         let status = std::process::Command::new("bash")
             .arg(&kit)

@@ -178,6 +178,19 @@ impl Cluster {
         (h % u64::from(self.config.partitions.max(1))) as u32
     }
 
+    /// Appends `e` to partition `p`'s stream, trimmed to about `stream_maxlen` entries.
+    fn xadd(&self, pipe: &mut redis::Pipeline, p: u32, e: &BusEvent) {
+        pipe.cmd("XADD")
+            .arg(stream_key(p))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.config.stream_maxlen)
+            .arg("*")
+            .arg("e")
+            .arg(e.encode().as_ref())
+            .ignore();
+    }
+
     /// Writes queued events in batches; on failure keeps the batch and retries with backoff.
     async fn publisher(self: Arc<Self>, mut rx: mpsc::Receiver<BusEvent>) {
         let mut conn = self.commands.clone();
@@ -185,17 +198,9 @@ impl Cluster {
         while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
             let mut pipe = redis::pipe();
             for e in &batch {
-                pipe.cmd("XADD")
-                    .arg(stream_key(self.partition_of(e)))
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(self.config.stream_maxlen)
-                    .arg("*")
-                    .arg("e")
-                    .arg(e.encode().as_ref())
-                    .ignore();
+                self.xadd(&mut pipe, self.partition_of(e), e);
             }
-            if self.lost_events.load(Ordering::Relaxed) {
+            if self.lost_events.swap(false, Ordering::Relaxed) {
                 // Written after the surviving events of this batch: whoever reads it has
                 // everything that was not dropped, and resumes from storage for the rest.
                 let marker = BusEvent {
@@ -208,16 +213,7 @@ impl Cluster {
                     frame: Bytes::new(),
                 };
                 // One partition is enough: every node reads them all.
-                pipe.cmd("XADD")
-                    .arg(stream_key(0))
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(self.config.stream_maxlen)
-                    .arg("*")
-                    .arg("e")
-                    .arg(marker.encode().as_ref())
-                    .ignore();
-                self.lost_events.store(false, Ordering::Relaxed);
+                self.xadd(&mut pipe, 0, &marker);
             }
             let mut backoff = Duration::from_millis(50);
             loop {
@@ -251,7 +247,6 @@ impl Cluster {
     async fn reader(self: Arc<Self>, node: Arc<Node>) {
         let keys: Vec<String> = (0..self.config.partitions).map(stream_key).collect();
         let mut ids: Vec<String> = Vec::new();
-        let mut run_id: Option<String> = None;
         let mut backoff = Duration::from_millis(100);
         loop {
             let mut conn = match self.reader_connection().await {
@@ -265,10 +260,7 @@ impl Cluster {
                 }
             };
             backoff = Duration::from_millis(100);
-            match self
-                .resume_point(&mut conn, &keys, &mut ids, &mut run_id)
-                .await
-            {
+            match self.resume_point(&mut conn, &keys, &mut ids).await {
                 Ok(gap) => {
                     if gap {
                         self.stats.gaps.fetch_add(1, Ordering::Relaxed);
@@ -336,18 +328,7 @@ impl Cluster {
         conn: &mut MultiplexedConnection,
         keys: &[String],
         ids: &mut Vec<String>,
-        run_id: &mut Option<String>,
     ) -> redis::RedisResult<bool> {
-        let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
-        let current = info
-            .lines()
-            .find_map(|l| l.strip_prefix("run_id:"))
-            .map(|s| s.trim().to_owned());
-        let restarted = match (&*run_id, &current) {
-            (Some(old), Some(new)) => old != new,
-            _ => false,
-        };
-        *run_id = current;
         if ids.is_empty() {
             // First connect: start at each stream's end (earlier events predate this node's
             // sessions; clients resume from storage).
@@ -385,7 +366,8 @@ impl Cluster {
                 continue;
             }
             // Gone. Trimmed exactly up to it is harmless; trimmed further, or lost (a Redis
-            // restart without persistence), means we missed events.
+            // restart without persistence: the stream, and so its XINFO, is gone), means we
+            // missed events.
             let info: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
                 .arg("STREAM")
                 .arg(k)
@@ -395,9 +377,6 @@ impl Cluster {
             if deleted.as_deref() != Some(last.as_str()) {
                 missed = true;
             }
-        }
-        if restarted && !missed {
-            tracing::info!("cluster bus: Redis restarted with its streams intact");
         }
         Ok(missed)
     }
@@ -477,6 +456,16 @@ impl Cluster {
         format!("parley:seen:{user}")
     }
 
+    /// Which of `nodes` have a live heartbeat (one MGET).
+    async fn live(conn: &mut ConnectionManager, nodes: &[u16]) -> redis::RedisResult<Vec<bool>> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = nodes.iter().map(|n| Self::node_key(*n)).collect();
+        let alive: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query_async(conn).await?;
+        Ok(alive.into_iter().map(|a| a.is_some()).collect())
+    }
+
     /// Sessions of `user` on live nodes other than this one.
     async fn others(&self, conn: &mut ConnectionManager, user: &str) -> redis::RedisResult<i64> {
         let counts: Vec<(u16, i64)> = conn.hgetall(Self::presence_key(user)).await?;
@@ -484,15 +473,12 @@ impl Cluster {
             .into_iter()
             .filter(|(n, c)| *n != self.config.node_id && *c > 0)
             .collect();
-        if others.is_empty() {
-            return Ok(0);
-        }
-        let keys: Vec<String> = others.iter().map(|(n, _)| Self::node_key(*n)).collect();
-        let alive: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query_async(conn).await?;
+        let nodes: Vec<u16> = others.iter().map(|(n, _)| *n).collect();
+        let alive = Self::live(conn, &nodes).await?;
         Ok(others
             .iter()
             .zip(alive)
-            .filter(|(_, a)| a.is_some())
+            .filter(|(_, a)| *a)
             .map(|((_, c), _)| *c)
             .sum())
     }
@@ -530,18 +516,42 @@ impl Cluster {
         Ok(true)
     }
 
-    /// Online state of `user` across the cluster.
-    pub async fn presence(&self, user: &str) -> redis::RedisResult<ClusterPresence> {
+    /// Online state of each of `users` across the cluster: online while this node or a live
+    /// one counts a session. Three round trips, however many users.
+    pub async fn presence_many(&self, users: &[&str]) -> redis::RedisResult<Vec<ClusterPresence>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut conn = self.commands.clone();
-        let mine: Option<i64> = conn
-            .hget(Self::presence_key(user), self.config.node_id)
+        let me = self.config.node_id;
+        let mut pipe = redis::pipe();
+        for user in users {
+            pipe.hgetall(Self::presence_key(user));
+        }
+        let counts: Vec<Vec<(u16, i64)>> = pipe.query_async(&mut conn).await?;
+        let seen_keys: Vec<String> = users.iter().map(|u| Self::seen_key(u)).collect();
+        let seen: Vec<Option<i64>> = redis::cmd("MGET")
+            .arg(seen_keys)
+            .query_async(&mut conn)
             .await?;
-        let online = mine.unwrap_or(0) > 0 || self.others(&mut conn, user).await? > 0;
-        let last_seen_ms: Option<i64> = conn.get(Self::seen_key(user)).await?;
-        Ok(ClusterPresence {
-            online,
-            last_seen_ms: last_seen_ms.unwrap_or(0),
-        })
+        let mut nodes: Vec<u16> = counts
+            .iter()
+            .flatten()
+            .filter(|(n, c)| *n != me && *c > 0)
+            .map(|(n, _)| *n)
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let alive = Self::live(&mut conn, &nodes).await?;
+        let is_live = |n: u16| n == me || nodes.binary_search(&n).is_ok_and(|i| alive[i]);
+        Ok(counts
+            .iter()
+            .zip(seen)
+            .map(|(counts, seen)| ClusterPresence {
+                online: counts.iter().any(|(n, c)| *c > 0 && is_live(*n)),
+                last_seen_ms: seen.unwrap_or(0),
+            })
+            .collect())
     }
 
     /// Heartbeat, and taking the users of dead nodes offline.
@@ -606,16 +616,21 @@ impl Cluster {
                 "cluster presence: node died; its users go offline"
             );
             let now = wall_ms();
-            for user in users {
-                let _: () = conn.hdel(Self::presence_key(&user), dead).await?;
-                let here: Option<i64> = conn
-                    .hget(Self::presence_key(&user), self.config.node_id)
-                    .await?;
-                if here.unwrap_or(0) > 0 || self.others(&mut conn, &user).await? > 0 {
+            let users: Vec<&str> = users.iter().map(String::as_str).collect();
+            if !users.is_empty() {
+                let mut pipe = redis::pipe();
+                for user in &users {
+                    pipe.hdel(Self::presence_key(user), dead).ignore();
+                }
+                let _: () = pipe.query_async(&mut conn).await?;
+            }
+            let states = self.presence_many(&users).await?;
+            for (user, state) in users.iter().zip(states) {
+                if state.online {
                     continue;
                 }
-                let _: () = conn.set(Self::seen_key(&user), now).await?;
-                crate::ops::announce_presence(node, &user, false, now).await;
+                let _: () = conn.set(Self::seen_key(user), now).await?;
+                crate::ops::announce_presence(node, user, false, now).await;
             }
             let _: () = redis::pipe()
                 .del(Self::node_users_key(dead))

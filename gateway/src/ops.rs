@@ -53,14 +53,16 @@ pub async fn send_message(
         };
         let mut event = Event::new(ServerBody::MessageNew(msg.clone()), class);
         event.received_at = Some(now.mono);
-        publish(
-            node,
-            conversation_target(msg.conversation, None),
-            &event,
-            None,
-        );
+        let written = node.cluster.as_ref().map(|cluster| {
+            let target = conversation_target(msg.conversation, None);
+            (cluster, cluster.publish_confirmed(target, &event))
+        });
         let users = conversation.participants.iter().map(String::as_str);
         node.hub.fanout(users, None, exclude_session, event).await;
+        // The Ack follows once the other nodes can get the message too.
+        if let Some((cluster, written)) = written {
+            cluster.wait_written(written).await;
+        }
     }
     Ok(appended)
 }

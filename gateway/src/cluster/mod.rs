@@ -28,7 +28,7 @@ use bytes::Bytes;
 use parley_storage::ConversationId;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::wall_ms;
 use crate::hub::Event;
@@ -39,6 +39,8 @@ use event::{BusEvent, Target};
 
 /// `BusEvent::kind` of the marker "the origin dropped events you will never read".
 pub const RESYNC_KIND: u8 = u8::MAX;
+/// Longest a Send's Ack waits for its event to reach Redis ([`Cluster::wait_written`]).
+const PUBLISH_WAIT: Duration = Duration::from_millis(250);
 /// Events written per Redis round trip.
 const PUBLISH_BATCH: usize = 256;
 /// Events read per `XREAD`.
@@ -76,13 +78,19 @@ fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
+/// An event waiting for the publisher, and who wants to know when Redis has it.
+struct Queued {
+    event: BusEvent,
+    written: Option<oneshot::Sender<()>>,
+}
+
 /// A node's link to the cluster.
 pub struct Cluster {
     config: ClusterConfig,
     client: redis::Client,
     commands: ConnectionManager,
-    publish_tx: mpsc::Sender<BusEvent>,
-    publish_rx: Mutex<Option<mpsc::Receiver<BusEvent>>>,
+    publish_tx: mpsc::Sender<Queued>,
+    publish_rx: Mutex<Option<mpsc::Receiver<Queued>>>,
     metrics: Arc<Metrics>,
     connected: AtomicBool,
     /// Set when `publish` dropped an event; cleared when the resync marker is written.
@@ -147,6 +155,33 @@ impl Cluster {
 
     /// Queues an event for the other nodes; never waits.
     pub fn publish(&self, target: Target, event: &Event, invalidate: Option<ConversationId>) {
+        self.enqueue(target, event, invalidate, None);
+    }
+
+    /// Queues an event like [`Cluster::publish`]; the receiver completes once Redis has it
+    /// (and fails if the event was dropped). See [`Cluster::wait_written`].
+    pub fn publish_confirmed(&self, target: Target, event: &Event) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(target, event, None, Some(tx));
+        rx
+    }
+
+    /// Waits until Redis has the event behind `written` — so that a node dying right after an
+    /// Ack does not take the event with it — but never longer than [`PUBLISH_WAIT`], and not
+    /// at all while Redis is unreachable (sending must keep working then).
+    pub async fn wait_written(&self, written: oneshot::Receiver<()>) {
+        if self.is_connected() {
+            let _ = tokio::time::timeout(PUBLISH_WAIT, written).await;
+        }
+    }
+
+    fn enqueue(
+        &self,
+        target: Target,
+        event: &Event,
+        invalidate: Option<ConversationId>,
+        written: Option<oneshot::Sender<()>>,
+    ) {
         let e = BusEvent {
             origin: self.config.node_id,
             sent_at_ms: wall_ms(),
@@ -156,7 +191,11 @@ impl Cluster {
             invalidate,
             frame: event.frame.clone(),
         };
-        if self.publish_tx.try_send(e).is_err() {
+        if self
+            .publish_tx
+            .try_send(Queued { event: e, written })
+            .is_err()
+        {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             if !self.lost_events.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -192,13 +231,13 @@ impl Cluster {
     }
 
     /// Writes queued events in batches; on failure keeps the batch and retries with backoff.
-    async fn publisher(self: Arc<Self>, mut rx: mpsc::Receiver<BusEvent>) {
+    async fn publisher(self: Arc<Self>, mut rx: mpsc::Receiver<Queued>) {
         let mut conn = self.commands.clone();
         let mut batch = Vec::with_capacity(PUBLISH_BATCH);
         while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
             let mut pipe = redis::pipe();
-            for e in &batch {
-                self.xadd(&mut pipe, self.partition_of(e), e);
+            for q in &batch {
+                self.xadd(&mut pipe, self.partition_of(&q.event), &q.event);
             }
             if self.lost_events.swap(false, Ordering::Relaxed) {
                 // Written after the surviving events of this batch: whoever reads it has
@@ -229,7 +268,11 @@ impl Cluster {
             self.stats
                 .published
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            batch.clear();
+            for q in batch.drain(..) {
+                if let Some(written) = q.written {
+                    let _ = written.send(());
+                }
+            }
         }
     }
 

@@ -2,9 +2,11 @@
 //! (server → client). Isolates the wire format from sockets and storage.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gateway::codec::{DecodeLimits, decode_client, decode_server, encode_client, encode_server};
-use gateway::protocol::*;
-use parley_storage::{ConversationId, Message, MessageId, MessageKind};
+use parley_proto::codec::DecodeLimits;
+use parley_proto::codec::client::{decode_server, encode_client};
+use parley_proto::codec::server::{decode_client, encode_server};
+use parley_proto::*;
+use parley_types::{ConversationId, Message, MessageId, MessageKind};
 use std::hint::black_box;
 
 fn send_frame() -> ClientFrame {

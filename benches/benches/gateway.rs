@@ -12,16 +12,16 @@ use clap::Parser;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use gateway::auth::{Authenticator, mint_hs256};
 use gateway::clock::Now;
-use gateway::codec::encode_client;
 use gateway::config::{Cli, Config};
 use gateway::hub::{Delivery, Event, Hub};
 use gateway::node::Node;
 use gateway::outbox::{Class, Next, Outbox};
-use gateway::protocol::*;
 use gateway::session::Session;
 use gateway::shard::Shard;
+use parley_proto::codec::client::encode_client;
+use parley_proto::*;
 use parley_storage::embedded::{Embedded, EmbeddedConfig};
-use parley_storage::{ConversationId, Message, MessageId, MessageKind};
+use parley_types::{ConversationId, Message, MessageId, MessageKind};
 use tokio::sync::{mpsc, watch};
 
 const SECRET: &[u8] = b"bench-secret-0123456789abcdef";
@@ -216,7 +216,7 @@ fn shard_inbox(c: &mut Criterion) {
                                 exclude_session: None,
                                 frame: frame.clone(),
                                 class: Class::Reliable,
-                                kind: 2,
+                                kind: parley_proto::FrameKind::MessageNew,
                                 received_at: None,
                             };
                             if tx.send(d).await.is_err() {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use parley_storage::Storage;
 use parley_storage::embedded::{Embedded, EmbeddedConfig};
-use parley_storage::{ConversationId, MessageKind, NewMessage, Storage};
+use parley_types::{ConversationId, MessageKind, NewMessage};
 
 const CONVERSATIONS: usize = 256;
 

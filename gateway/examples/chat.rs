@@ -7,9 +7,10 @@
 use std::io::BufRead;
 
 use futures_util::{SinkExt, StreamExt};
-use gateway::codec::{DecodeLimits, decode_server, encode_client};
-use gateway::protocol::*;
-use parley_storage::{ConversationId, MessageKind};
+use parley_proto::codec::DecodeLimits;
+use parley_proto::codec::client::{decode_server, encode_client};
+use parley_proto::*;
+use parley_types::{ConversationId, MessageKind};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 fn usage() -> ! {

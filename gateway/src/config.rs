@@ -274,7 +274,7 @@ impl Config {
             }
         };
         check(
-            o.node_id <= parley_storage::ids::MAX_NODE,
+            o.node_id <= parley_types::ids::MAX_NODE,
             "--node-id must be 0..=1023",
         );
         check(o.shards <= 1024, "--shards must be at most 1024");

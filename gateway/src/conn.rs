@@ -9,16 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parley_storage::{ConversationId, MessageId};
+use parley_types::{ConversationId, MessageId};
 
 use crate::clock::Now;
-use crate::codec::encode_server;
-use crate::errors::{ClientError, ErrorCode};
+use parley_proto::ErrorCode;
+use parley_proto::codec::server::encode_server;
+
+use crate::errors::ClientError;
 use crate::ops;
 use crate::outbox::{Closing, Item, Outbox};
-use crate::protocol::{Ack, ResumePoint, ServerBody, ServerFrame};
 use crate::session::{Command, Origin, Output, Session};
 use crate::shard::Shard;
+use parley_proto::{Ack, ResumePoint, ServerBody, ServerFrame};
 
 /// Messages read from storage per step of a resume replay.
 const REPLAY_CHUNK: usize = 200;
@@ -160,7 +162,7 @@ impl Executor {
         let metrics = &self.shard.node.metrics;
         metrics
             .shard(self.shard.id)
-            .frames_out(frame.body.index(), 1);
+            .frames_out(frame.body.kind(), 1);
         if let ServerBody::Error { code, .. } = frame.body {
             metrics.error(code);
         }

@@ -1,150 +1,21 @@
-//! Every error a client can see, with its stable numeric code, and the one place that maps
-//! errors to wire codes, WebSocket close codes and HTTP statuses.
+//! The gateway's side of the error mapping: wire error codes ([`ErrorCode`], with their close
+//! codes, live in `parley-proto`) to HTTP statuses, and storage errors to client errors.
 
+use parley_proto::ErrorCode;
 use parley_storage::StorageError;
 
-/// Stable error codes carried by `Error` frames and REST error bodies. Never renumber.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u16)]
-pub enum ErrorCode {
-    /// The frame could not be decoded or verified.
-    BadFrame = 1000,
-    /// Hello carried a protocol major version this server does not speak.
-    UnsupportedVersion = 1001,
-    /// A frame other than Hello arrived before Hello.
-    NotAuthenticated = 1002,
-    /// A second Hello on an authenticated session.
-    AlreadyAuthenticated = 1003,
-    /// The frame is larger than the configured maximum.
-    FrameTooLarge = 1004,
-    /// Too many malformed frames on one session.
-    TooManyBadFrames = 1005,
-    /// No Hello within the hello timeout.
-    HelloTimeout = 1006,
-    /// Nothing received within the idle timeout.
-    IdleTimeout = 1007,
-    /// A frame that is not replay-safe arrived as QUIC 0-RTT early data; send it again after
-    /// the handshake (only Hello, Ping, Join, Leave, History, Conversations, Send and Read are
-    /// accepted early).
-    EarlyData = 1008,
-    /// The token is missing, malformed or its signature is wrong.
-    AuthFailed = 1100,
-    /// The token has expired.
-    TokenExpired = 1101,
-    /// Unknown conversation (or one the user cannot see).
-    NotFound = 1200,
-    /// The user may not do this (not a participant, not the owner).
-    Forbidden = 1201,
-    /// A block between the users forbids it.
-    Blocked = 1202,
-    /// The request is invalid (a field is missing, empty or malformed).
-    Invalid = 1300,
-    /// The message is longer than the configured maximum.
-    MessageTooLong = 1301,
-    /// Too many requests; slow down.
-    RateLimited = 1400,
-    /// The session did not read fast enough and was closed; reconnect and resume.
-    SlowConsumer = 1500,
-    /// Storage cannot serve right now; nothing was stored, retrying later is safe.
-    StorageUnavailable = 1600,
-    /// A bug on the server.
-    Internal = 1601,
-    /// The server is shutting down; reconnect (to any node).
-    ShuttingDown = 1700,
-    /// Events may have been missed (the cluster bus lost some); reconnect and resume.
-    Resync = 1701,
-}
-
-impl ErrorCode {
-    /// The numeric wire code.
-    pub fn code(self) -> u16 {
-        self as u16
-    }
-
-    /// The code for a numeric value (clients decoding Error frames).
-    pub fn from_code(code: u16) -> Option<Self> {
-        use ErrorCode::*;
-        [
-            BadFrame,
-            UnsupportedVersion,
-            NotAuthenticated,
-            AlreadyAuthenticated,
-            FrameTooLarge,
-            TooManyBadFrames,
-            HelloTimeout,
-            IdleTimeout,
-            EarlyData,
-            AuthFailed,
-            TokenExpired,
-            NotFound,
-            Forbidden,
-            Blocked,
-            Invalid,
-            MessageTooLong,
-            RateLimited,
-            SlowConsumer,
-            StorageUnavailable,
-            Internal,
-            ShuttingDown,
-            Resync,
-        ]
-        .into_iter()
-        .find(|c| c.code() == code)
-    }
-
-    /// snake_case name used in REST error bodies and logs.
-    pub fn name(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            BadFrame => "bad_frame",
-            UnsupportedVersion => "unsupported_version",
-            NotAuthenticated => "not_authenticated",
-            AlreadyAuthenticated => "already_authenticated",
-            FrameTooLarge => "frame_too_large",
-            TooManyBadFrames => "too_many_bad_frames",
-            HelloTimeout => "hello_timeout",
-            IdleTimeout => "idle_timeout",
-            EarlyData => "early_data",
-            AuthFailed => "auth_failed",
-            TokenExpired => "token_expired",
-            NotFound => "not_found",
-            Forbidden => "forbidden",
-            Blocked => "blocked",
-            Invalid => "invalid",
-            MessageTooLong => "message_too_long",
-            RateLimited => "rate_limited",
-            SlowConsumer => "slow_consumer",
-            StorageUnavailable => "storage_unavailable",
-            Internal => "internal",
-            ShuttingDown => "shutting_down",
-            Resync => "resync",
-        }
-    }
-
-    /// The WebSocket close code sent when this error ends a session: the standard code where
-    /// one fits (1009 too big, 1012 restart), otherwise 3000 + the error code (4xxx).
-    pub fn close_code(self) -> u16 {
-        match self {
-            ErrorCode::FrameTooLarge => 1009,
-            ErrorCode::ShuttingDown | ErrorCode::Resync => 1012,
-            ErrorCode::Internal => 1011,
-            other => 3000 + other.code(),
-        }
-    }
-
-    /// HTTP status for REST responses.
-    pub fn http_status(self) -> u16 {
-        use ErrorCode::*;
-        match self {
-            AuthFailed | TokenExpired | NotAuthenticated => 401,
-            Forbidden | Blocked => 403,
-            NotFound => 404,
-            FrameTooLarge => 413,
-            RateLimited => 429,
-            StorageUnavailable | ShuttingDown => 503,
-            Internal => 500,
-            _ => 400,
-        }
+/// HTTP status for REST responses.
+pub(crate) fn http_status(code: ErrorCode) -> u16 {
+    use ErrorCode::*;
+    match code {
+        AuthFailed | TokenExpired | NotAuthenticated => 401,
+        Forbidden | Blocked => 403,
+        NotFound => 404,
+        FrameTooLarge => 413,
+        RateLimited => 429,
+        StorageUnavailable | ShuttingDown => 503,
+        Internal => 500,
+        _ => 400,
     }
 }
 
@@ -185,26 +56,5 @@ impl From<StorageError> for ClientError {
                 ClientError::new(ErrorCode::Internal, "internal error")
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_round_trip_and_close_codes_are_valid() {
-        for code in 0..=u16::MAX {
-            if let Some(c) = ErrorCode::from_code(code) {
-                assert_eq!(c.code(), code);
-                let close = c.close_code();
-                // RFC 6455: 1000-2999 defined by the RFC, 3000-4999 for applications.
-                assert!((1000..5000).contains(&close), "{c:?}");
-                assert_ne!(close, 1005);
-                assert_ne!(close, 1006);
-            }
-        }
-        assert_eq!(ErrorCode::from_code(1500), Some(ErrorCode::SlowConsumer));
-        assert_eq!(ErrorCode::SlowConsumer.close_code(), 4500);
     }
 }

@@ -15,11 +15,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::errors::ErrorCode;
 use crate::node::Node;
 use crate::rest;
 use crate::shard::Shard;
 use crate::ws;
+use parley_proto::ErrorCode;
 
 /// Time a client gets to send a request's headers (slowloris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

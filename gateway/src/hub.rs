@@ -11,11 +11,14 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use parley_storage::{Conversation, ConversationId, MessageId, Storage};
+use parley_storage::Storage;
+use parley_types::{Conversation, ConversationId, MessageId};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::errors::{ClientError, ErrorCode};
+use parley_proto::{ErrorCode, FrameKind};
+
+use crate::errors::ClientError;
 use crate::outbox::Class;
 use crate::ratelimit::TokenBucket;
 
@@ -40,8 +43,8 @@ pub struct Delivery {
     pub exclude_session: Option<u64>,
     pub frame: Bytes,
     pub class: Class,
-    /// The frame's [`ServerBody::index`](crate::protocol::ServerBody::index), for metrics.
-    pub kind: usize,
+    /// What the frame is (metrics; typing may go as a QUIC datagram).
+    pub kind: FrameKind,
     /// When the Send that caused it arrived (messages only), for the send → deliver histogram.
     pub received_at: Option<Instant>,
 }
@@ -51,16 +54,18 @@ pub struct Delivery {
 pub struct Event {
     pub frame: Bytes,
     pub class: Class,
-    pub kind: usize,
+    pub kind: FrameKind,
     pub received_at: Option<Instant>,
 }
 
 impl Event {
     /// Encodes `body` once for every recipient.
-    pub fn new(body: crate::protocol::ServerBody, class: Class) -> Self {
-        let kind = body.index();
+    pub fn new(body: parley_proto::ServerBody, class: Class) -> Self {
+        let kind = body.kind();
         Self {
-            frame: crate::codec::encode_server(&crate::protocol::ServerFrame::push(body)),
+            frame: parley_proto::codec::server::encode_server(&parley_proto::ServerFrame::push(
+                body,
+            )),
             class,
             kind,
             received_at: None,

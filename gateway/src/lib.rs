@@ -5,7 +5,6 @@
 pub mod auth;
 pub mod clock;
 pub mod cluster;
-pub mod codec;
 pub mod config;
 pub mod conn;
 pub mod errors;
@@ -16,7 +15,6 @@ pub mod metrics;
 pub mod node;
 pub mod ops;
 pub mod outbox;
-pub mod protocol;
 pub mod quic;
 pub mod ratelimit;
 pub mod rest;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use parley_storage::*;
+use parley_types::*;
 use tokio::time::Instant;
 
 use crate::metrics::{Metrics, StorageOp};

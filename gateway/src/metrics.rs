@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::errors::ErrorCode;
-use crate::protocol::{ClientBody, ServerBody};
+use parley_proto::ErrorCode;
+use parley_proto::{ClientKind, FrameKind};
 
 /// Latency bucket upper bounds, microseconds (50 µs … 10 s).
 const BUCKETS_US: [u64; 18] = [
@@ -93,8 +93,8 @@ const TRANSPORTS: [&str; 2] = ["ws", "quic"];
 /// Counters one shard updates.
 pub struct ShardMetrics {
     connections: [AtomicI64; 2],
-    frames_in: [AtomicU64; ClientBody::NAMES.len()],
-    frames_out: [AtomicU64; ServerBody::NAMES.len()],
+    frames_in: [AtomicU64; ClientKind::ALL.len()],
+    frames_out: [AtomicU64; FrameKind::ALL.len()],
     deliveries: AtomicU64,
     dropped_ephemeral: AtomicU64,
     slow_consumers: AtomicU64,
@@ -120,13 +120,13 @@ impl ShardMetrics {
     pub fn connection_closed(&self, t: Transport) {
         self.connections[t as usize].fetch_sub(1, Relaxed);
     }
-    pub fn frame_in(&self, kind: usize) {
-        if let Some(c) = self.frames_in.get(kind) {
+    pub fn frame_in(&self, kind: ClientKind) {
+        if let Some(c) = self.frames_in.get(kind.index()) {
             c.fetch_add(1, Relaxed);
         }
     }
-    pub fn frames_out(&self, kind: usize, n: u64) {
-        if let Some(c) = self.frames_out.get(kind) {
+    pub fn frames_out(&self, kind: FrameKind, n: u64) {
+        if let Some(c) = self.frames_out.get(kind.index()) {
             c.fetch_add(n, Relaxed);
         }
     }
@@ -258,20 +258,20 @@ impl Metrics {
         counter(
             "parley_frames_in_total",
             "Frames received from clients, by type.",
-            &mut ClientBody::NAMES.iter().enumerate().map(|(k, n)| {
+            &mut ClientKind::ALL.iter().map(|k| {
                 (
-                    format!("type=\"{n}\""),
-                    sum(&|s| s.frames_in[k].load(Relaxed)),
+                    format!("type=\"{}\"", k.name()),
+                    sum(&|s| s.frames_in[k.index()].load(Relaxed)),
                 )
             }),
         );
         counter(
             "parley_frames_out_total",
             "Frames queued to clients, by type.",
-            &mut ServerBody::NAMES.iter().enumerate().map(|(k, n)| {
+            &mut FrameKind::ALL.iter().map(|k| {
                 (
-                    format!("type=\"{n}\""),
-                    sum(&|s| s.frames_out[k].load(Relaxed)),
+                    format!("type=\"{}\"", k.name()),
+                    sum(&|s| s.frames_out[k.index()].load(Relaxed)),
                 )
             }),
         );
@@ -340,8 +340,8 @@ mod tests {
     fn renders_prometheus_text() {
         let m = Metrics::new(2);
         m.shard(1).connection_opened(Transport::WebSocket);
-        m.shard(0).frame_in(3);
-        m.shard(1).frames_out(2, 5);
+        m.shard(0).frame_in(ClientKind::Send);
+        m.shard(1).frames_out(FrameKind::MessageNew, 5);
         m.error(1500);
         m.send_to_deliver.observe(Duration::from_micros(700));
         m.storage(StorageOp::Write, Duration::from_millis(2), true);

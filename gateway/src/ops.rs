@@ -4,18 +4,20 @@
 
 use std::sync::Arc;
 
-use parley_storage::{
+use parley_types::{
     Appended, Conversation, ConversationId, ConversationSummary, Created, MessageId, NewMessage,
     ReadOutcome,
 };
 
 use crate::clock::Now;
 use crate::cluster::event::Target;
-use crate::errors::{ClientError, ErrorCode};
+use parley_proto::ErrorCode;
+
+use crate::errors::ClientError;
 use crate::hub::Event;
 use crate::node::Node;
 use crate::outbox::Class;
-use crate::protocol::{SendMessage, ServerBody, ServerFrame};
+use parley_proto::{SendMessage, ServerBody, ServerFrame};
 
 /// Most participants a Join answers with presence for.
 pub const JOIN_PRESENCE_LIMIT: usize = 200;

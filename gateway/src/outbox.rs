@@ -20,10 +20,10 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use parley_storage::{ConversationId, MessageId};
+use parley_types::{ConversationId, MessageId};
 use tokio::sync::Notify;
 
-use crate::errors::ErrorCode;
+use parley_proto::ErrorCode;
 
 /// Pongs waiting to be written before the oldest is dropped (each at most 125 bytes).
 const MAX_PENDING_PONGS: usize = 16;

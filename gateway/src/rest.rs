@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use parley_storage::{
+use parley_types::{
     Conversation, ConversationId, ConversationKind, ListCursor, MediaRef, Message, MessageId,
     MessageKind, NewReport,
 };
@@ -28,12 +28,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::clock::{Now, rfc3339};
-use crate::errors::{ClientError, ErrorCode};
+use parley_proto::ErrorCode;
+
+use crate::errors::ClientError;
 use crate::http::{Body, error, json as json_response};
 use crate::node::Node;
 use crate::ops;
-use crate::protocol::SendMessage;
 use crate::session::{CONVERSATIONS_DEFAULT, HISTORY_DEFAULT};
+use parley_proto::SendMessage;
 
 type Reply = Result<Response<Body>, ClientError>;
 
@@ -43,8 +45,8 @@ pub async fn handle(node: &Node, req: Request<Incoming>) -> Response<Body> {
         Ok(resp) => resp,
         Err(e) => {
             node.metrics.error(e.code.code());
-            let status =
-                StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let status = StatusCode::from_u16(crate::errors::http_status(e.code))
+                .unwrap_or(StatusCode::BAD_REQUEST);
             error(status, e.code.name(), &e.message)
         }
     }

@@ -13,16 +13,18 @@
 use std::sync::Arc;
 
 use parley_schema::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
-use parley_storage::{ConversationId, ListCursor, MAX_PAGE, MessageId, MessageKind};
+use parley_storage::MAX_PAGE;
+use parley_types::{ConversationId, ListCursor, MessageId, MessageKind};
 use tokio::time::Instant;
 
 use crate::auth::{AuthError, Authenticator};
 use crate::clock::Now;
-use crate::codec::{DecodeLimits, decode_client};
 use crate::config::SessionLimits;
-use crate::errors::ErrorCode;
-use crate::protocol::*;
 use crate::ratelimit::TokenBucket;
+use parley_proto::ErrorCode;
+use parley_proto::codec::DecodeLimits;
+use parley_proto::codec::server::decode_client;
+use parley_proto::*;
 
 /// Default and largest History page.
 pub const HISTORY_DEFAULT: usize = 50;
@@ -195,8 +197,13 @@ impl Session {
     }
 
     /// One frame (one WebSocket message / one length-prefixed QUIC frame) from the client.
-    /// Returns the decoded body's [`ClientBody::index`] (None: not decodable), for metrics.
-    pub fn handle_frame(&mut self, now: Now, bytes: &[u8], out: &mut Vec<Output>) -> Option<usize> {
+    /// Returns the decoded body's kind (None: not decodable), for metrics.
+    pub fn handle_frame(
+        &mut self,
+        now: Now,
+        bytes: &[u8],
+        out: &mut Vec<Output>,
+    ) -> Option<ClientKind> {
         self.handle_frame_from(now, bytes, Origin::Stream, out)
     }
 
@@ -214,7 +221,7 @@ impl Session {
         bytes: &[u8],
         origin: Origin,
         out: &mut Vec<Output>,
-    ) -> Option<usize> {
+    ) -> Option<ClientKind> {
         if self.is_closed() {
             return None;
         }
@@ -226,7 +233,7 @@ impl Session {
                 return None;
             }
             self.last_rx = now.mono;
-            let kind = frame.body.index();
+            let kind = frame.body.kind();
             if self.frames.try_take(now.mono) {
                 self.active(now, frame.seq, frame.body, out);
             }
@@ -239,7 +246,7 @@ impl Session {
             self.last_rx = now.mono;
             let msg = "not accepted as 0-RTT early data; send it again after the handshake";
             error(out, frame.seq, ErrorCode::EarlyData, msg);
-            return Some(frame.body.index());
+            return Some(frame.body.kind());
         }
         self.last_rx = now.mono;
         let frame = match decode_client(bytes, &self.decode) {
@@ -259,7 +266,7 @@ impl Session {
                 return None;
             }
         };
-        let kind = frame.body.index();
+        let kind = frame.body.kind();
         if !self.frames.try_take(now.mono) {
             error(
                 out,

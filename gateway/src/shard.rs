@@ -13,9 +13,6 @@ use crate::hub::Delivery;
 use crate::node::Node;
 use crate::outbox::{Outbox, Pushed};
 
-/// `ServerBody::Typing`'s index: typing indicators may travel as QUIC datagrams.
-const TYPING: usize = 3;
-
 /// Deliveries a shard takes from its inbox per wake-up.
 const INBOX_BATCH: usize = 256;
 
@@ -92,7 +89,7 @@ impl Shard {
                 if Some(*id) == d.exclude_session {
                     continue;
                 }
-                let pushed = if d.kind == TYPING {
+                let pushed = if d.kind.may_be_datagram() {
                     outbox.push_datagram(d.frame.clone(), d.class)
                 } else {
                     outbox.push(d.frame.clone(), d.class)

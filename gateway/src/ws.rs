@@ -21,12 +21,12 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::conn::{self, FrameSource, Incoming};
-use crate::errors::ErrorCode;
 use crate::http::ConnGuard;
 use crate::metrics::{ConnectionGauge, Transport};
 use crate::outbox::{Item, Next, Outbox};
 use crate::session::Origin;
 use crate::shard::Shard;
+use parley_proto::ErrorCode;
 
 /// Bytes read per readiness event when no frame needs more.
 const READ_CHUNK: usize = 4096;

@@ -8,8 +8,8 @@ mod support;
 
 use std::time::Duration;
 
-use gateway::protocol::*;
-use parley_storage::MessageId;
+use parley_proto::*;
+use parley_types::MessageId;
 use support::*;
 
 /// A node of a test cluster: `--redis`, `--scylla` (keyspace `ks`, created if missing).
@@ -116,7 +116,7 @@ async fn two_nodes_share_messages_typing_reads_presence_and_history() {
 async fn collect(
     gw_addr: std::net::SocketAddr,
     user: &str,
-    conv: parley_storage::ConversationId,
+    conv: parley_types::ConversationId,
     count: usize,
 ) -> Vec<MessageId> {
     let mut got: Vec<MessageId> = Vec::new();

@@ -6,11 +6,11 @@ mod support;
 
 use std::collections::HashSet;
 
-use gateway::protocol::*;
+use parley_proto::*;
 use support::*;
 
 /// Every message id in the conversation, from the REST history (all pages).
-async fn stored_ids(gw: &Gateway, conv: parley_storage::ConversationId) -> HashSet<u64> {
+async fn stored_ids(gw: &Gateway, conv: parley_types::ConversationId) -> HashSet<u64> {
     let mut ids = HashSet::new();
     let mut before = String::new();
     loop {

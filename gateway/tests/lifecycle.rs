@@ -6,7 +6,7 @@ mod support;
 
 use std::process::Command;
 
-use gateway::protocol::*;
+use parley_proto::*;
 use support::*;
 
 fn gateway_cmd() -> Command {
@@ -112,7 +112,7 @@ async fn sigterm_tells_clients_to_reconnect_and_exits_cleanly() {
     let mut bob = Client::connect_resume(
         &gw,
         "bob",
-        vec![resume_point(conv, parley_storage::MessageId(0))],
+        vec![resume_point(conv, parley_types::MessageId(0))],
     )
     .await;
     assert_eq!(bob.next_message().await.id, ack.message_id);

@@ -11,13 +11,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::protocol::*;
-use parley_storage::MessageId;
+use parley_proto::*;
+use parley_types::MessageId;
 use support::*;
 use tokio::net::UdpSocket;
 use tokio::sync::Mutex;
 
-fn typing(conversation: parley_storage::ConversationId, active: bool) -> ClientBody {
+fn typing(conversation: parley_types::ConversationId, active: bool) -> ClientBody {
     ClientBody::Typing {
         conversation,
         active,

@@ -7,8 +7,8 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use gateway::protocol::*;
-use parley_storage::MessageId;
+use parley_proto::*;
+use parley_types::MessageId;
 use support::*;
 
 #[tokio::test]
@@ -588,7 +588,7 @@ async fn metrics_count_connections_frames_deliveries_and_errors() {
     let mut bob = Client::connect(&gw, "bob").await;
     alice.send_text(conv, "m1", "hello").await;
     bob.next_message().await;
-    let unknown = parley_storage::ConversationId::random();
+    let unknown = parley_types::ConversationId::random();
     let r = alice.request(send_text(unknown, "m2", "lost")).await;
     assert_eq!(error_code(&r), Some(1200));
     let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway::auth::mint_hs256;
-use gateway::codec::encode_client;
-use gateway::protocol::*;
-use parley_storage::{ConversationId, MessageKind};
+use parley_proto::codec::client::encode_client;
+use parley_proto::*;
+use parley_types::{ConversationId, MessageKind};
 use support::*;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -232,7 +232,7 @@ async fn unknown_and_foreign_conversations_are_refused() {
         },
         ClientBody::Read {
             conversation: unknown,
-            up_to: parley_storage::MessageId(1),
+            up_to: parley_types::MessageId(1),
         },
     ] {
         assert_eq!(error_code(&mallory.request(body).await), Some(1200));

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use parley_storage::ConversationId;
+use parley_types::ConversationId;
 use serde_json::Value;
 
 /// One kept-alive HTTP connection.

@@ -7,10 +7,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::{
-    Conversation, ConversationId, MAX_GROUP_PARTICIPANTS, MAX_PAGE, MessageId, MessageKind,
-    NewMessage, NewReport, Storage, StorageError,
-};
+use parley_types::{Conversation, ConversationId, MessageId, MessageKind, NewMessage, NewReport};
+
+use crate::{MAX_GROUP_PARTICIPANTS, MAX_PAGE, Storage, StorageError};
 
 /// Expands to one `#[tokio::test]` per conformance case, each on a fresh store from `$factory`.
 #[macro_export]

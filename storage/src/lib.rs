@@ -5,15 +5,13 @@
 pub mod conformance;
 pub mod embedded;
 mod error;
-pub mod ids;
 mod record;
 pub mod scylla;
-mod types;
 
 use async_trait::async_trait;
+use parley_types::*;
 
 pub use error::{Result, StorageError};
-pub use types::*;
 
 /// Most participants a group conversation may have.
 pub const MAX_GROUP_PARTICIPANTS: usize = 1_000;

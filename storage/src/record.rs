@@ -5,7 +5,7 @@
 //! for user "ab" never matches user "abc" and any byte may appear in an id.
 
 use crate::error::{Result, StorageError};
-use crate::types::*;
+use parley_types::*;
 
 const FORMAT: u8 = 1;
 

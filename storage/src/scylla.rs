@@ -32,9 +32,9 @@ use scylla::statement::{Consistency, SerialConsistency};
 use uuid::Uuid;
 
 use crate::error::{Result, StorageError};
-use crate::ids::{IdGenerator, timestamp_ms};
-use crate::types::*;
 use crate::{MAX_GROUP_PARTICIPANTS, MAX_PAGE, Storage};
+use parley_types::ids::{IdGenerator, timestamp_ms};
+use parley_types::*;
 
 /// Width of a message bucket: 10 days, in milliseconds.
 pub const BUCKET_MS: i64 = 10 * 24 * 3600 * 1000;
@@ -781,19 +781,7 @@ impl Storage for Scylla {
                 created: false,
             });
         }
-        let c = Conversation {
-            id,
-            kind: ConversationKind::Direct {
-                buyer: buyer.to_owned(),
-                seller: seller.to_owned(),
-                listing: listing.to_owned(),
-            },
-            participants: vec![buyer.to_owned(), seller.to_owned()],
-            created_at_ms: now_ms,
-            last_activity_ms: now_ms,
-            last_message_id: None,
-            last_seq: 0,
-        };
+        let c = Conversation::new_direct(id, buyer, seller, listing, now_ms);
         self.insert_conversation(&c).await?;
         Ok(Created {
             conversation: c,
@@ -822,18 +810,11 @@ impl Storage for Scylla {
         if all.len() > MAX_GROUP_PARTICIPANTS {
             return Err(StorageError::Invalid("too many participants"));
         }
-        let c = Conversation {
-            id: ConversationId::random(),
-            kind: ConversationKind::Group {
-                title: title.to_owned(),
-                creator: creator.to_owned(),
-            },
-            participants: all,
-            created_at_ms: now_ms,
-            last_activity_ms: now_ms,
-            last_message_id: None,
-            last_seq: 0,
+        let kind = ConversationKind::Group {
+            title: title.to_owned(),
+            creator: creator.to_owned(),
         };
+        let c = Conversation::new(ConversationId::random(), kind, all, now_ms);
         self.insert_conversation(&c).await?;
         Ok(c)
     }
@@ -909,17 +890,7 @@ impl Storage for Scylla {
                 });
             }
             // The first attempt stopped between its key and its message: finish it, same id.
-            let message = Message {
-                id,
-                conversation: m.conversation,
-                sender: m.sender,
-                kind: m.kind,
-                content: m.content,
-                media: m.media,
-                client_msg_id: m.client_msg_id,
-                created_at_ms: timestamp_ms(id),
-                seq: 0,
-            };
+            let message = m.into_message(id, 0, timestamp_ms(id));
             self.insert_message(&message).await?;
             return Ok(Appended {
                 message,
@@ -960,24 +931,15 @@ impl Storage for Scylla {
                 duplicate: true,
             });
         }
-        let message = Message {
-            id,
-            conversation: m.conversation,
-            sender: m.sender,
-            kind: m.kind,
-            content: m.content,
-            media: m.media,
-            client_msg_id: m.client_msg_id,
-            created_at_ms: m.now_ms,
-            seq: 0,
-        };
+        let now_ms = m.now_ms;
+        let message = m.into_message(id, 0, now_ms);
         self.insert_message(&message).await?;
         tokio::try_join!(
             self.exec(
                 &self.st.activity_set,
-                (id.0 as i64, id.0 as i64, m.now_ms, m.conversation.0)
+                (id.0 as i64, id.0 as i64, now_ms, message.conversation.0)
             ),
-            self.write_read_state(m.conversation, &message.sender, id, m.now_ms),
+            self.write_read_state(message.conversation, &message.sender, id, now_ms),
         )?;
         Ok(Appended {
             message,

@@ -6,11 +6,15 @@
 //! (presence, and deletions — the conversation is gone by then).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use parley_storage::{ConversationId, MessageId};
+use parley_proto::FrameKind;
+use parley_types::{ConversationId, MessageId};
 
 use crate::outbox::Class;
 
+/// First byte of an event record.
 const FORMAT: u8 = 1;
+/// First byte of the marker "the origin dropped events you will never read".
+const RESYNC: u8 = 2;
 
 /// Who receives an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,13 +35,49 @@ pub struct BusEvent {
     pub origin: u16,
     /// Unix ms at publication (for stream lag).
     pub sent_at_ms: i64,
-    /// `ServerBody::index` of the frame.
-    pub kind: u8,
+    /// What the frame is.
+    pub kind: FrameKind,
     pub class: Class,
     pub target: Target,
     /// Drop the conversation from caches before delivering (deleted or changed).
     pub invalidate: Option<ConversationId>,
     pub frame: Bytes,
+}
+
+/// A record on the bus: an event, or a node's resync marker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    Event(BusEvent),
+    /// The origin dropped events (its publish queue overflowed): readers resync.
+    Resync {
+        origin: u16,
+    },
+}
+
+impl Record {
+    pub fn encode(&self) -> Bytes {
+        match self {
+            Record::Event(e) => e.encode(),
+            Record::Resync { origin } => {
+                let mut b = BytesMut::with_capacity(3);
+                b.put_u8(RESYNC);
+                b.put_u16(*origin);
+                b.freeze()
+            }
+        }
+    }
+
+    /// None for anything malformed (the stream is shared infrastructure, not trusted to be
+    /// well-formed).
+    pub fn decode(b: Bytes) -> Option<Self> {
+        match b.first() {
+            Some(&RESYNC) if b.len() == 3 => Some(Record::Resync {
+                origin: u16::from_be_bytes([b[1], b[2]]),
+            }),
+            Some(&FORMAT) => BusEvent::decode(b).map(Record::Event),
+            _ => None,
+        }
+    }
 }
 
 fn put_str(b: &mut BytesMut, s: &str) {
@@ -71,7 +111,7 @@ impl BusEvent {
         b.put_u8(FORMAT);
         b.put_u16(self.origin);
         b.put_i64(self.sent_at_ms);
-        b.put_u8(self.kind);
+        b.put_u8(self.kind.code());
         match self.class {
             Class::Ephemeral => b.put_u8(0),
             Class::Reliable => b.put_u8(1),
@@ -121,7 +161,7 @@ impl BusEvent {
         }
         let origin = b.get_u16();
         let sent_at_ms = b.get_i64();
-        let kind = b.get_u8();
+        let kind = FrameKind::from_code(b.get_u8())?;
         let class = match b.get_u8() {
             0 => Class::Ephemeral,
             1 => Class::Reliable,
@@ -202,7 +242,7 @@ mod tests {
             BusEvent {
                 origin: 3,
                 sent_at_ms: 1_800_000_000_000,
-                kind: 2,
+                kind: FrameKind::MessageNew,
                 class: Class::Message {
                     conversation: c,
                     id: MessageId(99),
@@ -217,7 +257,7 @@ mod tests {
             BusEvent {
                 origin: 1,
                 sent_at_ms: 5,
-                kind: 7,
+                kind: FrameKind::Presence,
                 class: Class::Ephemeral,
                 target: Target::Users(vec!["a".into(), "bé".into()]),
                 invalidate: Some(c),
@@ -226,7 +266,7 @@ mod tests {
             BusEvent {
                 origin: 1,
                 sent_at_ms: 5,
-                kind: 3,
+                kind: FrameKind::Typing,
                 class: Class::Ephemeral,
                 target: Target::Conversation {
                     id: c,
@@ -244,5 +284,8 @@ mod tests {
             }
         }
         assert_eq!(BusEvent::decode(Bytes::from_static(b"\xff\xff")), None);
+        let marker = Record::Resync { origin: 9 };
+        assert_eq!(Record::decode(marker.encode()), Some(marker));
+        assert_eq!(Record::decode(Bytes::from_static(b"\x02\x00")), None);
     }
 }

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use parley_storage::ConversationId;
+use parley_types::ConversationId;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use tokio::sync::{mpsc, oneshot};
@@ -35,10 +35,8 @@ use crate::hub::Event;
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::outbox::Class;
-use event::{BusEvent, Target};
+use event::{BusEvent, Record, Target};
 
-/// `BusEvent::kind` of the marker "the origin dropped events you will never read".
-pub const RESYNC_KIND: u8 = u8::MAX;
 /// Longest a Send's Ack waits for its event to reach Redis ([`Cluster::wait_written`]).
 const PUBLISH_WAIT: Duration = Duration::from_millis(250);
 /// Events written per Redis round trip.
@@ -54,7 +52,7 @@ pub struct ClusterConfig {
     pub partitions: u32,
     pub stream_maxlen: u64,
     /// Events waiting to be written to Redis (while it is away, for example); beyond this the
-    /// newest are dropped and counted, and once Redis takes writes again a [`RESYNC_KIND`]
+    /// newest are dropped and counted, and once Redis takes writes again a resync
     /// marker tells every other node to have its sessions resume from storage.
     pub publish_queue: usize,
     /// A node whose heartbeat is older than this is dead; its users go offline.
@@ -185,7 +183,7 @@ impl Cluster {
         let e = BusEvent {
             origin: self.config.node_id,
             sent_at_ms: wall_ms(),
-            kind: event.kind as u8,
+            kind: event.kind,
             class: event.class,
             target,
             invalidate,
@@ -218,7 +216,7 @@ impl Cluster {
     }
 
     /// Appends `e` to partition `p`'s stream, trimmed to about `stream_maxlen` entries.
-    fn xadd(&self, pipe: &mut redis::Pipeline, p: u32, e: &BusEvent) {
+    fn xadd(&self, pipe: &mut redis::Pipeline, p: u32, e: &Record) {
         pipe.cmd("XADD")
             .arg(stream_key(p))
             .arg("MAXLEN")
@@ -237,19 +235,17 @@ impl Cluster {
         while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
             let mut pipe = redis::pipe();
             for q in &batch {
-                self.xadd(&mut pipe, self.partition_of(&q.event), &q.event);
+                self.xadd(
+                    &mut pipe,
+                    self.partition_of(&q.event),
+                    &Record::Event(q.event.clone()),
+                );
             }
             if self.lost_events.swap(false, Ordering::Relaxed) {
                 // Written after the surviving events of this batch: whoever reads it has
                 // everything that was not dropped, and resumes from storage for the rest.
-                let marker = BusEvent {
+                let marker = Record::Resync {
                     origin: self.config.node_id,
-                    sent_at_ms: wall_ms(),
-                    kind: RESYNC_KIND,
-                    class: Class::Reliable,
-                    target: Target::Users(Vec::new()),
-                    invalidate: None,
-                    frame: Bytes::new(),
                 };
                 // One partition is enough: every node reads them all.
                 self.xadd(&mut pipe, 0, &marker);
@@ -426,21 +422,26 @@ impl Cluster {
 
     /// Delivers one event read from the bus to this node's sessions.
     async fn deliver(&self, node: &Node, bytes: Bytes) {
-        let Some(e) = BusEvent::decode(bytes) else {
-            tracing::warn!("cluster bus: undecodable event skipped");
-            return;
+        let e = match Record::decode(bytes) {
+            Some(Record::Event(e)) => e,
+            Some(Record::Resync { origin }) => {
+                if origin != self.config.node_id {
+                    self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        origin,
+                        "cluster bus: a node dropped events while Redis was away; local clients \
+                         reconnect and resume from storage"
+                    );
+                    node.resync();
+                }
+                return;
+            }
+            None => {
+                tracing::warn!("cluster bus: undecodable event skipped");
+                return;
+            }
         };
         if e.origin == self.config.node_id {
-            return;
-        }
-        if e.kind == RESYNC_KIND {
-            self.stats.gaps.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                origin = e.origin,
-                "cluster bus: a node dropped events while Redis was away; local clients \
-                 reconnect and resume from storage"
-            );
-            node.resync();
             return;
         }
         self.stats.received.fetch_add(1, Ordering::Relaxed);
@@ -458,7 +459,7 @@ impl Cluster {
         let event = Event {
             frame: e.frame,
             class: e.class,
-            kind: usize::from(e.kind),
+            kind: e.kind,
             received_at: None,
         };
         match e.target {

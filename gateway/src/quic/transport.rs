@@ -10,13 +10,13 @@ use bytes::{Buf, BytesMut};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 
 use crate::conn::{self, FrameSource, Incoming};
-use crate::errors::ErrorCode;
 use crate::http::ConnGuard;
 use crate::metrics::{ConnectionGauge, Transport};
 use crate::outbox::{Item, Next, Outbox};
 use crate::ratelimit::TokenBucket;
 use crate::session::Origin;
 use crate::shard::Shard;
+use parley_proto::ErrorCode;
 
 /// Datagrams accepted per second per connection (typing needs a few); the rest are dropped
 /// before they are decoded.

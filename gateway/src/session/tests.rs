@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use parley_storage::{ConversationId, MediaRef, MessageId, MessageKind};
+use parley_types::{ConversationId, MediaRef, MessageId, MessageKind};
 use tokio::time::Instant;
 
 use super::*;
 use crate::auth::{Authenticator, mint_hs256};
-use crate::codec::encode_client;
+use parley_proto::codec::client::encode_client;
 
 const SECRET: &[u8] = b"0123456789abcdef-test-secret";
 const WALL: i64 = 1_800_000_000_000;

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use gateway::codec::{DecodeLimits, ServerPeek, peek_server};
-use gateway::protocol::{ClientBody, ResumePoint, SendMessage};
-use parley_storage::{ConversationId, MessageId, MessageKind};
+use parley_proto::codec::DecodeLimits;
+use parley_proto::codec::client::{ServerPeek, peek_server};
+use parley_proto::{ClientBody, ResumePoint, SendMessage};
+use parley_types::{ConversationId, MessageId, MessageKind};
 use tokio::time::Instant;
 
 use crate::client::{self, Reader, Via, Writer};

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::protocol::ClientBody;
+use parley_proto::ClientBody;
 use tokio::time::Instant;
 
 use crate::client::{self, Via};

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gateway::codec::{DecodeLimits, ServerPeek, peek_server};
-use gateway::protocol::ClientBody;
-use parley_storage::ConversationId;
+use parley_proto::ClientBody;
+use parley_proto::codec::DecodeLimits;
+use parley_proto::codec::client::{ServerPeek, peek_server};
+use parley_types::ConversationId;
 use tokio::time::Instant;
 
 use crate::client;

@@ -2,7 +2,7 @@
 //! numeric order; strings are u16-length-prefixed (see `record`).
 
 use crate::record::Writer;
-use crate::types::{ConversationId, MessageId};
+use parley_types::{ConversationId, MessageId};
 
 /// `conv`: conversation id → conversation record (static: kind, participants, creation);
 /// `meta`: conversation id → last seq, last message id, last activity.

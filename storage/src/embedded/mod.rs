@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, StorageError};
 use crate::record::{apply_meta, decode_conversation, decode_message, decode_read_state};
-use crate::types::*;
 use crate::{MAX_PAGE, Storage};
+use parley_types::*;
 use writer::{Op, Writer};
 
 /// Settings of the embedded engine.

@@ -12,12 +12,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Keyspaces, keys, load_conversation, unavailable};
 use crate::error::{Result, StorageError};
-use crate::ids::IdGenerator;
 use crate::record::{
     decode_message, decode_read_state, encode_conversation, encode_message, encode_meta,
     encode_read_state, encode_report,
 };
-use crate::types::*;
+use parley_types::ids::IdGenerator;
+use parley_types::*;
 
 /// Conversations kept in the writer's cache before it is cleared (a bound on memory, not a
 /// tuning knob: a miss costs one point read).
@@ -425,19 +425,7 @@ impl Writer {
         if self.blocked(p, buyer, seller) {
             return Err(StorageError::Blocked);
         }
-        let c = Conversation {
-            id: ConversationId::random(),
-            kind: ConversationKind::Direct {
-                buyer: buyer.to_owned(),
-                seller: seller.to_owned(),
-                listing: listing.to_owned(),
-            },
-            participants: vec![buyer.to_owned(), seller.to_owned()],
-            created_at_ms: now_ms,
-            last_activity_ms: now_ms,
-            last_message_id: None,
-            last_seq: 0,
-        };
+        let c = Conversation::new_direct(ConversationId::random(), buyer, seller, listing, now_ms);
         p.batch
             .insert(&self.ks.direct, key.clone(), c.id.as_bytes().to_vec());
         p.direct.insert(key, c.id);
@@ -470,18 +458,11 @@ impl Writer {
         if all.len() > crate::MAX_GROUP_PARTICIPANTS {
             return Err(StorageError::Invalid("too many participants"));
         }
-        let c = Conversation {
-            id: ConversationId::random(),
-            kind: ConversationKind::Group {
-                title: title.to_owned(),
-                creator: creator.to_owned(),
-            },
-            participants: all,
-            created_at_ms: now_ms,
-            last_activity_ms: now_ms,
-            last_message_id: None,
-            last_seq: 0,
+        let kind = ConversationKind::Group {
+            title: title.to_owned(),
+            creator: creator.to_owned(),
         };
+        let c = Conversation::new(ConversationId::random(), kind, all, now_ms);
         self.insert_conversation(p, c.clone());
         Ok(c)
     }
@@ -536,39 +517,27 @@ impl Writer {
         }
         let id = self.ids.next(m.now_ms);
         let seq = c.last_seq + 1;
-        let message = Message {
-            id,
-            conversation: m.conversation,
-            sender: m.sender,
-            kind: m.kind,
-            content: m.content,
-            media: m.media,
-            client_msg_id: m.client_msg_id,
-            created_at_ms: m.now_ms,
-            seq,
-        };
+        let now_ms = m.now_ms;
+        let message = m.into_message(id, seq, now_ms);
         p.batch.insert(
             &self.ks.msg,
-            keys::message(m.conversation, id),
+            keys::message(message.conversation, id),
             encode_message(&message),
         );
         p.batch
             .insert(&self.ks.idem, idem_key.clone(), id.0.to_be_bytes().to_vec());
         p.idem.insert(idem_key, message.clone());
-        p.appended
-            .entry(m.conversation)
-            .or_default()
-            .push((id, seq));
+        p.appended.entry(c.id).or_default().push((id, seq));
         // Sending reads the conversation up to one's own message.
         let state = ReadState {
             up_to: id,
             seq,
-            read_at_ms: m.now_ms,
+            read_at_ms: now_ms,
         };
-        self.put_read_state(p, keys::read_state(m.conversation, &message.sender), state);
+        self.put_read_state(p, keys::read_state(c.id, &message.sender), state);
         c.last_seq = seq;
         c.last_message_id = Some(id);
-        c.last_activity_ms = c.last_activity_ms.max(m.now_ms);
+        c.last_activity_ms = c.last_activity_ms.max(now_ms);
         p.convs.insert(c.id, Some(c));
         Ok(Appended {
             message,

@@ -5,7 +5,7 @@
 //! borrows from the next millisecond instead of repeating an id, so ids from one generator
 //! strictly increase.
 
-use crate::types::MessageId;
+use crate::domain::MessageId;
 
 /// 2024-01-01T00:00:00Z in Unix milliseconds.
 pub const EPOCH_MS: i64 = 1_704_067_200_000;

@@ -1,9 +1,11 @@
 //! The protocol's frames as plain Rust types. The codec turns bytes into these and back; the
 //! session core, executor and clients work on these only.
 
-use parley_storage::{
+use parley_types::{
     ConversationId, ConversationSummary, MediaRef, Message, MessageId, MessageKind,
 };
+
+use crate::kind::{ClientKind, FrameKind};
 
 /// A frame from a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,30 +47,17 @@ pub enum ClientBody {
 }
 
 impl ClientBody {
-    /// Names of the body types, indexed by [`ClientBody::index`] (metrics labels).
-    pub const NAMES: [&'static str; 9] = [
-        "hello",
-        "join",
-        "leave",
-        "send",
-        "typing",
-        "read",
-        "history",
-        "conversations",
-        "ping",
-    ];
-
-    pub fn index(&self) -> usize {
+    pub fn kind(&self) -> ClientKind {
         match self {
-            ClientBody::Hello(_) => 0,
-            ClientBody::Join { .. } => 1,
-            ClientBody::Leave { .. } => 2,
-            ClientBody::Send(_) => 3,
-            ClientBody::Typing { .. } => 4,
-            ClientBody::Read { .. } => 5,
-            ClientBody::History { .. } => 6,
-            ClientBody::Conversations { .. } => 7,
-            ClientBody::Ping { .. } => 8,
+            ClientBody::Hello(_) => ClientKind::Hello,
+            ClientBody::Join { .. } => ClientKind::Join,
+            ClientBody::Leave { .. } => ClientKind::Leave,
+            ClientBody::Send(_) => ClientKind::Send,
+            ClientBody::Typing { .. } => ClientKind::Typing,
+            ClientBody::Read { .. } => ClientKind::Read,
+            ClientBody::History { .. } => ClientKind::History,
+            ClientBody::Conversations { .. } => ClientKind::Conversations,
+            ClientBody::Ping { .. } => ClientKind::Ping,
         }
     }
 }
@@ -161,40 +150,22 @@ pub enum ServerBody {
 }
 
 impl ServerBody {
-    /// Names of the body types, indexed by [`ServerBody::index`] (metrics labels).
-    pub const NAMES: [&'static str; 14] = [
-        "welcome",
-        "ack",
-        "message_new",
-        "typing",
-        "message_read",
-        "history_page",
-        "conversation_page",
-        "presence",
-        "error",
-        "pong",
-        "resumed",
-        "conversation_deleted",
-        "conversation_updated",
-        "goaway",
-    ];
-
-    pub fn index(&self) -> usize {
+    pub fn kind(&self) -> FrameKind {
         match self {
-            ServerBody::Welcome(_) => 0,
-            ServerBody::Ack(_) => 1,
-            ServerBody::MessageNew(_) => 2,
-            ServerBody::Typing { .. } => 3,
-            ServerBody::MessageRead { .. } => 4,
-            ServerBody::HistoryPage { .. } => 5,
-            ServerBody::ConversationPage { .. } => 6,
-            ServerBody::Presence { .. } => 7,
-            ServerBody::Error { .. } => 8,
-            ServerBody::Pong { .. } => 9,
-            ServerBody::Resumed { .. } => 10,
-            ServerBody::ConversationDeleted { .. } => 11,
-            ServerBody::ConversationUpdated(_) => 12,
-            ServerBody::Goaway { .. } => 13,
+            ServerBody::Welcome(_) => FrameKind::Welcome,
+            ServerBody::Ack(_) => FrameKind::Ack,
+            ServerBody::MessageNew(_) => FrameKind::MessageNew,
+            ServerBody::Typing { .. } => FrameKind::Typing,
+            ServerBody::MessageRead { .. } => FrameKind::MessageRead,
+            ServerBody::HistoryPage { .. } => FrameKind::HistoryPage,
+            ServerBody::ConversationPage { .. } => FrameKind::ConversationPage,
+            ServerBody::Presence { .. } => FrameKind::Presence,
+            ServerBody::Error { .. } => FrameKind::Error,
+            ServerBody::Pong { .. } => FrameKind::Pong,
+            ServerBody::Resumed { .. } => FrameKind::Resumed,
+            ServerBody::ConversationDeleted { .. } => FrameKind::ConversationDeleted,
+            ServerBody::ConversationUpdated(_) => FrameKind::ConversationUpdated,
+            ServerBody::Goaway { .. } => FrameKind::Goaway,
         }
     }
 }

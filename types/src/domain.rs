@@ -141,7 +141,25 @@ pub struct NewMessage {
     pub now_ms: i64,
 }
 
-/// Result of [`crate::Storage::append`].
+impl NewMessage {
+    /// The stored message this becomes with the `id` and `seq` its engine assigned, created
+    /// at `created_at_ms`.
+    pub fn into_message(self, id: MessageId, seq: u64, created_at_ms: i64) -> Message {
+        Message {
+            id,
+            conversation: self.conversation,
+            sender: self.sender,
+            kind: self.kind,
+            content: self.content,
+            media: self.media,
+            client_msg_id: self.client_msg_id,
+            created_at_ms,
+            seq,
+        }
+    }
+}
+
+/// Result of `Storage::append`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Appended {
     pub message: Message,
@@ -181,6 +199,44 @@ pub struct Conversation {
 }
 
 impl Conversation {
+    /// A new direct conversation of `buyer` with `seller` about `listing`, created at `now_ms`.
+    pub fn new_direct(
+        id: ConversationId,
+        buyer: &str,
+        seller: &str,
+        listing: &str,
+        now_ms: i64,
+    ) -> Self {
+        Self::new(
+            id,
+            ConversationKind::Direct {
+                buyer: buyer.to_owned(),
+                seller: seller.to_owned(),
+                listing: listing.to_owned(),
+            },
+            vec![buyer.to_owned(), seller.to_owned()],
+            now_ms,
+        )
+    }
+
+    /// A conversation with no message yet.
+    pub fn new(
+        id: ConversationId,
+        kind: ConversationKind,
+        participants: Vec<String>,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            id,
+            kind,
+            participants,
+            created_at_ms: now_ms,
+            last_activity_ms: now_ms,
+            last_message_id: None,
+            last_seq: 0,
+        }
+    }
+
     /// Whether `user` takes part in this conversation.
     pub fn has_participant(&self, user: &str) -> bool {
         self.participants.iter().any(|p| p == user)
@@ -203,7 +259,7 @@ impl Conversation {
     }
 }
 
-/// Result of [`crate::Storage::create_direct`].
+/// Result of `Storage::create_direct`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Created {
     pub conversation: Conversation,
@@ -230,7 +286,7 @@ pub struct ReadState {
     pub read_at_ms: i64,
 }
 
-/// Result of [`crate::Storage::mark_read`].
+/// Result of `Storage::mark_read`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadOutcome {
     /// The watermark after the call (unchanged when it would have gone backwards).

@@ -1,0 +1,8 @@
+//! Parley's domain types, shared by storage engines, the protocol crate, the gateway and clients.
+//! No storage engine and no wire format live here: engines map these to their records, the
+//! protocol crate to FlatBuffers.
+
+mod domain;
+pub mod ids;
+
+pub use domain::*;

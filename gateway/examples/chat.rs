@@ -1,47 +1,39 @@
-//! A minimal terminal chat client: `cargo run -p gateway --example chat -- --help`.
+//! A minimal terminal chat client over the reference client (`parley-client`):
+//! `cargo run -p gateway --example chat -- 127.0.0.1:3001 "$TOKEN" "$CONVERSATION"`.
 //!
-//! Connects to `/ws`, authenticates with a token, prints what arrives (messages, typing, read
-//! receipts, presence) and sends each line typed on stdin to the conversation.
-#![allow(clippy::unwrap_used)]
+//! Connects over WebSocket, authenticates with a token, prints what arrives (messages, typing,
+//! read receipts, presence) and sends each line typed on stdin to the conversation.
 
 use std::io::BufRead;
+use std::net::SocketAddr;
 
-use futures_util::{SinkExt, StreamExt};
-use parley_proto::codec::DecodeLimits;
-use parley_proto::codec::client::{decode_server, encode_client};
-use parley_proto::*;
-use parley_types::{ConversationId, MessageKind};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use parley_client::{Client, Via, text_message};
+use parley_proto::{ClientBody, ServerBody};
+use parley_types::ConversationId;
 
 fn usage() -> ! {
-    eprintln!("usage: chat <ws-url> <token> <conversation-id>");
-    eprintln!("  e.g. chat ws://127.0.0.1:3001/ws \"$TOKEN\" 6c0f...-...");
+    eprintln!("usage: chat <host:port> <token> <conversation-id>");
+    eprintln!("  e.g. chat 127.0.0.1:3001 \"$TOKEN\" 6c0f...-...");
     std::process::exit(2)
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+async fn main() -> Result<(), parley_client::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [url, token, conv] = args.as_slice() else {
+    let [addr, token, conv] = args.as_slice() else {
         usage()
     };
+    // Accept the ws://host:port/ws form too.
+    let addr = addr.trim_start_matches("ws://").trim_end_matches("/ws");
+    let addr: SocketAddr = addr.parse().unwrap_or_else(|_| usage());
     let conversation: ConversationId = conv.parse().unwrap_or_else(|_| usage());
-    let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .expect("connect");
-    let (mut tx, mut rx) = ws.split();
-    let frame = |seq, body| WsMessage::Binary(encode_client(&ClientFrame { seq, body }));
-    let hello = ClientBody::Hello(Hello {
-        token: token.clone(),
-        protocol_major: 1,
-        protocol_minor: 0,
-        resume: vec![],
-        client_name: Some("parley-example-chat".into()),
-    });
-    tx.send(frame(1, hello)).await.unwrap();
-    tx.send(frame(2, ClientBody::Join { conversation }))
-        .await
-        .unwrap();
+    let mut client = Client::connect(&Via::ws(addr), token, vec![]).await?;
+    if let Some(w) = &client.welcome {
+        println!("* connected as {} (session {})", w.user, w.session_id);
+    }
+    client.send(ClientBody::Join { conversation }).await?;
+    // Events are read without a deadline: a chat may be quiet for a long time.
+    client.timeout = std::time::Duration::from_secs(24 * 3600);
 
     // Lines from stdin, read on a plain thread.
     let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
@@ -52,37 +44,27 @@ async fn main() {
             }
         }
     });
-    let mut seq = 2;
+    let mut n = 0u64;
     loop {
         tokio::select! {
             line = lines.recv() => {
                 let Some(line) = line else { break };
-                seq += 1;
-                let body = ClientBody::Send(SendMessage {
-                    conversation,
-                    client_msg_id: format!("cli-{}-{seq}", std::process::id()),
-                    kind: MessageKind::Text,
-                    content: line,
-                    media: None,
-                });
-                tx.send(frame(seq, body)).await.unwrap();
+                n += 1;
+                let id = format!("cli-{}-{n}", std::process::id());
+                client.send(text_message(conversation, &id, &line)).await?;
             }
-            msg = rx.next() => {
-                let Some(Ok(WsMessage::Binary(bytes))) = msg else { break };
-                match decode_server(&bytes, &DecodeLimits::server()).map(|f| f.body) {
-                    Ok(ServerBody::Welcome(w)) => println!("* connected as {} (session {})", w.user, w.session_id),
-                    Ok(ServerBody::MessageNew(m)) => println!("<{}> {}", m.sender, m.content),
-                    Ok(ServerBody::Ack(a)) if a.message_id.0 != 0 => println!("* sent #{}", a.message_id),
-                    Ok(ServerBody::Typing { user, active: true, .. }) => println!("* {user} is typing…"),
-                    Ok(ServerBody::MessageRead { reader, up_to, .. }) => println!("* {reader} read up to #{up_to}"),
-                    Ok(ServerBody::Presence { user, online, .. }) => {
-                        println!("* {user} is {}", if online { "online" } else { "offline" })
-                    }
-                    Ok(ServerBody::Error { code, message, .. }) => println!("! error {code}: {message}"),
-                    Ok(_) => {}
-                    Err(e) => println!("! undecodable frame: {e}"),
+            frame = client.next() => match frame?.body {
+                ServerBody::MessageNew(m) => println!("<{}> {}", m.sender, m.content),
+                ServerBody::Ack(a) if a.message_id.0 != 0 => println!("* sent #{}", a.message_id),
+                ServerBody::Typing { user, active: true, .. } => println!("* {user} is typing…"),
+                ServerBody::MessageRead { reader, up_to, .. } => println!("* {reader} read up to #{up_to}"),
+                ServerBody::Presence { user, online, .. } => {
+                    println!("* {user} is {}", if online { "online" } else { "offline" })
                 }
-            }
+                ServerBody::Error { code, message, .. } => println!("! error {code}: {message}"),
+                _ => {}
+            },
         }
     }
+    Ok(())
 }

@@ -2,19 +2,12 @@
 //! is configured. The user id is the token's `sub`. Expiry is checked against the `now` passed
 //! in, so the session core stays deterministic under a virtual clock.
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use parley_proto::token::Claims;
+pub use parley_proto::token::mint_hs256;
 
 /// Longest accepted user id (bytes). Ids are opaque but bounded: they are stored and sent often.
 pub const MAX_USER_ID_BYTES: usize = 128;
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    exp: i64,
-    #[serde(default)]
-    iat: i64,
-}
 
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,26 +89,10 @@ pub fn validate_user_id(id: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// An HS256 token for `user` valid for `ttl_secs` from `now_ms`.
-pub fn mint_hs256(secret: &[u8], user: &str, ttl_secs: i64, now_ms: i64) -> String {
-    let now = now_ms / 1000;
-    let claims = Claims {
-        sub: user.to_owned(),
-        exp: now + ttl_secs,
-        iat: now,
-    };
-    // Encoding plain claims with an HMAC key cannot fail.
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::EncodingKey;
 
     const NOW: i64 = 1_800_000_000_000;
 
@@ -154,7 +131,7 @@ mod tests {
             exp: exp_ms / 1000,
             iat: 0,
         };
-        jsonwebtoken::encode(&Header::new(alg), &claims, key).expect("sign")
+        parley_proto::token::sign(alg, key, &claims)
     }
 
     #[test]

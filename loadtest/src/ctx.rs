@@ -41,6 +41,13 @@ pub struct Ctx {
     pub totals: Arc<Mutex<Totals>>,
 }
 
+/// Milliseconds since the Unix epoch (message timestamps are wall clock: see README).
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// `n` loopback source addresses: 127.0.0.1, 127.0.0.2, … (every 127/8 address is local on
 /// Linux). One address gives ~28 k ephemeral ports per target; more lift that limit.
 pub fn loopback_sources(n: usize) -> Vec<IpAddr> {
@@ -62,7 +69,7 @@ impl Ctx {
     }
 
     pub fn token(&self, user: &str) -> String {
-        gateway::auth::mint_hs256(&self.secret, user, 48 * 3600, gateway::clock::wall_ms())
+        parley_client::token::mint_hs256(&self.secret, user, 48 * 3600, wall_ms())
     }
 
     /// The gateway for client `i` (round-robin over the targets: a whole cluster).
@@ -82,7 +89,7 @@ impl Ctx {
             (Some(q), true) => crate::client::Via::Quic {
                 target: self.target(i),
                 endpoint: q.endpoints[i % q.endpoints.len()].clone(),
-                config: gateway::quic::client::client_config(&q.roots)
+                config: parley_client::quic::client_config(&q.roots)
                     .expect("a QUIC client config from the loaded certificate"),
                 zero_rtt: false,
             },

@@ -226,7 +226,7 @@ fn context(c: &Common) -> anyhow::Result<Ctx> {
         .target
         .iter()
         .map(|t| resolve(t))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     if targets.is_empty() {
         bail!("no --target");
     }
@@ -237,10 +237,10 @@ fn context(c: &Common) -> anyhow::Result<Ctx> {
                 .cert
                 .as_ref()
                 .context("--cert (the gateway's QUIC certificate PEM) is required for QUIC")?;
-            let roots = gateway::quic::client::load_certs(cert)?;
+            let roots = parley_client::quic::load_certs(cert)?;
             let endpoints = (0..c.quic_endpoints.max(1))
-                .map(|_| gateway::quic::client::endpoint("0.0.0.0:0".parse().expect("addr")))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+                .map(|_| parley_client::quic::endpoint("0.0.0.0:0".parse().expect("addr")))
+                .collect::<Result<Vec<_>, _>>()?;
             Some(ctx::QuicCtx { endpoints, roots })
         }
     };
@@ -375,7 +375,7 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
         "transport".into(),
         format!("{:?}", common.transport).to_lowercase(),
     );
-    let started_at_ms = gateway::clock::wall_ms() as u64;
+    let started_at_ms = crate::ctx::wall_ms() as u64;
     let stop = Arc::new(tokio::sync::Notify::new());
     let reporter = tokio::spawn(ctx::reporter(ctx.clone(), stop.clone(), name));
     let mut server = None;
@@ -533,7 +533,7 @@ fn main() -> ExitCode {
                     serde_json::from_str::<Report>(&text)
                         .with_context(|| format!("parse {}", f.display()))
                 })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>, _>>()?;
             if reports.is_empty() {
                 bail!("nothing to merge");
             }

@@ -9,9 +9,13 @@
 pub mod codec;
 mod error;
 pub mod frames;
+pub mod framing;
 mod kind;
+#[cfg(feature = "token")]
+pub mod token;
 
 pub use error::{ErrorCode, close};
 pub use frames::*;
+pub use framing::QUIC_ALPN;
 pub use kind::{ClientKind, FrameKind};
 pub use parley_schema::{PROTOCOL_MAJOR, PROTOCOL_MINOR};

@@ -11,10 +11,6 @@
 //! own. Only receiving from the one UDP socket is done by one task. ARCHITECTURE.md has the
 //! measured cost.
 
-pub mod client;
 pub mod runtime;
 pub mod tls;
 pub mod transport;
-
-/// The ALPN protocol id of Parley over QUIC.
-pub const ALPN: &[u8] = b"parley/1";

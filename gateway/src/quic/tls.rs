@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::ALPN;
+use parley_proto::QUIC_ALPN as ALPN;
 
 /// Certificate file name in the data directory when none is configured.
 pub const DEV_CERT_FILE: &str = "quic-cert.pem";

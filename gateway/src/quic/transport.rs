@@ -6,7 +6,8 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
+use parley_proto::framing::{Parsed, parse_frame, put_frame};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 
 use crate::conn::{self, FrameSource, Incoming};
@@ -39,19 +40,11 @@ struct QuicSource {
 
 impl QuicSource {
     fn parse(&mut self) -> Option<Incoming> {
-        if self.buf.len() < 4 {
-            return None;
-        }
-        let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
-        // Refused from the prefix alone, before anything is allocated for it.
-        if len > self.max_frame {
-            return Some(Incoming::Oversized);
-        }
-        if self.buf.len() < 4 + len {
-            return None;
-        }
-        self.buf.advance(4);
-        let frame = self.buf.split_to(len).freeze();
+        let frame = match parse_frame(&mut self.buf, self.max_frame) {
+            Parsed::Frame(f) => f,
+            Parsed::NeedMore => return None,
+            Parsed::TooLarge(_) => return Some(Incoming::Oversized),
+        };
         if self.buf.is_empty() {
             // Drained: an idle connection keeps no read buffer.
             self.buf = BytesMut::new();
@@ -174,11 +167,6 @@ async fn run(
     conn::drive(shard, source, outbox).await;
     let _ = writer.await;
     drop((gauge, guard));
-}
-
-fn put_frame(buf: &mut Vec<u8>, frame: &[u8]) {
-    buf.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-    buf.extend_from_slice(frame);
 }
 
 /// Drains the outbox onto the stream (one write per batch) and datagrams; closes the

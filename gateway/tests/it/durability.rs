@@ -1,13 +1,9 @@
 //! An Ack means the message survives `kill -9`.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::collections::HashSet;
 
+use crate::support::*;
 use parley_proto::*;
-use support::*;
 
 /// Every message id in the conversation, from the REST history (all pages).
 async fn stored_ids(gw: &Gateway, conv: parley_types::ConversationId) -> HashSet<u64> {

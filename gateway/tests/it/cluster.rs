@@ -2,15 +2,11 @@
 //! (history), started by the tests; the test run provides Cassandra (`PARLEY_CASSANDRA`) and
 //! each test its own redis-server.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use parley_proto::*;
 use parley_types::MessageId;
-use support::*;
 
 /// A node of a test cluster: `--redis`, `--scylla` (keyspace `ks`, created if missing).
 fn node(redis: &RedisServer, ks: &str, id: u16, extra: &[&str]) -> Gateway {

@@ -2,15 +2,11 @@
 //! `parley/1`, Hello → Welcome, Send → Ack, and a MessageNew sent by a WebSocket user. The
 //! Python side builds and reads frames with code flatc generated from the same chat.fbs.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use support::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn aioquic_client_interoperates_with_a_websocket_user() {

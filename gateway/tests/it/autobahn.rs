@@ -2,15 +2,11 @@
 //! `autobahn/README.md`) against `/test/echo`, which uses exactly the transport code of `/ws`.
 //! Fails when any case does worse than the recorded `autobahn/baseline.json`.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 /// Autobahn's verdicts, best first.
 fn rank(verdict: &str) -> usize {

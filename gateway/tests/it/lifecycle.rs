@@ -1,13 +1,9 @@
 //! The binary's command line, graceful shutdown and the generated development secret.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::process::Command;
 
+use crate::support::*;
 use parley_proto::*;
-use support::*;
 
 fn gateway_cmd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gateway"))

@@ -1,15 +1,11 @@
 //! End to end over real WebSockets: a started gateway process, tokio-tungstenite clients.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::support::*;
 use parley_proto::*;
 use parley_types::MessageId;
-use support::*;
 
 #[tokio::test]
 async fn two_users_chat_and_every_device_gets_it() {

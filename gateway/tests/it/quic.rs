@@ -1,19 +1,15 @@
-//! QUIC end to end: a Rust quinn client (gateway::quic::client) against a started gateway —
+//! QUIC end to end: a Rust quinn client (parley_client::quic) against a started gateway —
 //! the same protocol and session core as WebSocket, datagrams for typing, connection
 //! migration, 0-RTT, loss, and bad input.
-
-#![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use parley_proto::*;
 use parley_types::MessageId;
-use support::*;
 use tokio::net::UdpSocket;
 use tokio::sync::Mutex;
 
@@ -35,7 +31,7 @@ async fn quic_sessions_chat_type_read_page_and_resume() {
     let conv = direct(&gw, "alice", "bob", "l").await;
     let mut alice = Client::quic(gw.quic_addr, &config, "alice", vec![]).await;
     let mut bob = Client::quic(gw.quic_addr, &config, "bob", vec![]).await;
-    assert!(alice.welcome.as_ref().unwrap().session_id != bob.welcome.as_ref().unwrap().session_id);
+    assert!(alice.welcome().session_id != bob.welcome().session_id);
 
     let join = alice.request(ClientBody::Join { conversation: conv }).await;
     assert!(matches!(join.body, ServerBody::Ack(_)));
@@ -50,7 +46,7 @@ async fn quic_sessions_chat_type_read_page_and_resume() {
     bob.send_datagram(typing(conv, true));
     let t = alice.next_where(is_typing).await;
     assert!(matches!(t.body, ServerBody::Typing { active: true, ref user, .. } if user == "bob"));
-    assert!(alice.datagrams >= 1, "typing came as a datagram");
+    assert!(alice.datagrams() >= 1, "typing came as a datagram");
 
     let r = bob
         .request(ClientBody::Read {
@@ -174,7 +170,7 @@ async fn migration_to_a_new_address_keeps_the_session() {
     let config = quic_config(&gw);
     let conv = direct(&gw, "mobile", "desk", "l").await;
     let mut mobile = Client::quic(gw.quic_addr, &config, "mobile", vec![]).await;
-    let session = mobile.welcome.as_ref().unwrap().session_id;
+    let session = mobile.welcome().session_id;
     let addr = gw.addr;
     let sender = tokio::spawn(async move {
         let mut desk = Client::connect_at(addr, "desk", vec![]).await;
@@ -209,11 +205,7 @@ async fn migration_to_a_new_address_keeps_the_session() {
         .await;
     let pong = mobile.request(ClientBody::Ping { nonce: 5 }).await;
     assert!(matches!(pong.body, ServerBody::Pong { nonce: 5, .. }));
-    assert_eq!(
-        mobile.welcome.as_ref().unwrap().session_id,
-        session,
-        "same session"
-    );
+    assert_eq!(mobile.welcome().session_id, session, "same session");
 }
 
 #[tokio::test]
@@ -235,11 +227,11 @@ async fn zero_rtt_reconnect_sends_hello_in_the_first_flight() {
 #[tokio::test]
 async fn wrong_alpn_is_refused() {
     let gw = Gateway::start(&[]);
-    let certs = gateway::quic::client::load_certs(&gw.cert).unwrap();
-    let config = gateway::quic::client::client_config_with_alpn(&certs, b"h3").unwrap();
-    let endpoint = gateway::quic::client::endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+    let certs = parley_client::quic::load_certs(&gw.cert).unwrap();
+    let config = parley_client::quic::client_config_with_alpn(&certs, b"h3").unwrap();
+    let endpoint = parley_client::quic::endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
     let result =
-        gateway::quic::client::connect(&endpoint, &config, gw.quic_addr, "localhost", false).await;
+        parley_client::quic::connect(&endpoint, &config, gw.quic_addr, "localhost", false).await;
     assert!(
         result.is_err(),
         "a client without ALPN parley/1 must not connect"
@@ -252,11 +244,10 @@ async fn garbage_and_oversized_prefixes_close_the_session() {
     let config = quic_config(&gw);
     let mut c = Client::quic(gw.quic_addr, &config, "alice", vec![]).await;
     for _ in 0..5 {
-        c.send_bytes(bytes::Bytes::from_static(b"\x01\x02not a flatbuffer"))
-            .await;
+        c.send_bytes(b"\x01\x02not a flatbuffer").await;
         assert_eq!(error_code(&c.next().await), Some(1000));
     }
-    c.send_bytes(bytes::Bytes::from_static(b"garbage")).await;
+    c.send_bytes(b"garbage").await;
     let closed = c.closed().await;
     assert_eq!((closed.error, closed.code), (Some(1005), Some(4005)));
 

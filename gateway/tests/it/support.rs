@@ -1,8 +1,7 @@
-//! Test support: a real gateway process, real WebSocket clients (tokio-tungstenite, an
-//! independent implementation) and a small HTTP client, all over loopback.
-#![allow(dead_code, clippy::unwrap_used)]
+//! Test support: a real gateway process, protocol clients over real WebSocket and QUIC
+//! connections (`parley-client`) and a small HTTP client, all over loopback.
+#![allow(dead_code)]
 
-use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,19 +9,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use gateway::auth::mint_hs256;
-use gateway::quic::client::QuicConn;
+pub use fastwebsockets::OpCode;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use parley_proto::codec::DecodeLimits;
-use parley_proto::codec::client::{decode_server, encode_client};
+use parley_client::token::mint_hs256;
 use parley_proto::*;
-use parley_types::{ConversationId, Message, MessageId, MessageKind};
+use parley_types::{ConversationId, Message, MessageId};
 use serde_json::Value;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "parley-test-secret-0123456789abcdef";
 /// Gateway flags that lift the rate limits, for tests that send a lot.
@@ -153,74 +147,34 @@ impl Drop for Gateway {
     }
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 pub fn token(user: &str) -> String {
-    mint_hs256(SECRET.as_bytes(), user, 3600, gateway::clock::wall_ms())
+    mint_hs256(SECRET.as_bytes(), user, 3600, wall_ms())
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// The connection under a [`Client`]: a WebSocket, or a QUIC connection's session stream.
-enum Link {
-    Ws(Box<Ws>),
-    Quic(Box<QuicLink>),
-}
-
-struct QuicLink {
-    conn: gateway::quic::client::QuicConn,
-    endpoint: quinn::Endpoint,
-}
-
-/// What came from the server.
-enum Event {
-    Frame(Bytes),
-    /// A QUIC datagram (typing indicators).
-    Datagram(Bytes),
-    /// The connection ended, with its close code (WebSocket close / QUIC application code).
-    Closed(Option<u16>),
-}
-
-/// A protocol client over a real WebSocket or a real QUIC connection.
+/// A protocol client (`parley_client`) over a real WebSocket or QUIC connection, with the
+/// test's conveniences: every call panics with the user's name instead of returning an error.
 pub struct Client {
-    link: Link,
-    seq: u32,
+    inner: parley_client::Client,
     pub user: String,
-    pub welcome: Option<Welcome>,
-    backlog: VecDeque<ServerFrame>,
-    /// Typing indicators that arrived as QUIC datagrams.
-    pub datagrams: usize,
+    /// For QUIC clients: the endpoint, to rebind it (a network change).
+    endpoint: Option<quinn::Endpoint>,
 }
 
 /// How a connection ended.
-#[derive(Debug)]
-pub struct Closed {
-    /// The fatal Error frame before the close, if any.
-    pub error: Option<u16>,
-    /// The close code (None: the connection just ended).
-    pub code: Option<u16>,
-}
-
-pub async fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}"))
-        .await
-        .expect("websocket connect");
-    ws
-}
+pub type Closed = parley_client::Closed;
 
 /// A QUIC client configuration trusting the gateway's certificate (share it between
 /// connections to keep session tickets for 0-RTT).
 pub fn quic_config(gw: &Gateway) -> quinn::ClientConfig {
-    let certs = gateway::quic::client::load_certs(&gw.cert).unwrap();
-    gateway::quic::client::client_config(&certs).unwrap()
-}
-
-fn hello(user: &str, resume: Vec<ResumePoint>) -> ClientBody {
-    ClientBody::Hello(Hello {
-        token: token(user),
-        protocol_major: 1,
-        protocol_minor: 0,
-        resume,
-        client_name: Some("test".into()),
-    })
+    let certs = parley_client::quic::load_certs(&gw.cert).unwrap();
+    parley_client::quic::client_config(&certs).unwrap()
 }
 
 impl Client {
@@ -259,177 +213,132 @@ impl Client {
         user: &str,
         zero_rtt: bool,
     ) -> Self {
-        let endpoint = gateway::quic::client::endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
-        let conn = gateway::quic::client::connect(&endpoint, config, addr, "localhost", zero_rtt)
+        let endpoint = parley_client::quic::endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+        let via = parley_client::Via::Quic {
+            target: addr,
+            endpoint: endpoint.clone(),
+            config: config.clone(),
+            zero_rtt,
+        };
+        let inner = parley_client::Client::open(&via)
             .await
-            .expect("quic connect");
-        Self::with_link(Link::Quic(Box::new(QuicLink { conn, endpoint })), user)
+            .unwrap_or_else(|e| panic!("{user}: quic connect: {e}"));
+        Self {
+            inner,
+            user: user.into(),
+            endpoint: Some(endpoint),
+        }
     }
 
     /// A connected WebSocket client that has not sent Hello.
     pub async fn unauthenticated(addr: SocketAddr, user: &str) -> Self {
-        Self::with_link(Link::Ws(Box::new(ws_connect(addr, "/ws").await)), user)
-    }
-
-    fn with_link(link: Link, user: &str) -> Self {
+        let inner = parley_client::Client::open(&parley_client::Via::ws(addr))
+            .await
+            .unwrap_or_else(|e| panic!("{user}: websocket connect: {e}"));
         Self {
-            link,
-            seq: 0,
+            inner,
             user: user.into(),
-            welcome: None,
-            backlog: VecDeque::new(),
-            datagrams: 0,
+            endpoint: None,
         }
     }
 
     /// Sends Hello and waits for Welcome.
-    pub async fn hello(&mut self, resume: Vec<ResumePoint>) {
-        let seq = self.send(hello(&self.user.clone(), resume)).await;
-        let f = self.next().await;
-        assert_eq!(f.seq, seq);
-        match f.body {
-            ServerBody::Welcome(w) => self.welcome = Some(w),
-            other => panic!("expected Welcome, got {other:?}"),
-        }
+    pub async fn hello(&mut self, resume: Vec<ResumePoint>) -> Welcome {
+        let user = self.user.clone();
+        self.inner
+            .hello(&token(&user), resume)
+            .await
+            .unwrap_or_else(|e| panic!("{user}: hello: {e}"))
+    }
+
+    pub fn welcome(&self) -> &Welcome {
+        self.inner.welcome.as_ref().expect("authenticated")
     }
 
     /// Whether this QUIC client's connection used 0-RTT.
     pub fn used_0rtt(&self) -> bool {
-        matches!(&self.link, Link::Quic(q) if q.conn.zero_rtt)
+        self.inner.used_0rtt()
+    }
+
+    /// Typing indicators that arrived as QUIC datagrams.
+    pub fn datagrams(&self) -> usize {
+        self.inner.datagrams
     }
 
     /// The QUIC connection (panics on WebSocket clients).
     pub fn quic_connection(&self) -> &quinn::Connection {
-        match &self.link {
-            Link::Quic(q) => &q.conn.connection,
-            Link::Ws(_) => panic!("not a QUIC client"),
-        }
+        self.inner.quic_connection().expect("a QUIC client")
     }
 
     /// Moves this QUIC client to a new local UDP port (a network change, as Wi-Fi → cellular).
     pub fn rebind(&self) {
-        match &self.link {
-            Link::Quic(q) => q
-                .endpoint
-                .rebind(std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
-                .unwrap(),
-            Link::Ws(_) => panic!("not a QUIC client"),
-        }
+        let endpoint = self.endpoint.as_ref().expect("a QUIC client");
+        endpoint
+            .rebind(std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .unwrap();
+    }
+
+    fn fail(&self, what: &str, e: parley_client::Error) -> ! {
+        panic!("{}: {what}: {e}", self.user)
     }
 
     /// Sends a frame; returns its seq.
     pub async fn send(&mut self, body: ClientBody) -> u32 {
-        self.seq += 1;
-        let seq = self.seq;
-        let bytes = encode_client(&ClientFrame { seq, body });
-        self.send_bytes(bytes).await;
-        seq
+        match self.inner.send(body).await {
+            Ok(seq) => seq,
+            Err(e) => self.fail("send", e),
+        }
     }
 
     /// Sends raw bytes as one frame (WebSocket binary message / QUIC length-prefixed frame).
-    pub async fn send_bytes(&mut self, bytes: Bytes) {
-        match &mut self.link {
-            Link::Ws(ws) => ws.send(WsMessage::Binary(bytes)).await.unwrap(),
-            Link::Quic(q) => q.conn.send.write_frame(&bytes).await.unwrap(),
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        if let Err(e) = self.inner.send_bytes(bytes).await {
+            self.fail("send bytes", e)
         }
     }
 
     /// Sends raw bytes on the QUIC stream, without a length prefix.
     pub async fn send_stream_raw(&mut self, bytes: &[u8]) {
-        match &mut self.link {
-            Link::Quic(q) => q.conn.send.send.write_all(bytes).await.unwrap(),
-            Link::Ws(_) => panic!("not a QUIC client"),
+        let r = match self.inner.writer().inner() {
+            parley_client::link::WriterInner::Quic { send, .. } => send.write_raw(bytes).await,
+            parley_client::link::WriterInner::WebSocket(_) => panic!("not a QUIC client"),
+        };
+        if let Err(e) = r {
+            self.fail("write raw", e)
+        }
+    }
+
+    /// One raw WebSocket frame (fragments, text, pings).
+    pub async fn ws_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
+        let r = match self.inner.writer().inner() {
+            parley_client::link::WriterInner::WebSocket(w) => w.frame(fin, opcode, payload).await,
+            parley_client::link::WriterInner::Quic { .. } => panic!("not a WebSocket client"),
+        };
+        if let Err(e) = r {
+            self.fail("write frame", e)
         }
     }
 
     /// Sends a frame as a QUIC datagram.
     pub fn send_datagram(&mut self, body: ClientBody) {
-        self.seq += 1;
-        let bytes = encode_client(&ClientFrame {
-            seq: self.seq,
-            body,
-        });
-        self.quic_connection().send_datagram(bytes).unwrap();
-    }
-
-    pub async fn send_raw(&mut self, msg: WsMessage) {
-        match &mut self.link {
-            Link::Ws(ws) => ws.send(msg).await.unwrap(),
-            Link::Quic(_) => panic!("not a WebSocket client"),
-        }
-    }
-
-    async fn event(&mut self) -> Event {
-        match &mut self.link {
-            Link::Ws(ws) => loop {
-                match ws.next().await {
-                    Some(Ok(WsMessage::Binary(b))) => return Event::Frame(b),
-                    Some(Ok(WsMessage::Close(frame))) => {
-                        return Event::Closed(frame.map(|f| u16::from(f.code)));
-                    }
-                    None | Some(Err(_)) => return Event::Closed(None),
-                    Some(Ok(_)) => continue,
-                }
-            },
-            Link::Quic(q) => {
-                let QuicConn {
-                    connection, recv, ..
-                } = &mut q.conn;
-                tokio::select! {
-                    f = recv.read_frame() => match f {
-                        Ok(Some(b)) => Event::Frame(b),
-                        _ => {
-                            // The server finishes the stream, then closes the connection with
-                            // the session's close code: wait for that code.
-                            let _ = tokio::time::timeout(WAIT, connection.closed()).await;
-                            Event::Closed(quic_close_code(connection))
-                        }
-                    },
-                    d = connection.read_datagram() => match d {
-                        Ok(b) => Event::Datagram(b),
-                        Err(_) => Event::Closed(quic_close_code(connection)),
-                    },
-                }
-            }
+        if let Err(e) = self.inner.writer().send_datagram(body) {
+            self.fail("datagram", e)
         }
     }
 
     /// The next frame (backlog first).
     pub async fn next(&mut self) -> ServerFrame {
-        if let Some(f) = self.backlog.pop_front() {
-            return f;
-        }
-        self.read().await.expect("connection open")
-    }
-
-    /// Reads one frame (stream or datagram); None if the connection closed.
-    async fn read(&mut self) -> Option<ServerFrame> {
-        let event = tokio::time::timeout(WAIT, self.event())
-            .await
-            .unwrap_or_else(|_| panic!("{}: no frame within {WAIT:?}", self.user));
-        match event {
-            Event::Frame(b) => {
-                Some(decode_server(&b, &DecodeLimits::server()).expect("valid frame"))
-            }
-            Event::Datagram(b) => {
-                self.datagrams += 1;
-                Some(decode_server(&b, &DecodeLimits::server()).expect("valid datagram"))
-            }
-            Event::Closed(_) => None,
+        match self.inner.next().await {
+            Ok(f) => f,
+            Err(e) => self.fail("next frame", e),
         }
     }
 
     /// The next frame matching `pred`; others stay in the backlog, in order.
     pub async fn next_where(&mut self, pred: impl Fn(&ServerFrame) -> bool) -> ServerFrame {
-        if let Some(i) = self.backlog.iter().position(&pred) {
-            return self.backlog.remove(i).unwrap();
-        }
-        loop {
-            let f = self.read().await.expect("connection open");
-            if pred(&f) {
-                return f;
-            }
-            self.backlog.push_back(f);
+        match self.inner.next_where(pred).await {
+            Ok(f) => f,
+            Err(e) => self.fail("next matching frame", e),
         }
     }
 
@@ -438,22 +347,18 @@ impl Client {
         &mut self,
         pred: impl Fn(&ServerFrame) -> bool,
     ) -> Option<ServerFrame> {
-        if let Some(i) = self.backlog.iter().position(&pred) {
-            return self.backlog.remove(i);
-        }
-        loop {
-            let f = self.read().await?;
-            if pred(&f) {
-                return Some(f);
-            }
-            self.backlog.push_back(f);
+        match self.inner.next_where_or_closed(pred).await {
+            Ok(f) => f,
+            Err(e) => self.fail("next matching frame", e),
         }
     }
 
     /// Sends and waits for the answer with the same seq.
     pub async fn request(&mut self, body: ClientBody) -> ServerFrame {
-        let seq = self.send(body).await;
-        self.next_where(|f| f.seq == seq).await
+        match self.inner.request(body).await {
+            Ok(f) => f,
+            Err(e) => self.fail("request", e),
+        }
     }
 
     /// Sends a text message and returns its Ack.
@@ -463,134 +368,62 @@ impl Client {
         client_msg_id: &str,
         text: &str,
     ) -> Ack {
-        match self
-            .request(send_text(conv, client_msg_id, text))
-            .await
-            .body
-        {
-            ServerBody::Ack(a) => a,
-            other => panic!("{}: send failed: {other:?}", self.user),
+        match self.inner.send_text(conv, client_msg_id, text).await {
+            Ok(a) => a,
+            Err(e) => self.fail("send failed", e),
         }
     }
 
     /// The next MessageNew (other frames stay in the backlog).
     pub async fn next_message(&mut self) -> Message {
-        match self
-            .next_where(|f| matches!(f.body, ServerBody::MessageNew(_)))
-            .await
-            .body
-        {
-            ServerBody::MessageNew(m) => m,
-            _ => unreachable!(),
+        match self.inner.next_message().await {
+            Ok(m) => m,
+            Err(e) => self.fail("next message", e),
         }
     }
 
     /// Waits for the connection to end; returns the fatal error code and close code seen.
     pub async fn closed(&mut self) -> Closed {
-        let mut error = None;
-        for f in self.backlog.drain(..) {
-            if let ServerBody::Error {
-                code, fatal: true, ..
-            } = f.body
-            {
-                error = Some(code);
-            }
-        }
-        loop {
-            let event = tokio::time::timeout(WAIT, self.event())
-                .await
-                .unwrap_or_else(|_| panic!("{}: connection not closed within {WAIT:?}", self.user));
-            match event {
-                Event::Frame(b) | Event::Datagram(b) => {
-                    if let Ok(ServerFrame {
-                        body:
-                            ServerBody::Error {
-                                code, fatal: true, ..
-                            },
-                        ..
-                    }) = decode_server(&b, &DecodeLimits::server())
-                    {
-                        error = Some(code);
-                    }
-                }
-                Event::Closed(code) => return Closed { error, code },
-            }
+        match self.inner.closed().await {
+            Ok(c) => c,
+            Err(e) => self.fail("close", e),
         }
     }
 
     /// Asserts nothing matching `pred` arrives within `d` (other frames are kept).
     pub async fn expect_none(&mut self, d: Duration, pred: impl Fn(&ServerFrame) -> bool) {
+        let backlog = self.inner.backlog();
         assert!(
-            !self.backlog.iter().any(&pred),
-            "{}: unexpected {:?}",
-            self.user,
-            self.backlog
+            !backlog.iter().any(&pred),
+            "{}: unexpected {backlog:?}",
+            self.user
         );
         let deadline = tokio::time::Instant::now() + d;
+        let mut kept = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
-                return;
+                break;
             }
-            match tokio::time::timeout(left, self.event()).await {
-                Err(_) => return,
-                Ok(Event::Frame(b) | Event::Datagram(b)) => {
-                    let f = decode_server(&b, &DecodeLimits::server()).unwrap();
+            match self.inner.next_within(left).await {
+                Ok(Some(f)) => {
                     assert!(!pred(&f), "{}: unexpected {f:?}", self.user);
-                    self.backlog.push_back(f);
+                    kept.push(f);
                 }
-                Ok(Event::Closed(_)) => return,
+                Ok(None) | Err(parley_client::Error::Closed) => break,
+                Err(e) => self.fail("expect none", e),
             }
         }
+        self.inner.keep(kept);
     }
 
     /// Closes the connection cleanly.
-    pub async fn close(mut self) {
-        match &mut self.link {
-            Link::Ws(ws) => {
-                let _ = WebSocketStream::close(ws.as_mut(), None).await;
-                // Drain until the server's close arrives.
-                let _ =
-                    tokio::time::timeout(WAIT, async { while ws.next().await.is_some() {} }).await;
-            }
-            Link::Quic(q) => {
-                let _ = q.conn.send.send.finish();
-                let _ = tokio::time::timeout(WAIT, q.conn.connection.closed()).await;
-            }
-        }
+    pub async fn close(self) {
+        self.inner.close().await;
     }
 }
 
-/// The application close code of a closed QUIC connection.
-fn quic_close_code(c: &quinn::Connection) -> Option<u16> {
-    match c.close_reason() {
-        Some(quinn::ConnectionError::ApplicationClosed(a)) => {
-            u16::try_from(a.error_code.into_inner()).ok()
-        }
-        _ => None,
-    }
-}
-
-pub fn send_text(conversation: ConversationId, client_msg_id: &str, text: &str) -> ClientBody {
-    ClientBody::Send(SendMessage {
-        conversation,
-        client_msg_id: client_msg_id.into(),
-        kind: MessageKind::Text,
-        content: text.into(),
-        media: None,
-    })
-}
-
-pub fn error_code(f: &ServerFrame) -> Option<u16> {
-    match f.body {
-        ServerBody::Error { code, .. } => Some(code),
-        _ => None,
-    }
-}
-
-pub fn is_message(f: &ServerFrame) -> bool {
-    matches!(f.body, ServerBody::MessageNew(_))
-}
+pub use parley_client::{error_code, is_message, text_message as send_text};
 
 /// One HTTP request; returns status, JSON body (Null when empty) and headers.
 pub async fn http(

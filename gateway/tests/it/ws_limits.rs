@@ -1,21 +1,13 @@
 //! Every limit and every bad-input path, end to end: each gets a clear error, nothing panics,
 //! and the gateway keeps serving others.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::time::Duration;
 
-use bytes::Bytes;
-use gateway::auth::mint_hs256;
+use crate::support::*;
+use parley_client::token::mint_hs256;
 use parley_proto::codec::client::encode_client;
 use parley_proto::*;
 use parley_types::{ConversationId, MessageKind};
-use support::*;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 
 fn hello_with(token: String, major: u16) -> ClientBody {
     ClientBody::Hello(Hello {
@@ -43,23 +35,13 @@ async fn frames_before_hello_and_bad_tokens_are_refused_with_codes() {
     assert_eq!((closed.error, closed.code), (Some(1002), Some(4002)));
 
     let mut c = Client::unauthenticated(gw.addr, "x").await;
-    let forged = mint_hs256(
-        b"not-the-gateway-secret",
-        "alice",
-        60,
-        gateway::clock::wall_ms(),
-    );
+    let forged = mint_hs256(b"not-the-gateway-secret", "alice", 60, wall_ms());
     c.send(hello_with(forged, 1)).await;
     let closed = c.closed().await;
     assert_eq!((closed.error, closed.code), (Some(1100), Some(4100)));
 
     let mut c = Client::unauthenticated(gw.addr, "x").await;
-    let expired = mint_hs256(
-        SECRET.as_bytes(),
-        "alice",
-        1,
-        gateway::clock::wall_ms() - 10_000,
-    );
+    let expired = mint_hs256(SECRET.as_bytes(), "alice", 1, wall_ms() - 10_000);
     c.send(hello_with(expired, 1)).await;
     let closed = c.closed().await;
     assert_eq!((closed.error, closed.code), (Some(1101), Some(4101)));
@@ -80,13 +62,12 @@ async fn malformed_frames_get_errors_then_a_close() {
     let gw = Gateway::start(&[]);
     let mut c = Client::connect(&gw, "alice").await;
     for i in 0..5 {
-        let junk = if i % 2 == 0 {
-            WsMessage::Binary(Bytes::from_static(b"\x00\x01garbage"))
+        if i % 2 == 0 {
+            c.ws_frame(true, OpCode::Binary, b"\x00\x01garbage").await;
         } else {
             // A text message is not a protocol frame either.
-            WsMessage::Text("hello".into())
-        };
-        c.send_raw(junk).await;
+            c.ws_frame(true, OpCode::Text, b"hello").await;
+        }
         let f = c.next().await;
         assert_eq!(error_code(&f), Some(1000), "{f:?}");
         assert_eq!(f.seq, 0);
@@ -95,8 +76,7 @@ async fn malformed_frames_get_errors_then_a_close() {
     let r = c.request(ClientBody::Ping { nonce: 1 }).await;
     assert!(matches!(r.body, ServerBody::Pong { .. }));
     // ...until one too many.
-    c.send_raw(WsMessage::Binary(Bytes::from_static(b"\xff\xff\xff\xff")))
-        .await;
+    c.send_bytes(b"\xff\xff\xff\xff").await;
     let closed = c.closed().await;
     assert_eq!((closed.error, closed.code), (Some(1005), Some(4005)));
     still_serving(&gw).await;
@@ -114,7 +94,7 @@ async fn invalid_utf8_inside_a_frame_is_a_bad_frame() {
     .to_vec();
     let at = bytes.windows(2).position(|w| w == "é".as_bytes()).unwrap();
     bytes[at + 1] = 0xff;
-    c.send_raw(WsMessage::Binary(bytes.into())).await;
+    c.send_bytes(&bytes).await;
     let f = c.next().await;
     assert_eq!(error_code(&f), Some(1000));
     still_serving(&gw).await;
@@ -124,25 +104,16 @@ async fn invalid_utf8_inside_a_frame_is_a_bad_frame() {
 async fn oversized_frames_are_refused_before_they_are_read() {
     let gw = Gateway::start(&["--max-frame-bytes", "20000"]);
     let mut c = Client::connect(&gw, "alice").await;
-    c.send_raw(WsMessage::Binary(vec![0u8; 20_001].into()))
-        .await;
+    c.send_bytes(&vec![0u8; 20_001]).await;
     let closed = c.closed().await;
     assert_eq!((closed.error, closed.code), (Some(1004), Some(1009)));
 
     // Fragments that only add up to too much are refused too.
     let mut c = Client::connect(&gw, "alice").await;
     let chunk = vec![0u8; 8_000];
-    let frame = |opcode, is_final| {
-        let header = FrameHeader {
-            opcode,
-            is_final,
-            ..FrameHeader::default()
-        };
-        WsMessage::Frame(Frame::from_payload(header, chunk.clone().into()))
-    };
-    c.send_raw(frame(OpCode::Data(Data::Binary), false)).await;
-    c.send_raw(frame(OpCode::Data(Data::Continue), false)).await;
-    c.send_raw(frame(OpCode::Data(Data::Continue), true)).await;
+    c.ws_frame(false, OpCode::Binary, &chunk).await;
+    c.ws_frame(false, OpCode::Continuation, &chunk).await;
+    c.ws_frame(true, OpCode::Continuation, &chunk).await;
     let closed = c.closed().await;
     assert_eq!((closed.error, closed.code), (Some(1004), Some(1009)));
     still_serving(&gw).await;
@@ -157,27 +128,9 @@ async fn fragmented_frames_within_the_limit_are_assembled() {
         body: ClientBody::Ping { nonce: 3 },
     });
     let (a, b) = bytes.split_at(bytes.len() / 2);
-    let h1 = FrameHeader {
-        opcode: OpCode::Data(Data::Binary),
-        is_final: false,
-        ..FrameHeader::default()
-    };
-    let h2 = FrameHeader {
-        opcode: OpCode::Data(Data::Continue),
-        ..FrameHeader::default()
-    };
-    c.send_raw(WsMessage::Frame(Frame::from_payload(
-        h1,
-        Bytes::copy_from_slice(a),
-    )))
-    .await;
-    c.send_raw(WsMessage::Ping(Bytes::from_static(b"in-between")))
-        .await;
-    c.send_raw(WsMessage::Frame(Frame::from_payload(
-        h2,
-        Bytes::copy_from_slice(b),
-    )))
-    .await;
+    c.ws_frame(false, OpCode::Binary, a).await;
+    c.ws_frame(true, OpCode::Ping, b"in-between").await;
+    c.ws_frame(true, OpCode::Continuation, b).await;
     let f = c.next().await;
     assert_eq!(f.seq, 42);
     assert!(matches!(f.body, ServerBody::Pong { nonce: 3, .. }));
@@ -361,7 +314,7 @@ async fn hello_and_idle_timeouts_close_silent_connections() {
     assert_eq!((closed.error, closed.code), (Some(1006), Some(4006)));
 
     let mut idle = Client::connect(&gw, "idle").await;
-    assert_eq!(idle.welcome.as_ref().unwrap().heartbeat_ms, 1000);
+    assert_eq!(idle.welcome().heartbeat_ms, 1000);
     let mut alive = Client::connect(&gw, "alive").await;
     let start = tokio::time::Instant::now();
     let heartbeat = async {

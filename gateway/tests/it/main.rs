@@ -1,0 +1,15 @@
+//! End-to-end tests against the real `gateway` binary: one test crate, so `support` compiles
+//! once. Each module starts its own gateway processes (and, for the cluster, Redis) on free
+//! loopback ports; `scripts/test.sh` starts the Cassandra they share.
+
+#![allow(clippy::unwrap_used)]
+
+mod autobahn;
+mod cluster;
+mod durability;
+mod lifecycle;
+mod quic;
+mod quic_aioquic;
+mod support;
+mod ws_chat;
+mod ws_limits;

@@ -1,0 +1,36 @@
+//! The token a client presents in `Hello` (and as a REST bearer token): a JWT whose `sub` is the
+//! user id. The gateway verifies it (`gateway::auth`); development tools, tests and the load
+//! test mint HS256 tokens with [`mint_hs256`] (production tokens come from the marketplace's
+//! own auth service).
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+
+/// The claims Parley reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// Issued at, Unix seconds.
+    #[serde(default)]
+    pub iat: i64,
+}
+
+/// An HS256 token for `user` valid for `ttl_secs` from `now_ms`.
+pub fn mint_hs256(secret: &[u8], user: &str, ttl_secs: i64, now_ms: i64) -> String {
+    let now = now_ms / 1000;
+    let claims = Claims {
+        sub: user.to_owned(),
+        exp: now + ttl_secs,
+        iat: now,
+    };
+    sign(Algorithm::HS256, &EncodingKey::from_secret(secret), &claims)
+}
+
+/// Signs `claims` with `key` (RS256 / EdDSA test tokens too).
+pub fn sign(alg: Algorithm, key: &EncodingKey, claims: &Claims) -> String {
+    // Encoding plain claims with a valid key cannot fail.
+    jsonwebtoken::encode(&Header::new(alg), claims, key).unwrap_or_default()
+}

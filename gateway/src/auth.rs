@@ -4,14 +4,14 @@
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use parley_proto::token::Claims;
-pub use parley_proto::token::mint_hs256;
+pub(crate) use parley_proto::token::mint_hs256;
 
 /// Longest accepted user id (bytes). Ids are opaque but bounded: they are stored and sent often.
-pub const MAX_USER_ID_BYTES: usize = 128;
+pub(crate) const MAX_USER_ID_BYTES: usize = 128;
 
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     #[error("invalid token: {0}")]
     Invalid(String),
     #[error("token expired")]
@@ -19,7 +19,7 @@ pub enum AuthError {
 }
 
 /// Verifies tokens. Built once from config; shared by every session.
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     hs256: DecodingKey,
     public: Option<(Algorithm, DecodingKey)>,
 }
@@ -34,7 +34,7 @@ impl std::fmt::Debug for Authenticator {
 
 impl Authenticator {
     /// HS256 with `secret`; with `public_key_pem`, also RS256 (RSA key) or EdDSA (Ed25519 key).
-    pub fn new(secret: &[u8], public_key_pem: Option<&[u8]>) -> Result<Self, String> {
+    pub(crate) fn new(secret: &[u8], public_key_pem: Option<&[u8]>) -> Result<Self, String> {
         let public = match public_key_pem {
             None => None,
             Some(pem) => Some(
@@ -51,7 +51,7 @@ impl Authenticator {
     }
 
     /// The user id of a valid, unexpired token.
-    pub fn verify(&self, token: &str, now_ms: i64) -> Result<String, AuthError> {
+    pub(crate) fn verify(&self, token: &str, now_ms: i64) -> Result<String, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let key = match (header.alg, &self.public) {
@@ -79,7 +79,7 @@ impl Authenticator {
 }
 
 /// User ids: 1..=128 bytes, no control characters.
-pub fn validate_user_id(id: &str) -> Result<(), &'static str> {
+pub(crate) fn validate_user_id(id: &str) -> Result<(), &'static str> {
     if id.is_empty() || id.len() > MAX_USER_ID_BYTES {
         return Err("user id must be 1 to 128 bytes");
     }

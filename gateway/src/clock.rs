@@ -7,14 +7,14 @@ use tokio::time::Instant;
 
 /// One reading of both clocks: monotonic for timers, wall-clock for timestamps.
 #[derive(Clone, Copy, Debug)]
-pub struct Now {
-    pub mono: Instant,
-    pub wall_ms: i64,
+pub(crate) struct Now {
+    pub(crate) mono: Instant,
+    pub(crate) wall_ms: i64,
 }
 
 impl Now {
     /// The current time (Tokio's clock, so a paused test clock applies).
-    pub fn get() -> Self {
+    pub(crate) fn get() -> Self {
         Self {
             mono: Instant::now(),
             wall_ms: wall_ms(),
@@ -23,14 +23,14 @@ impl Now {
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn wall_ms() -> i64 {
+pub(crate) fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// RFC 3339 UTC text of Unix milliseconds (`2026-11-25T20:19:35.123Z`), for JSON and logs.
-pub fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);

@@ -21,13 +21,13 @@ pub(crate) fn http_status(code: ErrorCode) -> u16 {
 
 /// An error with its client-facing text.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientError {
-    pub code: ErrorCode,
-    pub message: String,
+pub(crate) struct ClientError {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
 }
 
 impl ClientError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),

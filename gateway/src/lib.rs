@@ -1,24 +1,35 @@
-//! The Parley gateway: a sharded WebSocket (and later QUIC) chat server.
+//! The Parley gateway: a sharded WebSocket and QUIC chat server. The binary calls [`run`];
+//! everything else is internal (`pub(crate)`), reached by clients only through the protocol.
 //!
-//! See ARCHITECTURE.md at the repository root for the code map and invariants.
+//! See ARCHITECTURE.md at the repository root for the code map, the layers and the rules on
+//! which module may use which (checked by `tests/layers.rs`).
 
-pub mod auth;
-pub mod clock;
-pub mod cluster;
-pub mod config;
-pub mod conn;
-pub mod errors;
-pub mod http;
-pub mod hub;
-pub mod metered;
-pub mod metrics;
-pub mod node;
-pub mod ops;
-pub mod outbox;
-pub mod quic;
-pub mod ratelimit;
-pub mod rest;
-pub mod server;
-pub mod session;
-pub mod shard;
-pub mod ws;
+#![warn(unreachable_pub)]
+
+mod auth;
+mod bus;
+mod chat;
+mod cli;
+mod clock;
+mod config;
+mod driver;
+mod errors;
+mod event;
+mod files;
+mod metered;
+mod metrics;
+mod node;
+mod outbox;
+mod ratelimit;
+mod server;
+mod session;
+mod shard;
+#[cfg(test)]
+mod testkit;
+mod transport;
+
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench;
+
+pub use cli::run;

@@ -1,38 +1,86 @@
-//! A storage decorator that times every call into the metrics (write and read latency, errors),
-//! so every engine is measured the same way without knowing about metrics.
+//! Storage decorators: [`Wrapped`] runs every storage call through an [`Around`], which sees
+//! what the call is and the future that does it. [`Timing`] times every call into the metrics
+//! (write and read latency, errors), so every engine is measured the same way without knowing
+//! about metrics; the in-process test harness wraps storage the same way to hold the clock
+//! still while storage works, and to order what tests need ordered.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use parley_storage::*;
+use parley_storage::{Result, Storage};
 use parley_types::*;
 use tokio::time::Instant;
 
 use crate::metrics::{Metrics, StorageOp};
 
-pub struct Metered {
+/// What a storage call is, for an [`Around`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Call<'a> {
+    /// A write; for an append, its client_msg_id when the [`Around`] asked to see them.
+    Write(#[cfg_attr(not(test), allow(dead_code))] Option<&'a str>),
+    Read,
+    Health,
+}
+
+pub(crate) type CallFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// Something done around every storage call.
+pub(crate) trait Around: Send + Sync + 'static {
+    /// Whether [`Call::Write`] carries an append's client_msg_id (a copy per append).
+    const SEES_APPENDS: bool = false;
+
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        f: CallFuture<'a, T>,
+    ) -> CallFuture<'a, T>;
+}
+
+/// A storage engine with an [`Around`] on every call.
+pub(crate) struct Wrapped<A> {
     inner: Arc<dyn Storage>,
-    metrics: Arc<Metrics>,
+    around: A,
 }
 
-impl Metered {
-    pub fn new(inner: Arc<dyn Storage>, metrics: Arc<Metrics>) -> Self {
-        Self { inner, metrics }
-    }
-
-    async fn timed<T>(&self, op: StorageOp, call: impl Future<Output = Result<T>>) -> Result<T> {
-        let start = Instant::now();
-        let r = call.await;
-        self.metrics.storage(op, start.elapsed(), r.is_ok());
-        r
+impl<A: Around> Wrapped<A> {
+    pub(crate) fn new(inner: Arc<dyn Storage>, around: A) -> Self {
+        Self { inner, around }
     }
 }
 
-use StorageOp::{Read, Write};
+/// Times calls into the metrics.
+pub(crate) struct Timing(pub(crate) Arc<Metrics>);
+
+impl Around for Timing {
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        f: CallFuture<'a, T>,
+    ) -> CallFuture<'a, T> {
+        Box::pin(async move {
+            let start = Instant::now();
+            let r = f.await;
+            let op = match call {
+                Call::Write(_) => StorageOp::Write,
+                Call::Read => StorageOp::Read,
+                Call::Health => return r,
+            };
+            self.0.storage(op, start.elapsed(), r.is_ok());
+            r
+        })
+    }
+}
+
+/// The metered storage the node uses.
+pub(crate) type Metered = Wrapped<Timing>;
+
+const W: Call<'static> = Call::Write(None);
+const R: Call<'static> = Call::Read;
 
 #[async_trait]
-impl Storage for Metered {
+impl<A: Around> Storage for Wrapped<A> {
     async fn create_direct(
         &self,
         buyer: &str,
@@ -40,11 +88,8 @@ impl Storage for Metered {
         listing: &str,
         now_ms: i64,
     ) -> Result<Created> {
-        self.timed(
-            Write,
-            self.inner.create_direct(buyer, seller, listing, now_ms),
-        )
-        .await
+        let f = self.inner.create_direct(buyer, seller, listing, now_ms);
+        self.around.around(W, f).await
     }
     async fn create_group(
         &self,
@@ -53,22 +98,23 @@ impl Storage for Metered {
         title: &str,
         now_ms: i64,
     ) -> Result<Conversation> {
-        self.timed(
-            Write,
-            self.inner
-                .create_group(creator, participants, title, now_ms),
-        )
-        .await
+        let f = self
+            .inner
+            .create_group(creator, participants, title, now_ms);
+        self.around.around(W, f).await
     }
     async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>> {
-        self.timed(Read, self.inner.conversation(id)).await
+        self.around.around(R, self.inner.conversation(id)).await
     }
     async fn delete_conversation(&self, id: ConversationId, by: &str) -> Result<Conversation> {
-        self.timed(Write, self.inner.delete_conversation(id, by))
+        self.around
+            .around(W, self.inner.delete_conversation(id, by))
             .await
     }
     async fn append(&self, message: NewMessage) -> Result<Appended> {
-        self.timed(Write, self.inner.append(message)).await
+        let key = A::SEES_APPENDS.then(|| message.client_msg_id.clone());
+        let f = self.inner.append(message);
+        self.around.around(Call::Write(key.as_deref()), f).await
     }
     async fn history(
         &self,
@@ -76,7 +122,9 @@ impl Storage for Metered {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<HistoryPage> {
-        self.timed(Read, self.inner.history(c, before, limit)).await
+        self.around
+            .around(R, self.inner.history(c, before, limit))
+            .await
     }
     async fn messages_after(
         &self,
@@ -84,7 +132,8 @@ impl Storage for Metered {
         after: MessageId,
         limit: usize,
     ) -> Result<Vec<Message>> {
-        self.timed(Read, self.inner.messages_after(c, after, limit))
+        self.around
+            .around(R, self.inner.messages_after(c, after, limit))
             .await
     }
     async fn mark_read(
@@ -94,7 +143,8 @@ impl Storage for Metered {
         up_to: MessageId,
         now_ms: i64,
     ) -> Result<ReadOutcome> {
-        self.timed(Write, self.inner.mark_read(c, user, up_to, now_ms))
+        self.around
+            .around(W, self.inner.mark_read(c, user, up_to, now_ms))
             .await
     }
     async fn list_conversations(
@@ -103,26 +153,28 @@ impl Storage for Metered {
         cursor: Option<ListCursor>,
         limit: usize,
     ) -> Result<ConversationPage> {
-        self.timed(Read, self.inner.list_conversations(user, cursor, limit))
-            .await
+        let f = self.inner.list_conversations(user, cursor, limit);
+        self.around.around(R, f).await
     }
     async fn unread_counts(&self, user: &str) -> Result<Vec<(ConversationId, u64)>> {
-        self.timed(Read, self.inner.unread_counts(user)).await
+        self.around.around(R, self.inner.unread_counts(user)).await
     }
     async fn contacts(&self, user: &str) -> Result<Vec<String>> {
-        self.timed(Read, self.inner.contacts(user)).await
+        self.around.around(R, self.inner.contacts(user)).await
     }
     async fn set_block(&self, user: &str, target: &str, blocked: bool, now_ms: i64) -> Result<()> {
-        self.timed(Write, self.inner.set_block(user, target, blocked, now_ms))
-            .await
+        let f = self.inner.set_block(user, target, blocked, now_ms);
+        self.around.around(W, f).await
     }
     async fn is_blocked_between(&self, a: &str, b: &str) -> Result<bool> {
-        self.timed(Read, self.inner.is_blocked_between(a, b)).await
+        self.around
+            .around(R, self.inner.is_blocked_between(a, b))
+            .await
     }
     async fn report(&self, report: NewReport) -> Result<uuid::Uuid> {
-        self.timed(Write, self.inner.report(report)).await
+        self.around.around(W, self.inner.report(report)).await
     }
     async fn health(&self) -> Result<()> {
-        self.inner.health().await
+        self.around.around(Call::Health, self.inner.health()).await
     }
 }

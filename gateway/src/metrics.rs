@@ -31,7 +31,7 @@ const BUCKETS_US: [u64; 18] = [
 ];
 
 /// A cumulative-bucket latency histogram.
-pub struct Histogram {
+pub(crate) struct Histogram {
     buckets: [AtomicU64; BUCKETS_US.len()],
     sum_us: AtomicU64,
 }
@@ -46,7 +46,7 @@ impl Default for Histogram {
 }
 
 impl Histogram {
-    pub fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let us = d.as_micros().min(u128::from(u64::MAX - 1)) as u64;
         let i = BUCKETS_US.partition_point(|b| *b < us);
         if let Some(b) = self.buckets.get(i) {
@@ -83,7 +83,7 @@ impl Histogram {
 
 /// Transports, for the connection gauge.
 #[derive(Clone, Copy, Debug)]
-pub enum Transport {
+pub(crate) enum Transport {
     WebSocket = 0,
     Quic = 1,
 }
@@ -91,7 +91,7 @@ pub enum Transport {
 const TRANSPORTS: [&str; 2] = ["ws", "quic"];
 
 /// Counters one shard updates.
-pub struct ShardMetrics {
+pub(crate) struct ShardMetrics {
     connections: [AtomicI64; 2],
     frames_in: [AtomicU64; ClientKind::ALL.len()],
     frames_out: [AtomicU64; FrameKind::ALL.len()],
@@ -114,46 +114,46 @@ impl Default for ShardMetrics {
 }
 
 impl ShardMetrics {
-    pub fn connection_opened(&self, t: Transport) {
+    pub(crate) fn connection_opened(&self, t: Transport) {
         self.connections[t as usize].fetch_add(1, Relaxed);
     }
-    pub fn connection_closed(&self, t: Transport) {
+    pub(crate) fn connection_closed(&self, t: Transport) {
         self.connections[t as usize].fetch_sub(1, Relaxed);
     }
-    pub fn frame_in(&self, kind: ClientKind) {
+    pub(crate) fn frame_in(&self, kind: ClientKind) {
         if let Some(c) = self.frames_in.get(kind.index()) {
             c.fetch_add(1, Relaxed);
         }
     }
-    pub fn frames_out(&self, kind: FrameKind, n: u64) {
+    pub(crate) fn frames_out(&self, kind: FrameKind, n: u64) {
         if let Some(c) = self.frames_out.get(kind.index()) {
             c.fetch_add(n, Relaxed);
         }
     }
-    pub fn delivered(&self, n: u64) {
+    pub(crate) fn delivered(&self, n: u64) {
         self.deliveries.fetch_add(n, Relaxed);
     }
-    pub fn dropped_ephemeral(&self) {
+    pub(crate) fn dropped_ephemeral(&self) {
         self.dropped_ephemeral.fetch_add(1, Relaxed);
     }
-    pub fn slow_consumer(&self) {
+    pub(crate) fn slow_consumer(&self) {
         self.slow_consumers.fetch_add(1, Relaxed);
-    }
-    /// Open connections on this shard, all transports.
-    pub fn connections(&self) -> i64 {
-        self.connections.iter().map(|c| c.load(Relaxed)).sum()
     }
 }
 
 /// Counts a connection as open (by shard and transport) until dropped.
-pub struct ConnectionGauge {
+pub(crate) struct ConnectionGauge {
     metrics: std::sync::Arc<Metrics>,
     shard: usize,
     transport: Transport,
 }
 
 impl ConnectionGauge {
-    pub fn open(metrics: &std::sync::Arc<Metrics>, shard: usize, transport: Transport) -> Self {
+    pub(crate) fn open(
+        metrics: &std::sync::Arc<Metrics>,
+        shard: usize,
+        transport: Transport,
+    ) -> Self {
         metrics.shard(shard).connection_opened(transport);
         Self {
             metrics: metrics.clone(),
@@ -173,25 +173,34 @@ impl Drop for ConnectionGauge {
 
 /// Storage calls, for the latency histograms.
 #[derive(Clone, Copy, Debug)]
-pub enum StorageOp {
+pub(crate) enum StorageOp {
     Write = 0,
     Read = 1,
 }
 
 /// The node's metrics.
-pub struct Metrics {
-    pub shards: Box<[ShardMetrics]>,
+pub(crate) struct Metrics {
+    pub(crate) shards: Box<[ShardMetrics]>,
     errors: Vec<(u16, AtomicU64)>,
     /// Server-side send → deliver: from receiving a Send to enqueueing it on a shard's sessions.
-    pub send_to_deliver: Histogram,
+    pub(crate) send_to_deliver: Histogram,
     storage: [Histogram; 2],
     storage_errors: AtomicU64,
-    /// Cluster bus: now − publication time of each event read (stream lag).
-    pub bus_lag: Histogram,
+}
+
+/// Node-wide values read when `/metrics` is rendered (they live with their owners).
+pub(crate) struct NodeGauges<'a> {
+    pub(crate) online_users: usize,
+    pub(crate) resident_bytes: u64,
+    /// Deliveries dropped because a shard's inbox was full (ephemeral events only).
+    pub(crate) inbox_full_drops: u64,
+    /// Message deliveries skipped because this node had delivered that message already.
+    pub(crate) duplicate_deliveries: u64,
+    pub(crate) bus: Option<&'a crate::bus::BusStats>,
 }
 
 impl Metrics {
-    pub fn new(shards: usize) -> Self {
+    pub(crate) fn new(shards: usize) -> Self {
         let errors = (1000..=1999)
             .filter_map(ErrorCode::from_code)
             .map(|c| (c.code(), AtomicU64::new(0)))
@@ -202,35 +211,29 @@ impl Metrics {
             send_to_deliver: Histogram::default(),
             storage: [Histogram::default(), Histogram::default()],
             storage_errors: AtomicU64::new(0),
-            bus_lag: Histogram::default(),
         }
     }
 
-    pub fn shard(&self, id: usize) -> &ShardMetrics {
+    pub(crate) fn shard(&self, id: usize) -> &ShardMetrics {
         // Shard ids come from `server::start`, which sized this; fall back to shard 0.
         self.shards.get(id).unwrap_or(&self.shards[0])
     }
 
-    pub fn error(&self, code: u16) {
+    pub(crate) fn error(&self, code: u16) {
         if let Some((_, c)) = self.errors.iter().find(|(k, _)| *k == code) {
             c.fetch_add(1, Relaxed);
         }
     }
 
-    pub fn storage(&self, op: StorageOp, took: Duration, ok: bool) {
+    pub(crate) fn storage(&self, op: StorageOp, took: Duration, ok: bool) {
         self.storage[op as usize].observe(took);
         if !ok {
             self.storage_errors.fetch_add(1, Relaxed);
         }
     }
 
-    /// Open connections, all shards and transports.
-    pub fn connections(&self) -> i64 {
-        self.shards.iter().map(ShardMetrics::connections).sum()
-    }
-
     /// The Prometheus text format.
-    pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
+    pub(crate) fn render(&self, node: &NodeGauges<'_>) -> String {
         let mut out = String::with_capacity(16 * 1024);
         out.push_str("# HELP parley_connections Open client connections.\n");
         out.push_str("# TYPE parley_connections gauge\n");
@@ -320,16 +323,83 @@ impl Metrics {
             "parley_storage_seconds",
             "op=\"read\"",
         );
-        out.push_str(
-            "# HELP parley_bus_lag_seconds Cluster bus: event read time minus publication time.\n",
-        );
-        out.push_str("# TYPE parley_bus_lag_seconds histogram\n");
-        self.bus_lag.render(&mut out, "parley_bus_lag_seconds", "");
-        for (name, help, v) in extra {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        }
+        render_node(&mut out, node);
         out
     }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+    );
+}
+
+fn render_node(out: &mut String, n: &NodeGauges<'_>) {
+    gauge(
+        out,
+        "parley_online_users",
+        "Users with at least one session on this node.",
+        n.online_users as f64,
+    );
+    gauge(
+        out,
+        "process_resident_memory_bytes",
+        "Resident memory of this process.",
+        n.resident_bytes as f64,
+    );
+    counter(
+        out,
+        "parley_inbox_full_drops_total",
+        "Typing/presence deliveries dropped because a shard's inbox was full.",
+        n.inbox_full_drops,
+    );
+    counter(
+        out,
+        "parley_duplicate_deliveries_total",
+        "Messages this node skipped because it had delivered them already (retries).",
+        n.duplicate_deliveries,
+    );
+    let Some(bus) = n.bus else { return };
+    gauge(
+        out,
+        "parley_bus_connected",
+        "1 while the cluster bus reads from its log.",
+        f64::from(u8::from(bus.connected())),
+    );
+    for (name, help, v) in [
+        (
+            "parley_bus_published_total",
+            "Events written to the cluster bus.",
+            &bus.published,
+        ),
+        (
+            "parley_bus_received_total",
+            "Events read from other nodes.",
+            &bus.received,
+        ),
+        (
+            "parley_bus_dropped_total",
+            "Events dropped because the publish queue was full.",
+            &bus.dropped,
+        ),
+        (
+            "parley_bus_gaps_total",
+            "Times this node found it had missed bus events.",
+            &bus.gaps,
+        ),
+    ] {
+        counter(out, name, help, v.load(Relaxed));
+    }
+    out.push_str(
+        "# HELP parley_bus_lag_seconds Cluster bus: event read time minus publication time.\n",
+    );
+    out.push_str("# TYPE parley_bus_lag_seconds histogram\n");
+    bus.lag.render(out, "parley_bus_lag_seconds", "");
 }
 
 #[cfg(test)]
@@ -345,7 +415,15 @@ mod tests {
         m.error(1500);
         m.send_to_deliver.observe(Duration::from_micros(700));
         m.storage(StorageOp::Write, Duration::from_millis(2), true);
-        let text = m.render(&[("parley_up", "Always 1.", 1.0)]);
+        let bus = crate::bus::BusStats::default();
+        bus.published.fetch_add(3, Relaxed);
+        let text = m.render(&NodeGauges {
+            online_users: 4,
+            resident_bytes: 1,
+            inbox_full_drops: 2,
+            duplicate_deliveries: 0,
+            bus: Some(&bus),
+        });
         assert!(text.contains("parley_connections{transport=\"ws\",shard=\"1\"} 1"));
         assert!(text.contains("parley_frames_in_total{type=\"send\"} 1"));
         assert!(text.contains("parley_frames_out_total{type=\"message_new\"} 5"));
@@ -354,6 +432,15 @@ mod tests {
         assert!(text.contains("parley_send_to_deliver_seconds_bucket{le=\"0.001\"} 1"));
         assert!(text.contains("parley_send_to_deliver_seconds_count 1"));
         assert!(text.contains("parley_storage_seconds_bucket{op=\"write\",le=\"0.0025\"} 1"));
-        assert!(text.contains("parley_up 1"));
+        assert!(text.contains("parley_online_users 4"));
+        assert!(text.contains(
+            "# TYPE parley_inbox_full_drops_total counter\nparley_inbox_full_drops_total 2"
+        ));
+        assert!(
+            text.contains(
+                "# TYPE parley_bus_published_total counter\nparley_bus_published_total 3"
+            )
+        );
+        assert!(text.contains("parley_bus_lag_seconds_count 0"));
     }
 }

@@ -25,26 +25,14 @@ use tokio::sync::Notify;
 
 use parley_proto::ErrorCode;
 
+pub(crate) use crate::event::Class;
+
 /// Pongs waiting to be written before the oldest is dropped (each at most 125 bytes).
 const MAX_PENDING_PONGS: usize = 16;
 
-/// What a queued frame is, for the overflow policy and resume de-duplication.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
-    /// Typing, presence: may be dropped under pressure.
-    Ephemeral,
-    /// A MessageNew.
-    Message {
-        conversation: ConversationId,
-        id: MessageId,
-    },
-    /// Anything else that must arrive (read receipts, deletions, answers).
-    Reliable,
-}
-
 /// One item for the transport's writer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Item {
+pub(crate) enum Item {
     /// A protocol frame (WebSocket binary message / QUIC length-prefixed frame).
     Frame(Bytes),
     /// A protocol frame that may go unreliably (QUIC datagram); WebSocket sends it as a frame.
@@ -65,16 +53,16 @@ impl Item {
 
 /// How the session ends, for the writer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Closing {
+pub(crate) struct Closing {
     /// The error that ends the session; None for a normal close (the peer closed).
-    pub error: Option<ErrorCode>,
+    pub(crate) error: Option<ErrorCode>,
     /// The WebSocket close code to send.
-    pub close_code: u16,
+    pub(crate) close_code: u16,
 }
 
 /// Result of a fan-out push.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pushed {
+pub(crate) enum Pushed {
     Queued,
     /// An ephemeral event dropped under pressure.
     Dropped,
@@ -86,7 +74,7 @@ pub enum Pushed {
 
 /// What the writer gets from [`Outbox::next`].
 #[derive(Debug, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Items were moved into the caller's buffer.
     Items,
     /// Write what was moved (if anything), then close.
@@ -107,7 +95,7 @@ struct State {
 }
 
 /// The bounded outbound queue of one session.
-pub struct Outbox {
+pub(crate) struct Outbox {
     state: RefCell<State>,
     max_frames: usize,
     max_bytes: usize,
@@ -120,7 +108,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(max_frames: usize, max_bytes: usize) -> Self {
+    pub(crate) fn new(max_frames: usize, max_bytes: usize) -> Self {
         Self {
             state: RefCell::default(),
             max_frames,
@@ -132,13 +120,13 @@ impl Outbox {
     }
 
     /// Fan-out push: never waits (see the module policy).
-    pub fn push(&self, frame: Bytes, class: Class) -> Pushed {
+    pub(crate) fn push(&self, frame: Bytes, class: Class) -> Pushed {
         self.push_item(Item::Frame(frame), class)
     }
 
     /// Fan-out push of an event that may travel unreliably (a QUIC datagram when the peer
     /// takes them: typing indicators); same policy as [`Outbox::push`].
-    pub fn push_datagram(&self, frame: Bytes, class: Class) -> Pushed {
+    pub(crate) fn push_datagram(&self, frame: Bytes, class: Class) -> Pushed {
         self.push_item(Item::Datagram(frame), class)
     }
 
@@ -186,7 +174,7 @@ impl Outbox {
     }
 
     /// The session's own answer: waits for space; `Err` when the session is closing.
-    pub async fn push_own(&self, item: Item) -> Result<(), ()> {
+    pub(crate) async fn push_own(&self, item: Item) -> Result<(), ()> {
         loop {
             {
                 let mut s = self.state.borrow_mut();
@@ -212,7 +200,7 @@ impl Outbox {
     /// A pong answering a ping: ahead of queued data, never waiting. RFC 6455 lets a server
     /// answer only the latest of several pings; we answer up to `MAX_PENDING_PONGS` in order
     /// (Autobahn 2.10 sends ten back to back) and then keep just the newest ones.
-    pub fn push_pong(&self, payload: Bytes) {
+    pub(crate) fn push_pong(&self, payload: Bytes) {
         let mut s = self.state.borrow_mut();
         if s.closing.is_some() {
             return;
@@ -232,7 +220,7 @@ impl Outbox {
     }
 
     /// Start holding live events aside (resume replay begins).
-    pub fn hold(&self) {
+    pub(crate) fn hold(&self) {
         let mut s = self.state.borrow_mut();
         if s.held.is_none() {
             s.held = Some(VecDeque::new());
@@ -242,7 +230,7 @@ impl Outbox {
 
     /// Replay done: from now on drop messages at or below what was replayed per conversation,
     /// and queue the held events (minus those).
-    pub fn release(&self, replayed: HashMap<ConversationId, MessageId>) {
+    pub(crate) fn release(&self, replayed: HashMap<ConversationId, MessageId>) {
         let held = {
             let mut s = self.state.borrow_mut();
             s.held_bytes = 0;
@@ -259,7 +247,7 @@ impl Outbox {
 
     /// Begin closing because of `error`: the writer sends what is queued (unless the cause is
     /// a slow consumer, whose queue is discarded), then closes. The first cause wins.
-    pub fn close(&self, error: ErrorCode) {
+    pub(crate) fn close(&self, error: ErrorCode) {
         self.begin_close(Closing {
             error: Some(error),
             close_code: error.close_code(),
@@ -267,7 +255,7 @@ impl Outbox {
     }
 
     /// Begin a normal close answering the peer's close frame (`code` echoed).
-    pub fn close_normal(&self, code: u16) {
+    pub(crate) fn close_normal(&self, code: u16) {
         self.begin_close(Closing {
             error: None,
             close_code: code,
@@ -291,12 +279,12 @@ impl Outbox {
         self.closed.notify_waiters();
     }
 
-    pub fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.state.borrow().closing.is_some()
     }
 
     /// Resolves once the outbox is closing.
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         loop {
             let notified = self.closed.notified();
             if self.is_closing() {
@@ -307,7 +295,7 @@ impl Outbox {
     }
 
     /// For the writer: waits for items, moves all queued ones into `buf`.
-    pub async fn next(&self, buf: &mut Vec<Item>) -> Next {
+    pub(crate) async fn next(&self, buf: &mut Vec<Item>) -> Next {
         loop {
             {
                 let mut s = self.state.borrow_mut();
@@ -331,16 +319,19 @@ impl Outbox {
     }
 
     /// Ephemeral events dropped so far.
-    pub fn dropped(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn dropped(&self) -> u64 {
         self.state.borrow().dropped
     }
 
-    /// Frames queued now (for tests and metrics).
-    pub fn len(&self) -> usize {
+    /// Frames queued now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.state.borrow().queue.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -15,20 +15,25 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::Authenticator;
-use crate::cluster::Cluster;
+use crate::bus::Bus;
+use crate::bus::redis::RedisLog;
+use crate::chat::{BusEvents, Chat};
 use crate::config::Config;
-use crate::hub::{Delivery, Hub};
-use crate::metered::Metered;
+use crate::metered::{Metered, Timing};
 use crate::metrics::Metrics;
-use crate::node::Node;
-use crate::quic;
+use crate::node::fanout::{Delivery, Fanout};
+use crate::node::limiter::SendLimiter;
+use crate::node::routes::Routes;
+use crate::node::{Node, Settings};
+use crate::session::SessionLimits;
 use crate::shard::Shard;
+use crate::transport::quic;
 
 /// QUIC connections waiting for their shard to take them; beyond this they are refused.
 const QUIC_BACKLOG: usize = 1024;
 
 /// A running node.
-pub struct Running {
+pub(crate) struct Running {
     addr: SocketAddr,
     quic_addr: SocketAddr,
     node: Arc<Node>,
@@ -39,30 +44,26 @@ pub struct Running {
 
 impl Running {
     /// Where HTTP / WebSocket listens.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Where QUIC listens (UDP).
-    pub fn quic_addr(&self) -> SocketAddr {
+    pub(crate) fn quic_addr(&self) -> SocketAddr {
         self.quic_addr
-    }
-
-    pub fn node(&self) -> &Arc<Node> {
-        &self.node
     }
 
     /// Stops accepting, tells every session to reconnect elsewhere, waits for them to drain
     /// (up to the configured grace) and for the shard threads to end.
-    pub fn shutdown(self, services: &tokio::runtime::Handle) {
-        self.node.begin_shutdown();
+    pub(crate) fn shutdown(self, services: &tokio::runtime::Handle) {
+        self.node.lifecycle.begin_shutdown();
         let _ = self.shutdown.send(true);
         for t in self.threads {
             let _ = t.join();
         }
         self.endpoint.close(0u8.into(), b"shutdown");
-        if let Some(cluster) = &self.node.cluster {
-            services.block_on(cluster.leave());
+        if let Some(bus) = &self.node.chat.bus {
+            services.block_on(bus.leave());
         }
     }
 }
@@ -84,20 +85,21 @@ struct ShardIo {
     quic: mpsc::Receiver<quinn::Incoming>,
 }
 
-/// Starts `config.shards` shards serving on `config.bind:config.port` (port 0: any free port,
-/// the same for every shard) and the QUIC endpoint on the same port number over UDP.
-pub fn start(
+/// Starts `config.listen.shards` shards serving on the configured address (port 0: any free
+/// port, the same for every shard) and the QUIC endpoint on the same port number over UDP.
+pub(crate) fn start(
     config: Config,
     storage: Arc<dyn Storage>,
     auth: Authenticator,
     tls: &quic::tls::TlsMaterial,
     services: &tokio::runtime::Handle,
 ) -> anyhow::Result<Running> {
-    let shards = config.shards.max(1);
-    let first = bind(SocketAddr::new(config.bind, config.port))
-        .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
+    let l = &config.listen;
+    let shards = l.shards.max(1);
+    let first = bind(SocketAddr::new(l.bind, l.port))
+        .with_context(|| format!("cannot listen on {}:{}", l.bind, l.port))?;
     let addr = first.local_addr()?;
-    let quic_addr = SocketAddr::new(config.bind, config.quic_port.unwrap_or(addr.port()));
+    let quic_addr = SocketAddr::new(l.bind, l.quic_port.unwrap_or(addr.port()));
     let udp = UdpSocket::bind(quic_addr).with_context(|| format!("cannot bind UDP {quic_addr}"))?;
     let quic_addr = udp.local_addr()?;
     let server_config = quic::tls::server_config(tls, config.session.idle_timeout)?;
@@ -105,54 +107,125 @@ pub fn start(
     for _ in 1..shards {
         listeners.push(bind(addr).with_context(|| format!("cannot add a listener on {addr}"))?);
     }
-    let metrics = Arc::new(Metrics::new(shards));
-    // The cluster link lives on the services runtime (like the storage clients).
-    let cluster = match config.cluster() {
-        Some(c) => Some(
-            services
-                .block_on(Cluster::connect(c, metrics.clone()))
-                .context("connect to Redis")?,
-        ),
-        None => None,
-    };
-    let storage: Arc<dyn Storage> = Arc::new(Metered::new(storage, metrics.clone()));
     let (inboxes, inbox_rx): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| mpsc::channel::<Delivery>(config.shard_inbox))
         .unzip();
     let (quic_tx, quic_rx): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| mpsc::channel::<quinn::Incoming>(QUIC_BACKLOG))
         .unzip();
-    let hub = Arc::new(Hub::new(
-        inboxes,
-        storage.clone(),
-        config.user_messages_per_sec,
-        config.user_message_burst,
-    ));
-    let node = Arc::new(Node::new(
-        Arc::new(config),
-        Arc::new(auth),
-        hub,
-        storage,
-        metrics,
-        cluster.clone(),
-    ));
+    let node = build_node(config, storage, auth, inboxes, services)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let io = listeners
+        .into_iter()
+        .zip(inbox_rx)
+        .zip(quic_rx)
+        .map(|((listener, inbox), quic)| ShardIo {
+            listener,
+            inbox,
+            quic,
+        })
+        .collect();
+    let (threads, handles) = spawn_shards(&node, io, &shutdown_rx)?;
+    // One endpoint for the node (see quic/mod.rs); its tasks run on the shards.
+    let runtime = Arc::new(quic::runtime::ShardedRuntime::new(handles.clone()));
+    let endpoint = {
+        let _context = handles[0].enter();
+        quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            udp,
+            runtime,
+        )?
+    };
+    handles[0].spawn(accept_quic(endpoint.clone(), node.clone(), quic_tx));
+    if let Some(bus) = &node.chat.bus {
+        bus.start(services, Arc::new(BusEvents(node.clone())));
+    }
+    Ok(Running {
+        addr,
+        quic_addr,
+        node,
+        endpoint,
+        shutdown: shutdown_tx,
+        threads,
+    })
+}
+
+/// The node's parts, wired: storage timed into the metrics, the bus when clustered.
+fn build_node(
+    config: Config,
+    storage: Arc<dyn Storage>,
+    auth: Authenticator,
+    inboxes: Vec<mpsc::Sender<Delivery>>,
+    services: &tokio::runtime::Handle,
+) -> anyhow::Result<Arc<Node>> {
+    // The bus lives on the services runtime (like the storage clients).
+    let bus = match &config.cluster {
+        Some(c) => {
+            let log = services
+                .block_on(RedisLog::connect(&c.redis_url))
+                .context("connect to Redis")?;
+            Some(Bus::new(c.bus.clone(), Arc::new(log)))
+        }
+        None => None,
+    };
+    let parts = Parts {
+        settings: config.node,
+        limits: config.session,
+        auth,
+        send_rate: config.send_rate,
+    };
+    Ok(assemble(parts, storage, inboxes, bus))
+}
+
+/// What a node is made of besides storage, its shards' inboxes and the bus.
+pub(crate) struct Parts {
+    pub(crate) settings: Settings,
+    pub(crate) limits: SessionLimits,
+    pub(crate) auth: Authenticator,
+    /// Sends per second per user, and the burst above it.
+    pub(crate) send_rate: (f64, u32),
+}
+
+/// Puts a node together (the running server and the in-process test harness alike).
+pub(crate) fn assemble(
+    parts: Parts,
+    storage: Arc<dyn Storage>,
+    inboxes: Vec<mpsc::Sender<Delivery>>,
+    bus: Option<Arc<Bus>>,
+) -> Arc<Node> {
+    let metrics = Arc::new(Metrics::new(inboxes.len()));
+    let storage: Arc<dyn Storage> = Arc::new(Metered::new(storage, Timing(metrics.clone())));
+    let routes = Arc::new(Routes::new(inboxes.len()));
+    let fanout = Fanout::new(inboxes, routes.clone());
+    let (rate, burst) = parts.send_rate;
+    let chat = Chat::new(storage, routes, fanout, SendLimiter::new(rate, burst), bus);
+    Arc::new(Node::new(
+        parts.settings,
+        parts.limits,
+        Arc::new(parts.auth),
+        chat,
+        metrics,
+    ))
+}
+
+/// Starts one thread per shard (pinned to a core when there are enough); returns the threads
+/// and their runtimes' handles, by shard id.
+fn spawn_shards(
+    node: &Arc<Node>,
+    io: Vec<ShardIo>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<(Vec<JoinHandle<()>>, Vec<tokio::runtime::Handle>)> {
+    let shards = io.len();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let pin = shards <= cores.len();
     let (handles_tx, handles_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::with_capacity(shards);
-    for (id, ((listener, inbox), quic)) in
-        listeners.into_iter().zip(inbox_rx).zip(quic_rx).enumerate()
-    {
+    for (id, io) in io.into_iter().enumerate() {
         let node = node.clone();
-        let shutdown = shutdown_rx.clone();
+        let shutdown = shutdown.clone();
         let core = pin.then(|| cores.get(id).copied()).flatten();
         let handles_tx = handles_tx.clone();
-        let io = ShardIo {
-            listener,
-            inbox,
-            quic,
-        };
         let thread = std::thread::Builder::new()
             .name(format!("parley-shard-{id}"))
             .spawn(move || {
@@ -173,31 +246,7 @@ pub fn start(
         handles.push((id, h));
     }
     handles.sort_by_key(|(id, _)| *id);
-    let handles: Vec<tokio::runtime::Handle> = handles.into_iter().map(|(_, h)| h).collect();
-
-    // One endpoint for the node (see quic/mod.rs); its tasks run on the shards.
-    let runtime = Arc::new(quic::runtime::ShardedRuntime::new(handles.clone()));
-    let endpoint = {
-        let _context = handles[0].enter();
-        quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server_config),
-            udp,
-            runtime,
-        )?
-    };
-    handles[0].spawn(accept_quic(endpoint.clone(), node.clone(), quic_tx));
-    if let Some(cluster) = &cluster {
-        cluster.start(services, node.clone());
-    }
-    Ok(Running {
-        addr,
-        quic_addr,
-        node,
-        endpoint,
-        shutdown: shutdown_tx,
-        threads,
-    })
+    Ok((threads, handles.into_iter().map(|(_, h)| h).collect()))
 }
 
 /// Hands incoming QUIC connections to the shards in turn.
@@ -208,7 +257,7 @@ async fn accept_quic(
 ) {
     let next = AtomicUsize::new(0);
     while let Some(incoming) = endpoint.accept().await {
-        if node.is_shutting_down() {
+        if node.lifecycle.is_shutting_down() {
             incoming.refuse();
             continue;
         }
@@ -266,7 +315,7 @@ async fn shard_main(shard: Rc<Shard>, io: ShardIo) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::task::spawn_local(crate::http::serve_connection(shard.clone(), stream));
+                    tokio::task::spawn_local(crate::transport::http::serve_connection(shard.clone(), stream));
                 }
                 Err(e) => {
                     // Out of file descriptors or similar: back off instead of spinning.
@@ -281,7 +330,7 @@ async fn shard_main(shard: Rc<Shard>, io: ShardIo) {
         }
     }
     drop(listener);
-    let deadline = tokio::time::Instant::now() + shard.node.config.shutdown_grace;
+    let deadline = tokio::time::Instant::now() + shard.node.settings.shutdown_grace;
     while shard.connections.get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

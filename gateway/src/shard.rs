@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::hub::Delivery;
 use crate::node::Node;
+use crate::node::fanout::Delivery;
 use crate::outbox::{Outbox, Pushed};
 
 /// Deliveries a shard takes from its inbox per wake-up.
@@ -20,19 +20,19 @@ const INBOX_BATCH: usize = 256;
 type LocalSessions = HashMap<Arc<str>, Vec<(u64, Rc<Outbox>)>>;
 
 /// Shard-local state. `Rc`: it never leaves its thread.
-pub struct Shard {
-    pub id: usize,
-    pub node: Arc<Node>,
+pub(crate) struct Shard {
+    pub(crate) id: usize,
+    pub(crate) node: Arc<Node>,
     /// Flips to `true` once: stop accepting, tell sessions to go.
-    pub shutdown: watch::Receiver<bool>,
+    pub(crate) shutdown: watch::Receiver<bool>,
     sessions: RefCell<LocalSessions>,
     next_session: Cell<u64>,
     /// Open connections (HTTP or upgraded), for draining at shutdown.
-    pub connections: Cell<usize>,
+    pub(crate) connections: Cell<usize>,
 }
 
 impl Shard {
-    pub fn new(id: usize, node: Arc<Node>, shutdown: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(id: usize, node: Arc<Node>, shutdown: watch::Receiver<bool>) -> Self {
         Self {
             id,
             node,
@@ -45,7 +45,7 @@ impl Shard {
 
     /// A session id unique on this node and across a cluster: node (10 bits) | shard (10 bits)
     /// | counter (44 bits).
-    pub fn new_session_id(&self) -> u64 {
+    pub(crate) fn new_session_id(&self) -> u64 {
         let n = self.next_session.get() + 1;
         self.next_session.set(n);
         (u64::from(self.node.limits.node_id) << 54)
@@ -53,7 +53,7 @@ impl Shard {
             | (n & ((1 << 44) - 1))
     }
 
-    pub fn register(&self, user: &Arc<str>, session: u64, outbox: Rc<Outbox>) {
+    pub(crate) fn register(&self, user: &Arc<str>, session: u64, outbox: Rc<Outbox>) {
         self.sessions
             .borrow_mut()
             .entry(user.clone())
@@ -61,7 +61,7 @@ impl Shard {
             .push((session, outbox));
     }
 
-    pub fn unregister(&self, user: &str, session: u64) {
+    pub(crate) fn unregister(&self, user: &str, session: u64) {
         let mut sessions = self.sessions.borrow_mut();
         if let Some(list) = sessions.get_mut(user) {
             list.retain(|(id, _)| *id != session);
@@ -71,13 +71,8 @@ impl Shard {
         }
     }
 
-    /// Sessions registered on this shard.
-    pub fn session_count(&self) -> usize {
-        self.sessions.borrow().values().map(Vec::len).sum()
-    }
-
     /// Hands one delivery's frame to each local session of its users.
-    pub fn deliver(&self, d: &Delivery) {
+    pub(crate) fn deliver(&self, d: &Delivery) {
         let metrics = self.node.metrics.shard(self.id);
         let sessions = self.sessions.borrow();
         let mut queued = 0;
@@ -112,12 +107,28 @@ impl Shard {
     }
 
     /// Drains the inbox until every sender is gone.
-    pub async fn run_inbox(self: Rc<Self>, mut rx: mpsc::Receiver<Delivery>) {
+    pub(crate) async fn run_inbox(self: Rc<Self>, mut rx: mpsc::Receiver<Delivery>) {
         let mut batch = Vec::with_capacity(INBOX_BATCH);
         while rx.recv_many(&mut batch, INBOX_BATCH).await > 0 {
             for d in batch.drain(..) {
                 self.deliver(&d);
             }
         }
+    }
+}
+
+/// Counts a connection as open on its shard until dropped (for draining at shutdown).
+pub(crate) struct ConnGuard(Rc<Shard>);
+
+impl ConnGuard {
+    pub(crate) fn new(shard: &Rc<Shard>) -> Self {
+        shard.connections.set(shard.connections.get() + 1);
+        Self(shard.clone())
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.connections.set(self.0.connections.get() - 1);
     }
 }

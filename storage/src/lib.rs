@@ -16,7 +16,7 @@ pub use error::{Result, StorageError};
 /// Most participants a group conversation may have.
 pub const MAX_GROUP_PARTICIPANTS: usize = 1_000;
 /// Largest page [`Storage::history`] and [`Storage::list_conversations`] return.
-pub const MAX_PAGE: usize = 100;
+pub use parley_types::MAX_PAGE;
 
 /// History, conversations and read state.
 ///

@@ -6,3 +6,6 @@ mod domain;
 pub mod ids;
 
 pub use domain::*;
+
+/// Largest page of history or of a conversation list.
+pub const MAX_PAGE: usize = 100;

@@ -12,34 +12,31 @@
 
 use std::sync::Arc;
 
-use parley_schema::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
-use parley_storage::MAX_PAGE;
-use parley_types::{ConversationId, ListCursor, MessageId, MessageKind};
+use parley_types::{ConversationId, ListCursor, MAX_PAGE, MessageId, MessageKind};
 use tokio::time::Instant;
 
 use crate::auth::{AuthError, Authenticator};
 use crate::clock::Now;
-use crate::config::SessionLimits;
+
 use crate::ratelimit::TokenBucket;
-use parley_proto::ErrorCode;
 use parley_proto::codec::DecodeLimits;
 use parley_proto::codec::server::decode_client;
 use parley_proto::*;
 
 /// Default and largest History page.
-pub const HISTORY_DEFAULT: usize = 50;
+pub(crate) const HISTORY_DEFAULT: usize = 50;
 /// Default Conversations page.
-pub const CONVERSATIONS_DEFAULT: usize = 20;
+pub(crate) const CONVERSATIONS_DEFAULT: usize = 20;
 /// Longest client_msg_id, bytes.
-pub const MAX_CLIENT_MSG_ID: usize = 64;
+pub(crate) const MAX_CLIENT_MSG_ID: usize = 64;
 /// Conversations one session may show as typing at once.
-pub const MAX_TYPING: usize = 32;
+pub(crate) const MAX_TYPING: usize = 32;
 const MAX_MEDIA_URL: usize = 2048;
 const MAX_MEDIA_FIELD: usize = 255;
 
 /// How a frame reached the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// The session's stream (WebSocket, or QUIC after the handshake).
     Stream,
     /// QUIC 0-RTT early data: possibly replayed.
@@ -58,7 +55,7 @@ fn replay_safe(body: &ClientBody) -> bool {
 // every reply instead.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
-pub enum Output {
+pub(crate) enum Output {
     /// Send this frame to this session's client.
     Send(ServerFrame),
     /// Run this command (storage, fan-out) for the session.
@@ -69,7 +66,7 @@ pub enum Output {
 
 /// Work that needs storage or other sessions. `seq` is the request's, for its answer.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Command {
+pub(crate) enum Command {
     /// The session authenticated: register it, announce presence, replay missed messages.
     Start {
         user: Arc<str>,
@@ -113,8 +110,13 @@ pub enum Command {
 
 #[derive(Debug)]
 enum Phase {
-    AwaitingHello { deadline: Instant },
-    Active { user: Arc<str> },
+    AwaitingHello {
+        deadline: Instant,
+    },
+    Active {
+        #[cfg_attr(not(test), allow(dead_code))]
+        user: Arc<str>,
+    },
     Closed,
 }
 
@@ -126,7 +128,7 @@ struct TypingState {
 }
 
 /// One client session's protocol state.
-pub struct Session {
+pub(crate) struct Session {
     limits: Arc<SessionLimits>,
     auth: Arc<Authenticator>,
     decode: DecodeLimits,
@@ -142,7 +144,12 @@ pub struct Session {
 
 impl Session {
     /// A new session with id `id`, connected at `now`.
-    pub fn new(id: u64, limits: Arc<SessionLimits>, auth: Arc<Authenticator>, now: Now) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        limits: Arc<SessionLimits>,
+        auth: Arc<Authenticator>,
+        now: Now,
+    ) -> Self {
         Self {
             decode: DecodeLimits::client(limits.max_frame_bytes, limits.max_resume_points),
             frames: TokenBucket::new(limits.frames_per_sec, limits.frame_burst, now.mono),
@@ -159,12 +166,9 @@ impl Session {
         }
     }
 
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
     /// The authenticated user, once Hello succeeded.
-    pub fn user(&self) -> Option<&Arc<str>> {
+    #[cfg(test)]
+    pub(crate) fn user(&self) -> Option<&Arc<str>> {
         match &self.phase {
             Phase::Active { user } => Some(user),
             _ => None,
@@ -172,12 +176,12 @@ impl Session {
     }
 
     /// Whether the session ended (or is ending after a fatal error).
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closing || matches!(self.phase, Phase::Closed)
     }
 
     /// When `handle_timeout` must next be called.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         if self.closing {
             return None;
         }
@@ -198,7 +202,8 @@ impl Session {
 
     /// One frame (one WebSocket message / one length-prefixed QUIC frame) from the client.
     /// Returns the decoded body's kind (None: not decodable), for metrics.
-    pub fn handle_frame(
+    #[cfg(test)]
+    pub(crate) fn handle_frame(
         &mut self,
         now: Now,
         bytes: &[u8],
@@ -215,7 +220,7 @@ impl Session {
     ///   gets `early_data` (1008) and must be sent again after the handshake.
     /// - Datagrams carry only Typing; anything else, or undecodable, is ignored (a datagram
     ///   may be lost or duplicated anyway, so it never counts as a bad frame).
-    pub fn handle_frame_from(
+    pub(crate) fn handle_frame_from(
         &mut self,
         now: Now,
         bytes: &[u8],
@@ -289,13 +294,13 @@ impl Session {
     }
 
     /// The transport refused a frame larger than `max_frame_bytes` (it cannot read past it).
-    pub fn handle_oversized(&mut self, out: &mut Vec<Output>) {
+    pub(crate) fn handle_oversized(&mut self, out: &mut Vec<Output>) {
         let msg = format!("frame larger than {} bytes", self.limits.max_frame_bytes);
         self.fail(0, ErrorCode::FrameTooLarge, msg, out);
     }
 
     /// Timers: hello timeout, idle timeout, typing expiry.
-    pub fn handle_timeout(&mut self, now: Now, out: &mut Vec<Output>) {
+    pub(crate) fn handle_timeout(&mut self, now: Now, out: &mut Vec<Output>) {
         if self.closing {
             return;
         }
@@ -327,7 +332,7 @@ impl Session {
     }
 
     /// The server is shutting down: tell the client to reconnect and close.
-    pub fn handle_shutdown(&mut self, out: &mut Vec<Output>) {
+    pub(crate) fn handle_shutdown(&mut self, out: &mut Vec<Output>) {
         if self.is_closed() {
             return;
         }
@@ -345,7 +350,7 @@ impl Session {
 
     /// The node may have missed events for this session (cluster bus gap): tell the client to
     /// reconnect and resume, which replays what it missed from storage.
-    pub fn handle_resync(&mut self, out: &mut Vec<Output>) {
+    pub(crate) fn handle_resync(&mut self, out: &mut Vec<Output>) {
         if self.is_closed() {
             return;
         }
@@ -362,7 +367,7 @@ impl Session {
     }
 
     /// The connection is gone: end typing states the client left active.
-    pub fn handle_transport_closed(&mut self, out: &mut Vec<Output>) {
+    pub(crate) fn handle_transport_closed(&mut self, out: &mut Vec<Output>) {
         for t in self.typing.drain(..) {
             out.push(Output::Do(Command::Typing {
                 seq: 0,
@@ -562,7 +567,10 @@ impl Session {
 }
 
 /// The content rules of a Send (id, length in characters, kind and media), shared with REST.
-pub fn validate_send(limits: &SessionLimits, m: &SendMessage) -> Result<(), (ErrorCode, String)> {
+pub(crate) fn validate_send(
+    limits: &SessionLimits,
+    m: &SendMessage,
+) -> Result<(), (ErrorCode, String)> {
     let invalid = |why: &str| Err((ErrorCode::Invalid, why.to_owned()));
     if m.client_msg_id.is_empty() || m.client_msg_id.len() > MAX_CLIENT_MSG_ID {
         return invalid("client_msg_id must be 1 to 64 bytes");
@@ -625,3 +633,6 @@ fn error(out: &mut Vec<Output>, seq: u32, code: ErrorCode, message: impl Into<St
 
 #[cfg(test)]
 mod tests;
+
+pub(crate) mod limits;
+pub(crate) use limits::SessionLimits;

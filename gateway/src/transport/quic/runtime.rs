@@ -13,13 +13,13 @@ use tokio::runtime::Handle;
 
 /// Spawns quinn's tasks (the endpoint driver and every connection's driver) round-robin onto
 /// the shards' runtimes; timers and the UDP socket are Tokio's.
-pub struct ShardedRuntime {
+pub(crate) struct ShardedRuntime {
     shards: Vec<Handle>,
     next: AtomicUsize,
 }
 
 impl ShardedRuntime {
-    pub fn new(shards: Vec<Handle>) -> Self {
+    pub(crate) fn new(shards: Vec<Handle>) -> Self {
         Self {
             shards,
             next: AtomicUsize::new(0),

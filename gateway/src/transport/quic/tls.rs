@@ -12,24 +12,24 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use parley_proto::QUIC_ALPN as ALPN;
 
 /// Certificate file name in the data directory when none is configured.
-pub const DEV_CERT_FILE: &str = "quic-cert.pem";
+pub(crate) const DEV_CERT_FILE: &str = "quic-cert.pem";
 /// Key file name in the data directory when none is configured.
-pub const DEV_KEY_FILE: &str = "quic-key.pem";
+pub(crate) const DEV_KEY_FILE: &str = "quic-key.pem";
 
 /// The endpoint's certificate chain and key.
-pub struct TlsMaterial {
-    pub certs: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
+pub(crate) struct TlsMaterial {
+    pub(crate) certs: Vec<CertificateDer<'static>>,
+    pub(crate) key: PrivateKeyDer<'static>,
     /// Where the certificate (PEM) is.
-    pub cert_path: PathBuf,
+    pub(crate) cert_path: PathBuf,
     /// SHA-256 of the leaf certificate (DER), `AB:CD:…`.
-    pub fingerprint: String,
+    pub(crate) fingerprint: String,
     /// Generated just now (self-signed).
-    pub generated: bool,
+    pub(crate) generated: bool,
 }
 
 /// SHA-256 fingerprint of a DER certificate, colon-separated upper-case hex.
-pub fn fingerprint(der: &[u8]) -> String {
+pub(crate) fn fingerprint(der: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, der);
     digest
         .as_ref()
@@ -40,7 +40,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 }
 
 /// Reads the configured pair, or loads / generates the development pair in `data_dir`.
-pub fn load_or_generate(
+pub(crate) fn load_or_generate(
     cert: Option<&Path>,
     key: Option<&Path>,
     data_dir: &Path,
@@ -87,14 +87,14 @@ fn generate(cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = cert_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    crate::config::write_private(key_path, &ck.signing_key.serialize_pem())?;
+    crate::files::write_private(key_path, &ck.signing_key.serialize_pem())?;
     std::fs::write(cert_path, ck.cert.pem())?;
     Ok(())
 }
 
 /// The quinn server configuration: TLS 1.3 with ALPN `parley/1`, session tickets and 0-RTT,
 /// datagrams, one bidirectional stream per connection.
-pub fn server_config(
+pub(crate) fn server_config(
     material: &TlsMaterial,
     idle_timeout: Duration,
 ) -> anyhow::Result<quinn::ServerConfig> {

@@ -10,12 +10,12 @@ use bytes::BytesMut;
 use parley_proto::framing::{Parsed, parse_frame, put_frame};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 
-use crate::conn::{self, FrameSource, Incoming};
-use crate::http::ConnGuard;
+use crate::driver::{self, FrameSource, Incoming};
 use crate::metrics::{ConnectionGauge, Transport};
 use crate::outbox::{Item, Next, Outbox};
 use crate::ratelimit::TokenBucket;
 use crate::session::Origin;
+use crate::shard::ConnGuard;
 use crate::shard::Shard;
 use parley_proto::ErrorCode;
 
@@ -93,7 +93,7 @@ impl FrameSource for QuicSource {
 }
 
 /// Serves one incoming QUIC connection on this shard until it ends.
-pub async fn serve(shard: Rc<Shard>, incoming: quinn::Incoming) {
+pub(crate) async fn serve(shard: Rc<Shard>, incoming: quinn::Incoming) {
     let guard = ConnGuard::new(&shard);
     let Ok(connecting) = incoming.accept() else {
         return;
@@ -142,7 +142,7 @@ async fn run(
     early: Rc<Cell<bool>>,
     guard: ConnGuard,
 ) {
-    let cfg = &shard.node.config;
+    let cfg = &shard.node.settings;
     let outbox = Rc::new(Outbox::new(cfg.outbox_frames, cfg.outbox_bytes));
     let gauge = ConnectionGauge::open(&shard.node.metrics, shard.id, Transport::Quic);
     let writer = tokio::task::spawn_local(write_loop(
@@ -155,7 +155,7 @@ async fn run(
         connection,
         recv,
         buf: BytesMut::new(),
-        max_frame: cfg.session.max_frame_bytes,
+        max_frame: shard.node.limits.max_frame_bytes,
         early,
         datagrams: TokenBucket::new(
             DATAGRAMS_PER_SEC,
@@ -164,7 +164,7 @@ async fn run(
         ),
         outbox: outbox.clone(),
     };
-    conn::drive(shard, source, outbox).await;
+    driver::drive(shard, source, outbox).await;
     let _ = writer.await;
     drop((gauge, guard));
 }
@@ -201,7 +201,7 @@ async fn write_loop(
         let closing = match next {
             Next::Items => None,
             Next::Close(c) => {
-                if let Some(f) = conn::final_frame(&c) {
+                if let Some(f) = driver::final_frame(&c) {
                     put_frame(&mut buf, &f);
                 }
                 Some(c)

@@ -6,7 +6,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -15,35 +14,17 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::response::{Body, error, json};
+use super::{rest, ws};
 use crate::node::Node;
-use crate::rest;
-use crate::shard::Shard;
-use crate::ws;
+use crate::shard::{ConnGuard, Shard};
 use parley_proto::ErrorCode;
 
 /// Time a client gets to send a request's headers (slowloris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub type Body = Full<Bytes>;
-
-/// Counts a connection as open on its shard until dropped (for draining at shutdown).
-pub struct ConnGuard(Rc<Shard>);
-
-impl ConnGuard {
-    pub fn new(shard: &Rc<Shard>) -> Self {
-        shard.connections.set(shard.connections.get() + 1);
-        Self(shard.clone())
-    }
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.0.connections.set(self.0.connections.get() - 1);
-    }
-}
-
 /// Serves one accepted TCP connection until it closes or is upgraded.
-pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
+pub(crate) async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
     let _guard = ConnGuard::new(&shard);
     let _ = stream.set_nodelay(true);
     let svc_shard = shard.clone();
@@ -62,7 +43,7 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
         _ = conn.as_mut() => return,
         _ = shutdown.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
     }
-    let _ = tokio::time::timeout(shard.node.config.shutdown_grace, conn).await;
+    let _ = tokio::time::timeout(shard.node.settings.shutdown_grace, conn).await;
 }
 
 async fn route(shard: Rc<Shard>, mut req: Request<Incoming>) -> Response<Body> {
@@ -75,7 +56,7 @@ async fn route(shard: Rc<Shard>, mut req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/readyz") => ready(node).await,
         (&Method::GET, "/metrics") => metrics(node),
         (&Method::GET, "/ws") => upgrade(&shard, &mut req, false),
-        (&Method::GET, "/test/echo") if node.config.test_endpoints => {
+        (&Method::GET, "/test/echo") if node.settings.test_endpoints => {
             upgrade(&shard, &mut req, true)
         }
         (_, p) if p.starts_with("/api/") => rest::handle(node, req).await,
@@ -86,14 +67,14 @@ async fn route(shard: Rc<Shard>, mut req: Request<Incoming>) -> Response<Body> {
 }
 
 async fn ready(node: &Node) -> Response<Body> {
-    if node.is_shutting_down() {
+    if node.lifecycle.is_shutting_down() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
             "shutting down",
         );
     }
-    match node.storage.health().await {
+    match node.chat.storage_health().await {
         Ok(()) => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -104,58 +85,14 @@ async fn ready(node: &Node) -> Response<Body> {
 }
 
 fn metrics(node: &Node) -> Response<Body> {
-    let online = node.hub.online_users() as f64;
-    let rss = resident_bytes().unwrap_or(0) as f64;
-    let mut extra = vec![
-        (
-            "parley_online_users",
-            "Users with at least one session on this node.",
-            online,
-        ),
-        (
-            "process_resident_memory_bytes",
-            "Resident memory of this process.",
-            rss,
-        ),
-    ];
-    if let Some(c) = &node.cluster {
-        use std::sync::atomic::Ordering::Relaxed;
-        let s = &c.stats;
-        let connected = f64::from(u8::from(c.is_connected()));
-        extra.extend([
-            (
-                "parley_bus_connected",
-                "1 while the cluster bus reads from Redis.",
-                connected,
-            ),
-            (
-                "parley_bus_published_total",
-                "Events written to the cluster bus.",
-                s.published.load(Relaxed) as f64,
-            ),
-            (
-                "parley_bus_received_total",
-                "Events read from other nodes.",
-                s.received.load(Relaxed) as f64,
-            ),
-            (
-                "parley_bus_dropped_total",
-                "Events dropped because the publish queue was full.",
-                s.dropped.load(Relaxed) as f64,
-            ),
-            (
-                "parley_bus_duplicates_total",
-                "Events read twice and delivered once.",
-                s.duplicates.load(Relaxed) as f64,
-            ),
-            (
-                "parley_bus_gaps_total",
-                "Times this node found it had missed bus events.",
-                s.gaps.load(Relaxed) as f64,
-            ),
-        ]);
-    }
-    let text = node.metrics.render(&extra);
+    use std::sync::atomic::Ordering::Relaxed;
+    let text = node.metrics.render(&crate::metrics::NodeGauges {
+        online_users: node.chat.routes.online_users(),
+        resident_bytes: resident_bytes().unwrap_or(0),
+        inbox_full_drops: node.chat.fanout.inbox_full_drops.load(Relaxed),
+        duplicate_deliveries: node.chat.delivered.duplicates.load(Relaxed),
+        bus: node.chat.bus.as_ref().map(|b| b.stats()),
+    });
     let mut resp = Response::new(Body::new(Bytes::from(text)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -172,7 +109,7 @@ fn resident_bytes() -> Option<u64> {
 }
 
 fn upgrade(shard: &Rc<Shard>, req: &mut Request<Incoming>, echo: bool) -> Response<Body> {
-    if shard.node.is_shutting_down() {
+    if shard.node.lifecycle.is_shutting_down() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
@@ -220,7 +157,7 @@ fn preflight() -> Response<Body> {
 fn cors(node: &Node, origin: Option<HeaderValue>, resp: &mut Response<Body>) {
     let Some(origin) = origin else { return };
     let allowed = node
-        .config
+        .settings
         .cors_origins
         .iter()
         .any(|o| o == "*" || origin.to_str().is_ok_and(|v| v.trim_end_matches('/') == o));
@@ -233,21 +170,4 @@ fn cors(node: &Node, origin: Option<HeaderValue>, resp: &mut Response<Body>) {
         );
         h.append(header::VARY, HeaderValue::from_static("Origin"));
     }
-}
-
-/// A JSON response.
-pub fn json(status: StatusCode, body: String) -> Response<Body> {
-    let mut resp = Response::new(Body::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-/// `{"error": {"code", "message"}}` with `status`.
-pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({ "error": { "code": code, "message": message } });
-    json(status, body.to_string())
 }

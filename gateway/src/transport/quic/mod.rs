@@ -11,6 +11,6 @@
 //! own. Only receiving from the one UDP socket is done by one task. ARCHITECTURE.md has the
 //! measured cost.
 
-pub mod runtime;
-pub mod tls;
-pub mod transport;
+pub(crate) mod runtime;
+pub(crate) mod tls;
+pub(crate) mod transport;

@@ -20,11 +20,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::conn::{self, FrameSource, Incoming};
-use crate::http::ConnGuard;
+use crate::driver::{self, FrameSource, Incoming};
 use crate::metrics::{ConnectionGauge, Transport};
 use crate::outbox::{Item, Next, Outbox};
 use crate::session::Origin;
+use crate::shard::ConnGuard;
 use crate::shard::Shard;
 use parley_proto::ErrorCode;
 
@@ -33,14 +33,14 @@ const READ_CHUNK: usize = 4096;
 
 /// A whole WebSocket message.
 #[derive(Debug)]
-pub enum Message {
+pub(crate) enum Message {
     Binary(Bytes),
     Text(Bytes),
 }
 
 /// Why reading stopped.
 #[derive(Debug, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// The peer closed (its close frame was answered) or the connection broke.
     Closed,
     /// A message over the size limit.
@@ -163,7 +163,7 @@ impl FrameReader {
 }
 
 /// The read half: frames → whole messages, control frames answered through the outbox.
-pub struct WsSource {
+pub(crate) struct WsSource {
     reader: FrameReader,
     outbox: Rc<Outbox>,
     max_message: usize,
@@ -186,7 +186,7 @@ impl WsSource {
     }
 
     /// The next whole message; control frames are handled on the way.
-    pub async fn next_message(&mut self) -> Result<Message, End> {
+    pub(crate) async fn next_message(&mut self) -> Result<Message, End> {
         loop {
             let RawFrame {
                 fin,
@@ -309,7 +309,7 @@ fn put_frame(buf: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
 }
 
 /// The write half: drains the outbox, one socket write per batch, until the session closes.
-pub async fn write_loop(mut w: OwnedWriteHalf, outbox: Rc<Outbox>, write_timeout: Duration) {
+pub(crate) async fn write_loop(mut w: OwnedWriteHalf, outbox: Rc<Outbox>, write_timeout: Duration) {
     let mut items = Vec::new();
     loop {
         let next = outbox.next(&mut items).await;
@@ -330,7 +330,7 @@ pub async fn write_loop(mut w: OwnedWriteHalf, outbox: Rc<Outbox>, write_timeout
         let closing = match next {
             Next::Items => None,
             Next::Close(c) => {
-                if let Some(f) = conn::final_frame(&c) {
+                if let Some(f) = driver::final_frame(&c) {
                     put_frame(&mut buf, OpCode::Binary, &f);
                 }
                 if c.close_code != 1006 {
@@ -379,7 +379,7 @@ fn split(
         }
     };
     let (r, w) = parts.io.into_inner().into_split();
-    let cfg = &shard.node.config;
+    let cfg = &shard.node.settings;
     let outbox = Rc::new(Outbox::new(cfg.outbox_frames, cfg.outbox_bytes));
     // `read_buf` is a slice of hyper's request buffer: copy the (usually empty) rest so that
     // buffer is freed instead of pinned for the connection's life.
@@ -387,14 +387,14 @@ fn split(
         r,
         Bytes::copy_from_slice(&parts.read_buf),
         outbox.clone(),
-        cfg.session.max_frame_bytes,
+        shard.node.limits.max_frame_bytes,
     );
     Some((source, w, outbox))
 }
 
 /// Starts a protocol session on an upgraded `/ws` connection: a reader/session task and a
 /// writer task, both small while idle (1.2 KB and 0.3 KB of future state, measured).
-pub fn start_session(shard: Rc<Shard>, ws: WebSocket<TokioIo<Upgraded>>, guard: ConnGuard) {
+pub(crate) fn start_session(shard: Rc<Shard>, ws: WebSocket<TokioIo<Upgraded>>, guard: ConnGuard) {
     let Some((source, w, outbox)) = split(ws, &shard) else {
         return;
     };
@@ -402,25 +402,29 @@ pub fn start_session(shard: Rc<Shard>, ws: WebSocket<TokioIo<Upgraded>>, guard: 
     let writer = tokio::task::spawn_local(write_loop(
         w,
         outbox.clone(),
-        shard.node.config.write_timeout,
+        shard.node.settings.write_timeout,
     ));
     tokio::task::spawn_local(async move {
         let _open = (guard, gauge);
-        conn::drive(shard, source, outbox).await;
+        driver::drive(shard, source, outbox).await;
         let _ = writer.await;
     });
 }
 
 /// Echoes every message back (the Autobahn suite's target), over exactly the transport and
 /// limits `/ws` uses. Served only with `--test-endpoints`.
-pub async fn serve_echo(shard: Rc<Shard>, ws: WebSocket<TokioIo<Upgraded>>, _guard: ConnGuard) {
+pub(crate) async fn serve_echo(
+    shard: Rc<Shard>,
+    ws: WebSocket<TokioIo<Upgraded>>,
+    _guard: ConnGuard,
+) {
     let Some((mut source, w, outbox)) = split(ws, &shard) else {
         return;
     };
     let writer = tokio::task::spawn_local(write_loop(
         w,
         outbox.clone(),
-        shard.node.config.write_timeout,
+        shard.node.settings.write_timeout,
     ));
     loop {
         let item = match source.next_message().await {

@@ -1,0 +1,55 @@
+//! What the cluster bus reports, carried out on this node.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::bus::{BusEvent, BusHandler, Target};
+use crate::event::Class;
+use crate::node::Node;
+
+/// The node's [`BusHandler`].
+pub(crate) struct BusEvents(pub(crate) Arc<Node>);
+
+#[async_trait]
+impl BusHandler for BusEvents {
+    /// Delivers an event from another node to this node's sessions (a message once: a
+    /// retried publish or a retried Send may bring it twice).
+    async fn event(&self, e: BusEvent) {
+        let chat = &self.0.chat;
+        let (event, target, invalidate) = e.into_parts();
+        if let Class::Message { id, .. } = event.class
+            && !chat.delivered.first(id)
+        {
+            return;
+        }
+        if let Some(c) = invalidate {
+            chat.conversations.forget(c);
+        }
+        match target {
+            Target::Users(users) => {
+                let users = users.iter().map(String::as_str);
+                chat.fanout.send(users, None, None, event).await;
+            }
+            Target::Conversation { id, skip_user } => {
+                let Ok(c) = chat.conversations.get(id).await else {
+                    return;
+                };
+                let users = c.participants.iter().map(String::as_str);
+                chat.fanout
+                    .send(users, skip_user.as_deref(), None, event)
+                    .await;
+            }
+        }
+    }
+
+    fn gap(&self) {
+        self.0.lifecycle.resync();
+    }
+
+    async fn went_offline(&self, users: Vec<String>, at_ms: i64) {
+        for user in users {
+            self.0.chat.announce_presence(&user, false, at_ms).await;
+        }
+    }
+}

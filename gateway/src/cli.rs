@@ -1,0 +1,206 @@
+//! The `gateway` command line: run a node, print a token, apply the CQL schema.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::auth::{Authenticator, mint_hs256};
+use crate::clock::wall_ms;
+use crate::config::{Cli, Command, Config, Engine, parse_ttl};
+use anyhow::Context;
+use clap::Parser;
+use parley_storage::Storage;
+use parley_storage::embedded::Embedded;
+use parley_storage::scylla::Scylla;
+
+/// Parses the command line (and environment) and does what it says.
+pub fn run() -> ExitCode {
+    // One rustls crypto provider for the process (ring), chosen before any TLS config exists.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let config = match Config::from_options(&cli.options) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("invalid configuration:\n{problems}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!("configuration OK: {}", config.describe());
+        return ExitCode::SUCCESS;
+    }
+    let result = match cli.command {
+        Some(Command::Token { user, ttl }) => token(&config, &user, &ttl),
+        Some(Command::Migrate) => migrate(&config),
+        None => serve(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn token(config: &Config, user: &str, ttl: &str) -> anyhow::Result<()> {
+    crate::auth::validate_user_id(user).map_err(anyhow::Error::msg)?;
+    let ttl = parse_ttl(ttl).map_err(anyhow::Error::msg)?;
+    let secret = config.resolve_secret().context("JWT secret")?;
+    if let Some(file) = &secret.dev_file {
+        eprintln!("signed with the development secret in {}", file.display());
+    }
+    println!("{}", mint_hs256(&secret.bytes, user, ttl, wall_ms()));
+    Ok(())
+}
+
+/// `gateway migrate`: the schema step of a deployment, apart from starting any node.
+fn migrate(config: &Config) -> anyhow::Result<()> {
+    let Engine::Scylla {
+        config: scylla,
+        replication,
+        ..
+    } = &config.engine
+    else {
+        anyhow::bail!("`gateway migrate` needs --scylla (or SCYLLA_NODES)");
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(Scylla::migrate(
+            &scylla.nodes,
+            &scylla.keyspace,
+            replication,
+        ))
+        .with_context(|| format!("apply the CQL schema to {:?}", scylla.nodes))?;
+    println!(
+        "CQL schema applied: keyspace {} on {}",
+        scylla.keyspace,
+        scylla.nodes.join(",")
+    );
+    Ok(())
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let secret = config.resolve_secret().context("JWT secret")?;
+    if let Some(file) = &secret.dev_file {
+        tracing::warn!(
+            file = %file.display(),
+            generated = secret.generated,
+            "no JWT_SECRET configured: using a development secret kept in the data directory; \
+             mint tokens with `gateway token <user-id>`"
+        );
+    }
+    let public_key = match &config.jwt_public_key {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("read {}", path.display()))?)
+        }
+        None => None,
+    };
+    let auth =
+        Authenticator::new(&secret.bytes, public_key.as_deref()).map_err(anyhow::Error::msg)?;
+    // Clients of shared services (ScyllaDB, Redis) run their connection tasks here, apart from
+    // the shards.
+    let services = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("parley-services")
+        .enable_all()
+        .build()?;
+    let storage = open_storage(&config, &services)?;
+    tracing::info!(config = %config.describe(), "starting");
+    // Signal handlers go in before anyone can learn the address: a SIGTERM right after start
+    // must still mean a graceful stop.
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stop = signals.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })?;
+    let tls = crate::transport::quic::tls::load_or_generate(
+        config.listen.tls_cert.as_deref(),
+        config.listen.tls_key.as_deref(),
+        &config.data_dir,
+    )?;
+    if tls.generated {
+        tracing::warn!(cert = %tls.cert_path.display(), "no --tls-cert configured: generated a self-signed QUIC certificate");
+    }
+    let running = crate::server::start(config, storage, auth, &tls, services.handle())?;
+    let addr = running.addr();
+    tracing::info!(%addr, "listening (HTTP + WebSocket /ws)");
+    tracing::info!(
+        addr = %running.quic_addr(),
+        alpn = "parley/1",
+        cert = %tls.cert_path.display(),
+        sha256 = %tls.fingerprint,
+        "listening (QUIC)"
+    );
+    // Stable lines on stdout for scripts and tests that start the gateway with --port 0. A
+    // closed stdout (a supervisor that does not read it) must not stop the node: errors are
+    // ignored, where `println!` would panic.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "parley gateway listening on {addr}");
+        let _ = writeln!(
+            out,
+            "parley quic listening on {} (udp, ALPN parley/1) certificate {} sha256 {}",
+            running.quic_addr(),
+            tls.cert_path.display(),
+            tls.fingerprint
+        );
+        let _ = out.flush();
+    }
+    let (mut term, mut int) = stop;
+    signals.block_on(async {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    });
+    tracing::info!("shutting down: telling clients to reconnect");
+    running.shutdown(services.handle());
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The configured storage engine, opened (and, with `--migrate`, its schema applied).
+fn open_storage(
+    config: &Config,
+    services: &tokio::runtime::Runtime,
+) -> anyhow::Result<Arc<dyn Storage>> {
+    match &config.engine {
+        Engine::Scylla {
+            config: scylla,
+            replication,
+            migrate,
+        } => {
+            if *migrate {
+                services
+                    .block_on(Scylla::migrate(
+                        &scylla.nodes,
+                        &scylla.keyspace,
+                        replication,
+                    ))
+                    .context("apply the CQL schema (--migrate)")?;
+                tracing::info!(keyspace = %scylla.keyspace, "CQL schema applied");
+            }
+            let engine = services
+                .block_on(Scylla::connect(scylla))
+                .with_context(|| format!("connect to ScyllaDB {:?}", scylla.nodes))?;
+            Ok(Arc::new(engine))
+        }
+        Engine::Embedded(embedded) => {
+            let store_dir = config.data_dir.join("store");
+            let engine = Embedded::open(&store_dir, embedded.clone())
+                .with_context(|| format!("open storage in {}", store_dir.display()))?;
+            Ok(Arc::new(engine))
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! Configuration: the flags ([`options`]) parsed once into typed sub-configurations, each the
+//! type the module it configures takes (session limits, node settings, storage engines, the
+//! bus). Every problem is reported at once. `gateway --check-config` validates and prints
+//! the result without starting. Only `cli` and `server` use this module.
+
+mod options;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub(crate) use options::{Cli, Command, Options};
+use parley_storage::embedded::EmbeddedConfig;
+use parley_storage::scylla::ScyllaConfig;
+
+use crate::bus::BusConfig;
+use crate::files::write_private;
+use crate::node::Settings;
+use crate::session::SessionLimits;
+
+/// File in the data directory holding the generated development secret.
+pub(crate) const DEV_SECRET_FILE: &str = "dev-jwt-secret";
+
+/// Where the node listens.
+#[derive(Debug, Clone)]
+pub(crate) struct Listen {
+    pub(crate) port: u16,
+    pub(crate) bind: IpAddr,
+    /// None: the same number as the HTTP port.
+    pub(crate) quic_port: Option<u16>,
+    pub(crate) tls_cert: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
+    pub(crate) shards: usize,
+}
+
+/// Which storage engine, and how to reach it.
+#[derive(Debug, Clone)]
+pub(crate) enum Engine {
+    Embedded(EmbeddedConfig),
+    Scylla {
+        config: ScyllaConfig,
+        /// CQL replication map literal for `--migrate` / `gateway migrate`.
+        replication: String,
+        migrate: bool,
+    },
+}
+
+/// Running as a cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct Cluster {
+    pub(crate) redis_url: String,
+    pub(crate) bus: BusConfig,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) listen: Listen,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) log: String,
+    pub(crate) jwt_secret: Option<String>,
+    pub(crate) jwt_public_key: Option<PathBuf>,
+    pub(crate) session: SessionLimits,
+    pub(crate) node: Settings,
+    /// Sends per second per user, and the burst above it.
+    pub(crate) send_rate: (f64, u32),
+    pub(crate) shard_inbox: usize,
+    pub(crate) engine: Engine,
+    pub(crate) cluster: Option<Cluster>,
+}
+
+/// Problems found while validating, reported together.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn check(&mut self, ok: bool, msg: &str) {
+        if !ok {
+            self.0.push(msg.to_owned());
+        }
+    }
+}
+
+impl Config {
+    /// Validates `o`. Every problem is reported at once, one per line.
+    pub(crate) fn from_options(o: &Options) -> Result<Self, String> {
+        let mut p = Problems::default();
+        let session = session_limits(o, &mut p);
+        let node = settings(o, &mut p);
+        let engine = engine(o, &mut p);
+        let cluster = cluster(o, &mut p);
+        other_checks(o, &mut p);
+        if !p.0.is_empty() {
+            return Err(p.0.join("\n"));
+        }
+        let shards = if o.shards == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            o.shards
+        };
+        Ok(Self {
+            listen: Listen {
+                port: o.port,
+                bind: o.bind,
+                quic_port: o.quic_port,
+                tls_cert: o.tls_cert.clone(),
+                tls_key: o.tls_key.clone(),
+                shards,
+            },
+            data_dir: o.data_dir.clone(),
+            log: o.log.clone(),
+            jwt_secret: o.jwt_secret.clone(),
+            jwt_public_key: o.jwt_public_key.clone(),
+            session,
+            node,
+            send_rate: (o.user_messages_per_sec, o.user_message_burst),
+            shard_inbox: o.shard_inbox,
+            // `engine` is None only when a problem was recorded above.
+            engine: engine.ok_or("invalid storage settings")?,
+            cluster,
+        })
+    }
+
+    /// The HS256 secret: the configured one, or the development secret in the data directory
+    /// (generated and saved on first use; `generated` tells the caller to log that).
+    pub(crate) fn resolve_secret(&self) -> std::io::Result<Secret> {
+        if let Some(s) = &self.jwt_secret {
+            return Ok(Secret {
+                bytes: s.as_bytes().to_vec(),
+                dev_file: None,
+                generated: false,
+            });
+        }
+        let path = self.data_dir.join(DEV_SECRET_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(s) if s.trim().len() >= 16 => Ok(Secret {
+                bytes: s.trim().as_bytes().to_vec(),
+                dev_file: Some(path),
+                generated: false,
+            }),
+            Ok(_) | Err(_) => {
+                std::fs::create_dir_all(&self.data_dir)?;
+                let mut raw = [0u8; 32];
+                getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
+                let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                write_private(&path, &hex)?;
+                Ok(Secret {
+                    bytes: hex.into_bytes(),
+                    dev_file: Some(path),
+                    generated: true,
+                })
+            }
+        }
+    }
+
+    /// A human summary for `--check-config` and the start-up log (no secrets).
+    pub(crate) fn describe(&self) -> String {
+        let storage = match &self.engine {
+            Engine::Embedded(_) => format!("embedded in {}", self.data_dir.display()),
+            Engine::Scylla { config, .. } => {
+                format!("scylla {:?} keyspace {}", config.nodes, config.keyspace)
+            }
+        };
+        let cluster = match &self.cluster {
+            Some(c) => format!("redis, {} partitions", c.bus.partitions),
+            None => "single node".to_owned(),
+        };
+        let jwt = match (&self.jwt_secret, &self.jwt_public_key) {
+            (Some(_), Some(_)) => "HS256 secret + public key",
+            (Some(_), None) => "HS256 secret",
+            (None, Some(_)) => "dev secret + public key",
+            (None, None) => "generated dev secret",
+        };
+        let (l, s, n) = (&self.listen, &self.session, &self.node);
+        format!(
+            "listen {}:{} | shards {} | node {} | storage {storage} | cluster {cluster} | jwt {jwt} \
+             | cors {:?} | frame ≤ {} B | message ≤ {} chars | outbox {} frames/{} B | heartbeat \
+             {:?} idle {:?}",
+            l.bind,
+            l.port,
+            l.shards,
+            s.node_id,
+            n.cors_origins,
+            s.max_frame_bytes,
+            s.max_message_chars,
+            n.outbox_frames,
+            n.outbox_bytes,
+            s.heartbeat,
+            s.idle_timeout,
+        )
+    }
+}
+
+fn session_limits(o: &Options, p: &mut Problems) -> SessionLimits {
+    p.check(
+        o.node_id <= parley_types::ids::MAX_NODE,
+        "--node-id must be 0..=1023",
+    );
+    p.check(
+        (512..=16 << 20).contains(&o.max_frame_bytes),
+        "--max-frame-bytes must be 512..=16777216",
+    );
+    p.check(
+        (1..=100_000).contains(&o.max_message_chars),
+        "--max-message-chars must be 1..=100000",
+    );
+    p.check(
+        o.max_message_chars.saturating_mul(4) < o.max_frame_bytes,
+        "--max-frame-bytes must hold a message of --max-message-chars 4-byte characters",
+    );
+    p.check(
+        o.heartbeat_ms >= 1_000,
+        "--heartbeat-ms must be at least 1000",
+    );
+    p.check(
+        o.idle_timeout_ms > o.heartbeat_ms,
+        "--idle-timeout-ms must be longer than --heartbeat-ms",
+    );
+    p.check(
+        o.hello_timeout_ms >= 100,
+        "--hello-timeout-ms must be at least 100",
+    );
+    p.check(
+        o.typing_ttl_ms >= 100,
+        "--typing-ttl-ms must be at least 100",
+    );
+    p.check(
+        o.session_frames_per_sec > 0.0 && o.session_frames_per_sec.is_finite(),
+        "--session-frames-per-sec must be positive",
+    );
+    p.check(
+        o.session_frame_burst >= 1,
+        "--session-frame-burst must be at least 1",
+    );
+    p.check(
+        (1..=100_000).contains(&o.max_resume_points),
+        "--max-resume-points must be 1..=100000",
+    );
+    SessionLimits {
+        node_id: o.node_id,
+        max_frame_bytes: o.max_frame_bytes,
+        max_message_chars: o.max_message_chars,
+        heartbeat: Duration::from_millis(o.heartbeat_ms),
+        idle_timeout: Duration::from_millis(o.idle_timeout_ms),
+        hello_timeout: Duration::from_millis(o.hello_timeout_ms),
+        typing_ttl: Duration::from_millis(o.typing_ttl_ms),
+        frames_per_sec: o.session_frames_per_sec,
+        frame_burst: o.session_frame_burst,
+        max_bad_frames: o.max_bad_frames,
+        max_resume_points: o.max_resume_points,
+    }
+}
+
+fn settings(o: &Options, p: &mut Problems) -> Settings {
+    p.check(o.outbox_frames >= 16, "--outbox-frames must be at least 16");
+    p.check(
+        o.outbox_bytes >= o.max_frame_bytes,
+        "--outbox-bytes must be at least --max-frame-bytes",
+    );
+    p.check(
+        o.write_timeout_ms >= 100,
+        "--write-timeout-ms must be at least 100",
+    );
+    p.check(
+        (1..=100_000).contains(&o.resume_max_messages),
+        "--resume-max-messages must be 1..=100000",
+    );
+    p.check(
+        (1024..=16 << 20).contains(&o.max_body_bytes),
+        "--max-body-bytes must be 1024..=16777216",
+    );
+    let cors_origins = o
+        .client_url
+        .split(',')
+        .map(|s| s.trim().trim_end_matches('/').to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    Settings {
+        outbox_frames: o.outbox_frames,
+        outbox_bytes: o.outbox_bytes,
+        write_timeout: Duration::from_millis(o.write_timeout_ms),
+        resume_max_messages: o.resume_max_messages,
+        max_body_bytes: o.max_body_bytes,
+        shutdown_grace: Duration::from_millis(o.shutdown_grace_ms),
+        cors_origins,
+        test_endpoints: o.test_endpoints,
+    }
+}
+
+/// The storage engine; None (with problems recorded) when its settings are invalid.
+fn engine(o: &Options, p: &mut Problems) -> Option<Engine> {
+    p.check(
+        (1..=65_536).contains(&o.storage_max_batch),
+        "--storage-max-batch must be 1..=65536",
+    );
+    p.check(
+        o.storage_commit_delay_us <= 10_000,
+        "--storage-commit-delay-us must be 0..=10000",
+    );
+    p.check(
+        parley_storage::scylla::valid_keyspace(&o.scylla_keyspace),
+        "--scylla-keyspace must be a CQL identifier (letters, digits, _)",
+    );
+    let consistency = consistency(&o.scylla_consistency);
+    p.check(
+        consistency.is_some(),
+        "--scylla-consistency must be one, two, three, quorum, local_quorum, each_quorum, all or local_one",
+    );
+    let replication = parley_storage::scylla::replication(&o.scylla_replication).ok();
+    p.check(
+        replication.is_some(),
+        "--scylla-replication must be simple:N or dc:N,dc:N",
+    );
+    p.check(
+        !o.migrate || !o.scylla.is_empty(),
+        "--migrate needs --scylla",
+    );
+    if o.scylla.is_empty() {
+        return Some(Engine::Embedded(EmbeddedConfig {
+            node_id: o.node_id,
+            max_batch: o.storage_max_batch,
+            commit_delay: Duration::from_micros(o.storage_commit_delay_us),
+            ..EmbeddedConfig::default()
+        }));
+    }
+    Some(Engine::Scylla {
+        config: ScyllaConfig {
+            nodes: o.scylla.clone(),
+            keyspace: o.scylla_keyspace.clone(),
+            consistency: consistency?,
+            node_id: o.node_id,
+        },
+        replication: replication?,
+        migrate: o.migrate,
+    })
+}
+
+fn cluster(o: &Options, p: &mut Problems) -> Option<Cluster> {
+    p.check(
+        (1..=1024).contains(&o.redis_partitions),
+        "--redis-partitions must be 1..=1024",
+    );
+    p.check(
+        o.redis_stream_maxlen >= 1000,
+        "--redis-stream-maxlen must be at least 1000",
+    );
+    p.check(
+        (16..=10_000_000).contains(&o.redis_publish_queue),
+        "--redis-publish-queue must be 16..=10000000",
+    );
+    p.check(
+        (1_000..=300_000).contains(&o.presence_ttl_ms),
+        "--presence-ttl-ms must be 1000..=300000",
+    );
+    let url = o.redis.as_ref()?;
+    p.check(
+        redis::Client::open(url.as_str()).is_ok(),
+        "--redis / REDIS_URL is not a valid Redis URL",
+    );
+    // A cluster's nodes must agree on history and on who a token belongs to.
+    p.check(
+        !o.scylla.is_empty(),
+        "--redis needs --scylla: the nodes of a cluster must share their history",
+    );
+    p.check(
+        o.jwt_secret.is_some() || o.jwt_public_key.is_some(),
+        "--redis needs JWT_SECRET (or JWT_PUBLIC_KEY_FILE) shared by every node: \
+         a generated development secret is per node",
+    );
+    Some(Cluster {
+        redis_url: url.clone(),
+        bus: BusConfig {
+            node_id: o.node_id,
+            partitions: o.redis_partitions,
+            retention: o.redis_stream_maxlen,
+            publish_queue: o.redis_publish_queue,
+            presence_ttl: Duration::from_millis(o.presence_ttl_ms),
+        },
+    })
+}
+
+fn other_checks(o: &Options, p: &mut Problems) {
+    p.check(o.shards <= 1024, "--shards must be at most 1024");
+    p.check(o.shard_inbox >= 16, "--shard-inbox must be at least 16");
+    p.check(
+        o.user_messages_per_sec > 0.0 && o.user_messages_per_sec.is_finite(),
+        "--user-messages-per-sec must be positive",
+    );
+    p.check(
+        o.user_message_burst >= 1,
+        "--user-message-burst must be at least 1",
+    );
+    if let Some(secret) = &o.jwt_secret {
+        p.check(secret.len() >= 16, "JWT_SECRET must be at least 16 bytes");
+    }
+    p.check(
+        o.tls_cert.is_some() == o.tls_key.is_some(),
+        "--tls-cert and --tls-key go together",
+    );
+    for path in [&o.tls_cert, &o.tls_key].into_iter().flatten() {
+        p.check(
+            path.is_file(),
+            "--tls-cert / --tls-key must name readable files",
+        );
+    }
+    if let Some(path) = &o.jwt_public_key {
+        p.check(path.is_file(), "--jwt-public-key must name a readable file");
+    }
+    p.check(
+        tracing_subscriber::EnvFilter::try_new(&o.log).is_ok(),
+        "--log is not a valid filter",
+    );
+}
+
+fn consistency(s: &str) -> Option<scylla::statement::Consistency> {
+    use scylla::statement::Consistency::*;
+    Some(match s.to_ascii_lowercase().as_str() {
+        "one" => One,
+        "two" => Two,
+        "three" => Three,
+        "quorum" => Quorum,
+        "local_quorum" => LocalQuorum,
+        "each_quorum" => EachQuorum,
+        "all" => All,
+        "local_one" => LocalOne,
+        _ => return None,
+    })
+}
+
+/// The HS256 secret in use.
+pub(crate) struct Secret {
+    pub(crate) bytes: Vec<u8>,
+    /// Where the development secret lives, when it is one.
+    pub(crate) dev_file: Option<PathBuf>,
+    /// Whether it was generated just now.
+    pub(crate) generated: bool,
+}
+
+/// Parses a lifetime: plain seconds or a number with `s`, `m`, `h` or `d`.
+pub(crate) fn parse_ttl(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: i64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(format!("bad duration unit in {s:?} (use s, m, h or d)")),
+    };
+    if n <= 0 {
+        return Err("duration must be positive".into());
+    }
+    Ok(n.saturating_mul(mult))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let cli = Cli::try_parse_from(std::iter::once("gateway").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Config::from_options(&cli.options)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = parse(&["--port", "3001", "--client-url", "http://localhost:3000"]).expect("ok");
+        assert_eq!(c.listen.port, 3001);
+        assert_eq!(c.session.max_message_chars, 4000);
+        assert!(c.listen.shards >= 1);
+        assert_eq!(c.node.cors_origins, vec!["http://localhost:3000"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let err = parse(&[
+            "--node-id",
+            "5000",
+            "--max-frame-bytes",
+            "10",
+            "--idle-timeout-ms",
+            "1000",
+            "--jwt-secret",
+            "short",
+        ])
+        .expect_err("invalid");
+        assert!(err.contains("--node-id"), "{err}");
+        assert!(err.contains("--max-frame-bytes"), "{err}");
+        assert!(err.contains("--idle-timeout-ms"), "{err}");
+        assert!(err.contains("JWT_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_needs_shared_history_and_a_shared_secret() {
+        let err = parse(&["--redis", "redis://127.0.0.1:6379"]).expect_err("invalid");
+        assert!(err.contains("--redis needs --scylla"), "{err}");
+        assert!(err.contains("--redis needs JWT_SECRET"), "{err}");
+        parse(&[
+            "--redis",
+            "redis://127.0.0.1:6379",
+            "--scylla",
+            "127.0.0.1:9042",
+            "--jwt-secret",
+            "a-secret-of-enough-bytes",
+        ])
+        .expect("a valid cluster node");
+    }
+
+    #[test]
+    fn ttl_parses_units() {
+        assert_eq!(parse_ttl("90"), Ok(90));
+        assert_eq!(parse_ttl("30m"), Ok(1800));
+        assert_eq!(parse_ttl("24h"), Ok(86_400));
+        assert_eq!(parse_ttl("7d"), Ok(604_800));
+        assert!(parse_ttl("-1h").is_err());
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("h").is_err());
+    }
+
+    #[test]
+    fn dev_secret_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let dir_arg = dir.path().to_str().expect("utf8").to_owned();
+        let c = parse(&["--data-dir", &dir_arg]).expect("ok");
+        let mut c = c;
+        c.jwt_secret = None;
+        let first = c.resolve_secret().expect("first");
+        assert!(first.generated);
+        let second = c.resolve_secret().expect("second");
+        assert!(!second.generated);
+        assert_eq!(first.bytes, second.bytes);
+    }
+}

@@ -1,0 +1,205 @@
+//! The command line: every setting a flag with an environment variable (the seed's `PORT`,
+//! `CLIENT_URL`, `JWT_SECRET`, `REDIS_URL` names where it had them). Defaults are the named
+//! constants of the module each setting belongs to.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::node;
+use crate::session::limits;
+
+/// Deliveries queued toward one shard.
+pub(crate) const DEFAULT_SHARD_INBOX: usize = 64 * 1024;
+/// Sends per second per user.
+pub(crate) const DEFAULT_USER_MESSAGES_PER_SEC: f64 = 20.0;
+/// Burst above that rate.
+pub(crate) const DEFAULT_USER_MESSAGE_BURST: u32 = 40;
+/// Writes per fsync in the embedded engine.
+pub(crate) const DEFAULT_STORAGE_MAX_BATCH: usize = 2048;
+/// Bus partitions.
+pub(crate) const DEFAULT_REDIS_PARTITIONS: u32 = 16;
+/// Events kept per bus partition.
+pub(crate) const DEFAULT_REDIS_STREAM_MAXLEN: u64 = 100_000;
+/// Events queued for Redis while it is away.
+pub(crate) const DEFAULT_REDIS_PUBLISH_QUEUE: usize = 100_000;
+/// A node silent this long is dead, ms.
+pub(crate) const DEFAULT_PRESENCE_TTL_MS: u64 = 10_000;
+
+/// Parley chat gateway.
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about = "Parley real-time chat gateway")]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) options: Options,
+
+    /// Validate the configuration, print it, and exit.
+    #[arg(long)]
+    pub(crate) check_config: bool,
+
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Print a JWT for USER signed with the configured (or generated development) secret.
+    Token {
+        /// The user id (the token's `sub`).
+        user: String,
+        /// Lifetime, e.g. `3600`, `90s`, `30m`, `24h`, `7d`.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+    },
+    /// Apply the CQL schema to the --scylla cluster (idempotent) and exit.
+    Migrate,
+}
+
+/// Every setting, as given. [`Config::from_options`] validates it.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Options {
+    /// TCP port for HTTP, WebSocket (/ws) and the REST API.
+    #[arg(long, env = "PORT", default_value_t = 3001)]
+    pub(crate) port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "PARLEY_BIND", default_value = "0.0.0.0")]
+    pub(crate) bind: IpAddr,
+    /// Allowed CORS origins, comma-separated (`*` = any).
+    #[arg(long, env = "CLIENT_URL", default_value = "http://localhost:3000")]
+    pub(crate) client_url: String,
+    /// Directory of the embedded storage and the generated development secret.
+    #[arg(long, env = "PARLEY_DATA_DIR", default_value = "./data")]
+    pub(crate) data_dir: PathBuf,
+    /// HS256 secret for JWTs (at least 16 bytes). Unset: a development secret is generated
+    /// once and kept in the data directory.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub(crate) jwt_secret: Option<String>,
+    /// PEM file of an RSA (RS256) or Ed25519 (EdDSA) public key also accepted for JWTs.
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
+    pub(crate) jwt_public_key: Option<PathBuf>,
+    /// This node's id (0-1023), part of every message id: unique per node of a cluster.
+    #[arg(long, env = "PARLEY_NODE_ID", default_value_t = 0)]
+    pub(crate) node_id: u16,
+    /// Shard threads (each with its own listener and runtime). 0 = one per core.
+    #[arg(long, env = "PARLEY_SHARDS", default_value_t = 0)]
+    pub(crate) shards: usize,
+    /// Largest frame a client may send, bytes.
+    #[arg(long, env = "PARLEY_MAX_FRAME_BYTES", default_value_t = limits::DEFAULT_MAX_FRAME_BYTES)]
+    pub(crate) max_frame_bytes: usize,
+    /// Longest message content, in characters (Unicode scalar values).
+    #[arg(long, env = "PARLEY_MAX_MESSAGE_CHARS", default_value_t = limits::DEFAULT_MAX_MESSAGE_CHARS)]
+    pub(crate) max_message_chars: usize,
+    /// Frames queued toward one session before it counts as a slow consumer.
+    #[arg(long, env = "PARLEY_OUTBOX_FRAMES", default_value_t = node::DEFAULT_OUTBOX_FRAMES)]
+    pub(crate) outbox_frames: usize,
+    /// Bytes queued toward one session before it counts as a slow consumer.
+    #[arg(long, env = "PARLEY_OUTBOX_BYTES", default_value_t = node::DEFAULT_OUTBOX_BYTES)]
+    pub(crate) outbox_bytes: usize,
+    /// Deliveries queued toward one shard from the others.
+    #[arg(long, env = "PARLEY_SHARD_INBOX", default_value_t = DEFAULT_SHARD_INBOX)]
+    pub(crate) shard_inbox: usize,
+    /// Heartbeat interval told to clients in Welcome, ms.
+    #[arg(long, env = "PARLEY_HEARTBEAT_MS", default_value_t = limits::DEFAULT_HEARTBEAT_MS)]
+    pub(crate) heartbeat_ms: u64,
+    /// Close a session that sent nothing for this long, ms.
+    #[arg(long, env = "PARLEY_IDLE_TIMEOUT_MS", default_value_t = limits::DEFAULT_IDLE_TIMEOUT_MS)]
+    pub(crate) idle_timeout_ms: u64,
+    /// Close a connection that sent no Hello within this long, ms.
+    #[arg(long, env = "PARLEY_HELLO_TIMEOUT_MS", default_value_t = limits::DEFAULT_HELLO_TIMEOUT_MS)]
+    pub(crate) hello_timeout_ms: u64,
+    /// A typing indicator ends by itself after this long without a refresh, ms.
+    #[arg(long, env = "PARLEY_TYPING_TTL_MS", default_value_t = limits::DEFAULT_TYPING_TTL_MS)]
+    pub(crate) typing_ttl_ms: u64,
+    /// Close a session whose socket accepts no bytes for this long, ms.
+    #[arg(long, env = "PARLEY_WRITE_TIMEOUT_MS", default_value_t = node::DEFAULT_WRITE_TIMEOUT_MS)]
+    pub(crate) write_timeout_ms: u64,
+    /// Messages per second one user may send (all sessions and REST together).
+    #[arg(long, env = "PARLEY_USER_MESSAGES_PER_SEC", default_value_t = DEFAULT_USER_MESSAGES_PER_SEC)]
+    pub(crate) user_messages_per_sec: f64,
+    /// Burst of messages a user may send above the rate.
+    #[arg(long, env = "PARLEY_USER_MESSAGE_BURST", default_value_t = DEFAULT_USER_MESSAGE_BURST)]
+    pub(crate) user_message_burst: u32,
+    /// Frames per second one session may send.
+    #[arg(long, env = "PARLEY_SESSION_FRAMES_PER_SEC", default_value_t = limits::DEFAULT_FRAMES_PER_SEC)]
+    pub(crate) session_frames_per_sec: f64,
+    /// Burst of frames a session may send above the rate.
+    #[arg(long, env = "PARLEY_SESSION_FRAME_BURST", default_value_t = limits::DEFAULT_FRAME_BURST)]
+    pub(crate) session_frame_burst: u32,
+    /// Malformed frames tolerated per session before it is closed.
+    #[arg(long, env = "PARLEY_MAX_BAD_FRAMES", default_value_t = limits::DEFAULT_MAX_BAD_FRAMES)]
+    pub(crate) max_bad_frames: u32,
+    /// Resume points accepted in one Hello.
+    #[arg(long, env = "PARLEY_MAX_RESUME_POINTS", default_value_t = limits::DEFAULT_MAX_RESUME_POINTS)]
+    pub(crate) max_resume_points: usize,
+    /// Missed messages replayed per conversation on resume (older ones: History).
+    #[arg(long, env = "PARLEY_RESUME_MAX_MESSAGES", default_value_t = node::DEFAULT_RESUME_MAX_MESSAGES)]
+    pub(crate) resume_max_messages: usize,
+    /// Largest REST request body, bytes.
+    #[arg(long, env = "PARLEY_MAX_BODY_BYTES", default_value_t = node::DEFAULT_MAX_BODY_BYTES)]
+    pub(crate) max_body_bytes: usize,
+    /// Writes committed by one fsync in the embedded engine (group commit).
+    #[arg(long, env = "PARLEY_STORAGE_MAX_BATCH", default_value_t = DEFAULT_STORAGE_MAX_BATCH)]
+    pub(crate) storage_max_batch: usize,
+    /// Embedded storage, under concurrent load: wait this long for more writes before an
+    /// fsync (fewer fsyncs and wake-ups per message, more latency), µs. 0: commit at once.
+    #[arg(long, env = "PARLEY_STORAGE_COMMIT_DELAY_US", default_value_t = 0)]
+    pub(crate) storage_commit_delay_us: u64,
+    /// On SIGINT/SIGTERM, how long sessions get to drain before the process exits, ms.
+    #[arg(long, env = "PARLEY_SHUTDOWN_GRACE_MS", default_value_t = node::DEFAULT_SHUTDOWN_GRACE_MS)]
+    pub(crate) shutdown_grace_ms: u64,
+    /// Redis for running as a cluster (fan-out over Redis Streams, presence across nodes),
+    /// e.g. `redis://10.0.0.5:6379`. Unset: a single node.
+    #[arg(long, env = "REDIS_URL")]
+    pub(crate) redis: Option<String>,
+    /// Redis Streams partitions of the cluster bus (the same on every node).
+    #[arg(long, env = "PARLEY_REDIS_PARTITIONS", default_value_t = DEFAULT_REDIS_PARTITIONS)]
+    pub(crate) redis_partitions: u32,
+    /// Events kept per partition (`XADD MAXLEN ~`): how long a node may be cut off and still
+    /// catch up from the streams.
+    #[arg(long, env = "PARLEY_REDIS_STREAM_MAXLEN", default_value_t = DEFAULT_REDIS_STREAM_MAXLEN)]
+    pub(crate) redis_stream_maxlen: u64,
+    /// Events a node queues for Redis while it is unreachable; past this it drops them and,
+    /// once Redis is back, tells the other nodes to have their clients resume from storage.
+    #[arg(long, env = "PARLEY_REDIS_PUBLISH_QUEUE", default_value_t = DEFAULT_REDIS_PUBLISH_QUEUE)]
+    pub(crate) redis_publish_queue: usize,
+    /// A node whose heartbeat is this old is dead and its users go offline, ms.
+    #[arg(long, env = "PARLEY_PRESENCE_TTL_MS", default_value_t = DEFAULT_PRESENCE_TTL_MS)]
+    pub(crate) presence_ttl_ms: u64,
+    /// ScyllaDB (or Cassandra) contact points, `host:9042,...`: history there instead of the
+    /// embedded store.
+    #[arg(long, env = "SCYLLA_NODES", value_delimiter = ',')]
+    pub(crate) scylla: Vec<String>,
+    /// ScyllaDB keyspace.
+    #[arg(long, env = "SCYLLA_KEYSPACE", default_value = "parley")]
+    pub(crate) scylla_keyspace: String,
+    /// Consistency of reads and writes: one, quorum, local_quorum, all.
+    #[arg(long, env = "SCYLLA_CONSISTENCY", default_value = "local_quorum")]
+    pub(crate) scylla_consistency: String,
+    /// Replication of the keyspace when --migrate creates it: `simple:N` or `dc1:N,dc2:N`.
+    #[arg(long, env = "SCYLLA_REPLICATION", default_value = "simple:1")]
+    pub(crate) scylla_replication: String,
+    /// Create the keyspace and tables (deploy/cql/schema.cql) at start if missing.
+    #[arg(long, env = "PARLEY_MIGRATE", default_value_t = false)]
+    pub(crate) migrate: bool,
+    /// UDP port of the QUIC endpoint (ALPN `parley/1`); default: the HTTP port's number.
+    #[arg(long, env = "PARLEY_QUIC_PORT")]
+    pub(crate) quic_port: Option<u16>,
+    /// PEM certificate chain for QUIC. Unset (with --tls-key): a self-signed certificate is
+    /// generated once into the data directory and its SHA-256 fingerprint logged.
+    #[arg(long, env = "PARLEY_TLS_CERT")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "PARLEY_TLS_KEY")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `gateway=debug`.
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        default_value = "info,fjall=warn,lsm_tree=warn"
+    )]
+    pub(crate) log: String,
+    /// Serve test-only endpoints (/test/echo for the Autobahn suite). Never in production.
+    #[arg(long, env = "PARLEY_TEST_ENDPOINTS", default_value_t = false)]
+    pub(crate) test_endpoints: bool,
+}

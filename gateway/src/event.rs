@@ -1,0 +1,47 @@
+//! An event as it travels inside a node and between nodes: a server frame encoded once, what it
+//! is, and how a full queue may treat it. Fan-out, the outboxes and the cluster bus all carry
+//! this; none of them re-encodes or re-derives anything from the bytes.
+
+use bytes::Bytes;
+use parley_proto::codec::server::encode_server;
+use parley_proto::{FrameKind, ServerBody, ServerFrame};
+use parley_types::{ConversationId, MessageId};
+use tokio::time::Instant;
+
+/// What a queued frame is, for the overflow policy and resume de-duplication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// Typing, presence: may be dropped under pressure.
+    Ephemeral,
+    /// A MessageNew.
+    Message {
+        conversation: ConversationId,
+        id: MessageId,
+    },
+    /// Anything else that must arrive (read receipts, deletions, answers).
+    Reliable,
+}
+
+/// An encoded server frame and how to treat it.
+#[derive(Clone, Debug)]
+pub(crate) struct Event {
+    pub(crate) frame: Bytes,
+    pub(crate) class: Class,
+    pub(crate) kind: FrameKind,
+    /// When the Send that caused it arrived (local messages only), for the send → deliver
+    /// histogram.
+    pub(crate) received_at: Option<Instant>,
+}
+
+impl Event {
+    /// Encodes `body` once for every recipient.
+    pub(crate) fn new(body: ServerBody, class: Class) -> Self {
+        let kind = body.kind();
+        Self {
+            frame: encode_server(&ServerFrame::push(body)),
+            class,
+            kind,
+            received_at: None,
+        }
+    }
+}

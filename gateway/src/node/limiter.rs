@@ -1,0 +1,43 @@
+//! Per-user send rate, shared by every session and REST on this node.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use parley_proto::ErrorCode;
+use tokio::time::Instant;
+
+use crate::errors::ClientError;
+use crate::ratelimit::TokenBucket;
+
+/// Token buckets of senders, by user.
+pub(crate) struct SendLimiter {
+    buckets: DashMap<Arc<str>, TokenBucket>,
+    rate: f64,
+    burst: u32,
+}
+
+impl SendLimiter {
+    pub(crate) fn new(per_sec: f64, burst: u32) -> Self {
+        Self {
+            buckets: DashMap::new(),
+            rate: per_sec,
+            burst,
+        }
+    }
+
+    /// Takes a send token for `user`, or refuses with `RateLimited`.
+    pub(crate) fn take(&self, user: &Arc<str>, now: Instant) -> Result<(), ClientError> {
+        let mut bucket = self
+            .buckets
+            .entry(user.clone())
+            .or_insert_with(|| TokenBucket::new(self.rate, self.burst, now));
+        if bucket.try_take(now) {
+            Ok(())
+        } else {
+            Err(ClientError::new(
+                ErrorCode::RateLimited,
+                "sending too fast; slow down",
+            ))
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Where each user's sessions are on this node: per user, a count per shard. Fan-out reads it
+//! to know which shard inboxes to push to; presence reads it to know who is online here.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+/// A user's sessions on this node.
+#[derive(Debug)]
+struct UserSessions {
+    per_shard: Box<[u32]>,
+    total: u32,
+    last_seen_ms: i64,
+}
+
+/// Online state of a user as this node knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LocalPresence {
+    pub(crate) online: bool,
+    /// When the user's last session on this node closed (0: never seen).
+    pub(crate) last_seen_ms: i64,
+}
+
+/// The user → shards table.
+pub(crate) struct Routes {
+    shards: usize,
+    users: DashMap<Arc<str>, UserSessions>,
+}
+
+impl Routes {
+    pub(crate) fn new(shards: usize) -> Self {
+        Self {
+            shards,
+            users: DashMap::new(),
+        }
+    }
+
+    /// Records a session of `user` on `shard`; `true` when it is the user's first on the node.
+    pub(crate) fn session_opened(&self, user: &Arc<str>, shard: usize) -> bool {
+        let shards = self.shards;
+        let mut entry = self
+            .users
+            .entry(user.clone())
+            .or_insert_with(|| UserSessions {
+                per_shard: vec![0; shards].into_boxed_slice(),
+                total: 0,
+                last_seen_ms: 0,
+            });
+        if let Some(n) = entry.per_shard.get_mut(shard) {
+            *n += 1;
+        }
+        entry.total += 1;
+        entry.total == 1
+    }
+
+    /// Forgets a session; `true` when it was the user's last on the node.
+    pub(crate) fn session_closed(&self, user: &str, shard: usize, now_ms: i64) -> bool {
+        let Some(mut entry) = self.users.get_mut(user) else {
+            return false;
+        };
+        if let Some(n) = entry.per_shard.get_mut(shard) {
+            *n = n.saturating_sub(1);
+        }
+        entry.total = entry.total.saturating_sub(1);
+        if entry.total == 0 {
+            entry.last_seen_ms = now_ms;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn presence(&self, user: &str) -> LocalPresence {
+        match self.users.get(user) {
+            Some(e) => LocalPresence {
+                online: e.total > 0,
+                last_seen_ms: e.last_seen_ms,
+            },
+            None => LocalPresence {
+                online: false,
+                last_seen_ms: 0,
+            },
+        }
+    }
+
+    /// Users with a session on this node.
+    pub(crate) fn online_users(&self) -> usize {
+        self.users.iter().filter(|e| e.total > 0).count()
+    }
+
+    /// Calls `f(shard, user)` for every shard where `user` has sessions.
+    pub(crate) fn for_each_shard(&self, user: &str, mut f: impl FnMut(usize, &Arc<str>)) {
+        if let Some(entry) = self.users.get(user) {
+            for (shard, n) in entry.per_shard.iter().enumerate() {
+                if *n > 0 {
+                    f(shard, entry.key());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The transports: they move bytes and never see the protocol. HTTP (hyper) serves `/ws`
+//! (upgraded to a WebSocket session), the REST API and the probes; QUIC serves sessions on
+//! one bidirectional stream each.
+
+pub(crate) mod http;
+pub(crate) mod quic;
+pub(crate) mod response;
+pub(crate) mod rest;
+pub(crate) mod ws;

@@ -1,0 +1,282 @@
+//! One function per REST endpoint: parse, call the chat operation, shape the JSON.
+
+use hyper::header::HeaderValue;
+use hyper::{Response, StatusCode};
+use parley_proto::SendMessage;
+use parley_types::{ConversationId, ListCursor, MediaRef, MessageId, MessageKind, NewReport};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::json::{IdString, conversation_json, invalid, message_json, parse};
+use super::{Call, Reply};
+use crate::clock::rfc3339;
+use crate::errors::ClientError;
+use crate::session::{CONVERSATIONS_DEFAULT, HISTORY_DEFAULT, validate_send};
+use crate::transport::response::{Body, json as json_response};
+
+/// Longest report reason, characters.
+const MAX_REASON_CHARS: usize = 2000;
+
+fn ok(status: StatusCode, v: Value) -> Reply {
+    Ok(json_response(status, v.to_string()))
+}
+
+fn no_content() -> Reply {
+    let mut resp = Response::new(Body::default());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    Ok(resp)
+}
+
+pub(super) async fn list(c: Call<'_>) -> Reply {
+    let cursor = c
+        .query
+        .get("cursor")
+        .map(|c| c.parse::<ListCursor>())
+        .transpose()
+        .map_err(|()| invalid("malformed cursor"))?;
+    let limit = c.query.limit(CONVERSATIONS_DEFAULT)?;
+    let page = c.node.chat.list(&c.user, cursor, limit).await?;
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|s| conversation_json(&s.conversation, s.last_message.as_ref(), s.unread))
+        .collect();
+    let next = page.next_cursor.map(|c| c.to_string());
+    ok(
+        StatusCode::OK,
+        json!({ "conversations": items, "nextCursor": next }),
+    )
+}
+
+pub(super) async fn create(c: Call<'_>) -> Reply {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Direct {
+        seller_id: String,
+        listing_id: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Group {
+        participant_ids: Vec<String>,
+        #[serde(default)]
+        title: String,
+    }
+    let (node, user, now) = (c.node, c.user.clone(), c.now);
+    let body = c.json().await?;
+    if body.get("participantIds").is_some() {
+        let g: Group = parse(body)?;
+        let conv = node
+            .chat
+            .create_group(&user, &g.participant_ids, &g.title, now)
+            .await?;
+        return ok(StatusCode::CREATED, conversation_json(&conv, None, 0));
+    }
+    let d: Direct = parse(body)?;
+    let created = node
+        .chat
+        .create_direct(&user, &d.seller_id, &d.listing_id, now)
+        .await?;
+    let status = if created.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    ok(status, conversation_json(&created.conversation, None, 0))
+}
+
+pub(super) async fn get(c: Call<'_>, id: ConversationId) -> Reply {
+    let conv = c.node.chat.conversations.for_user(id, &c.user).await?;
+    ok(StatusCode::OK, conversation_json(&conv, None, 0))
+}
+
+pub(super) async fn delete(c: Call<'_>, id: ConversationId) -> Reply {
+    c.node.chat.delete_conversation(&c.user, id).await?;
+    no_content()
+}
+
+pub(super) async fn history(c: Call<'_>, id: ConversationId) -> Reply {
+    let before = c
+        .query
+        .get("before")
+        .map(|b| b.parse::<u64>().map(MessageId))
+        .transpose()
+        .map_err(|_| invalid("before must be a message id"))?;
+    let limit = c.query.limit(HISTORY_DEFAULT)?;
+    let page = c.node.chat.history(&c.user, id, before, limit).await?;
+    let messages: Vec<Value> = page.messages.iter().map(message_json).collect();
+    let next = page.next_before.map(|m| m.0.to_string());
+    ok(
+        StatusCode::OK,
+        json!({ "messages": messages, "nextBefore": next }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MediaBody {
+    url: String,
+    #[serde(default)]
+    mime_type: String,
+    #[serde(default)]
+    size_bytes: u64,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    width: u32,
+    #[serde(default)]
+    height: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SendBody {
+    #[serde(default)]
+    content: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    media: Option<MediaBody>,
+    #[serde(default)]
+    client_msg_id: Option<String>,
+}
+
+pub(super) async fn send(c: Call<'_>, conversation: ConversationId) -> Reply {
+    let key = c.header("idempotency-key")?;
+    let (node, user, now) = (c.node, c.user.clone(), c.now);
+    let b: SendBody = parse(c.json().await?)?;
+    let kind = match b.kind.as_deref() {
+        None | Some("text") => MessageKind::Text,
+        Some("image") => MessageKind::Image,
+        Some("file") => MessageKind::File,
+        Some(_) => return Err(invalid("type must be text, image or file")),
+    };
+    let client_msg_id = key
+        .or(b.client_msg_id)
+        .unwrap_or_else(|| format!("http-{}", uuid::Uuid::new_v4().simple()));
+    let message = SendMessage {
+        conversation,
+        client_msg_id,
+        kind,
+        content: b.content,
+        media: b.media.map(|m| MediaRef {
+            url: m.url,
+            mime_type: m.mime_type,
+            size_bytes: m.size_bytes,
+            name: m.name,
+            width: m.width,
+            height: m.height,
+        }),
+    };
+    // The same content rules the socket protocol applies (one copy, in the session core).
+    validate_send(&node.limits, &message).map_err(|(code, msg)| ClientError::new(code, msg))?;
+    let appended = node.chat.send_message(&user, message, now, None).await?;
+    let status = if appended.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let mut resp = json_response(status, message_json(&appended.message).to_string());
+    if appended.duplicate {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+pub(super) async fn read(c: Call<'_>, conversation: ConversationId) -> Reply {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ReadBody {
+        up_to: IdString,
+    }
+    let (node, user, now) = (c.node, c.user.clone(), c.now);
+    let body: ReadBody = parse(c.json().await?)?;
+    let up_to = MessageId(body.up_to.0);
+    let r = node
+        .chat
+        .mark_read(&user, conversation, up_to, now, None)
+        .await?;
+    ok(
+        StatusCode::OK,
+        json!({
+            "conversationId": conversation.to_string(),
+            "upTo": r.state.up_to.0.to_string(),
+            "readAt": rfc3339(r.state.read_at_ms),
+            "advanced": r.advanced,
+        }),
+    )
+}
+
+pub(super) async fn unread(c: Call<'_>) -> Reply {
+    let counts = c.node.chat.unread(&c.user).await?;
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    let list: Vec<Value> = counts
+        .iter()
+        .map(|(c, n)| json!({ "conversationId": c.to_string(), "unreadCount": n }))
+        .collect();
+    ok(
+        StatusCode::OK,
+        json!({ "total": total, "conversations": list }),
+    )
+}
+
+pub(super) async fn block(c: Call<'_>) -> Reply {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct BlockBody {
+        user_id: String,
+    }
+    let (node, user, now) = (c.node, c.user.clone(), c.now);
+    let body: BlockBody = parse(c.json().await?)?;
+    crate::auth::validate_user_id(&body.user_id).map_err(invalid)?;
+    if body.user_id == *user {
+        return Err(invalid("cannot block yourself"));
+    }
+    node.chat.set_block(&user, &body.user_id, true, now).await?;
+    no_content()
+}
+
+pub(super) async fn unblock(c: Call<'_>, target: &str) -> Reply {
+    c.node.chat.set_block(&c.user, target, false, c.now).await?;
+    no_content()
+}
+
+pub(super) async fn report(c: Call<'_>) -> Reply {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct ReportBody {
+        user_id: String,
+        #[serde(default)]
+        conversation_id: Option<String>,
+        #[serde(default)]
+        message_id: Option<IdString>,
+        reason: String,
+    }
+    let (node, user, now) = (c.node, c.user.clone(), c.now);
+    let b: ReportBody = parse(c.json().await?)?;
+    crate::auth::validate_user_id(&b.user_id).map_err(invalid)?;
+    if b.reason.trim().is_empty() || b.reason.chars().count() > MAX_REASON_CHARS {
+        return Err(invalid("reason must be 1 to 2000 characters"));
+    }
+    let conversation = b
+        .conversation_id
+        .as_deref()
+        .map(super::conversation_id)
+        .transpose()?;
+    if let Some(conv) = conversation {
+        node.chat.conversations.for_user(conv, &user).await?;
+    }
+    let id = node
+        .chat
+        .report(NewReport {
+            reporter: user.to_string(),
+            reported_user: b.user_id,
+            conversation,
+            message: b.message_id.map(|m| MessageId(m.0)),
+            reason: b.reason,
+            now_ms: now.wall_ms,
+        })
+        .await?;
+    ok(StatusCode::CREATED, json!({ "id": id.to_string() }))
+}

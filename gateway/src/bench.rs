@@ -16,12 +16,12 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::Authenticator;
 use crate::clock::{Now, wall_ms};
 use crate::event::{Class, Event};
-use crate::node::fanout::Delivery;
 use crate::node::{Node, Settings};
 use crate::outbox::{Next, Outbox};
 use crate::server::{Parts, assemble};
 use crate::session::{Output, Session, SessionLimits};
 use crate::shard::Shard;
+use crate::state::fanout::Delivery;
 
 const SECRET: &[u8] = b"bench-secret-0123456789abcdef";
 

@@ -85,23 +85,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log))
         .with_writer(std::io::stderr)
         .init();
-    let secret = config.resolve_secret().context("JWT secret")?;
-    if let Some(file) = &secret.dev_file {
-        tracing::warn!(
-            file = %file.display(),
-            generated = secret.generated,
-            "no JWT_SECRET configured: using a development secret kept in the data directory; \
-             mint tokens with `gateway token <user-id>`"
-        );
-    }
-    let public_key = match &config.jwt_public_key {
-        Some(path) => {
-            Some(std::fs::read(path).with_context(|| format!("read {}", path.display()))?)
-        }
-        None => None,
-    };
-    let auth =
-        Authenticator::new(&secret.bytes, public_key.as_deref()).map_err(anyhow::Error::msg)?;
+    let auth = authenticator(&config)?;
     // Clients of shared services (ScyllaDB, Redis) run their connection tasks here, apart from
     // the shards.
     let services = tokio::runtime::Builder::new_multi_thread()
@@ -116,7 +100,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let stop = signals.block_on(async {
+    let (mut term, mut int) = signals.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         Ok::<_, std::io::Error>((
             signal(SignalKind::terminate())?,
@@ -132,32 +116,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!(cert = %tls.cert_path.display(), "no --tls-cert configured: generated a self-signed QUIC certificate");
     }
     let running = crate::server::start(config, storage, auth, &tls, services.handle())?;
-    let addr = running.addr();
-    tracing::info!(%addr, "listening (HTTP + WebSocket /ws)");
-    tracing::info!(
-        addr = %running.quic_addr(),
-        alpn = "parley/1",
-        cert = %tls.cert_path.display(),
-        sha256 = %tls.fingerprint,
-        "listening (QUIC)"
-    );
-    // Stable lines on stdout for scripts and tests that start the gateway with --port 0. A
-    // closed stdout (a supervisor that does not read it) must not stop the node: errors are
-    // ignored, where `println!` would panic.
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "parley gateway listening on {addr}");
-        let _ = writeln!(
-            out,
-            "parley quic listening on {} (udp, ALPN parley/1) certificate {} sha256 {}",
-            running.quic_addr(),
-            tls.cert_path.display(),
-            tls.fingerprint
-        );
-        let _ = out.flush();
-    }
-    let (mut term, mut int) = stop;
+    announce(running.addr(), running.quic_addr(), &tls);
     signals.block_on(async {
         tokio::select! {
             _ = term.recv() => {}
@@ -168,6 +127,54 @@ fn serve(config: Config) -> anyhow::Result<()> {
     running.shutdown(services.handle());
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The token verifier: the configured (or development) secret, plus a public key if any.
+fn authenticator(config: &Config) -> anyhow::Result<Authenticator> {
+    let secret = config.resolve_secret().context("JWT secret")?;
+    if let Some(file) = &secret.dev_file {
+        tracing::warn!(
+            file = %file.display(),
+            generated = secret.generated,
+            "no JWT_SECRET configured: using a development secret kept in the data directory; \
+             mint tokens with `gateway token <user-id>`"
+        );
+    }
+    let public_key = match &config.jwt_public_key {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("read {}", path.display()))?)
+        }
+        None => None,
+    };
+    Authenticator::new(&secret.bytes, public_key.as_deref()).map_err(anyhow::Error::msg)
+}
+
+/// Logs where the node listens, and prints stable lines on stdout for scripts and tests that
+/// start the gateway with --port 0. A closed stdout (a supervisor that does not read it) must
+/// not stop the node: errors are ignored, where `println!` would panic.
+fn announce(
+    addr: std::net::SocketAddr,
+    quic: std::net::SocketAddr,
+    tls: &crate::transport::quic::tls::TlsMaterial,
+) {
+    use std::io::Write;
+    tracing::info!(%addr, "listening (HTTP + WebSocket /ws)");
+    tracing::info!(
+        addr = %quic,
+        alpn = "parley/1",
+        cert = %tls.cert_path.display(),
+        sha256 = %tls.fingerprint,
+        "listening (QUIC)"
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "parley gateway listening on {addr}");
+    let _ = writeln!(
+        out,
+        "parley quic listening on {quic} (udp, ALPN parley/1) certificate {} sha256 {}",
+        tls.cert_path.display(),
+        tls.fingerprint
+    );
+    let _ = out.flush();
 }
 
 /// The configured storage engine, opened (and, with `--migrate`, its schema applied).

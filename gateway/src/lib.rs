@@ -16,6 +16,8 @@ mod driver;
 mod errors;
 mod event;
 mod files;
+#[cfg(test)]
+mod layers;
 mod metered;
 mod metrics;
 mod node;
@@ -24,6 +26,7 @@ mod ratelimit;
 mod server;
 mod session;
 mod shard;
+mod state;
 #[cfg(test)]
 mod testkit;
 mod transport;

@@ -196,7 +196,17 @@ pub(crate) struct NodeGauges<'a> {
     pub(crate) inbox_full_drops: u64,
     /// Message deliveries skipped because this node had delivered that message already.
     pub(crate) duplicate_deliveries: u64,
-    pub(crate) bus: Option<&'a crate::bus::BusStats>,
+    pub(crate) bus: Option<BusGauges<'a>>,
+}
+
+/// The cluster bus's counters, read when `/metrics` is rendered.
+pub(crate) struct BusGauges<'a> {
+    pub(crate) connected: bool,
+    pub(crate) published: u64,
+    pub(crate) received: u64,
+    pub(crate) dropped: u64,
+    pub(crate) gaps: u64,
+    pub(crate) lag: &'a Histogram,
 }
 
 impl Metrics {
@@ -246,90 +256,90 @@ impl Metrics {
                 );
             }
         }
-        let mut counter =
-            |name: &str, help: &str, values: &mut dyn Iterator<Item = (String, u64)>| {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-                for (labels, v) in values {
-                    if labels.is_empty() {
-                        let _ = writeln!(out, "{name} {v}");
-                    } else {
-                        let _ = writeln!(out, "{name}{{{labels}}} {v}");
-                    }
-                }
-            };
-        let sum = |f: &dyn Fn(&ShardMetrics) -> u64| self.shards.iter().map(f).sum::<u64>();
-        counter(
-            "parley_frames_in_total",
-            "Frames received from clients, by type.",
-            &mut ClientKind::ALL.iter().map(|k| {
-                (
-                    format!("type=\"{}\"", k.name()),
-                    sum(&|s| s.frames_in[k.index()].load(Relaxed)),
-                )
-            }),
-        );
-        counter(
-            "parley_frames_out_total",
-            "Frames queued to clients, by type.",
-            &mut FrameKind::ALL.iter().map(|k| {
-                (
-                    format!("type=\"{}\"", k.name()),
-                    sum(&|s| s.frames_out[k.index()].load(Relaxed)),
-                )
-            }),
-        );
-        counter(
-            "parley_deliveries_total",
-            "Fan-out events enqueued to sessions.",
-            &mut std::iter::once((String::new(), sum(&|s| s.deliveries.load(Relaxed)))),
-        );
-        counter(
-            "parley_dropped_ephemeral_total",
-            "Typing/presence events dropped because a session's queue was half full.",
-            &mut std::iter::once((String::new(), sum(&|s| s.dropped_ephemeral.load(Relaxed)))),
-        );
-        counter(
-            "parley_slow_consumer_disconnects_total",
-            "Sessions closed because they could not keep up.",
-            &mut std::iter::once((String::new(), sum(&|s| s.slow_consumers.load(Relaxed)))),
-        );
-        counter(
-            "parley_errors_total",
-            "Error frames and REST errors sent, by code.",
-            &mut self.errors.iter().filter_map(|(code, c)| {
-                let v = c.load(Relaxed);
-                let name = ErrorCode::from_code(*code).map_or("unknown", ErrorCode::name);
-                (v > 0).then(|| (format!("code=\"{code}\",name=\"{name}\""), v))
-            }),
-        );
-        counter(
-            "parley_storage_errors_total",
-            "Storage calls that failed.",
-            &mut std::iter::once((String::new(), self.storage_errors.load(Relaxed))),
-        );
+        self.render_counters(&mut out);
         out.push_str("# HELP parley_send_to_deliver_seconds Server side: Send received → enqueued on a shard's sessions.\n");
         out.push_str("# TYPE parley_send_to_deliver_seconds histogram\n");
         self.send_to_deliver
             .render(&mut out, "parley_send_to_deliver_seconds", "");
         out.push_str("# HELP parley_storage_seconds Storage call latency.\n");
         out.push_str("# TYPE parley_storage_seconds histogram\n");
-        self.storage[StorageOp::Write as usize].render(
-            &mut out,
-            "parley_storage_seconds",
-            "op=\"write\"",
-        );
-        self.storage[StorageOp::Read as usize].render(
-            &mut out,
-            "parley_storage_seconds",
-            "op=\"read\"",
-        );
+        for (op, label) in [
+            (StorageOp::Write, "op=\"write\""),
+            (StorageOp::Read, "op=\"read\""),
+        ] {
+            self.storage[op as usize].render(&mut out, "parley_storage_seconds", label);
+        }
         render_node(&mut out, node);
         out
+    }
+
+    fn render_counters(&self, out: &mut String) {
+        let sum = |f: &dyn Fn(&ShardMetrics) -> u64| self.shards.iter().map(f).sum::<u64>();
+        labelled(
+            out,
+            "parley_frames_in_total",
+            "Frames received from clients, by type.",
+            ClientKind::ALL.iter().map(|k| {
+                let v = sum(&|s| s.frames_in[k.index()].load(Relaxed));
+                (format!("type=\"{}\"", k.name()), v)
+            }),
+        );
+        labelled(
+            out,
+            "parley_frames_out_total",
+            "Frames queued to clients, by type.",
+            FrameKind::ALL.iter().map(|k| {
+                let v = sum(&|s| s.frames_out[k.index()].load(Relaxed));
+                (format!("type=\"{}\"", k.name()), v)
+            }),
+        );
+        for (name, help, v) in [
+            (
+                "parley_deliveries_total",
+                "Fan-out events enqueued to sessions.",
+                sum(&|s| s.deliveries.load(Relaxed)),
+            ),
+            (
+                "parley_dropped_ephemeral_total",
+                "Typing/presence events dropped because a session's queue was half full.",
+                sum(&|s| s.dropped_ephemeral.load(Relaxed)),
+            ),
+            (
+                "parley_slow_consumer_disconnects_total",
+                "Sessions closed because they could not keep up.",
+                sum(&|s| s.slow_consumers.load(Relaxed)),
+            ),
+            (
+                "parley_storage_errors_total",
+                "Storage calls that failed.",
+                self.storage_errors.load(Relaxed),
+            ),
+        ] {
+            counter(out, name, help, v);
+        }
+        labelled(
+            out,
+            "parley_errors_total",
+            "Error frames and REST errors sent, by code.",
+            self.errors.iter().filter_map(|(code, c)| {
+                let v = c.load(Relaxed);
+                let name = ErrorCode::from_code(*code).map_or("unknown", ErrorCode::name);
+                (v > 0).then(|| (format!("code=\"{code}\",name=\"{name}\""), v))
+            }),
+        );
     }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
+/// A counter with one series per label set.
+fn labelled(out: &mut String, name: &str, help: &str, values: impl Iterator<Item = (String, u64)>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (labels, v) in values {
+        let _ = writeln!(out, "{name}{{{labels}}} {v}");
+    }
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: u64) {
@@ -364,36 +374,36 @@ fn render_node(out: &mut String, n: &NodeGauges<'_>) {
         "Messages this node skipped because it had delivered them already (retries).",
         n.duplicate_deliveries,
     );
-    let Some(bus) = n.bus else { return };
+    let Some(bus) = &n.bus else { return };
     gauge(
         out,
         "parley_bus_connected",
         "1 while the cluster bus reads from its log.",
-        f64::from(u8::from(bus.connected())),
+        f64::from(u8::from(bus.connected)),
     );
     for (name, help, v) in [
         (
             "parley_bus_published_total",
             "Events written to the cluster bus.",
-            &bus.published,
+            bus.published,
         ),
         (
             "parley_bus_received_total",
             "Events read from other nodes.",
-            &bus.received,
+            bus.received,
         ),
         (
             "parley_bus_dropped_total",
             "Events dropped because the publish queue was full.",
-            &bus.dropped,
+            bus.dropped,
         ),
         (
             "parley_bus_gaps_total",
             "Times this node found it had missed bus events.",
-            &bus.gaps,
+            bus.gaps,
         ),
     ] {
-        counter(out, name, help, v.load(Relaxed));
+        counter(out, name, help, v);
     }
     out.push_str(
         "# HELP parley_bus_lag_seconds Cluster bus: event read time minus publication time.\n",
@@ -415,14 +425,20 @@ mod tests {
         m.error(1500);
         m.send_to_deliver.observe(Duration::from_micros(700));
         m.storage(StorageOp::Write, Duration::from_millis(2), true);
-        let bus = crate::bus::BusStats::default();
-        bus.published.fetch_add(3, Relaxed);
+        let lag = Histogram::default();
         let text = m.render(&NodeGauges {
             online_users: 4,
             resident_bytes: 1,
             inbox_full_drops: 2,
             duplicate_deliveries: 0,
-            bus: Some(&bus),
+            bus: Some(BusGauges {
+                connected: true,
+                published: 3,
+                received: 0,
+                dropped: 0,
+                gaps: 0,
+                lag: &lag,
+            }),
         });
         assert!(text.contains("parley_connections{transport=\"ws\",shard=\"1\"} 1"));
         assert!(text.contains("parley_frames_in_total{type=\"send\"} 1"));

@@ -17,16 +17,17 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::Authenticator;
 use crate::bus::Bus;
 use crate::bus::redis::RedisLog;
-use crate::chat::{BusEvents, Chat};
+use crate::chat::Chat;
 use crate::config::Config;
 use crate::metered::{Metered, Timing};
 use crate::metrics::Metrics;
-use crate::node::fanout::{Delivery, Fanout};
-use crate::node::limiter::SendLimiter;
-use crate::node::routes::Routes;
+use crate::node::BusEvents;
 use crate::node::{Node, Settings};
 use crate::session::SessionLimits;
 use crate::shard::Shard;
+use crate::state::fanout::{Delivery, Fanout};
+use crate::state::limiter::SendLimiter;
+use crate::state::routes::Routes;
 use crate::transport::quic;
 
 /// QUIC connections waiting for their shard to take them; beyond this they are refused.
@@ -219,7 +220,7 @@ fn spawn_shards(
     let shards = io.len();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let pin = shards <= cores.len();
-    let (handles_tx, handles_rx) = std::sync::mpsc::channel();
+    let (handles_tx, handles_rx) = std::sync::mpsc::sync_channel(shards);
     let mut threads = Vec::with_capacity(shards);
     for (id, io) in io.into_iter().enumerate() {
         let node = node.clone();
@@ -275,7 +276,7 @@ async fn accept_quic(
 fn run_shard(
     shard: Shard,
     io: ShardIo,
-    handles: std::sync::mpsc::Sender<(usize, tokio::runtime::Handle)>,
+    handles: std::sync::mpsc::SyncSender<(usize, tokio::runtime::Handle)>,
 ) {
     // Storage reads run on the blocking pool; a few threads per shard serve them. Tokio's
     // default of 512 let a burst of connects start hundreds of threads, each keeping a stack

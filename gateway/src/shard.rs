@@ -10,8 +10,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use crate::node::Node;
-use crate::node::fanout::Delivery;
 use crate::outbox::{Outbox, Pushed};
+use crate::state::fanout::Delivery;
 
 /// Deliveries a shard takes from its inbox per wake-up.
 const INBOX_BATCH: usize = 256;

@@ -290,8 +290,9 @@ fn finish(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
-    let (common, name, mut params): (Common, &str, BTreeMap<String, String>) = match &command {
+/// The scenario's name, its common options and its own parameters (for the report).
+fn describe(command: &Command) -> (Common, &'static str, BTreeMap<String, String>) {
+    match command {
         Command::Connect {
             common,
             connections,
@@ -368,19 +369,52 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
             ]),
         ),
         Command::Merge { .. } => unreachable_merge(),
-    };
-    let ctx = Arc::new(context(&common)?);
-    params.insert("duration".into(), common.duration.clone());
-    params.insert(
-        "transport".into(),
-        format!("{:?}", common.transport).to_lowercase(),
-    );
-    let started_at_ms = crate::ctx::wall_ms() as u64;
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let reporter = tokio::spawn(ctx::reporter(ctx.clone(), stop.clone(), name));
-    let mut server = None;
-    let mut chat = None;
-    let measured_s = match command {
+    }
+}
+
+/// What a scenario run produced besides the shared totals.
+struct Outcome {
+    measured_s: f64,
+    server: Option<report::ServerMemory>,
+    chat: Option<scenario::chat::Outcome>,
+}
+
+async fn chat_run(
+    ctx: &Arc<Ctx>,
+    topology: scenario::chat::Topology,
+    behaviour: Behaviour,
+) -> anyhow::Result<Outcome> {
+    let outcome = scenario::chat::run(ctx.clone(), topology, behaviour).await?;
+    Ok(Outcome {
+        measured_s: outcome.measured_s,
+        server: None,
+        chat: Some(outcome),
+    })
+}
+
+/// Chatting with typing, read receipts and reconnects that resume (the soak).
+fn mixed(rate: f64, reconnect_every: Option<Duration>) -> Behaviour {
+    Behaviour {
+        rate,
+        size: 64,
+        typing: 0.3,
+        read: 0.5,
+        reconnect_every,
+    }
+}
+
+fn steady(rate: f64, size: usize) -> Behaviour {
+    Behaviour {
+        rate,
+        size,
+        typing: 0.0,
+        read: 0.0,
+        reconnect_every: None,
+    }
+}
+
+async fn run_one(command: Command, ctx: &Arc<Ctx>) -> anyhow::Result<Outcome> {
+    Ok(match command {
         Command::Connect {
             connections,
             heartbeat,
@@ -389,37 +423,26 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
             reconnect,
             ..
         } => {
-            let metrics = metrics.as_deref().map(resolve).transpose()?;
-            let (held, memory) = scenario::connect::run(
-                ctx.clone(),
-                scenario::connect::Options {
-                    connections,
-                    hold: ctx.duration,
-                    heartbeat: parse_duration(&heartbeat)?,
-                    server_pid,
-                    metrics,
-                    reconnect,
-                },
-            )
-            .await?;
-            server = memory;
-            held
+            let options = scenario::connect::Options {
+                connections,
+                hold: ctx.duration,
+                heartbeat: parse_duration(&heartbeat)?,
+                server_pid,
+                metrics: metrics.as_deref().map(resolve).transpose()?,
+                reconnect,
+            };
+            let (measured_s, server) = scenario::connect::run(ctx.clone(), options).await?;
+            Outcome {
+                measured_s,
+                server,
+                chat: None,
+            }
         }
         Command::Direct {
             pairs, rate, size, ..
         } => {
-            let topology = scenario::direct_topology(&ctx, pairs).await?;
-            let behaviour = Behaviour {
-                rate,
-                size,
-                typing: 0.0,
-                read: 0.0,
-                reconnect_every: None,
-            };
-            let outcome = scenario::chat::run(ctx.clone(), topology, behaviour).await?;
-            let s = outcome.measured_s;
-            chat = Some(outcome);
-            s
+            let topology = scenario::direct_topology(ctx, pairs).await?;
+            chat_run(ctx, topology, steady(rate, size)).await?
         }
         Command::Rooms {
             rooms,
@@ -430,18 +453,8 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
             ..
         } => {
             let topology =
-                scenario::rooms_topology(&ctx, rooms, members, senders.min(members)).await?;
-            let behaviour = Behaviour {
-                rate,
-                size,
-                typing: 0.0,
-                read: 0.0,
-                reconnect_every: None,
-            };
-            let outcome = scenario::chat::run(ctx.clone(), topology, behaviour).await?;
-            let s = outcome.measured_s;
-            chat = Some(outcome);
-            s
+                scenario::rooms_topology(ctx, rooms, members, senders.min(members)).await?;
+            chat_run(ctx, topology, steady(rate, size)).await?
         }
         Command::History {
             clients,
@@ -450,16 +463,17 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
             rate,
             ..
         } => {
-            scenario::history::run(
-                ctx.clone(),
-                scenario::history::Options {
-                    clients,
-                    conversations,
-                    seed,
-                    rate,
-                },
-            )
-            .await?
+            let options = scenario::history::Options {
+                clients,
+                conversations,
+                seed,
+                rate,
+            };
+            Outcome {
+                measured_s: scenario::history::run(ctx.clone(), options).await?,
+                server: None,
+                chat: None,
+            }
         }
         Command::Mixed {
             pairs,
@@ -467,21 +481,26 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
             reconnect_every,
             ..
         } => {
-            let topology = scenario::direct_topology(&ctx, pairs).await?;
-            let behaviour = Behaviour {
-                rate,
-                size: 64,
-                typing: 0.3,
-                read: 0.5,
-                reconnect_every: Some(parse_duration(&reconnect_every)?),
-            };
-            let outcome = scenario::chat::run(ctx.clone(), topology, behaviour).await?;
-            let s = outcome.measured_s;
-            chat = Some(outcome);
-            s
+            let topology = scenario::direct_topology(ctx, pairs).await?;
+            let reconnect_every = Some(parse_duration(&reconnect_every)?);
+            chat_run(ctx, topology, mixed(rate, reconnect_every)).await?
         }
         Command::Merge { .. } => unreachable_merge(),
-    };
+    })
+}
+
+async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
+    let (common, name, mut params) = describe(&command);
+    let ctx = Arc::new(context(&common)?);
+    params.insert("duration".into(), common.duration.clone());
+    params.insert(
+        "transport".into(),
+        format!("{:?}", common.transport).to_lowercase(),
+    );
+    let started_at_ms = crate::ctx::wall_ms() as u64;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let reporter = tokio::spawn(ctx::reporter(ctx.clone(), stop.clone(), name));
+    let outcome = run_one(command, &ctx).await?;
     stop.notify_waiters();
     let _ = reporter.await;
     let seconds = ctx.totals().timeline.len() as u64;
@@ -489,13 +508,13 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
     if !ctx.quiet {
         eprintln!();
     }
-    let mut report = Report::from_totals(&ctx.totals(), measured_s);
+    let mut report = Report::from_totals(&ctx.totals(), outcome.measured_s);
     report.scenario = name.to_owned();
     report.params = params;
     report.targets = ctx.targets.iter().map(ToString::to_string).collect();
     report.started_at_ms = started_at_ms;
-    report.server = server;
-    if let Some(o) = chat {
+    report.server = outcome.server;
+    if let Some(o) = outcome.chat {
         report.expected_deliveries = o.expected_deliveries;
         report.lost = o.lost;
         report.duplicates = o.duplicates;

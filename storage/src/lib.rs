@@ -6,6 +6,7 @@ pub mod conformance;
 pub mod embedded;
 mod error;
 mod record;
+mod rules;
 pub mod scylla;
 
 use async_trait::async_trait;

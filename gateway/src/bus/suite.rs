@@ -356,103 +356,27 @@ mod on_memory {
 }
 
 mod on_redis {
-    use std::process::{Child, Command, Stdio};
+    use parley_testsupport::RedisServer;
 
     use super::*;
     use crate::bus::redis::RedisLog;
 
-    /// A redis-server of the test's own, appending to a file so a restart keeps the streams.
-    pub(super) struct RedisBackend {
-        port: u16,
-        dir: tempfile::TempDir,
-        child: Mutex<Option<Child>>,
-    }
-
-    impl RedisBackend {
-        pub(super) fn start() -> Self {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let b = Self {
-                port,
-                dir: tempfile::tempdir().unwrap(),
-                child: Mutex::new(None),
-            };
-            b.spawn(true);
-            b
-        }
-
-        fn spawn(&self, keep: bool) {
-            let bin =
-                std::env::var("PARLEY_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-            if !keep {
-                std::fs::remove_dir_all(self.dir.path()).unwrap();
-                std::fs::create_dir_all(self.dir.path()).unwrap();
-            }
-            let child = Command::new(&bin)
-                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",
-                ])
-                .arg("--dir")
-                .arg(self.dir.path())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("{bin}: {e} (scripts/test.sh installs redis-server)"));
-            *self.child.lock().unwrap() = Some(child);
-            for _ in 0..400 {
-                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            panic!("redis-server did not start on port {}", self.port);
-        }
-
-        fn stop(&self) {
-            if let Some(mut c) = self.child.lock().unwrap().take() {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &c.id().to_string()])
-                    .status();
-                let _ = c.wait();
-            }
-        }
-    }
-
-    impl Drop for RedisBackend {
-        fn drop(&mut self) {
-            if let Some(mut c) = self.child.lock().unwrap().take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-
     #[async_trait]
-    impl Backend for RedisBackend {
+    impl Backend for RedisServer {
         async fn log(&self) -> Arc<dyn Log> {
-            let url = format!("redis://127.0.0.1:{}", self.port);
-            Arc::new(RedisLog::connect(&url).await.unwrap())
+            Arc::new(RedisLog::connect(&self.url()).await.unwrap())
         }
         fn set_reachable(&self, reachable: bool) {
             if reachable {
-                self.spawn(true)
+                self.restart()
             } else {
                 self.stop()
             }
         }
         fn restart_empty(&self) {
-            self.stop();
-            self.spawn(false);
+            RedisServer::restart_empty(self);
         }
     }
 
-    super::bus_suite!(RedisBackend::start());
+    super::bus_suite!(RedisServer::start());
 }

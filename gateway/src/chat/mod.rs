@@ -3,7 +3,6 @@
 //! over the bus. One place, so a message sent over HTTP is delivered exactly like one sent over
 //! a socket, and every later stage (moderation, media, push, search) has one room to go in.
 
-mod bus_events;
 mod presence;
 
 use std::sync::Arc;
@@ -15,17 +14,15 @@ use parley_types::{
     HistoryPage, ListCursor, Message, MessageId, NewMessage, NewReport, ReadOutcome,
 };
 
-pub(crate) use bus_events::BusEvents;
-
 use crate::bus::{Bus, Outgoing, Target};
 use crate::clock::Now;
 use crate::errors::ClientError;
 use crate::event::{Class, Event};
-use crate::node::conversations::Conversations;
-use crate::node::delivered::Delivered;
-use crate::node::fanout::Fanout;
-use crate::node::limiter::SendLimiter;
-use crate::node::routes::Routes;
+use crate::state::conversations::Conversations;
+use crate::state::delivered::Delivered;
+use crate::state::fanout::Fanout;
+use crate::state::limiter::SendLimiter;
+use crate::state::routes::Routes;
 
 /// Longest listing id, bytes.
 const MAX_LISTING_BYTES: usize = 256;

@@ -1,26 +1,15 @@
-//! The node: the parts every shard and request handler of one node shares, each with a narrow
-//! job. `Send + Sync`, behind `Arc`; no part holds a lock across `.await`.
-//!
-//! - [`Routes`](routes::Routes): which shards each user's sessions are on (and local presence).
-//! - [`Conversations`](conversations::Conversations): the conversation cache and its rule
-//!   (participants only).
-//! - [`SendLimiter`](limiter::SendLimiter): per-user send rate.
-//! - [`Fanout`](fanout::Fanout): one push per shard inbox for an event encoded once.
-//! - [`Delivered`](delivered::Delivered): message ids delivered recently (exactly-once live
-//!   delivery per node).
-//!
-//! The chat operations ([`crate::chat::Chat`]) own these; transports reach them only through
-//! `Chat`'s methods.
+//! The node: what every shard and request handler of one node shares — its settings, the
+//! session limits, authentication, the chat operations (which own the node-wide state in
+//! [`crate::state`]), metrics and the lifecycle — and the handler it registers with the bus.
+//! `Send + Sync`, behind `Arc`.
 
-pub(crate) mod conversations;
-pub(crate) mod delivered;
-pub(crate) mod fanout;
-pub(crate) mod limiter;
-pub(crate) mod routes;
+mod bus_events;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+pub(crate) use bus_events::BusEvents;
 
 use crate::auth::Authenticator;
 use crate::chat::Chat;

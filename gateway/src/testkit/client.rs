@@ -46,6 +46,8 @@ pub(crate) struct MemClient {
 
 impl MemClient {
     pub(super) fn open(shard: Rc<Shard>, user: &str) -> Self {
+        // What a test sends is bounded by the test itself.
+        #[allow(clippy::disallowed_methods)]
         let (tx, rx) = mpsc::unbounded_channel();
         let s = &shard.node.settings;
         let outbox = Rc::new(Outbox::new(s.outbox_frames, s.outbox_bytes));

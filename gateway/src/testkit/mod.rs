@@ -26,13 +26,13 @@ pub(crate) use client::MemClient;
 use crate::auth::Authenticator;
 use crate::bus::memory::MemoryBroker;
 use crate::bus::{Bus, BusConfig};
-use crate::chat::BusEvents;
 use crate::metered::{Around, Call, CallFuture, Wrapped};
-use crate::node::fanout::Delivery;
+use crate::node::BusEvents;
 use crate::node::{Node, Settings};
 use crate::server::{Parts, assemble};
 use crate::session::SessionLimits;
 use crate::shard::Shard;
+use crate::state::fanout::Delivery;
 
 /// The secret test tokens are signed with.
 pub(crate) const SECRET: &[u8] = b"parley-testkit-secret-0123456789";
@@ -81,7 +81,7 @@ impl Around for HoldClock<Arc<Gates>> {
             _ => None,
         };
         Box::pin(async move {
-            let (done, wait) = std::sync::mpsc::channel::<()>();
+            let (done, wait) = std::sync::mpsc::sync_channel::<()>(1);
             let hold = tokio::task::spawn_blocking(move || {
                 let _ = wait.recv();
             });

@@ -251,17 +251,7 @@ async fn shutdown_sends_goaway_and_closes_every_session() {
 async fn two_nodes_on_one_bus_deliver_to_each_other() {
     local(async {
         let broker = MemoryBroker::new();
-        let one = node(Options {
-            node_id: 1,
-            bus: Some(broker.clone()),
-            ..Options::default()
-        });
-        let two = node(Options {
-            node_id: 2,
-            bus: Some(broker.clone()),
-            storage_of: Some(one.storage()),
-            ..Options::default()
-        });
+        let (one, two) = cluster(&broker);
         let c = direct(&one, "alice", "bob").await;
         let mut alice = one.connect(0, "alice", vec![]).await;
         let mut bob = two.connect(1, "bob", vec![]).await;
@@ -278,17 +268,7 @@ async fn two_nodes_on_one_bus_deliver_to_each_other() {
 async fn a_bus_that_lost_events_makes_every_local_session_resync() {
     local(async {
         let broker = MemoryBroker::new();
-        let one = node(Options {
-            node_id: 1,
-            bus: Some(broker.clone()),
-            ..Options::default()
-        });
-        let two = node(Options {
-            node_id: 2,
-            bus: Some(broker.clone()),
-            storage_of: Some(one.storage()),
-            ..Options::default()
-        });
+        let (one, two) = cluster(&broker);
         let c = direct(&one, "alice", "bob").await;
         let mut alice = one.connect(0, "alice", vec![]).await;
         let mut bob = two.connect(1, "bob", vec![]).await;
@@ -305,6 +285,22 @@ async fn a_bus_that_lost_events_makes_every_local_session_resync() {
         }
     })
     .await;
+}
+
+/// Two nodes (ids 1 and 2) on one memory bus, sharing their storage.
+fn cluster(broker: &Arc<MemoryBroker>) -> (TestNode, TestNode) {
+    let one = node(Options {
+        node_id: 1,
+        bus: Some(broker.clone()),
+        ..Options::default()
+    });
+    let two = node(Options {
+        node_id: 2,
+        bus: Some(broker.clone()),
+        storage_of: Some(one.storage()),
+        ..Options::default()
+    });
+    (one, two)
 }
 
 /// Waits until the node's bus reader is connected.

@@ -91,7 +91,17 @@ fn metrics(node: &Node) -> Response<Body> {
         resident_bytes: resident_bytes().unwrap_or(0),
         inbox_full_drops: node.chat.fanout.inbox_full_drops.load(Relaxed),
         duplicate_deliveries: node.chat.delivered.duplicates.load(Relaxed),
-        bus: node.chat.bus.as_ref().map(|b| b.stats()),
+        bus: node.chat.bus.as_ref().map(|b| {
+            let s = b.stats();
+            crate::metrics::BusGauges {
+                connected: s.connected(),
+                published: s.published.load(Relaxed),
+                received: s.received.load(Relaxed),
+                dropped: s.dropped.load(Relaxed),
+                gaps: s.gaps.load(Relaxed),
+                lag: &s.lag,
+            }
+        }),
     });
     let mut resp = Response::new(Body::new(Bytes::from(text)));
     resp.headers_mut().insert(

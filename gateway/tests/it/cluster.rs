@@ -82,15 +82,7 @@ async fn two_nodes_share_messages_typing_reads_presence_and_history() {
     );
 
     // History written through node 1 and node 2, read through node 2's REST API.
-    let (status, page, _) = http(
-        n2.addr,
-        "GET",
-        &format!("/api/conversations/{conv}/messages"),
-        Some(&token("bob")),
-        None,
-        &[],
-    )
-    .await;
+    let (status, page, _) = get(&n2, "bob", &format!("/api/conversations/{conv}/messages")).await;
     assert_eq!(status, 200, "{page}");
     let ids: Vec<u64> = page["messages"]
         .as_array()
@@ -428,15 +420,7 @@ async fn groups_and_deletions_reach_the_other_node() {
     let sent = carol.send_text(conv, "c1", "hello club").await;
     assert_eq!(bob.next_message().await.id, sent.message_id);
 
-    let (status, _, _) = http(
-        n1.addr,
-        "DELETE",
-        &format!("/api/conversations/{conv}"),
-        Some(&token("alice")),
-        None,
-        &[],
-    )
-    .await;
+    let (status, _, _) = delete(&n1, "alice", &format!("/api/conversations/{conv}")).await;
     assert_eq!(status, 204);
     let gone = bob
         .next_where(|f| matches!(f.body, ServerBody::ConversationDeleted { .. }))

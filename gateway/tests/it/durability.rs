@@ -11,7 +11,7 @@ async fn stored_ids(gw: &Gateway, conv: parley_types::ConversationId) -> HashSet
     let mut before = String::new();
     loop {
         let path = format!("/api/conversations/{conv}/messages?limit=100{before}");
-        let (status, page, _) = http(gw.addr, "GET", &path, Some(&token("bob")), None, &[]).await;
+        let (status, page, _) = get(gw, "bob", &path).await;
         assert_eq!(status, 200, "{page}");
         for m in page["messages"].as_array().unwrap() {
             ids.insert(m["id"].as_str().unwrap().parse().unwrap());

@@ -24,13 +24,15 @@ async fn aioquic_client_interoperates_with_a_websocket_user() {
         .spawn()
         .expect("python3 with aioquic (scripts/test.sh installs it in target/test-venv)");
     let stdout = child.stdout.take().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
         }
     });
-    let next_line = async |rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>| {
+    let next_line = async |rx: &mut tokio::sync::mpsc::Receiver<String>| {
         tokio::time::timeout(WAIT * 2, rx.recv())
             .await
             .expect("python output in time")

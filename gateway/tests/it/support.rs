@@ -71,7 +71,7 @@ impl Gateway {
             .spawn()
             .expect("start the gateway binary");
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         std::thread::spawn(move || {
             let mut http = None;
             for line in BufReader::new(stdout).lines() {
@@ -468,6 +468,26 @@ pub async fn http(
     (status, json, headers)
 }
 
+/// GET `path` as `user`.
+pub async fn get(gw: &Gateway, user: &str, path: &str) -> (u16, Value, hyper::HeaderMap) {
+    http(gw.addr, "GET", path, Some(&token(user)), None, &[]).await
+}
+
+/// POST a JSON `body` to `path` as `user`.
+pub async fn post(
+    gw: &Gateway,
+    user: &str,
+    path: &str,
+    body: &str,
+) -> (u16, Value, hyper::HeaderMap) {
+    http(gw.addr, "POST", path, Some(&token(user)), Some(body), &[]).await
+}
+
+/// DELETE `path` as `user`.
+pub async fn delete(gw: &Gateway, user: &str, path: &str) -> (u16, Value, hyper::HeaderMap) {
+    http(gw.addr, "DELETE", path, Some(&token(user)), None, &[]).await
+}
+
 /// Creates (or gets) the direct conversation of `buyer` with `seller` about `listing`.
 pub async fn direct(gw: &Gateway, buyer: &str, seller: &str, listing: &str) -> ConversationId {
     let body = format!(r#"{{"sellerId":"{seller}","listingId":"{listing}"}}"#);
@@ -507,97 +527,4 @@ pub fn resume_point(conversation: ConversationId, last: MessageId) -> ResumePoin
     }
 }
 
-/// A redis-server process of a test's own (so a test may stop and restart it), persisting to
-/// an append-only file in a temp dir so a restart keeps the streams.
-pub struct RedisServer {
-    child: Option<Child>,
-    pub port: u16,
-    dir: tempfile::TempDir,
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl RedisServer {
-    pub fn start() -> Self {
-        let port = free_port();
-        let mut s = Self {
-            child: None,
-            port,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        s.restart();
-        s
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts it (again) on the same port and directory; waits until it answers.
-    pub fn restart(&mut self) {
-        let bin = std::env::var("PARLEY_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let child = Command::new(&bin)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("{bin} not found ({e}): scripts/test.sh installs redis-server")
-            });
-        self.child = Some(child);
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("redis-server did not start on port {}", self.port);
-    }
-
-    /// SIGTERM (a clean stop: the append-only file is flushed).
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// The CQL server the test run started (`scripts/test.sh`), as host:port.
-pub fn cassandra() -> String {
-    std::env::var("PARLEY_CASSANDRA").unwrap_or_else(|_| {
-        panic!("PARLEY_CASSANDRA is not set: run scripts/test.sh (it starts Cassandra)")
-    })
-}
-
-/// A fresh keyspace name for one test.
-pub fn keyspace() -> String {
-    format!("t_{}", uuid::Uuid::new_v4().simple())
-}
+pub use parley_testsupport::{RedisServer, cassandra, free_port, keyspace};

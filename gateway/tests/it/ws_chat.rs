@@ -50,15 +50,7 @@ async fn retried_send_returns_the_first_ack_and_delivers_once() {
     assert_eq!(bob.next_message().await.id, first.message_id);
     bob.expect_none(Duration::from_millis(300), is_message)
         .await;
-    let (_, page, _) = http(
-        gw.addr,
-        "GET",
-        &format!("/api/conversations/{conv}/messages"),
-        Some(&token("bob")),
-        None,
-        &[],
-    )
-    .await;
+    let (_, page, _) = get(&gw, "bob", &format!("/api/conversations/{conv}/messages")).await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 1);
 }
 
@@ -128,15 +120,7 @@ async fn read_receipts_move_watermarks_and_unread_counts() {
         );
     }
     let unread = |json: serde_json::Value| json["total"].as_u64().unwrap();
-    let (_, json, _) = http(
-        gw.addr,
-        "GET",
-        "/api/unread",
-        Some(&token("bob")),
-        None,
-        &[],
-    )
-    .await;
+    let (_, json, _) = get(&gw, "bob", "/api/unread").await;
     assert_eq!(unread(json), 3);
 
     let r = bob
@@ -166,15 +150,7 @@ async fn read_receipts_move_watermarks_and_unread_counts() {
             _ => unreachable!(),
         }
     }
-    let (_, json, _) = http(
-        gw.addr,
-        "GET",
-        "/api/unread",
-        Some(&token("bob")),
-        None,
-        &[],
-    )
-    .await;
+    let (_, json, _) = get(&gw, "bob", "/api/unread").await;
     assert_eq!(unread(json), 1);
 
     // Backwards is a no-op: acknowledged as unchanged, nobody is told.
@@ -334,15 +310,7 @@ async fn conversation_list_has_last_message_and_unread_counts() {
     assert!(items[0].last_message.is_none());
     assert!(next_cursor.is_none());
 
-    let (status, json, _) = http(
-        gw.addr,
-        "GET",
-        "/api/conversations?limit=10",
-        Some(&token("buyer")),
-        None,
-        &[],
-    )
-    .await;
+    let (status, json, _) = get(&gw, "buyer", "/api/conversations?limit=10").await;
     assert_eq!(status, 200);
     let list = json["conversations"].as_array().unwrap();
     assert_eq!(list.len(), 3);
@@ -525,9 +493,9 @@ async fn deleting_a_conversation_tells_its_participants() {
     let conv = direct(&gw, "alice", "bob", "l").await;
     let mut bob = Client::connect(&gw, "bob").await;
     let path = format!("/api/conversations/{conv}");
-    let (status, _, _) = http(gw.addr, "DELETE", &path, Some(&token("mallory")), None, &[]).await;
+    let (status, _, _) = delete(&gw, "mallory", &path).await;
     assert_eq!(status, 403);
-    let (status, _, _) = http(gw.addr, "DELETE", &path, Some(&token("alice")), None, &[]).await;
+    let (status, _, _) = delete(&gw, "alice", &path).await;
     assert_eq!(status, 204);
     let f = bob
         .next_where(|f| matches!(f.body, ServerBody::ConversationDeleted { .. }))

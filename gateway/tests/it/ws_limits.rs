@@ -205,13 +205,10 @@ async fn unknown_and_foreign_conversations_are_refused() {
     ] {
         assert_eq!(error_code(&mallory.request(body).await), Some(1201));
     }
-    let (status, json, _) = http(
-        gw.addr,
-        "GET",
+    let (status, json, _) = get(
+        &gw,
+        "mallory",
         &format!("/api/conversations/{conv}/messages"),
-        Some(&token("mallory")),
-        None,
-        &[],
     )
     .await;
     assert_eq!(
@@ -224,43 +221,25 @@ async fn unknown_and_foreign_conversations_are_refused() {
 async fn blocked_users_cannot_message_each_other() {
     let gw = Gateway::start(&[]);
     let conv = direct(&gw, "alice", "bob", "l").await;
-    let (status, _, _) = http(
-        gw.addr,
-        "POST",
-        "/api/blocks",
-        Some(&token("bob")),
-        Some(r#"{"userId":"alice"}"#),
-        &[],
-    )
-    .await;
+    let (status, _, _) = post(&gw, "bob", "/api/blocks", r#"{"userId":"alice"}"#).await;
     assert_eq!(status, 204);
     let mut alice = Client::connect(&gw, "alice").await;
     assert_eq!(
         error_code(&alice.request(send_text(conv, "x", "hi")).await),
         Some(1202)
     );
-    let (status, json, _) = http(
-        gw.addr,
-        "POST",
+    let (status, json, _) = post(
+        &gw,
+        "alice",
         "/api/conversations",
-        Some(&token("alice")),
-        Some(r#"{"sellerId":"bob","listingId":"other"}"#),
-        &[],
+        r#"{"sellerId":"bob","listingId":"other"}"#,
     )
     .await;
     assert_eq!(
         (status, json["error"]["code"].as_str()),
         (403, Some("blocked"))
     );
-    let (status, _, _) = http(
-        gw.addr,
-        "DELETE",
-        "/api/blocks/alice",
-        Some(&token("bob")),
-        None,
-        &[],
-    )
-    .await;
+    let (status, _, _) = delete(&gw, "bob", "/api/blocks/alice").await;
     assert_eq!(status, 204);
     assert!(matches!(
         alice.request(send_text(conv, "y", "hi")).await.body,

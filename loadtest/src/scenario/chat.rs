@@ -239,6 +239,55 @@ async fn open(
 }
 
 /// Sends on schedule until `end`; reconnects with resume when asked to.
+/// Closes the connection and opens a new one that resumes (QUIC: with 0-RTT).
+async fn reconnect(
+    ctx: &Arc<Ctx>,
+    i: usize,
+    member: &Member,
+    state: &Shared,
+    mut conn: Conn,
+    read: f64,
+) -> Option<Conn> {
+    conn.writer.close().await;
+    let _ = (&mut conn.reader_task).await;
+    lock(state).pending.clear();
+    stats::with(|r| r.disconnects += 1);
+    let via = ctx.via(i).reconnecting();
+    open(ctx, i, &via, member, state, read, true).await.ok()
+}
+
+/// The read receipt owed (if any) and a typing refresh (if `typing`) before a send.
+async fn extras(
+    conn: &mut Conn,
+    member: &Member,
+    state: &Shared,
+    sched_ns: u64,
+    typing: bool,
+) -> anyhow::Result<()> {
+    let to_read = lock(state).to_read.take();
+    if let Some(up_to) = to_read {
+        // Register before writing: the answer may be read before `send` returns.
+        lock(state).pending.push_back(Pending {
+            frame_seq: conn.writer.next_seq(),
+            msg_seq: 0,
+            sched_ns,
+        });
+        let read = ClientBody::Read {
+            conversation: member.conversation,
+            up_to,
+        };
+        conn.writer.send(read).await?;
+    }
+    if typing {
+        let typing = ClientBody::Typing {
+            conversation: member.conversation,
+            active: true,
+        };
+        conn.writer.send(typing).await?;
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn send_loop(
     ctx: Arc<Ctx>,
@@ -249,7 +298,7 @@ async fn send_loop(
     behaviour: Behaviour,
     start: Instant,
     end: Instant,
-) -> Conn {
+) -> Option<Conn> {
     let mut rng = fastrand(i as u64 + 7);
     // Spread senders' phases over one interval so they do not all fire at once.
     let offset = Duration::from_secs_f64(next_f64(&mut rng) / behaviour.rate.max(1e-6));
@@ -267,41 +316,15 @@ async fn send_loop(
             && at >= t
         {
             next_reconnect = behaviour.reconnect_every.map(|d| at + d);
-            conn.writer.close().await;
-            let _ = (&mut conn.reader_task).await;
-            lock(&state).pending.clear();
-            stats::with(|r| r.disconnects += 1);
-            let via = ctx.via(i).reconnecting();
-            match open(&ctx, i, &via, &member, &state, behaviour.read, true).await {
-                Ok(c) => conn = c,
-                Err(_) => break,
-            }
+            conn = reconnect(&ctx, i, &member, &state, conn, behaviour.read).await?;
         }
         let sched_ns = now_ns().saturating_sub(at.elapsed().as_nanos() as u64);
-        let to_read = lock(&state).to_read.take();
-        if let Some(up_to) = to_read {
-            // Register before writing: the answer may be read before `send` returns.
-            lock(&state).pending.push_back(Pending {
-                frame_seq: conn.writer.next_seq(),
-                msg_seq: 0,
-                sched_ns,
-            });
-            let read = ClientBody::Read {
-                conversation: member.conversation,
-                up_to,
-            };
-            if conn.writer.send(read).await.is_err() {
-                break;
-            }
-        }
-        if behaviour.typing > 0.0 && next_f64(&mut rng) < behaviour.typing {
-            let typing = ClientBody::Typing {
-                conversation: member.conversation,
-                active: true,
-            };
-            if conn.writer.send(typing).await.is_err() {
-                break;
-            }
+        let typing = behaviour.typing > 0.0 && next_f64(&mut rng) < behaviour.typing;
+        if extras(&mut conn, &member, &state, sched_ns, typing)
+            .await
+            .is_err()
+        {
+            break;
         }
         seq += 1;
         let body = ClientBody::Send(SendMessage {
@@ -323,7 +346,7 @@ async fn send_loop(
         }
         stats::with(|r| r.sent += 1);
     }
-    conn
+    Some(conn)
 }
 
 /// Connects everyone, runs the schedule for the run's duration, drains, and accounts for loss.
@@ -335,25 +358,7 @@ pub async fn run(
     let n = topology.members.len();
     let members: Vec<Arc<Member>> = topology.members.into_iter().map(Arc::new).collect();
     let states: Vec<Shared> = (0..n).map(|_| Shared::default()).collect();
-
-    // Connect at the configured rate.
-    let mut pacer = Pacer::new(ctx.connect_rate, Instant::now());
-    let mut connecting = Vec::with_capacity(n);
-    for (i, m) in members.iter().enumerate() {
-        pacer.tick().await;
-        let (ctx, m, state, read) = (ctx.clone(), m.clone(), states[i].clone(), behaviour.read);
-        connecting.push(tokio::spawn(async move {
-            let via = ctx.via(i);
-            open(&ctx, i, &via, &m, &state, read, false).await
-        }));
-    }
-    let mut conns = Vec::with_capacity(n);
-    for (i, c) in connecting.into_iter().enumerate() {
-        let conn = c
-            .await?
-            .with_context(|| format!("member {i} could not connect"))?;
-        conns.push(conn);
-    }
+    let conns = connect_all(&ctx, &members, &states, behaviour.read).await?;
     if !ctx.quiet {
         eprintln!("connected {n} members; sending for {:?}", ctx.duration);
     }
@@ -380,42 +385,77 @@ pub async fn run(
     }
     let mut open_conns = idle;
     for s in senders {
-        open_conns.push(s.await?);
+        open_conns.extend(s.await?);
     }
     let measured_s = start
         .elapsed()
         .as_secs_f64()
         .min(ctx.duration.as_secs_f64());
 
-    // Drain: wait until every send is answered and every acknowledged message arrived.
-    let expected = |states: &[Shared]| -> (u64, u64, usize) {
+    drain(&ctx, &states, &topology.receivers).await;
+    let outcome = account(&states, &topology.receivers, measured_s);
+    for mut c in open_conns {
+        c.writer.close().await;
+        c.reader_task.abort();
+    }
+    Ok(outcome)
+}
+
+/// Connects every member at the configured rate.
+async fn connect_all(
+    ctx: &Arc<Ctx>,
+    members: &[Arc<Member>],
+    states: &[Shared],
+    read: f64,
+) -> anyhow::Result<Vec<Conn>> {
+    let mut pacer = Pacer::new(ctx.connect_rate, Instant::now());
+    let mut connecting = Vec::with_capacity(members.len());
+    for (i, m) in members.iter().enumerate() {
+        pacer.tick().await;
+        let (ctx, m, state) = (ctx.clone(), m.clone(), states[i].clone());
+        connecting.push(tokio::spawn(async move {
+            let via = ctx.via(i);
+            open(&ctx, i, &via, &m, &state, read, false).await
+        }));
+    }
+    let mut conns = Vec::with_capacity(members.len());
+    for (i, c) in connecting.into_iter().enumerate() {
+        let conn = c
+            .await?
+            .with_context(|| format!("member {i} could not connect"))?;
+        conns.push(conn);
+    }
+    Ok(conns)
+}
+
+/// Waits (up to `--drain`) until every send is answered and every acknowledged message
+/// arrived.
+async fn drain(ctx: &Ctx, states: &[Shared], receivers: &[Vec<u32>]) {
+    let outstanding = || -> bool {
         let mut expected = 0;
         let mut seen = 0;
         let mut pending = 0;
         for (i, s) in states.iter().enumerate() {
             let s = lock(s);
             pending += s.pending.len();
-            expected += s.acked.len() * topology.receivers[i].len() as u64;
+            expected += s.acked.len() * receivers[i].len() as u64;
         }
         for s in states {
             seen += lock(s).seen.values().map(SeqSet::len).sum::<u64>();
         }
-        (expected, seen, pending)
+        pending > 0 || seen < expected
     };
-    let drain_until = Instant::now() + ctx.drain;
-    loop {
-        let (exp, seen, pending) = expected(&states);
-        if (pending == 0 && seen >= exp) || Instant::now() >= drain_until {
-            break;
-        }
+    let until = Instant::now() + ctx.drain;
+    while outstanding() && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
 
-    // Loss: acknowledged sends some expected recipient never saw.
+/// Loss: acknowledged sends some expected recipient never saw; and duplicates.
+fn account(states: &[Shared], receivers: &[Vec<u32>], measured_s: f64) -> Outcome {
     let mut lost = 0;
     let mut expected_deliveries = 0;
-    let mut duplicates = 0;
-    for (sender, receivers) in topology.receivers.iter().enumerate() {
+    for (sender, receivers) in receivers.iter().enumerate() {
         let acked = lock(&states[sender]).acked.clone();
         for r in receivers {
             expected_deliveries += acked.len();
@@ -425,19 +465,13 @@ pub async fn run(
             lost += acked.missing_from(seen);
         }
     }
-    for s in &states {
-        duplicates += lock(s).duplicates;
-    }
-    for mut c in open_conns {
-        c.writer.close().await;
-        c.reader_task.abort();
-    }
-    Ok(Outcome {
+    let duplicates = states.iter().map(|s| lock(s).duplicates).sum();
+    Outcome {
         expected_deliveries,
         lost,
         duplicates,
         measured_s,
-    })
+    }
 }
 
 #[cfg(test)]

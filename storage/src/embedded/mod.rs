@@ -344,39 +344,20 @@ impl Storage for Embedded {
         let user = user.to_owned();
         let limit = limit.clamp(1, MAX_PAGE);
         self.read(move |ks| {
-            let mut all = member_conversations(ks, &user)?;
-            // Most recent first, then by id so equal times still have one order.
-            all.sort_by(|a, b| {
-                b.last_activity_ms
-                    .cmp(&a.last_activity_ms)
-                    .then_with(|| b.id.cmp(&a.id))
-            });
-            let start = match cursor {
-                None => 0,
-                Some(c) => all
-                    .partition_point(|x| (x.last_activity_ms, x.id) >= (c.last_activity_ms, c.id)),
-            };
-            let rest = all.get(start..).unwrap_or_default();
-            let mut items = Vec::with_capacity(limit.min(rest.len()));
-            for c in rest.iter().take(limit) {
+            let all = member_conversations(ks, &user)?;
+            let (page, next_cursor) = crate::rules::page(all, cursor, limit);
+            let mut items = Vec::with_capacity(page.len());
+            for c in page {
                 let last_message = match c.last_message_id {
                     Some(id) => load_message(ks, c.id, id)?,
                     None => None,
                 };
                 items.push(ConversationSummary {
-                    unread: unread_of(ks, c, &user)?,
-                    conversation: c.clone(),
+                    unread: unread_of(ks, &c, &user)?,
+                    conversation: c,
                     last_message,
                 });
             }
-            let next_cursor = if rest.len() > limit {
-                items.last().map(|s| ListCursor {
-                    last_activity_ms: s.conversation.last_activity_ms,
-                    id: s.conversation.id,
-                })
-            } else {
-                None
-            };
             Ok(ConversationPage { items, next_cursor })
         })
         .await

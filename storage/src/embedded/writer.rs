@@ -395,14 +395,7 @@ impl Writer {
         listing: &str,
         now_ms: i64,
     ) -> Result<Created> {
-        if buyer.is_empty() || seller.is_empty() || listing.is_empty() {
-            return Err(StorageError::Invalid(
-                "buyer, seller and listing are required",
-            ));
-        }
-        if buyer == seller {
-            return Err(StorageError::Invalid("buyer and seller must differ"));
-        }
+        crate::rules::direct_ids(buyer, seller, listing)?;
         let key = keys::direct(buyer, seller, listing);
         let existing = match p.direct.get(&key) {
             Some(id) => Some(*id),
@@ -444,20 +437,7 @@ impl Writer {
         title: &str,
         now_ms: i64,
     ) -> Result<Conversation> {
-        if creator.is_empty() || participants.iter().any(String::is_empty) {
-            return Err(StorageError::Invalid("participant ids must not be empty"));
-        }
-        let mut seen = HashSet::new();
-        let all: Vec<String> = std::iter::once(creator.to_owned())
-            .chain(participants.iter().cloned())
-            .filter(|u| seen.insert(u.clone()))
-            .collect();
-        if all.len() < 2 {
-            return Err(StorageError::Invalid("a group needs another participant"));
-        }
-        if all.len() > crate::MAX_GROUP_PARTICIPANTS {
-            return Err(StorageError::Invalid("too many participants"));
-        }
+        let all = crate::rules::group_members(creator, participants)?;
         let kind = ConversationKind::Group {
             title: title.to_owned(),
             creator: creator.to_owned(),

@@ -1,0 +1,340 @@
+//! The ScyllaDB engine (also runs on Apache Cassandra 4/5): prepared statements
+//! ([`statements`]), token-aware routing (the driver's default for prepared statements), rows
+//! as derived structs ([`rows`]), the schema in `deploy/cql/`.
+//!
+//! Design, table by table (see `deploy/cql/schema.cql`):
+//! - **messages**: `((conversation_id, bucket), message_id DESC)` with 10-day buckets. History
+//!   walks buckets backwards from the newest (or `before`) to the conversation's creation
+//!   bucket, so it never scans empty buckets forever; resume walks forwards to the bucket of
+//!   the conversation's last message. Rows are written with only their non-null columns.
+//! - **direct uniqueness**: a lightweight transaction (`INSERT … IF NOT EXISTS`) on
+//!   `direct_conversations` claims (buyer, seller, listing); the loser reads the winner's id.
+//! - **idempotent sends without an LWT per message**: the key row
+//!   (conversation, sender, client_msg_id) → message id is written *before* the message, then
+//!   read back. A retry finds the key and returns (or, after a crash between the two writes,
+//!   completes) the first message; a racing duplicate that reads back someone else's id yields
+//!   to it. Within one node, sends of one key are serialised by a striped lock, so only two
+//!   retries of the same key racing on two nodes within a round trip could both store — a
+//!   Paxos round on every message would close that window at several times the write cost.
+//! - **monotonic state without LWT**: the read watermark and a conversation's last message are
+//!   written `USING TIMESTAMP <message id>` (ids are time-ordered), so the newest wins however
+//!   writes interleave. Deletes of those rows use a timestamp above every id.
+//! - **unread counts**: messages after the reader's watermark, counted per conversation up to
+//!   [`UNREAD_CAP`] (sending moves the sender's own watermark, as in every engine).
+
+mod conversations;
+mod messages;
+mod rows;
+mod safety;
+mod statements;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use parley_types::ids::{IdGenerator, timestamp_ms};
+use parley_types::*;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::Consistency;
+use scylla::statement::prepared::PreparedStatement;
+use uuid::Uuid;
+
+use crate::Storage;
+use crate::error::{Result, StorageError};
+use statements::Statements;
+
+/// Width of a message bucket: 10 days, in milliseconds.
+pub const BUCKET_MS: i64 = 10 * 24 * 3600 * 1000;
+/// Unread counts stop counting here (a badge shows "1000+").
+pub const UNREAD_CAP: usize = 1000;
+/// A write timestamp above every message id: deletes of rows written `USING TIMESTAMP <id>`.
+const DELETE_TIMESTAMP: i64 = 9_000_000_000_000_000_000;
+/// Striped locks serialising sends of one idempotency key on this node.
+const KEY_LOCKS: usize = 256;
+
+/// The CQL schema, applied by [`Scylla::migrate`].
+pub const SCHEMA: &str = include_str!("../../../deploy/cql/schema.cql");
+
+/// Connection settings of the ScyllaDB engine.
+#[derive(Clone, Debug)]
+pub struct ScyllaConfig {
+    /// Contact points, `host:port`.
+    pub nodes: Vec<String>,
+    pub keyspace: String,
+    /// Consistency of reads and writes (e.g. LOCAL_QUORUM); LWTs use LOCAL_SERIAL.
+    pub consistency: Consistency,
+    /// Node id put into message ids (unique per gateway node).
+    pub node_id: u16,
+}
+
+/// The CQL map literal of a replication setting: `simple:3` or `dc1:3,dc2:3`.
+pub fn replication(spec: &str) -> std::result::Result<String, String> {
+    let spec = spec.trim();
+    if let Some(rf) = spec.strip_prefix("simple:") {
+        let rf: u32 = rf
+            .parse()
+            .map_err(|_| format!("bad replication factor in {spec:?}"))?;
+        return Ok(format!(
+            "{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}"
+        ));
+    }
+    let mut dcs = Vec::new();
+    for part in spec.split(',') {
+        let (dc, rf) = part
+            .split_once(':')
+            .ok_or_else(|| format!("replication {spec:?}: expected simple:N or dc:N,dc:N"))?;
+        let rf: u32 = rf
+            .parse()
+            .map_err(|_| format!("bad replication factor in {spec:?}"))?;
+        if dc.is_empty()
+            || !dc
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!("bad datacenter name in {spec:?}"));
+        }
+        dcs.push(format!("'{dc}': {rf}"));
+    }
+    Ok(format!(
+        "{{'class': 'NetworkTopologyStrategy', {}}}",
+        dcs.join(", ")
+    ))
+}
+
+/// Keyspace names: letters, digits, underscores (CQL's unquoted identifiers).
+pub fn valid_keyspace(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 48
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Unavailable(e.to_string())
+}
+
+fn bucket_of(ms: i64) -> i32 {
+    (ms.max(0) / BUCKET_MS) as i32
+}
+
+fn id_bucket(id: MessageId) -> i32 {
+    bucket_of(timestamp_ms(id))
+}
+
+/// The ScyllaDB / Cassandra engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Scylla {
+    session: Arc<Session>,
+    st: Arc<Statements>,
+    ids: Arc<Mutex<IdGenerator>>,
+    key_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+}
+
+impl Scylla {
+    pub async fn connect(config: &ScyllaConfig) -> Result<Self> {
+        if !valid_keyspace(&config.keyspace) {
+            return Err(StorageError::Invalid("keyspace name"));
+        }
+        let session = SessionBuilder::new()
+            .known_nodes(&config.nodes)
+            .build()
+            .await
+            .map_err(unavailable)?;
+        let st = Statements::prepare(&session, &config.keyspace, config.consistency).await?;
+        Ok(Self {
+            session: Arc::new(session),
+            st: Arc::new(st),
+            ids: Arc::new(Mutex::new(IdGenerator::new(config.node_id))),
+            key_locks: Arc::new(
+                (0..KEY_LOCKS)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+            ),
+        })
+    }
+    pub async fn migrate(nodes: &[String], keyspace: &str, replication: &str) -> Result<()> {
+        if !valid_keyspace(keyspace) {
+            return Err(StorageError::Invalid("keyspace name"));
+        }
+        let session = SessionBuilder::new()
+            .known_nodes(nodes)
+            .build()
+            .await
+            .map_err(unavailable)?;
+        let schema = SCHEMA
+            .replace("{keyspace}", keyspace)
+            .replace("{replication}", replication);
+        for statement in schema.split("\n;") {
+            let cql: String = statement
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if cql.trim().is_empty() {
+                continue;
+            }
+            session.query_unpaged(cql, &[]).await.map_err(unavailable)?;
+        }
+        session
+            .await_schema_agreement()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+    fn next_id(&self, now_ms: i64) -> MessageId {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next(now_ms)
+    }
+    async fn rows<T>(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<Vec<T>>
+    where
+        T: for<'f> scylla::deserialize::row::DeserializeRow<'f, 'f>,
+    {
+        let result = self
+            .session
+            .execute_unpaged(st, values)
+            .await
+            .map_err(unavailable)?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        rows.rows::<T>()
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?
+            .collect::<std::result::Result<Vec<T>, _>>()
+            .map_err(|e| StorageError::Corrupt(e.to_string()))
+    }
+    async fn exec(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<()> {
+        self.session
+            .execute_unpaged(st, values)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+    async fn eventually<T, F, Fut>(&self, mut probe: F) -> Result<Option<T>>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>>>,
+    {
+        for i in 0..40u64 {
+            if let Some(v) = probe().await? {
+                return Ok(Some(v));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5 + i * 5)).await;
+        }
+        Ok(None)
+    }
+}
+
+/// Runs futures with at most 32 in flight, in order, failing on the first error.
+async fn futures_join_all<T, F>(futures: Vec<F>) -> Result<Vec<T>>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    use futures_util::{StreamExt, TryStreamExt};
+    futures_util::stream::iter(futures)
+        .buffered(32)
+        .try_collect()
+        .await
+}
+
+fn key_stripe(conv: ConversationId, sender: &str, client_msg_id: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (conv, sender, client_msg_id).hash(&mut h);
+    (h.finish() as usize) % KEY_LOCKS
+}
+
+// The trait's methods are the inherent ones of the same name in `conversations`, `messages`
+// and `safety` (`Scylla::name` resolves to the inherent method).
+#[async_trait]
+impl Storage for Scylla {
+    async fn create_direct(
+        &self,
+        buyer: &str,
+        seller: &str,
+        listing: &str,
+        now_ms: i64,
+    ) -> Result<Created> {
+        Scylla::create_direct(self, buyer, seller, listing, now_ms).await
+    }
+    async fn create_group(
+        &self,
+        creator: &str,
+        participants: &[String],
+        title: &str,
+        now_ms: i64,
+    ) -> Result<Conversation> {
+        Scylla::create_group(self, creator, participants, title, now_ms).await
+    }
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>> {
+        self.load(id).await
+    }
+    async fn delete_conversation(&self, id: ConversationId, by: &str) -> Result<Conversation> {
+        Scylla::delete_conversation(self, id, by).await
+    }
+    async fn append(&self, m: NewMessage) -> Result<Appended> {
+        Scylla::append(self, m).await
+    }
+    async fn history(
+        &self,
+        c: ConversationId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<HistoryPage> {
+        Scylla::history(self, c, before, limit).await
+    }
+    async fn messages_after(
+        &self,
+        c: ConversationId,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        Scylla::messages_after(self, c, after, limit).await
+    }
+    async fn mark_read(
+        &self,
+        c: ConversationId,
+        user: &str,
+        up_to: MessageId,
+        now_ms: i64,
+    ) -> Result<ReadOutcome> {
+        Scylla::mark_read(self, c, user, up_to, now_ms).await
+    }
+    async fn list_conversations(
+        &self,
+        user: &str,
+        cursor: Option<ListCursor>,
+        limit: usize,
+    ) -> Result<ConversationPage> {
+        Scylla::list_conversations(self, user, cursor, limit).await
+    }
+    async fn unread_counts(&self, user: &str) -> Result<Vec<(ConversationId, u64)>> {
+        Scylla::unread_counts(self, user).await
+    }
+    async fn contacts(&self, user: &str) -> Result<Vec<String>> {
+        Scylla::contacts(self, user).await
+    }
+    async fn set_block(&self, user: &str, target: &str, blocked: bool, now_ms: i64) -> Result<()> {
+        Scylla::set_block(self, user, target, blocked, now_ms).await
+    }
+    async fn is_blocked_between(&self, a: &str, b: &str) -> Result<bool> {
+        self.blocked_between(a, b).await
+    }
+    async fn report(&self, report: NewReport) -> Result<Uuid> {
+        Scylla::report(self, report).await
+    }
+    async fn health(&self) -> Result<()> {
+        self.session
+            .query_unpaged("SELECT release_version FROM system.local", &[])
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! The prepared statements, grouped by what they touch, prepared at connect.
+
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::{Consistency, SerialConsistency};
+
+use super::DELETE_TIMESTAMP;
+use super::rows::MSG_COLUMNS;
+use super::unavailable;
+use crate::error::{Result, StorageError};
+
+/// Prepares statements with the engine's consistency (LWTs: LOCAL_SERIAL).
+struct Preparer<'a> {
+    s: &'a Session,
+    c: Consistency,
+}
+
+impl Preparer<'_> {
+    async fn prepare(&self, cql: String) -> Result<PreparedStatement> {
+        let mut st = self.s.prepare(cql).await.map_err(unavailable)?;
+        st.set_consistency(self.c);
+        st.set_serial_consistency(Some(SerialConsistency::LocalSerial));
+        Ok::<_, StorageError>(st)
+    }
+}
+
+pub(super) struct Statements {
+    pub(super) conversations: Conversations,
+    pub(super) messages: Messages,
+    pub(super) safety: Safety,
+}
+
+pub(super) struct Conversations {
+    pub(super) conv_insert: PreparedStatement,
+    pub(super) conv_get: PreparedStatement,
+    pub(super) conv_delete: PreparedStatement,
+    pub(super) activity_set: PreparedStatement,
+    pub(super) activity_get: PreparedStatement,
+    pub(super) activity_delete: PreparedStatement,
+    pub(super) direct_claim: PreparedStatement,
+    pub(super) direct_get: PreparedStatement,
+    pub(super) direct_delete: PreparedStatement,
+    pub(super) member_insert: PreparedStatement,
+    pub(super) member_list: PreparedStatement,
+    pub(super) member_delete: PreparedStatement,
+}
+
+pub(super) struct Messages {
+    pub(super) msg_insert: PreparedStatement,
+    pub(super) msg_insert_media: PreparedStatement,
+    pub(super) msg_get: PreparedStatement,
+    pub(super) msg_before: PreparedStatement,
+    pub(super) msg_after: PreparedStatement,
+    pub(super) msg_at_or_before: PreparedStatement,
+    pub(super) msg_ids_after: PreparedStatement,
+    pub(super) msg_delete_bucket: PreparedStatement,
+    pub(super) key_insert: PreparedStatement,
+    pub(super) key_get: PreparedStatement,
+    pub(super) key_delete_all: PreparedStatement,
+    pub(super) read_set: PreparedStatement,
+    pub(super) read_get: PreparedStatement,
+    pub(super) read_delete_all: PreparedStatement,
+}
+
+pub(super) struct Safety {
+    pub(super) block_insert: PreparedStatement,
+    pub(super) block_delete: PreparedStatement,
+    pub(super) block_get: PreparedStatement,
+    pub(super) report_insert: PreparedStatement,
+}
+
+impl Statements {
+    pub(super) async fn prepare(s: &Session, ks: &str, c: Consistency) -> Result<Self> {
+        let p = Preparer { s, c };
+        let (conversations, messages, safety) = tokio::try_join!(
+            Self::conversations(&p, ks),
+            Self::messages(&p, ks),
+            Self::safety(&p, ks)
+        )?;
+        Ok(Self {
+            conversations,
+            messages,
+            safety,
+        })
+    }
+
+    async fn conversations(p: &Preparer<'_>, ks: &str) -> Result<Conversations> {
+        Ok(Conversations {
+            conv_insert: p.prepare(format!(
+                "INSERT INTO {ks}.conversations (id, kind, buyer, seller, listing, title, creator, participants, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .await?,
+            conv_get: p.prepare(format!(
+                "SELECT id, kind, buyer, seller, listing, title, creator, participants, created_at FROM {ks}.conversations WHERE id = ?"
+            ))
+            .await?,
+            conv_delete: p.prepare(format!("DELETE FROM {ks}.conversations WHERE id = ?")).await?,
+            activity_set: p.prepare(format!(
+                "UPDATE {ks}.conversation_activity USING TIMESTAMP ? SET last_message_id = ?, last_activity = ? WHERE id = ?"
+            ))
+            .await?,
+            activity_get: p.prepare(format!(
+                "SELECT last_message_id, last_activity FROM {ks}.conversation_activity WHERE id = ?"
+            ))
+            .await?,
+            activity_delete: p.prepare(format!(
+                "DELETE FROM {ks}.conversation_activity USING TIMESTAMP {DELETE_TIMESTAMP} WHERE id = ?"
+            ))
+            .await?,
+            direct_claim: p.prepare(format!(
+                "INSERT INTO {ks}.direct_conversations (buyer, seller, listing, conversation_id) VALUES (?, ?, ?, ?) IF NOT EXISTS"
+            ))
+            .await?,
+            direct_get: p.prepare(format!(
+                "SELECT conversation_id FROM {ks}.direct_conversations WHERE buyer = ? AND seller = ? AND listing = ?"
+            ))
+            .await?,
+            direct_delete: p.prepare(format!(
+                "DELETE FROM {ks}.direct_conversations WHERE buyer = ? AND seller = ? AND listing = ? IF EXISTS"
+            ))
+            .await?,
+            member_insert: p.prepare(format!(
+                "INSERT INTO {ks}.user_conversations (user_id, conversation_id) VALUES (?, ?)"
+            ))
+            .await?,
+            member_list: p.prepare(format!(
+                "SELECT conversation_id FROM {ks}.user_conversations WHERE user_id = ?"
+            ))
+            .await?,
+            member_delete: p.prepare(format!(
+                "DELETE FROM {ks}.user_conversations WHERE user_id = ? AND conversation_id = ?"
+            ))
+            .await?,
+        })
+    }
+
+    async fn messages(p: &Preparer<'_>, ks: &str) -> Result<Messages> {
+        Ok(Messages {
+            msg_insert: p.prepare(format!(
+                "INSERT INTO {ks}.messages (conversation_id, bucket, message_id, sender, kind, content, client_msg_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .await?,
+            msg_insert_media: p.prepare(format!(
+                "INSERT INTO {ks}.messages (conversation_id, bucket, message_id, sender, kind, content, client_msg_id, created_at, media_url, media_mime, media_size, media_name, media_width, media_height) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .await?,
+            msg_get: p.prepare(format!(
+                "SELECT {MSG_COLUMNS} FROM {ks}.messages WHERE conversation_id = ? AND bucket = ? AND message_id = ?"
+            ))
+            .await?,
+            msg_before: p.prepare(format!(
+                "SELECT {MSG_COLUMNS} FROM {ks}.messages WHERE conversation_id = ? AND bucket = ? AND message_id < ? LIMIT ?"
+            ))
+            .await?,
+            msg_after: p.prepare(format!(
+                "SELECT {MSG_COLUMNS} FROM {ks}.messages WHERE conversation_id = ? AND bucket = ? AND message_id > ? ORDER BY message_id ASC LIMIT ?"
+            ))
+            .await?,
+            msg_at_or_before: p.prepare(format!(
+                "SELECT message_id FROM {ks}.messages WHERE conversation_id = ? AND bucket = ? AND message_id <= ? LIMIT 1"
+            ))
+            .await?,
+            msg_ids_after: p.prepare(format!(
+                "SELECT message_id FROM {ks}.messages WHERE conversation_id = ? AND bucket = ? AND message_id > ? LIMIT ?"
+            ))
+            .await?,
+            msg_delete_bucket: p.prepare(format!(
+                "DELETE FROM {ks}.messages WHERE conversation_id = ? AND bucket = ?"
+            ))
+            .await?,
+            key_insert: p.prepare(format!(
+                "INSERT INTO {ks}.message_keys (conversation_id, sender, client_msg_id, message_id, bucket) VALUES (?, ?, ?, ?, ?)"
+            ))
+            .await?,
+            key_get: p.prepare(format!(
+                "SELECT message_id, bucket FROM {ks}.message_keys WHERE conversation_id = ? AND sender = ? AND client_msg_id = ?"
+            ))
+            .await?,
+            key_delete_all: p.prepare(format!(
+                "DELETE FROM {ks}.message_keys WHERE conversation_id = ?"
+            ))
+            .await?,
+            read_set: p.prepare(format!(
+                "UPDATE {ks}.read_states USING TIMESTAMP ? SET up_to = ?, read_at = ? WHERE conversation_id = ? AND user_id = ?"
+            ))
+            .await?,
+            read_get: p.prepare(format!(
+                "SELECT up_to, read_at FROM {ks}.read_states WHERE conversation_id = ? AND user_id = ?"
+            ))
+            .await?,
+            read_delete_all: p.prepare(format!(
+                "DELETE FROM {ks}.read_states USING TIMESTAMP {DELETE_TIMESTAMP} WHERE conversation_id = ?"
+            ))
+            .await?,
+        })
+    }
+
+    async fn safety(p: &Preparer<'_>, ks: &str) -> Result<Safety> {
+        Ok(Safety {
+            block_insert: p.prepare(format!(
+                "INSERT INTO {ks}.blocks (blocker, blocked, created_at) VALUES (?, ?, ?)"
+            ))
+            .await?,
+            block_delete: p.prepare(format!(
+                "DELETE FROM {ks}.blocks WHERE blocker = ? AND blocked = ?"
+            ))
+            .await?,
+            block_get: p.prepare(format!(
+                "SELECT blocked FROM {ks}.blocks WHERE blocker = ? AND blocked = ?"
+            ))
+            .await?,
+            report_insert: p.prepare(format!(
+                "INSERT INTO {ks}.reports (id, reporter, reported_user, conversation_id, message_id, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .await?,
+        })
+    }
+}

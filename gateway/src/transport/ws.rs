@@ -16,6 +16,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use fastwebsockets::{CloseCode, Frame, OpCode, Payload, WebSocket};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use parley_proto::close;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -84,61 +85,12 @@ impl FrameReader {
 
     /// A whole frame from the buffer, if it holds one.
     fn parse(&mut self) -> Result<Option<RawFrame>, FrameError> {
-        let b = &self.buf[..];
-        let [b0, b1, ..] = *b else {
-            return Ok(None);
-        };
-        // No extension is negotiated, so the RSV bits must be zero.
-        if b0 & 0x70 != 0 {
-            return Err(FrameError::Protocol(1002));
-        }
-        let fin = b0 & 0x80 != 0;
-        let opcode = OpCode::try_from(b0 & 0x0f).map_err(|_| FrameError::Protocol(1002))?;
-        if b1 & 0x80 == 0 {
-            // RFC 6455 §5.1: the server MUST close on an unmasked client frame.
-            return Err(FrameError::Protocol(1002));
-        }
-        let (len, at) = match b1 & 0x7f {
-            126 => match b.get(2..4) {
-                Some(l) => (u64::from(u16::from_be_bytes([l[0], l[1]])), 4),
-                None => return Ok(None),
-            },
-            127 => match b.get(2..10) {
-                Some(l) => {
-                    let mut n = [0u8; 8];
-                    n.copy_from_slice(l);
-                    (u64::from_be_bytes(n), 10)
-                }
-                None => return Ok(None),
-            },
-            n => (u64::from(n), 2),
-        };
-        let control = matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
-        if control && (!fin || len > 125) {
-            return Err(FrameError::Protocol(1002));
-        }
-        if len > self.max_payload as u64 {
-            return Err(FrameError::Oversized);
-        }
-        let len = len as usize;
-        let header = at + 4;
-        if b.len() < header + len {
-            self.buf.reserve(header + len - b.len());
-            return Ok(None);
-        }
-        let mask = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-        self.buf.advance(header);
-        let mut payload = self.buf.split_to(len);
-        fastwebsockets::unmask(&mut payload, mask);
-        if self.buf.is_empty() {
+        let frame = parse_frame(&mut self.buf, self.max_payload)?;
+        if frame.is_some() && self.buf.is_empty() {
             // Drained: an idle connection keeps no read buffer.
             self.buf = BytesMut::new();
         }
-        Ok(Some(RawFrame {
-            fin,
-            opcode,
-            payload: payload.freeze(),
-        }))
+        Ok(frame)
     }
 
     /// Waits until the socket is readable, then reads into a buffer allocated only now.
@@ -160,6 +112,64 @@ impl FrameReader {
             }
         }
     }
+}
+
+/// Parses one client frame off the front of `buf` (hyper's `role.rs` way: bytes in, a frame
+/// or "need more" out, no I/O): checks the RSV bits, the opcode, masking, control-frame rules
+/// and the size limit from the header alone, before any payload is read; unmasks the payload.
+fn parse_frame(buf: &mut BytesMut, max_payload: usize) -> Result<Option<RawFrame>, FrameError> {
+    let b = &buf[..];
+    let [b0, b1, ..] = *b else {
+        return Ok(None);
+    };
+    // No extension is negotiated, so the RSV bits must be zero.
+    if b0 & 0x70 != 0 {
+        return Err(FrameError::Protocol(close::PROTOCOL_ERROR));
+    }
+    let fin = b0 & 0x80 != 0;
+    let opcode =
+        OpCode::try_from(b0 & 0x0f).map_err(|_| FrameError::Protocol(close::PROTOCOL_ERROR))?;
+    if b1 & 0x80 == 0 {
+        // RFC 6455 §5.1: the server MUST close on an unmasked client frame.
+        return Err(FrameError::Protocol(close::PROTOCOL_ERROR));
+    }
+    let (len, at) = match b1 & 0x7f {
+        126 => match b.get(2..4) {
+            Some(l) => (u64::from(u16::from_be_bytes([l[0], l[1]])), 4),
+            None => return Ok(None),
+        },
+        127 => match b.get(2..10) {
+            Some(l) => {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(l);
+                (u64::from_be_bytes(n), 10)
+            }
+            None => return Ok(None),
+        },
+        n => (u64::from(n), 2),
+    };
+    let control = matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
+    if control && (!fin || len > 125) {
+        return Err(FrameError::Protocol(close::PROTOCOL_ERROR));
+    }
+    if len > max_payload as u64 {
+        return Err(FrameError::Oversized);
+    }
+    let len = len as usize;
+    let header = at + 4;
+    if b.len() < header + len {
+        buf.reserve(header + len - b.len());
+        return Ok(None);
+    }
+    let mask = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+    buf.advance(header);
+    let mut payload = buf.split_to(len);
+    fastwebsockets::unmask(&mut payload, mask);
+    Ok(Some(RawFrame {
+        fin,
+        opcode,
+        payload: payload.freeze(),
+    }))
 }
 
 /// The read half: frames → whole messages, control frames answered through the outbox.
@@ -197,7 +207,7 @@ impl WsSource {
                 Err(FrameError::Oversized) => return Err(End::Oversized),
                 Err(FrameError::Protocol(code)) => return Err(self.protocol_error(code)),
                 Err(FrameError::Closed) => {
-                    self.outbox.close_normal(1006);
+                    self.outbox.close_normal(close::ABNORMAL);
                     return Err(End::Closed);
                 }
             };
@@ -207,12 +217,12 @@ impl WsSource {
                 OpCode::Pong => {}
                 OpCode::Text | OpCode::Binary => {
                     if self.partial.is_some() {
-                        return Err(self.protocol_error(1002));
+                        return Err(self.protocol_error(close::PROTOCOL_ERROR));
                     }
                     if fin {
                         return Ok(match opcode {
                             OpCode::Text if std::str::from_utf8(&payload).is_err() => {
-                                return Err(self.protocol_error(1007));
+                                return Err(self.protocol_error(close::INVALID_PAYLOAD));
                             }
                             OpCode::Text => Message::Text(payload),
                             _ => Message::Binary(payload),
@@ -225,7 +235,7 @@ impl WsSource {
                 }
                 OpCode::Continuation => {
                     let Some((_, buf, _)) = &mut self.partial else {
-                        return Err(self.protocol_error(1002));
+                        return Err(self.protocol_error(close::PROTOCOL_ERROR));
                     };
                     if buf.len() + payload.len() > self.max_message {
                         self.partial = None;
@@ -258,7 +268,7 @@ impl WsSource {
             Err(e) if e.error_len().is_none() && !fin => *checked += e.valid_up_to(),
             Err(_) => {
                 self.partial = None;
-                return Some(self.protocol_error(1007));
+                return Some(self.protocol_error(close::INVALID_PAYLOAD));
             }
         }
         None
@@ -266,15 +276,15 @@ impl WsSource {
 
     fn peer_closed(&mut self, payload: &[u8]) -> End {
         let code = match payload {
-            [] => 1000,
-            [_] => return self.protocol_error(1002),
+            [] => close::NORMAL,
+            [_] => return self.protocol_error(close::PROTOCOL_ERROR),
             [hi, lo, reason @ ..] => {
                 let code = u16::from_be_bytes([*hi, *lo]);
                 if !CloseCode::from(code).is_allowed() {
-                    return self.protocol_error(1002);
+                    return self.protocol_error(close::PROTOCOL_ERROR);
                 }
                 if std::str::from_utf8(reason).is_err() {
-                    return self.protocol_error(1007);
+                    return self.protocol_error(close::INVALID_PAYLOAD);
                 }
                 code
             }
@@ -333,7 +343,7 @@ pub(crate) async fn write_loop(mut w: OwnedWriteHalf, outbox: Rc<Outbox>, write_
                 if let Some(f) = driver::final_frame(&c) {
                     put_frame(&mut buf, OpCode::Binary, &f);
                 }
-                if c.close_code != 1006 {
+                if c.close_code != close::ABNORMAL {
                     let reason = c.error.map_or("", ErrorCode::name).as_bytes();
                     let mut payload = c.close_code.to_be_bytes().to_vec();
                     payload.extend_from_slice(&reason[..reason.len().min(100)]);
@@ -346,7 +356,7 @@ pub(crate) async fn write_loop(mut w: OwnedWriteHalf, outbox: Rc<Outbox>, write_
             match tokio::time::timeout(write_timeout, w.write_all(&buf)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
-                    outbox.close_normal(1006);
+                    outbox.close_normal(close::ABNORMAL);
                     return;
                 }
                 Err(_) => {
@@ -441,4 +451,114 @@ pub(crate) async fn serve_echo(
         }
     }
     let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A masked client frame, as a browser sends it.
+    fn client_frame(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut out = vec![b0];
+        match payload.len() {
+            n @ 0..=125 => out.push(0x80 | n as u8),
+            n @ 126..=0xffff => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    fn parse(bytes: &[u8], max: usize) -> Result<Option<RawFrame>, FrameError> {
+        parse_frame(&mut BytesMut::from(bytes), max)
+    }
+
+    #[test]
+    fn rfc6455_examples_parse() {
+        // RFC 6455 §5.7: a single-frame masked text message "Hello".
+        let hello = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58";
+        let f = parse(hello, 1024).expect("valid").expect("whole");
+        assert!(f.fin);
+        assert_eq!(f.opcode, OpCode::Text);
+        assert_eq!(&f.payload[..], b"Hello");
+        // A masked ping with a body, and a binary frame with a 16-bit length.
+        let ping = client_frame(0x89, b"Hello", [1, 2, 3, 4]);
+        let f = parse(&ping, 1024).expect("valid").expect("whole");
+        assert_eq!((f.opcode, &f.payload[..]), (OpCode::Ping, &b"Hello"[..]));
+        let big = vec![7u8; 300];
+        let f = parse(&client_frame(0x82, &big, [9, 8, 7, 6]), 1024)
+            .expect("valid")
+            .expect("whole");
+        assert_eq!(&f.payload[..], &big[..]);
+    }
+
+    #[test]
+    fn any_prefix_needs_more_and_the_rest_stays_buffered() {
+        let mut two = client_frame(0x02, b"first", [1, 1, 1, 1]);
+        two.extend(client_frame(0x80, b"second", [2, 2, 2, 2]));
+        let one_len = two.len() - client_frame(0x80, b"second", [2, 2, 2, 2]).len();
+        for cut in 0..one_len {
+            assert!(matches!(parse(&two[..cut], 1024), Ok(None)), "cut {cut}");
+        }
+        let mut buf = BytesMut::from(&two[..]);
+        let a = parse_frame(&mut buf, 1024).expect("ok").expect("first");
+        assert_eq!((a.fin, &a.payload[..]), (false, &b"first"[..]));
+        let b = parse_frame(&mut buf, 1024).expect("ok").expect("second");
+        assert_eq!(
+            (b.fin, b.opcode, &b.payload[..]),
+            (true, OpCode::Continuation, &b"second"[..])
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn protocol_violations_are_refused_from_the_header() {
+        let unmasked = [0x82, 0x03, b'a', b'b', b'c'];
+        assert_eq!(
+            parse(&unmasked, 1024).err(),
+            Some(FrameError::Protocol(1002))
+        );
+        let rsv = client_frame(0xc2, b"x", [0; 4]);
+        assert_eq!(parse(&rsv, 1024).err(), Some(FrameError::Protocol(1002)));
+        let bad_opcode = client_frame(0x83, b"x", [0; 4]);
+        assert_eq!(
+            parse(&bad_opcode, 1024).err(),
+            Some(FrameError::Protocol(1002))
+        );
+        let fragmented_ping = client_frame(0x09, b"x", [0; 4]);
+        assert_eq!(
+            parse(&fragmented_ping, 1024).err(),
+            Some(FrameError::Protocol(1002))
+        );
+        let long_close = client_frame(0x88, &[0u8; 126], [0; 4]);
+        assert_eq!(
+            parse(&long_close, 1024).err(),
+            Some(FrameError::Protocol(1002))
+        );
+    }
+
+    #[test]
+    fn an_oversized_frame_is_refused_before_its_payload_arrives() {
+        // Only the header of a 2^40-byte frame: refused, nothing reserved for it.
+        let mut header = vec![0x82, 0x80 | 127];
+        header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        header.extend_from_slice(&[0; 4]);
+        let mut buf = BytesMut::from(&header[..]);
+        assert_eq!(
+            parse_frame(&mut buf, 65536).err(),
+            Some(FrameError::Oversized)
+        );
+        assert!(buf.capacity() < 1 << 20);
+        // At the limit exactly is fine.
+        let at_limit = client_frame(0x82, &[1u8; 64], [3; 4]);
+        assert!(parse(&at_limit, 64).expect("ok").is_some());
+        assert_eq!(parse(&at_limit, 63).err(), Some(FrameError::Oversized));
+    }
 }

@@ -16,4 +16,6 @@ pub mod ws;
 pub use error::Error;
 pub use link::Via;
 pub use parley_proto::token;
-pub use session::{Client, Closed, Cursors, DEFAULT_TIMEOUT, error_code, is_message, text_message};
+pub use session::{
+    Client, Closed, Cursors, DEFAULT_TIMEOUT, Seen, error_code, is_message, text_message,
+};

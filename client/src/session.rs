@@ -1,7 +1,7 @@
 //! A protocol session over a [`crate::link`]: Hello → Welcome, requests answered by `seq`,
 //! events kept in order, and per conversation the position to resume from.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,7 +11,7 @@ use parley_proto::{
     Ack, ClientBody, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, ResumePoint, SendMessage, ServerBody,
     ServerFrame, Welcome,
 };
-use parley_types::{ConversationId, Message, MessageId, MessageKind};
+use parley_types::{ConversationId, Message, MessageId, MessageKind, Position};
 
 use crate::Error;
 use crate::link::{Event, Link, Reader, Via, Writer, open};
@@ -28,32 +28,120 @@ pub struct Closed {
     pub code: Option<u16>,
 }
 
-/// Per conversation, the newest message this client has: what it resumes from.
+/// What [`Cursors::saw`] made of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Next in line (or the first of its conversation): the position moved.
+    New,
+    /// At or below the position (or already seen ahead of it).
+    Repeat,
+    /// Above the next seq: kept aside; the position waits at the last message before the gap
+    /// (`missing` is the first seq not seen).
+    Gap { missing: u64 },
+}
+
+/// One conversation's position: the last message of the unbroken run from where this client
+/// started, and messages seen beyond a gap.
+#[derive(Clone, Debug, Default)]
+struct Line {
+    at: Position,
+    ahead: BTreeMap<u64, MessageId>,
+}
+
+/// Per conversation, the last message this client has *with every one before it* (since it
+/// started following the conversation): what it resumes from. Messages are numbered by `seq`
+/// (1, 2, 3, …) per conversation; the server sends them in that order, so a gap means
+/// something went missing, and the position stays below it — a resume from there gets the
+/// missing ones (and repeats of the rest, which [`Cursors::saw`] recognises).
 #[derive(Clone, Debug, Default)]
 pub struct Cursors {
-    last: HashMap<ConversationId, MessageId>,
+    lines: HashMap<ConversationId, Line>,
+    /// Gaps seen (messages that arrived above the next seq).
+    pub gaps: u64,
+    /// Repeats seen.
+    pub repeats: u64,
 }
 
 impl Cursors {
-    /// Records that the client has `id` of `conversation` (older ids do not move it back).
-    pub fn saw(&mut self, conversation: ConversationId, id: MessageId) {
-        let e = self.last.entry(conversation).or_default();
-        *e = (*e).max(id);
+    /// Records message `at` of `conversation` (a MessageNew, or the Ack of one's own Send).
+    /// The first message of a conversation without a position starts it.
+    pub fn saw(&mut self, conversation: ConversationId, at: Position) -> Seen {
+        if at.seq == 0 {
+            // A server before protocol 1.1: ids only, no order to check.
+            let line = self.lines.entry(conversation).or_default();
+            line.at.id = line.at.id.max(at.id);
+            return Seen::New;
+        }
+        let Some(line) = self.lines.get_mut(&conversation) else {
+            self.lines.insert(
+                conversation,
+                Line {
+                    at,
+                    ahead: BTreeMap::new(),
+                },
+            );
+            return Seen::New;
+        };
+        if at.seq <= line.at.seq || line.ahead.contains_key(&at.seq) {
+            self.repeats += 1;
+            return Seen::Repeat;
+        }
+        if at.seq > line.at.seq + 1 {
+            line.ahead.insert(at.seq, at.id);
+            self.gaps += 1;
+            return Seen::Gap {
+                missing: line.at.seq + 1,
+            };
+        }
+        line.at = at;
+        while let Some(id) = line.ahead.remove(&(line.at.seq + 1)) {
+            line.at = Position {
+                seq: line.at.seq + 1,
+                id,
+            };
+        }
+        Seen::New
     }
 
-    /// The position in `conversation` (0: nothing yet).
-    pub fn get(&self, conversation: ConversationId) -> MessageId {
-        self.last.get(&conversation).copied().unwrap_or_default()
+    /// Sets the position in `conversation` (a saved one, or the newest message of a freshly
+    /// loaded history); never moves it back.
+    pub fn set(&mut self, conversation: ConversationId, at: Position) {
+        let line = self.lines.entry(conversation).or_default();
+        if at.seq > line.at.seq {
+            line.at = at;
+            line.ahead.retain(|seq, _| *seq > at.seq);
+            while let Some(id) = line.ahead.remove(&(line.at.seq + 1)) {
+                line.at = Position {
+                    seq: line.at.seq + 1,
+                    id,
+                };
+            }
+        }
     }
 
-    /// A resume point per conversation the client has seen messages of.
-    pub fn resume_points(&self) -> Vec<ResumePoint> {
-        self.last
+    /// The position in `conversation` (`Position::default()`: nothing yet).
+    pub fn get(&self, conversation: ConversationId) -> Position {
+        self.lines
+            .get(&conversation)
+            .map(|l| l.at)
+            .unwrap_or_default()
+    }
+
+    /// Conversations with messages seen beyond a gap.
+    pub fn with_gaps(&self) -> Vec<ConversationId> {
+        self.lines
             .iter()
-            .map(|(c, id)| ResumePoint {
-                conversation: *c,
-                last_message_id: *id,
-            })
+            .filter(|(_, l)| !l.ahead.is_empty())
+            .map(|(c, _)| *c)
+            .collect()
+    }
+
+    /// A resume point per conversation the client has a position in.
+    pub fn resume_points(&self) -> Vec<ResumePoint> {
+        self.lines
+            .iter()
+            .filter(|(_, l)| l.at != Position::default())
+            .map(|(c, l)| ResumePoint::at(*c, l.at))
             .collect()
     }
 }
@@ -169,7 +257,7 @@ impl Client {
         let frame = decode_server(bytes, &self.limits)
             .map_err(|e| Error::Protocol(format!("undecodable frame: {e}")))?;
         if let ServerBody::MessageNew(m) = &frame.body {
-            self.cursors.saw(m.conversation, m.id);
+            self.cursors.saw(m.conversation, Position::of(m));
         }
         Ok(frame)
     }
@@ -250,7 +338,11 @@ impl Client {
             .body
         {
             ServerBody::Ack(a) => {
-                self.cursors.saw(conversation, a.message_id);
+                let at = Position {
+                    seq: a.message_seq,
+                    id: a.message_id,
+                };
+                self.cursors.saw(conversation, at);
                 Ok(a)
             }
             other => Err(unexpected("Ack", other)),
@@ -341,5 +433,49 @@ pub fn error_code(f: &ServerFrame) -> Option<u16> {
     match f.body {
         ServerBody::Error { code, .. } => Some(code),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seq: u64) -> Position {
+        Position {
+            seq,
+            id: MessageId(1000 + seq),
+        }
+    }
+
+    #[test]
+    fn the_position_is_the_end_of_the_unbroken_run() {
+        let mut c = Cursors::default();
+        let conv = ConversationId::random();
+        assert_eq!(c.saw(conv, at(7)), Seen::New, "the first message starts it");
+        assert_eq!(c.saw(conv, at(8)), Seen::New);
+        assert_eq!(c.saw(conv, at(8)), Seen::Repeat);
+        assert_eq!(c.saw(conv, at(10)), Seen::Gap { missing: 9 });
+        assert_eq!(c.saw(conv, at(11)), Seen::Gap { missing: 9 });
+        assert_eq!(c.get(conv), at(8), "resume from before the gap");
+        assert_eq!(c.with_gaps(), vec![conv]);
+        assert_eq!(c.saw(conv, at(9)), Seen::New);
+        assert_eq!(c.get(conv), at(11), "the gap closed: the run goes on");
+        assert_eq!(c.saw(conv, at(10)), Seen::Repeat);
+        assert_eq!((c.gaps, c.repeats), (2, 2));
+        assert!(c.with_gaps().is_empty());
+        let points = c.resume_points();
+        assert_eq!(points, vec![ResumePoint::at(conv, at(11))]);
+    }
+
+    #[test]
+    fn set_moves_forward_only() {
+        let mut c = Cursors::default();
+        let conv = ConversationId::random();
+        c.set(conv, at(5));
+        assert_eq!(c.saw(conv, at(7)), Seen::Gap { missing: 6 });
+        c.set(conv, at(3));
+        assert_eq!(c.get(conv), at(5));
+        c.set(conv, at(6));
+        assert_eq!(c.get(conv), at(7));
     }
 }

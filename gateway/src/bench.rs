@@ -140,7 +140,7 @@ impl FanoutBench {
         self.rt.block_on(
             self.node
                 .chat
-                .fanout
+                .fanout()
                 .send(users, None, None, self.event.clone()),
         );
         while let Ok(d) = self.inbox.try_recv() {
@@ -177,6 +177,8 @@ pub fn inbox_across_threads(n: usize) {
                     class: Class::Reliable,
                     kind: parley_proto::FrameKind::MessageNew,
                     received_at: None,
+                    ack: None,
+                    ack_only: false,
                 };
                 if tx.send(d).await.is_err() {
                     break;

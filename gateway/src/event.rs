@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use parley_proto::codec::server::encode_server;
 use parley_proto::{FrameKind, ServerBody, ServerFrame};
-use parley_types::{ConversationId, MessageId};
+use parley_types::ConversationId;
 use tokio::time::Instant;
 
 /// What a queued frame is, for the overflow policy and resume de-duplication.
@@ -13,10 +13,10 @@ use tokio::time::Instant;
 pub(crate) enum Class {
     /// Typing, presence: may be dropped under pressure.
     Ephemeral,
-    /// A MessageNew.
+    /// A MessageNew: its conversation and seq (0 from nodes older than protocol 1.1).
     Message {
         conversation: ConversationId,
-        id: MessageId,
+        seq: u64,
     },
     /// Anything else that must arrive (read receipts, deletions, answers).
     Reliable,

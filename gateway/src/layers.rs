@@ -37,7 +37,9 @@ const RULES: &[(&str, &[&str])] = &[
     ("shard", &["metrics", "node", "outbox", "state"]),
     (
         "driver",
-        &["clock", "errors", "node", "outbox", "session", "shard"],
+        &[
+            "chat", "clock", "errors", "node", "outbox", "session", "shard",
+        ],
     ),
     (
         "transport",

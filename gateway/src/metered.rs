@@ -119,7 +119,7 @@ impl<A: Around> Storage for Wrapped<A> {
     async fn history(
         &self,
         c: ConversationId,
-        before: Option<MessageId>,
+        before: Option<Position>,
         limit: usize,
     ) -> Result<HistoryPage> {
         self.around
@@ -129,7 +129,7 @@ impl<A: Around> Storage for Wrapped<A> {
     async fn messages_after(
         &self,
         c: ConversationId,
-        after: MessageId,
+        after: Position,
         limit: usize,
     ) -> Result<Vec<Message>> {
         self.around

@@ -98,6 +98,7 @@ pub(crate) struct ShardMetrics {
     deliveries: AtomicU64,
     dropped_ephemeral: AtomicU64,
     slow_consumers: AtomicU64,
+    order_resyncs: AtomicU64,
 }
 
 impl Default for ShardMetrics {
@@ -109,6 +110,7 @@ impl Default for ShardMetrics {
             deliveries: AtomicU64::new(0),
             dropped_ephemeral: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
+            order_resyncs: AtomicU64::new(0),
         }
     }
 }
@@ -138,6 +140,9 @@ impl ShardMetrics {
     }
     pub(crate) fn slow_consumer(&self) {
         self.slow_consumers.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn resync(&self) {
+        self.order_resyncs.fetch_add(1, Relaxed);
     }
 }
 
@@ -194,9 +199,19 @@ pub(crate) struct NodeGauges<'a> {
     pub(crate) resident_bytes: u64,
     /// Deliveries dropped because a shard's inbox was full (ephemeral events only).
     pub(crate) inbox_full_drops: u64,
-    /// Message deliveries skipped because this node had delivered that message already.
-    pub(crate) duplicate_deliveries: u64,
+    /// Delivery order (`state::sequencer`): duplicates skipped, late messages not delivered
+    /// live, gaps filled from storage and given up.
+    pub(crate) order: OrderGauges,
     pub(crate) bus: Option<BusGauges<'a>>,
+}
+
+/// The delivery order's counters, read when `/metrics` is rendered.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct OrderGauges {
+    pub(crate) duplicates: u64,
+    pub(crate) late: u64,
+    pub(crate) fills: u64,
+    pub(crate) gaps_skipped: u64,
 }
 
 /// The cluster bus's counters, read when `/metrics` is rendered.
@@ -310,6 +325,11 @@ impl Metrics {
                 sum(&|s| s.slow_consumers.load(Relaxed)),
             ),
             (
+                "parley_order_resyncs_total",
+                "Sessions told to resync because a message would have skipped a seq.",
+                sum(&|s| s.order_resyncs.load(Relaxed)),
+            ),
+            (
                 "parley_storage_errors_total",
                 "Storage calls that failed.",
                 self.storage_errors.load(Relaxed),
@@ -368,12 +388,30 @@ fn render_node(out: &mut String, n: &NodeGauges<'_>) {
         "Typing/presence deliveries dropped because a shard's inbox was full.",
         n.inbox_full_drops,
     );
-    counter(
-        out,
-        "parley_duplicate_deliveries_total",
-        "Messages this node skipped because it had delivered them already (retries).",
-        n.duplicate_deliveries,
-    );
+    for (name, help, v) in [
+        (
+            "parley_duplicate_deliveries_total",
+            "Messages this node skipped because it had delivered them already (retries).",
+            n.order.duplicates,
+        ),
+        (
+            "parley_late_messages_total",
+            "Messages that reached a newly started delivery line below where it started.",
+            n.order.late,
+        ),
+        (
+            "parley_order_fills_total",
+            "Delivery gaps filled from storage.",
+            n.order.fills,
+        ),
+        (
+            "parley_order_gaps_skipped_total",
+            "Delivery gaps given up (storage failing, messages gone, too many held).",
+            n.order.gaps_skipped,
+        ),
+    ] {
+        counter(out, name, help, v);
+    }
     let Some(bus) = &n.bus else { return };
     gauge(
         out,
@@ -430,7 +468,7 @@ mod tests {
             online_users: 4,
             resident_bytes: 1,
             inbox_full_drops: 2,
-            duplicate_deliveries: 0,
+            order: OrderGauges::default(),
             bus: Some(BusGauges {
                 connected: true,
                 published: 3,

@@ -9,10 +9,15 @@
 //!   pushes never wait.
 //! - The session's own answers wait for space instead (`push_own`): that only slows the session
 //!   that asked.
-//! - While a resume replays missed messages, live events are held aside and released after it.
-//!   From then on a message at or below what the replay sent for its conversation is dropped:
-//!   the replay already delivered it, even when its live fan-out arrives late (no gap, no
-//!   duplicate).
+//! - Messages leave in seq order per conversation, each once: the outbox remembers, per
+//!   conversation, the seq of the last message it queued (or Ack it queued for the session's own
+//!   message). A message at or below it is a duplicate and dropped; one that would skip a seq
+//!   closes the session with `resync` instead of being queued, so the client — which has
+//!   everything up to the last message it got — resumes and gets the missing ones from
+//!   storage. The first message of a conversation the outbox has no position in starts it.
+//! - While a resume replays missed messages, live events are held aside and released after it;
+//!   the replay sets the positions, so a live copy of a replayed message is dropped and the
+//!   next one follows on (no gap, no duplicate).
 //!
 //! One outbox belongs to one shard thread (`Rc`, `RefCell`); nothing here crosses threads.
 
@@ -20,7 +25,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use parley_types::{ConversationId, MessageId};
+use parley_types::ConversationId;
 use tokio::sync::Notify;
 
 use parley_proto::ErrorCode;
@@ -29,6 +34,9 @@ pub(crate) use crate::event::Class;
 
 /// Pongs waiting to be written before the oldest is dropped (each at most 125 bytes).
 const MAX_PENDING_PONGS: usize = 16;
+/// Conversations an outbox remembers a position in; past it, it forgets them all (the next
+/// message of each starts it again: order is then the client's to check, as it always may).
+const MAX_POSITIONS: usize = 4096;
 
 /// One item for the transport's writer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +76,10 @@ pub(crate) enum Pushed {
     Dropped,
     /// The queue was full: the session is now closed as a slow consumer.
     Overflow,
+    /// A message at or below what this session has of its conversation.
+    Repeat,
+    /// A message would have skipped a seq: the session is now closed with `resync`.
+    Gap,
     /// The session is already closing.
     Closed,
 }
@@ -89,9 +101,36 @@ struct State {
     /// Live events held during a resume replay.
     held: Option<VecDeque<(Item, Class)>>,
     held_bytes: usize,
-    /// Per resumed conversation, the newest message the replay sent.
-    floors: HashMap<ConversationId, MessageId>,
+    /// Per conversation, the seq of the last message (or own Ack) queued.
+    positions: HashMap<ConversationId, u64>,
     dropped: u64,
+}
+
+/// Where a message stands against an outbox's position in its conversation.
+enum Order {
+    /// Next in line (or the first one): queue it, then move the position.
+    Next,
+    /// At or below the position.
+    Repeat,
+    /// Above the next seq.
+    Gap,
+}
+
+impl State {
+    fn order(&self, conversation: ConversationId, seq: u64) -> Order {
+        match self.positions.get(&conversation) {
+            Some(&at) if seq <= at => Order::Repeat,
+            Some(&at) if seq > at + 1 => Order::Gap,
+            _ => Order::Next,
+        }
+    }
+
+    fn moved(&mut self, conversation: ConversationId, seq: u64) {
+        if self.positions.len() >= MAX_POSITIONS && !self.positions.contains_key(&conversation) {
+            self.positions.clear();
+        }
+        self.positions.insert(conversation, seq);
+    }
 }
 
 /// The bounded outbound queue of one session.
@@ -135,13 +174,21 @@ impl Outbox {
         if s.closing.is_some() {
             return Pushed::Closed;
         }
-        if let Class::Message { conversation, id } = class
-            && s.floors
-                .get(&conversation)
-                .is_some_and(|floor| id <= *floor)
-        {
-            return Pushed::Dropped;
-        }
+        // Held events are put in line when they are released.
+        let message = match class {
+            Class::Message { conversation, seq } if seq > 0 && s.held.is_none() => {
+                match s.order(conversation, seq) {
+                    Order::Repeat => return Pushed::Repeat,
+                    Order::Gap => {
+                        drop(s);
+                        self.close(ErrorCode::Resync);
+                        return Pushed::Gap;
+                    }
+                    Order::Next => Some((conversation, seq)),
+                }
+            }
+            _ => None,
+        };
         let len = item.len();
         let (frames, bytes) = match &s.held {
             Some(h) => (h.len(), s.held_bytes),
@@ -158,6 +205,9 @@ impl Outbox {
             self.close(ErrorCode::SlowConsumer);
             return Pushed::Overflow;
         }
+        if let Some((conversation, seq)) = message {
+            s.moved(conversation, seq);
+        }
         match &mut s.held {
             Some(h) => {
                 h.push_back((item, class));
@@ -171,6 +221,20 @@ impl Outbox {
             }
         }
         Pushed::Queued
+    }
+
+    /// The Ack of this session's own message `seq` of `conversation`, in line with the
+    /// conversation's messages: never dropped as a repeat (a retried Send is answered too), and
+    /// it moves the position like the message would have.
+    pub(crate) fn push_ack(&self, frame: Bytes, conversation: ConversationId, seq: u64) -> Pushed {
+        let class = {
+            let s = self.state.borrow();
+            match s.order(conversation, seq) {
+                Order::Repeat => Class::Reliable,
+                Order::Next | Order::Gap => Class::Message { conversation, seq },
+            }
+        };
+        self.push_item(Item::Frame(frame), class)
     }
 
     /// The session's own answer: waits for space; `Err` when the session is closing.
@@ -228,18 +292,26 @@ impl Outbox {
         }
     }
 
-    /// Replay done: from now on drop messages at or below what was replayed per conversation,
-    /// and queue the held events (minus those).
-    pub(crate) fn release(&self, replayed: HashMap<ConversationId, MessageId>) {
+    /// Replay done: per replayed conversation, the seq of the last message the client has
+    /// now (None: not known — nothing replayed, or not all of it); then the held events are
+    /// queued in line (live copies of replayed messages dropped).
+    pub(crate) fn release(&self, replayed: HashMap<ConversationId, Option<u64>>) {
         let held = {
             let mut s = self.state.borrow_mut();
             s.held_bytes = 0;
-            s.floors.extend(replayed);
+            for (conversation, at) in replayed {
+                match at {
+                    Some(seq) if seq > 0 => s.moved(conversation, seq),
+                    _ => {
+                        s.positions.remove(&conversation);
+                    }
+                }
+            }
             s.held.take()
         };
         let Some(held) = held else { return };
         for (item, class) in held {
-            if self.push_item(item, class) == Pushed::Overflow {
+            if matches!(self.push_item(item, class), Pushed::Overflow | Pushed::Gap) {
                 return;
             }
         }
@@ -344,22 +416,19 @@ mod tests {
         Bytes::from(vec![0u8; n])
     }
 
-    fn msg(conversation: ConversationId, id: u64) -> Class {
-        Class::Message {
-            conversation,
-            id: MessageId(id),
-        }
+    fn msg(conversation: ConversationId, seq: u64) -> Class {
+        Class::Message { conversation, seq }
     }
 
     #[test]
     fn ephemeral_events_are_dropped_first_then_overflow_closes() {
         let o = Outbox::new(8, 1 << 20);
         let c = ConversationId::random();
-        for i in 0..4 {
+        for i in 1..5 {
             assert_eq!(o.push(frame(10), msg(c, i)), Pushed::Queued);
         }
         assert_eq!(o.push(frame(10), Class::Ephemeral), Pushed::Dropped);
-        for i in 4..8 {
+        for i in 5..9 {
             assert_eq!(o.push(frame(10), msg(c, i)), Pushed::Queued);
         }
         assert_eq!(o.push(frame(10), msg(c, 9)), Pushed::Overflow);
@@ -416,7 +485,7 @@ mod tests {
         o.push_own(Item::Frame(Bytes::from_static(b"replay")))
             .await
             .expect("own");
-        o.release(HashMap::from([(a, MessageId(5))]));
+        o.release(HashMap::from([(a, Some(6))]));
         let mut buf = Vec::new();
         assert_eq!(o.next(&mut buf).await, Next::Items);
         let got: Vec<_> = buf
@@ -430,9 +499,46 @@ mod tests {
         // A live copy of a replayed message that arrives after the release is dropped too.
         assert_eq!(
             o.push(Bytes::from_static(b"late"), msg(a, 4)),
-            Pushed::Dropped
+            Pushed::Repeat
         );
         assert_eq!(o.push(Bytes::from_static(b"a8"), msg(a, 8)), Pushed::Queued);
+    }
+
+    #[test]
+    fn messages_go_in_line_and_a_skipped_seq_closes_with_resync() {
+        let o = Outbox::new(100, 1 << 20);
+        let (a, b) = (ConversationId::random(), ConversationId::random());
+        assert_eq!(
+            o.push(frame(1), msg(a, 40)),
+            Pushed::Queued,
+            "the first starts the line"
+        );
+        assert_eq!(o.push(frame(1), msg(a, 40)), Pushed::Repeat);
+        assert_eq!(o.push(frame(1), msg(b, 1)), Pushed::Queued);
+        // The session's own message: its Ack moves the line; a retried Send's Ack still goes.
+        assert_eq!(o.push_ack(frame(1), a, 41), Pushed::Queued);
+        assert_eq!(o.push(frame(1), msg(a, 41)), Pushed::Repeat);
+        assert_eq!(o.push_ack(frame(1), a, 41), Pushed::Queued);
+        assert_eq!(o.push(frame(1), msg(a, 42)), Pushed::Queued);
+        assert_eq!(o.len(), 5);
+        assert_eq!(o.push(frame(1), msg(a, 44)), Pushed::Gap);
+        assert!(o.is_closing());
+        assert_eq!(
+            o.len(),
+            5,
+            "what was in line still goes out before the close"
+        );
+    }
+
+    #[test]
+    fn an_unknown_replay_end_leaves_the_line_to_the_next_message() {
+        let o = Outbox::new(100, 1 << 20);
+        let a = ConversationId::random();
+        o.hold();
+        o.push(frame(1), msg(a, 9));
+        o.release(HashMap::from([(a, None)]));
+        assert_eq!(o.len(), 1);
+        assert_eq!(o.push(frame(1), msg(a, 10)), Pushed::Queued);
     }
 
     #[tokio::test]

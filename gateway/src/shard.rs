@@ -11,7 +11,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::node::Node;
 use crate::outbox::{Outbox, Pushed};
-use crate::state::fanout::Delivery;
+use crate::state::fanout::{Delivery, SessionAck};
+use crate::state::routes::session_id;
 
 /// Deliveries a shard takes from its inbox per wake-up.
 const INBOX_BATCH: usize = 256;
@@ -43,14 +44,11 @@ impl Shard {
         }
     }
 
-    /// A session id unique on this node and across a cluster: node (10 bits) | shard (10 bits)
-    /// | counter (44 bits).
+    /// A session id unique on this node and across a cluster ([`session_id`]).
     pub(crate) fn new_session_id(&self) -> u64 {
         let n = self.next_session.get() + 1;
         self.next_session.set(n);
-        (u64::from(self.node.limits.node_id) << 54)
-            | ((self.id as u64 & 0x3ff) << 44)
-            | (n & ((1 << 44) - 1))
+        session_id(self.node.limits.node_id, self.id, n)
     }
 
     pub(crate) fn register(&self, user: &Arc<str>, session: u64, outbox: Rc<Outbox>) {
@@ -71,8 +69,31 @@ impl Shard {
         }
     }
 
+    /// Hands an Ack to its session (in line with the conversation's messages).
+    fn deliver_ack(&self, ack: &SessionAck) {
+        let sessions = self.sessions.borrow();
+        let outbox = sessions
+            .get(&ack.user)
+            .and_then(|list| list.iter().find(|(id, _)| *id == ack.session));
+        if let Some((_, outbox)) = outbox {
+            let metrics = self.node.metrics.shard(self.id);
+            match outbox.push_ack(ack.frame.clone(), ack.conversation, ack.seq) {
+                Pushed::Queued => metrics.frames_out(parley_proto::FrameKind::Ack, 1),
+                Pushed::Overflow => metrics.slow_consumer(),
+                Pushed::Gap => metrics.resync(),
+                Pushed::Dropped | Pushed::Repeat | Pushed::Closed => {}
+            }
+        }
+    }
+
     /// Hands one delivery's frame to each local session of its users.
     pub(crate) fn deliver(&self, d: &Delivery) {
+        if let Some(ack) = &d.ack {
+            self.deliver_ack(ack);
+        }
+        if d.ack_only {
+            return;
+        }
         let metrics = self.node.metrics.shard(self.id);
         let sessions = self.sessions.borrow();
         let mut queued = 0;
@@ -93,7 +114,8 @@ impl Shard {
                     Pushed::Queued => queued += 1,
                     Pushed::Dropped => metrics.dropped_ephemeral(),
                     Pushed::Overflow => metrics.slow_consumer(),
-                    Pushed::Closed => {}
+                    Pushed::Gap => metrics.resync(),
+                    Pushed::Repeat | Pushed::Closed => {}
                 }
             }
         }

@@ -518,6 +518,7 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
         report.expected_deliveries = o.expected_deliveries;
         report.lost = o.lost;
         report.duplicates = o.duplicates;
+        report.order_gaps = o.gaps;
     } else {
         report.expected_deliveries = report.delivered;
     }

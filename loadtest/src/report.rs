@@ -79,6 +79,9 @@ pub struct Report {
     /// Acknowledged messages some recipient never got.
     pub lost: u64,
     pub duplicates: u64,
+    /// Messages a member got above the next seq of its conversation (out of order).
+    #[serde(default)]
+    pub order_gaps: u64,
     pub connects: u64,
     /// Connections that used QUIC 0-RTT.
     #[serde(default)]
@@ -168,6 +171,7 @@ impl Report {
             out.expected_deliveries += r.expected_deliveries;
             out.lost += r.lost;
             out.duplicates += r.duplicates;
+            out.order_gaps += r.order_gaps;
             out.connects += r.connects;
             out.zero_rtt_connects += r.zero_rtt_connects;
             out.connect_failures += r.connect_failures;
@@ -237,9 +241,10 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "integrity  lost {}  duplicates {}  errors {}  disconnects {}",
+            "integrity  lost {}  duplicates {}  order gaps {}  errors {}  disconnects {}",
             self.lost,
             self.duplicates,
+            self.order_gaps,
             self.errors_total(),
             self.disconnects
         );

@@ -2,7 +2,7 @@
 //!
 //! Terms, comma-separated: `[series.]pNN<value` / `<=` with `p50 p90 p99 p999 max mean` and a
 //! unit (`us`, `ms`, `s`); the series defaults to `deliver` (also `ack`, `connect`, `history`,
-//! `list`). Counters: `loss`, `duplicates`, `errors`, `disconnects`, `connect_failures` with
+//! `list`). Counters: `loss`, `duplicates`, `gaps`, `errors`, `disconnects`, `connect_failures` with
 //! `=`, `<` or `<=`; rates: `throughput` (deliveries/s) and `sent_rate` with `>` or `>=`.
 
 use anyhow::{Context, bail};
@@ -79,6 +79,7 @@ impl Term {
         Ok(Some(match stat {
             "loss" | "lost" => r.lost as f64,
             "duplicates" | "dups" => r.duplicates as f64,
+            "gaps" | "order_gaps" => r.order_gaps as f64,
             "errors" => r.errors_total() as f64,
             "disconnects" => r.disconnects as f64,
             "connect_failures" => r.connect_failures as f64,

@@ -71,11 +71,32 @@ pub struct Hello {
     pub client_name: Option<String>,
 }
 
-/// "I have every message of `conversation` up to and including `last_message_id`."
+/// "I have every message of `conversation` up to and including seq `last_seq` (the message
+/// `last_message_id`), with no gap below it." A server resumes by `last_seq` when it is set,
+/// else by `last_message_id` (clients older than protocol 1.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResumePoint {
     pub conversation: ConversationId,
     pub last_message_id: MessageId,
+    pub last_seq: u64,
+}
+
+impl ResumePoint {
+    /// A resume point at `position` of `conversation`.
+    pub fn at(conversation: ConversationId, position: parley_types::Position) -> Self {
+        Self {
+            conversation,
+            last_message_id: position.id,
+            last_seq: position.seq,
+        }
+    }
+
+    pub fn position(&self) -> parley_types::Position {
+        parley_types::Position {
+            seq: self.last_seq,
+            id: self.last_message_id,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +158,8 @@ pub enum ServerBody {
         conversation: ConversationId,
         replayed: u32,
         complete: bool,
+        /// The seq of the last message the replay sent (the resume point's when none).
+        last_seq: u64,
     },
     ConversationDeleted {
         conversation: ConversationId,
@@ -184,13 +207,15 @@ pub struct Welcome {
     pub server_time_ms: i64,
 }
 
-/// Success of a request. For Send: the stored message's id and time (and whether this was a
-/// retry of an earlier Send); for other requests the fields are zero.
+/// Success of a request. For Send: the stored message's id, time and seq (and whether this
+/// was a retry of an earlier Send); for Read: the watermark's; for other requests the fields
+/// are zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Ack {
     pub message_id: MessageId,
     pub created_at_ms: i64,
     pub duplicate: bool,
+    pub message_seq: u64,
 }
 
 impl ServerFrame {

@@ -751,7 +751,9 @@ impl ::core::fmt::Debug for MediaRef<'_> {
 pub enum ResumePointOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
-/// "I have every message of `conversation` up to and including `last_message_id`."
+/// "I have every message of `conversation` up to and including `last_seq` (the message
+/// `last_message_id`), with no gap below it." Send both; a server resumes by `last_seq` when it
+/// is set (0: by `last_message_id`, for clients older than protocol 1.1).
 pub struct ResumePoint<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -767,6 +769,7 @@ impl<'a> ::flatbuffers::Follow<'a> for ResumePoint<'a> {
 impl<'a> ResumePoint<'a> {
   pub const VT_CONVERSATION: ::flatbuffers::VOffsetT = 4;
   pub const VT_LAST_MESSAGE_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_LAST_SEQ: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -778,6 +781,7 @@ impl<'a> ResumePoint<'a> {
     args: &'args ResumePointArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ResumePoint<'bldr>> {
     let mut builder = ResumePointBuilder::new(_fbb);
+    builder.add_last_seq(args.last_seq);
     builder.add_last_message_id(args.last_message_id);
     if let Some(x) = args.conversation { builder.add_conversation(x); }
     builder.finish()
@@ -798,6 +802,13 @@ impl<'a> ResumePoint<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(ResumePoint::VT_LAST_MESSAGE_ID, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn last_seq(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ResumePoint::VT_LAST_SEQ, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ResumePoint<'_> {
@@ -808,6 +819,7 @@ impl ::flatbuffers::Verifiable for ResumePoint<'_> {
     v.visit_table(pos)?
      .visit_field::<Uuid>("conversation", Self::VT_CONVERSATION, true)?
      .visit_field::<u64>("last_message_id", Self::VT_LAST_MESSAGE_ID, false)?
+     .visit_field::<u64>("last_seq", Self::VT_LAST_SEQ, false)?
      .finish();
     Ok(())
   }
@@ -815,6 +827,7 @@ impl ::flatbuffers::Verifiable for ResumePoint<'_> {
 pub struct ResumePointArgs<'a> {
     pub conversation: Option<&'a Uuid>,
     pub last_message_id: u64,
+    pub last_seq: u64,
 }
 impl<'a> Default for ResumePointArgs<'a> {
   #[inline]
@@ -822,6 +835,7 @@ impl<'a> Default for ResumePointArgs<'a> {
     ResumePointArgs {
       conversation: None, // required field
       last_message_id: 0,
+      last_seq: 0,
     }
   }
 }
@@ -838,6 +852,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ResumePointBuilder<'a, 'b, A>
   #[inline]
   pub fn add_last_message_id(&mut self, last_message_id: u64) {
     self.fbb_.push_slot::<u64>(ResumePoint::VT_LAST_MESSAGE_ID, last_message_id, 0);
+  }
+  #[inline]
+  pub fn add_last_seq(&mut self, last_seq: u64) {
+    self.fbb_.push_slot::<u64>(ResumePoint::VT_LAST_SEQ, last_seq, 0);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ResumePointBuilder<'a, 'b, A> {
@@ -860,6 +878,7 @@ impl ::core::fmt::Debug for ResumePoint<'_> {
     let mut ds = f.debug_struct("ResumePoint");
       ds.field("conversation", &self.conversation());
       ds.field("last_message_id", &self.last_message_id());
+      ds.field("last_seq", &self.last_seq());
       ds.finish()
   }
 }
@@ -2560,7 +2579,8 @@ impl ::core::fmt::Debug for Welcome<'_> {
 pub enum AckOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
-/// Success of the request with the frame's seq. For Send: the stored message's id and time.
+/// Success of the request with the frame's seq. For Send: the stored message's id, time and
+/// position in its conversation (`message_seq`); for Read: the watermark's.
 pub struct Ack<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -2577,6 +2597,7 @@ impl<'a> Ack<'a> {
   pub const VT_MESSAGE_ID: ::flatbuffers::VOffsetT = 4;
   pub const VT_CREATED_AT_MS: ::flatbuffers::VOffsetT = 6;
   pub const VT_DUPLICATE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_MESSAGE_SEQ: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2588,6 +2609,7 @@ impl<'a> Ack<'a> {
     args: &'args AckArgs
   ) -> ::flatbuffers::WIPOffset<Ack<'bldr>> {
     let mut builder = AckBuilder::new(_fbb);
+    builder.add_message_seq(args.message_seq);
     builder.add_created_at_ms(args.created_at_ms);
     builder.add_message_id(args.message_id);
     builder.add_duplicate(args.duplicate);
@@ -2616,6 +2638,13 @@ impl<'a> Ack<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(Ack::VT_DUPLICATE, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn message_seq(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Ack::VT_MESSAGE_SEQ, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Ack<'_> {
@@ -2627,6 +2656,7 @@ impl ::flatbuffers::Verifiable for Ack<'_> {
      .visit_field::<u64>("message_id", Self::VT_MESSAGE_ID, false)?
      .visit_field::<i64>("created_at_ms", Self::VT_CREATED_AT_MS, false)?
      .visit_field::<bool>("duplicate", Self::VT_DUPLICATE, false)?
+     .visit_field::<u64>("message_seq", Self::VT_MESSAGE_SEQ, false)?
      .finish();
     Ok(())
   }
@@ -2635,6 +2665,7 @@ pub struct AckArgs {
     pub message_id: u64,
     pub created_at_ms: i64,
     pub duplicate: bool,
+    pub message_seq: u64,
 }
 impl<'a> Default for AckArgs {
   #[inline]
@@ -2643,6 +2674,7 @@ impl<'a> Default for AckArgs {
       message_id: 0,
       created_at_ms: 0,
       duplicate: false,
+      message_seq: 0,
     }
   }
 }
@@ -2665,6 +2697,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AckBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<bool>(Ack::VT_DUPLICATE, duplicate, false);
   }
   #[inline]
+  pub fn add_message_seq(&mut self, message_seq: u64) {
+    self.fbb_.push_slot::<u64>(Ack::VT_MESSAGE_SEQ, message_seq, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AckBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     AckBuilder {
@@ -2685,6 +2721,7 @@ impl ::core::fmt::Debug for Ack<'_> {
       ds.field("message_id", &self.message_id());
       ds.field("created_at_ms", &self.created_at_ms());
       ds.field("duplicate", &self.duplicate());
+      ds.field("message_seq", &self.message_seq());
       ds.finish()
   }
 }
@@ -2712,6 +2749,7 @@ impl<'a> Message<'a> {
   pub const VT_MEDIA: ::flatbuffers::VOffsetT = 14;
   pub const VT_CLIENT_MSG_ID: ::flatbuffers::VOffsetT = 16;
   pub const VT_CREATED_AT_MS: ::flatbuffers::VOffsetT = 18;
+  pub const VT_SEQ: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2723,6 +2761,7 @@ impl<'a> Message<'a> {
     args: &'args MessageArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Message<'bldr>> {
     let mut builder = MessageBuilder::new(_fbb);
+    builder.add_seq(args.seq);
     builder.add_created_at_ms(args.created_at_ms);
     builder.add_id(args.id);
     if let Some(x) = args.client_msg_id { builder.add_client_msg_id(x); }
@@ -2791,6 +2830,15 @@ impl<'a> Message<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i64>(Message::VT_CREATED_AT_MS, Some(0)).unwrap()}
   }
+  /// Position in the conversation: 1, 2, 3, … with no gap, the same on every node and for
+  /// every receiver (protocol 1.1; 0 from older servers).
+  #[inline]
+  pub fn seq(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Message::VT_SEQ, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Message<'_> {
@@ -2807,6 +2855,7 @@ impl ::flatbuffers::Verifiable for Message<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<MediaRef>>("media", Self::VT_MEDIA, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("client_msg_id", Self::VT_CLIENT_MSG_ID, false)?
      .visit_field::<i64>("created_at_ms", Self::VT_CREATED_AT_MS, false)?
+     .visit_field::<u64>("seq", Self::VT_SEQ, false)?
      .finish();
     Ok(())
   }
@@ -2820,6 +2869,7 @@ pub struct MessageArgs<'a> {
     pub media: Option<::flatbuffers::WIPOffset<MediaRef<'a>>>,
     pub client_msg_id: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub created_at_ms: i64,
+    pub seq: u64,
 }
 impl<'a> Default for MessageArgs<'a> {
   #[inline]
@@ -2833,6 +2883,7 @@ impl<'a> Default for MessageArgs<'a> {
       media: None,
       client_msg_id: None,
       created_at_ms: 0,
+      seq: 0,
     }
   }
 }
@@ -2875,6 +2926,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MessageBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<i64>(Message::VT_CREATED_AT_MS, created_at_ms, 0);
   }
   #[inline]
+  pub fn add_seq(&mut self, seq: u64) {
+    self.fbb_.push_slot::<u64>(Message::VT_SEQ, seq, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MessageBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     MessageBuilder {
@@ -2901,6 +2956,7 @@ impl ::core::fmt::Debug for Message<'_> {
       ds.field("media", &self.media());
       ds.field("client_msg_id", &self.client_msg_id());
       ds.field("created_at_ms", &self.created_at_ms());
+      ds.field("seq", &self.seq());
       ds.finish()
   }
 }
@@ -3440,6 +3496,7 @@ impl<'a> ConversationItem<'a> {
   pub const VT_LAST_MESSAGE: ::flatbuffers::VOffsetT = 22;
   pub const VT_UNREAD_COUNT: ::flatbuffers::VOffsetT = 24;
   pub const VT_PARTICIPANT_COUNT: ::flatbuffers::VOffsetT = 26;
+  pub const VT_LAST_SEQ: ::flatbuffers::VOffsetT = 28;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3451,6 +3508,7 @@ impl<'a> ConversationItem<'a> {
     args: &'args ConversationItemArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ConversationItem<'bldr>> {
     let mut builder = ConversationItemBuilder::new(_fbb);
+    builder.add_last_seq(args.last_seq);
     builder.add_last_activity_ms(args.last_activity_ms);
     builder.add_created_at_ms(args.created_at_ms);
     builder.add_participant_count(args.participant_count);
@@ -3552,6 +3610,14 @@ impl<'a> ConversationItem<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(ConversationItem::VT_PARTICIPANT_COUNT, Some(0)).unwrap()}
   }
+  /// The seq of the last message (0: none yet).
+  #[inline]
+  pub fn last_seq(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ConversationItem::VT_LAST_SEQ, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ConversationItem<'_> {
@@ -3572,6 +3638,7 @@ impl ::flatbuffers::Verifiable for ConversationItem<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<Message>>("last_message", Self::VT_LAST_MESSAGE, false)?
      .visit_field::<u32>("unread_count", Self::VT_UNREAD_COUNT, false)?
      .visit_field::<u32>("participant_count", Self::VT_PARTICIPANT_COUNT, false)?
+     .visit_field::<u64>("last_seq", Self::VT_LAST_SEQ, false)?
      .finish();
     Ok(())
   }
@@ -3589,6 +3656,7 @@ pub struct ConversationItemArgs<'a> {
     pub last_message: Option<::flatbuffers::WIPOffset<Message<'a>>>,
     pub unread_count: u32,
     pub participant_count: u32,
+    pub last_seq: u64,
 }
 impl<'a> Default for ConversationItemArgs<'a> {
   #[inline]
@@ -3606,6 +3674,7 @@ impl<'a> Default for ConversationItemArgs<'a> {
       last_message: None,
       unread_count: 0,
       participant_count: 0,
+      last_seq: 0,
     }
   }
 }
@@ -3664,6 +3733,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ConversationItemBuilder<'a, '
     self.fbb_.push_slot::<u32>(ConversationItem::VT_PARTICIPANT_COUNT, participant_count, 0);
   }
   #[inline]
+  pub fn add_last_seq(&mut self, last_seq: u64) {
+    self.fbb_.push_slot::<u64>(ConversationItem::VT_LAST_SEQ, last_seq, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ConversationItemBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ConversationItemBuilder {
@@ -3694,6 +3767,7 @@ impl ::core::fmt::Debug for ConversationItem<'_> {
       ds.field("last_message", &self.last_message());
       ds.field("unread_count", &self.unread_count());
       ds.field("participant_count", &self.participant_count());
+      ds.field("last_seq", &self.last_seq());
       ds.finish()
   }
 }
@@ -4189,8 +4263,9 @@ impl ::core::fmt::Debug for Pong<'_> {
 pub enum ResumedOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
-/// End of the replay of one resume point: `replayed` messages were sent; `complete` = false
-/// when more were missed than the server replays (fetch the rest with History).
+/// End of the replay of one resume point: `replayed` messages were sent, the last of them at
+/// `last_seq`; `complete` = false when more were missed than the server replays (page the
+/// rest with History; live messages then continue after the gap).
 pub struct Resumed<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -4207,6 +4282,7 @@ impl<'a> Resumed<'a> {
   pub const VT_CONVERSATION: ::flatbuffers::VOffsetT = 4;
   pub const VT_REPLAYED: ::flatbuffers::VOffsetT = 6;
   pub const VT_COMPLETE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_LAST_SEQ: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4218,6 +4294,7 @@ impl<'a> Resumed<'a> {
     args: &'args ResumedArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Resumed<'bldr>> {
     let mut builder = ResumedBuilder::new(_fbb);
+    builder.add_last_seq(args.last_seq);
     builder.add_replayed(args.replayed);
     if let Some(x) = args.conversation { builder.add_conversation(x); }
     builder.add_complete(args.complete);
@@ -4246,6 +4323,13 @@ impl<'a> Resumed<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(Resumed::VT_COMPLETE, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn last_seq(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Resumed::VT_LAST_SEQ, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Resumed<'_> {
@@ -4257,6 +4341,7 @@ impl ::flatbuffers::Verifiable for Resumed<'_> {
      .visit_field::<Uuid>("conversation", Self::VT_CONVERSATION, true)?
      .visit_field::<u32>("replayed", Self::VT_REPLAYED, false)?
      .visit_field::<bool>("complete", Self::VT_COMPLETE, false)?
+     .visit_field::<u64>("last_seq", Self::VT_LAST_SEQ, false)?
      .finish();
     Ok(())
   }
@@ -4265,6 +4350,7 @@ pub struct ResumedArgs<'a> {
     pub conversation: Option<&'a Uuid>,
     pub replayed: u32,
     pub complete: bool,
+    pub last_seq: u64,
 }
 impl<'a> Default for ResumedArgs<'a> {
   #[inline]
@@ -4273,6 +4359,7 @@ impl<'a> Default for ResumedArgs<'a> {
       conversation: None, // required field
       replayed: 0,
       complete: false,
+      last_seq: 0,
     }
   }
 }
@@ -4293,6 +4380,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ResumedBuilder<'a, 'b, A> {
   #[inline]
   pub fn add_complete(&mut self, complete: bool) {
     self.fbb_.push_slot::<bool>(Resumed::VT_COMPLETE, complete, false);
+  }
+  #[inline]
+  pub fn add_last_seq(&mut self, last_seq: u64) {
+    self.fbb_.push_slot::<u64>(Resumed::VT_LAST_SEQ, last_seq, 0);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ResumedBuilder<'a, 'b, A> {
@@ -4316,6 +4407,7 @@ impl ::core::fmt::Debug for Resumed<'_> {
       ds.field("conversation", &self.conversation());
       ds.field("replayed", &self.replayed());
       ds.field("complete", &self.complete());
+      ds.field("last_seq", &self.last_seq());
       ds.finish()
   }
 }

@@ -7,7 +7,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use parley_types::{Conversation, ConversationId, MessageId, MessageKind, NewMessage, NewReport};
+use parley_types::{
+    Conversation, ConversationId, Message, MessageId, MessageKind, NewMessage, NewReport, Position,
+};
 
 use crate::{MAX_GROUP_PARTICIPANTS, MAX_PAGE, Storage, StorageError};
 
@@ -20,17 +22,20 @@ macro_rules! conformance_tests {
             direct_is_unique_under_concurrent_creation,
             direct_rejects_self_and_empty_ids,
             group_dedupes_participants_and_enforces_limit,
-            appends_get_increasing_ids,
+            appends_get_dense_seqs_and_increasing_ids,
             concurrent_appends_are_all_stored_once,
+            concurrent_senders_and_retries_get_dense_seqs,
             append_is_idempotent_per_sender,
             concurrent_retries_store_one_message,
             append_checks_participant_and_conversation,
             history_pages_newest_first_without_gaps,
             messages_after_resumes_in_order,
+            positions_by_seq_and_by_id_agree,
             watermark_never_moves_backwards,
             own_messages_are_never_unread,
             conversation_list_orders_by_activity_and_pages,
             unread_counts_per_conversation,
+            unread_counts_are_exact_past_a_thousand,
             delete_removes_everything_and_frees_the_triple,
             blocks_stop_new_conversations_and_messages,
             reports_are_stored,
@@ -151,8 +156,9 @@ pub async fn group_dedupes_participants_and_enforces_limit<S: Storage>(s: Arc<S>
     ));
 }
 
-pub async fn appends_get_increasing_ids<S: Storage>(s: Arc<S>) {
+pub async fn appends_get_dense_seqs_and_increasing_ids<S: Storage>(s: Arc<S>) {
     let c = direct(&*s, "b", "s", "l").await;
+    assert_eq!(c.last_seq, 0);
     let mut last = MessageId(0);
     for i in 0..50u64 {
         let sender = if i % 2 == 0 { "b" } else { "s" };
@@ -164,11 +170,13 @@ pub async fn appends_get_increasing_ids<S: Storage>(s: Arc<S>) {
             .expect("append");
         assert!(!a.duplicate);
         assert!(a.message.id > last, "ids increase");
+        assert_eq!(a.message.seq, i + 1, "seqs are 1, 2, 3, …");
         assert_eq!(a.message.created_at_ms, now);
         last = a.message.id;
     }
     let c = s.conversation(c.id).await.expect("load").expect("exists");
     assert_eq!(c.last_message_id, Some(last));
+    assert_eq!(c.last_seq, 50);
     assert!(c.last_activity_ms >= T0 + 4);
 }
 
@@ -195,12 +203,95 @@ pub async fn concurrent_appends_are_all_stored_once<S: Storage>(s: Arc<S>) {
         acked,
         "every acked message, once"
     );
+    let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=100).rev().collect::<Vec<_>>(),
+        "dense seqs, id order"
+    );
     let c = s.conversation(c.id).await.expect("load").expect("c");
     assert_eq!(
         c.last_message_id,
         ids.first().copied(),
         "the newest is the last message"
     );
+    assert_eq!(c.last_seq, 100);
+}
+
+/// Every message of `conv`, oldest first, walking history pages.
+async fn all_messages<S: Storage + ?Sized>(s: &S, conv: ConversationId) -> Vec<Message> {
+    let mut out = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s.history(conv, before, MAX_PAGE).await.expect("history");
+        out.extend(page.messages);
+        match page.next_before {
+            Some(b) => before = Some(b),
+            None => break,
+        }
+    }
+    out.reverse();
+    out
+}
+
+/// Seqs are 1..=n with ids increasing along them, and `messages_after` from nothing agrees
+/// (public for engine tests with several instances, e.g. nodes of a cluster).
+pub async fn assert_dense<S: Storage + ?Sized>(
+    s: &S,
+    conv: ConversationId,
+    n: u64,
+) -> Vec<Message> {
+    let all = all_messages(s, conv).await;
+    let seqs: Vec<u64> = all.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=n).collect::<Vec<_>>(),
+        "dense, no gap, no repeat"
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].id < w[1].id),
+        "ids increase with seq"
+    );
+    let mut after = Vec::new();
+    let mut from = Position::default();
+    loop {
+        let page = s.messages_after(conv, from, 64).await.expect("after");
+        let Some(last) = page.last() else { break };
+        from = Position::of(last);
+        after.extend(page);
+    }
+    assert_eq!(after, all, "resume reads what history reads");
+    let c = s.conversation(conv).await.expect("load").expect("exists");
+    assert_eq!(c.last_seq, n);
+    assert_eq!(c.last_message_id, all.last().map(|m| m.id));
+    all
+}
+
+pub async fn concurrent_senders_and_retries_get_dense_seqs<S: Storage>(s: Arc<S>) {
+    let senders: Vec<String> = (0..4).map(|i| format!("u{i}")).collect();
+    let g = s
+        .create_group("u0", &senders, "race", T0)
+        .await
+        .expect("group");
+    // 4 senders × 25 keys, each key sent twice at once (a retry racing its original).
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let (s, sender) = (s.clone(), senders[i % 4].clone());
+            let key = format!("k{}", i / 8);
+            tokio::spawn(async move {
+                s.append(text(g.id, &sender, &key, T0 + (i as i64 % 7)))
+                    .await
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.push(t.await.expect("join").expect("append").message);
+    }
+    let all = assert_dense(&*s, g.id, 100).await;
+    for m in &acked {
+        assert_eq!(all[m.seq as usize - 1], *m, "acked as stored");
+    }
 }
 
 pub async fn append_is_idempotent_per_sender<S: Storage>(s: Arc<S>) {
@@ -325,35 +416,101 @@ pub async fn history_pages_newest_first_without_gaps<S: Storage>(s: Arc<S>) {
 
 pub async fn messages_after_resumes_in_order<S: Storage>(s: Arc<S>) {
     let c = direct(&*s, "b", "s", "l").await;
-    let mut ids = Vec::new();
+    let mut sent = Vec::new();
     for i in 0..30 {
-        ids.push(
-            s.append(text(c.id, "s", &i.to_string(), T0 + i))
-                .await
-                .expect("append")
-                .message
-                .id,
+        let a = s.append(text(c.id, "s", &i.to_string(), T0 + i)).await;
+        sent.push(a.expect("append").message);
+    }
+    let ids = |ms: &[Message]| ms.iter().map(|m| m.id).collect::<Vec<_>>();
+    let at = |i: usize| Position::of(&sent[i]);
+    let after = s.messages_after(c.id, at(9), 100).await.expect("after");
+    assert_eq!(ids(&after), ids(&sent[10..]));
+    let limited = s.messages_after(c.id, at(9), 5).await.expect("limited");
+    assert_eq!(ids(&limited), ids(&sent[10..15]));
+    let all = s.messages_after(c.id, Position::default(), 100).await;
+    assert_eq!(all.expect("all"), sent);
+    let none = s.messages_after(c.id, at(29), 100).await.expect("none");
+    assert!(none.is_empty());
+    let far = Position {
+        seq: u64::MAX,
+        id: MessageId(u64::MAX),
+    };
+    assert!(
+        s.messages_after(c.id, far, 100)
+            .await
+            .expect("far")
+            .is_empty()
+    );
+    let by_seq_only = Position {
+        seq: 20,
+        id: MessageId(0),
+    };
+    let after = s.messages_after(c.id, by_seq_only, 100).await.expect("seq");
+    assert_eq!(ids(&after), ids(&sent[20..]));
+    let unknown = s.messages_after(ConversationId::random(), at(3), 10).await;
+    assert!(unknown.expect("unknown conversation").is_empty());
+}
+
+/// A caller that knows only an id (seq 0) gets what a caller with the seq gets, for history
+/// and resume, including ids between two messages and beyond the last.
+pub async fn positions_by_seq_and_by_id_agree<S: Storage>(s: Arc<S>) {
+    let c = direct(&*s, "b", "s", "l").await;
+    let mut sent = Vec::new();
+    for i in 0..40 {
+        let sender = if i % 3 == 0 { "b" } else { "s" };
+        let a = s
+            .append(text(c.id, sender, &i.to_string(), T0 + i / 4))
+            .await;
+        sent.push(a.expect("append").message);
+    }
+    let by_id = |id| Position {
+        seq: 0,
+        id: MessageId(id),
+    };
+    for i in [0usize, 1, 17, 38, 39] {
+        let m = &sent[i];
+        let after_seq = s
+            .messages_after(c.id, Position::of(m), 100)
+            .await
+            .expect("a");
+        let after_id = s.messages_after(c.id, by_id(m.id.0), 100).await.expect("a");
+        assert_eq!(after_id, after_seq, "resume after #{i}");
+        assert_eq!(
+            after_seq.first().map(|m| m.seq),
+            (i < 39).then_some(m.seq + 1)
+        );
+        let before_seq = s.history(c.id, Some(Position::of(m)), 10).await.expect("h");
+        let before_id = s.history(c.id, Some(by_id(m.id.0)), 10).await.expect("h");
+        assert_eq!(before_id, before_seq, "history before #{i}");
+        assert_eq!(
+            before_seq.messages.first().map(|m| m.seq),
+            m.seq.checked_sub(1).filter(|s| *s > 0)
         );
     }
-    let after = s.messages_after(c.id, ids[9], 100).await.expect("after");
-    assert_eq!(after.iter().map(|m| m.id).collect::<Vec<_>>(), ids[10..]);
-    let limited = s.messages_after(c.id, ids[9], 5).await.expect("limited");
-    assert_eq!(
-        limited.iter().map(|m| m.id).collect::<Vec<_>>(),
-        ids[10..15]
+    // An id between two messages stands for the older one.
+    let mut between = 0;
+    for w in sent.windows(2) {
+        if w[1].id.0 - w[0].id.0 < 2 {
+            continue;
+        }
+        between += 1;
+        let past = s.messages_after(c.id, by_id(w[0].id.0 + 1), 100).await;
+        let from_next: Vec<u64> = past.expect("a").iter().map(|m| m.seq).collect();
+        assert_eq!(from_next, (w[1].seq..=40).collect::<Vec<_>>());
+        let page = s
+            .history(c.id, Some(by_id(w[1].id.0 - 1)), 1)
+            .await
+            .expect("h");
+        assert_eq!(page.messages.first().map(|m| m.seq), Some(w[0].seq));
+    }
+    assert!(
+        between > 0,
+        "some ids have room between them (different milliseconds)"
     );
-    let all = s
-        .messages_after(c.id, MessageId(0), 100)
-        .await
-        .expect("all");
-    assert_eq!(all.len(), 30);
-    let none = s.messages_after(c.id, ids[29], 100).await.expect("none");
-    assert!(none.is_empty());
-    let beyond = s
-        .messages_after(c.id, MessageId(u64::MAX), 100)
-        .await
-        .expect("beyond");
-    assert!(beyond.is_empty());
+    let before_first = s.messages_after(c.id, by_id(sent[0].id.0 - 1), 100).await;
+    assert_eq!(before_first.expect("all"), sent);
+    let beyond = s.history(c.id, Some(by_id(u64::MAX)), 5).await.expect("h");
+    assert_eq!(beyond.messages.first(), sent.last());
 }
 
 pub async fn watermark_never_moves_backwards<S: Storage>(s: Arc<S>) {
@@ -376,6 +533,7 @@ pub async fn watermark_never_moves_backwards<S: Storage>(s: Arc<S>) {
     let r = s.mark_read(c.id, "b", ids[1], T0 + 1).await.expect("read");
     assert!(r.advanced);
     assert_eq!((r.state.up_to, r.state.read_at_ms), (ids[1], T0 + 1));
+    assert_eq!(r.state.seq, 2);
     let back = s.mark_read(c.id, "b", ids[0], T0 + 2).await.expect("back");
     assert!(!back.advanced);
     assert_eq!(back.state, r.state, "unchanged");
@@ -485,6 +643,41 @@ pub async fn unread_counts_per_conversation<S: Storage>(s: Arc<S>) {
     want.sort();
     assert_eq!(unread, want);
     assert!(!unread.iter().any(|(c, _)| *c == b.id));
+}
+
+pub async fn unread_counts_are_exact_past_a_thousand<S: Storage>(s: Arc<S>) {
+    use futures_util::StreamExt;
+    let c = direct(&*s, "me", "s", "l").await;
+    let appends = futures_util::stream::iter(0..1_100)
+        .map(|i| {
+            let s = s.clone();
+            async move { s.append(text(c.id, "s", &i.to_string(), T0)).await }
+        })
+        .buffer_unordered(16);
+    let results: Vec<_> = appends.collect().await;
+    let mut newest = MessageId(0);
+    for r in results {
+        newest = newest.max(r.expect("append").message.id);
+    }
+    assert_eq!(s.unread_counts("me").await.expect("u"), vec![(c.id, 1_100)]);
+    let page = s.list_conversations("me", None, 10).await.expect("list");
+    assert_eq!(page.items[0].unread, 1_100);
+    let middle = s
+        .history(
+            c.id,
+            Some(Position {
+                seq: 301,
+                id: MessageId(0),
+            }),
+            1,
+        )
+        .await;
+    let m = middle.expect("h").messages[0].clone();
+    assert_eq!(m.seq, 300);
+    s.mark_read(c.id, "me", m.id, T0).await.expect("read");
+    assert_eq!(s.unread_counts("me").await.expect("u"), vec![(c.id, 800)]);
+    s.mark_read(c.id, "me", newest, T0).await.expect("read");
+    assert_eq!(s.unread_counts("me").await.expect("u"), vec![]);
 }
 
 pub async fn delete_removes_everything_and_frees_the_triple<S: Storage>(s: Arc<S>) {

@@ -27,10 +27,14 @@ pub use parley_types::MAX_PAGE;
 ///   process (and, for the embedded engine, loss of power): callers acknowledge to clients only
 ///   after `Ok`. On `Err` the write may or may not have happened; retrying with the same
 ///   idempotency key is safe.
-/// - **Ordering.** Message ids are time-ordered and unique across a cluster; the appends one
-///   caller makes one after another get strictly increasing ids; history pages and resume sort
-///   by id alone. (On one embedded node id order is also commit order; `Message::seq` is an
-///   engine detail: the embedded engine numbers messages 1, 2, 3, …, ScyllaDB leaves it 0.)
+/// - **Ordering.** Every message gets a `seq`, its position in its conversation: 1, 2, 3, … in
+///   commit order, dense (no gap, no repeat) however many writers append at once on however many
+///   nodes. A message with seq `n` is readable before any message with seq `n + 1` is
+///   acknowledged, so a reader who sees `n + 1` can always read `n` (this is what lets
+///   delivery fill a gap from storage). Ids are unique across a cluster and increase with seq
+///   within a conversation (time-ordered otherwise); history pages and resume go by seq, and
+///   by id where a caller only has an id. `Conversation::last_seq` is the seq of the last
+///   message, `ReadState::seq` that of the watermark.
 /// - **Idempotency.** An append with a (conversation, sender, client_msg_id) already stored
 ///   writes nothing and returns the stored message with `duplicate = true`.
 /// - **Pagination.** [`Storage::history`] is newest first, at most `limit` (clamped to
@@ -41,7 +45,7 @@ pub use parley_types::MAX_PAGE;
 /// - **Watermarks.** A read watermark never moves backwards; [`Storage::mark_read`] with an
 ///   older message leaves it unchanged and says so. Appending a message moves the sender's own
 ///   watermark to it, so unread counts never include a user's own messages. Unread counts are
-///   the messages after the watermark (an engine may cap them; ScyllaDB at 1 000).
+///   the messages after the watermark: `last_seq - watermark seq`.
 /// - **Authorization.** Appends and read marks by a non-participant fail with
 ///   [`StorageError::Forbidden`]; unknown conversations with [`StorageError::NotFound`].
 /// - **Uniqueness.** One direct conversation per (buyer, seller, listing), whoever creates it
@@ -80,19 +84,22 @@ pub trait Storage: Send + Sync + 'static {
     /// conversation between users who blocked each other refuses with `Blocked`.
     async fn append(&self, message: NewMessage) -> Result<Appended>;
 
-    /// Newest-first page of messages strictly older than `before` (None: from the newest).
+    /// Newest-first page of messages strictly older than `before` (None: from the newest): by
+    /// its seq, or by its id when only the id is known.
     async fn history(
         &self,
         conversation: ConversationId,
-        before: Option<MessageId>,
+        before: Option<Position>,
         limit: usize,
     ) -> Result<HistoryPage>;
 
-    /// Up to `limit` messages with id strictly greater than `after`, oldest first (resume).
+    /// Up to `limit` messages after `after`, in seq order (resume, filling a delivery gap): those
+    /// with seq > `after.seq`; when only `after.id` is known (seq 0, id set), those after that
+    /// message.
     async fn messages_after(
         &self,
         conversation: ConversationId,
-        after: MessageId,
+        after: Position,
         limit: usize,
     ) -> Result<Vec<Message>>;
 

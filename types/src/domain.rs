@@ -124,9 +124,28 @@ pub struct Message {
     pub client_msg_id: String,
     /// Milliseconds since the Unix epoch, server clock.
     pub created_at_ms: i64,
-    /// Engine detail: the embedded engine's position in the conversation (1, 2, 3, …), used
-    /// for O(1) unread counts; 0 where an engine does not number messages (ScyllaDB).
+    /// The message's position in its conversation: 1, 2, 3, … in commit order, with no gap
+    /// and no repeat, the same for every reader and on every node. Resume, delivery order and
+    /// unread counts go by it.
     pub seq: u64,
+}
+
+/// Where a reader is in a conversation: the last message it has (its seq and id), with every
+/// earlier one. `Position::default()` is "nothing yet".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub struct Position {
+    pub seq: u64,
+    pub id: MessageId,
+}
+
+impl Position {
+    /// The position right after `m`.
+    pub fn of(m: &Message) -> Self {
+        Self {
+            seq: m.seq,
+            id: m.id,
+        }
+    }
 }
 
 /// A message to append; the engine assigns id, seq and time.
@@ -194,7 +213,7 @@ pub struct Conversation {
     pub last_activity_ms: i64,
     /// Id of the last message (None when there is none).
     pub last_message_id: Option<MessageId>,
-    /// Engine detail: the embedded engine's count of messages appended; 0 elsewhere.
+    /// The seq of the last message (0 when there is none): the count of messages appended.
     pub last_seq: u64,
 }
 
@@ -273,15 +292,15 @@ pub struct HistoryPage {
     /// Newest first, at most the limit asked for.
     pub messages: Vec<Message>,
     /// Pass as `before` for the next (older) page; None when there is no older message.
-    pub next_before: Option<MessageId>,
+    pub next_before: Option<Position>,
 }
 
 /// A user's read position in one conversation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ReadState {
     /// Everything up to and including this message is read.
     pub up_to: MessageId,
-    /// Engine detail: the embedded engine's seq of `up_to`; 0 elsewhere.
+    /// The seq of `up_to`.
     pub seq: u64,
     pub read_at_ms: i64,
 }

@@ -48,6 +48,23 @@ impl IdGenerator {
                 self.seq = 0;
             }
         }
+        self.compose()
+    }
+
+    /// The next id at `now_ms` that is also above `floor` (another node's id, say, that must
+    /// come before this one): when the clock has not passed `floor` yet, the id borrows
+    /// `floor`'s next millisecond. Ids from this generator still strictly increase.
+    pub fn next_after(&mut self, now_ms: i64, floor: MessageId) -> MessageId {
+        let id = self.next(now_ms);
+        if id > floor {
+            return id;
+        }
+        self.last_ms = (floor.0 >> (NODE_BITS + SEQ_BITS)) + 1;
+        self.seq = 0;
+        self.compose()
+    }
+
+    fn compose(&self) -> MessageId {
         MessageId((self.last_ms << (NODE_BITS + SEQ_BITS)) | (self.node << SEQ_BITS) | self.seq)
     }
 }
@@ -86,6 +103,24 @@ mod tests {
         let mut g = IdGenerator::new(1);
         let now = 1_800_000_000_000;
         assert_eq!(timestamp_ms(g.next(now)), now);
+    }
+
+    #[test]
+    fn next_after_passes_a_floor_from_the_future_and_stays_increasing() {
+        let mut a = IdGenerator::new(3);
+        let mut b = IdGenerator::new(9);
+        let now = EPOCH_MS + 1_000;
+        // b's clock runs 50 ms ahead; a must still come after b's id.
+        let floor = b.next(now + 50);
+        let x = a.next_after(now, floor);
+        assert!(x > floor);
+        assert_eq!(node_of(x), 3);
+        let y = a.next_after(now, MessageId(0));
+        assert!(y > x, "{y} after {x}");
+        // A floor of the same millisecond from a higher node.
+        let f = b.next(now + 500);
+        let z = a.next_after(now + 500, f);
+        assert!(z > f && z > y);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parley_proto::FrameKind;
-use parley_types::{ConversationId, MessageId};
+use parley_types::ConversationId;
 
 use crate::event::{Class, Event};
 
@@ -16,6 +16,9 @@ use crate::event::{Class, Event};
 const EVENT: u8 = 1;
 /// First byte of the marker "the origin dropped events you will never read".
 const RESYNC: u8 = 2;
+/// Event classes on the wire: 0 ephemeral, 1 reliable, then messages.
+const CLASS_MESSAGE_BY_ID: u8 = 2;
+const CLASS_MESSAGE: u8 = 3;
 /// Users per event at most (a group's participants; presence contacts are capped below this).
 const MAX_USERS: usize = 100_000;
 
@@ -124,10 +127,10 @@ fn encode_event(e: &BusEvent) -> Bytes {
     match e.class {
         Class::Ephemeral => b.put_u8(0),
         Class::Reliable => b.put_u8(1),
-        Class::Message { conversation, id } => {
-            b.put_u8(2);
+        Class::Message { conversation, seq } => {
+            b.put_u8(CLASS_MESSAGE);
             b.put_slice(conversation.as_bytes());
-            b.put_u64(id.0);
+            b.put_u64(seq);
         }
     }
     match &e.target {
@@ -163,9 +166,18 @@ fn decode_event(mut b: Bytes) -> Option<BusEvent> {
     let class = match b.try_get_u8().ok()? {
         0 => Class::Ephemeral,
         1 => Class::Reliable,
-        2 => Class::Message {
+        // Before protocol 1.1: the message id, no seq (delivered outside the order).
+        CLASS_MESSAGE_BY_ID => {
+            let conversation = get_conv(&mut b)?;
+            b.try_get_u64().ok()?;
+            Class::Message {
+                conversation,
+                seq: 0,
+            }
+        }
+        CLASS_MESSAGE => Class::Message {
             conversation: get_conv(&mut b)?,
-            id: MessageId(b.try_get_u64().ok()?),
+            seq: b.try_get_u64().ok()?,
         },
         _ => return None,
     };
@@ -274,7 +286,7 @@ mod tests {
                 FrameKind::MessageNew,
                 Class::Message {
                     conversation: c,
-                    id: MessageId(99),
+                    seq: 99,
                 },
                 Target::Conversation {
                     id: c,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use parley_proto::FrameKind;
-use parley_types::{ConversationId, MessageId};
+use parley_types::ConversationId;
 use tokio::sync::Notify;
 
 use super::memory::MemoryBroker;
@@ -138,7 +138,7 @@ fn message(conversation: ConversationId, n: u64) -> Outgoing {
             frame: Bytes::from(n.to_be_bytes().to_vec()),
             class: Class::Message {
                 conversation,
-                id: MessageId(n),
+                seq: n,
             },
             kind: FrameKind::MessageNew,
             received_at: None,
@@ -155,7 +155,7 @@ fn ids(seen: &Seen) -> Vec<u64> {
     seen.events
         .iter()
         .filter_map(|e| match e.class {
-            Class::Message { id, .. } => Some(id.0),
+            Class::Message { seq, .. } => Some(seq),
             _ => None,
         })
         .collect()

@@ -3,15 +3,17 @@
 //! over the bus. One place, so a message sent over HTTP is delivered exactly like one sent over
 //! a socket, and every later stage (moderation, media, push, search) has one room to go in.
 
+pub(crate) mod delivery;
 mod presence;
 
 use std::sync::Arc;
 
-use parley_proto::{ErrorCode, SendMessage, ServerBody};
+use parley_proto::codec::server::encode_server;
+use parley_proto::{Ack, ErrorCode, SendMessage, ServerBody, ServerFrame};
 use parley_storage::Storage;
 use parley_types::{
     Appended, Conversation, ConversationId, ConversationPage, ConversationSummary, Created,
-    HistoryPage, ListCursor, Message, MessageId, NewMessage, NewReport, ReadOutcome,
+    HistoryPage, ListCursor, Message, MessageId, NewMessage, NewReport, Position, ReadOutcome,
 };
 
 use crate::bus::{Bus, Outgoing, Target};
@@ -19,10 +21,17 @@ use crate::clock::Now;
 use crate::errors::ClientError;
 use crate::event::{Class, Event};
 use crate::state::conversations::Conversations;
-use crate::state::delivered::Delivered;
-use crate::state::fanout::Fanout;
+use crate::state::fanout::{Fanout, SessionAck};
 use crate::state::limiter::SendLimiter;
 use crate::state::routes::Routes;
+use delivery::{Delivery, message_event};
+
+/// Where a Send's Ack goes: the sending session and the request's seq.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reply {
+    pub(crate) session: u64,
+    pub(crate) seq: u32,
+}
 
 /// Longest listing id, bytes.
 const MAX_LISTING_BYTES: usize = 256;
@@ -32,11 +41,11 @@ const MAX_TITLE_CHARS: usize = 200;
 /// The chat operations and the node parts they use.
 pub(crate) struct Chat {
     storage: Arc<dyn Storage>,
-    pub(crate) conversations: Conversations,
+    pub(crate) conversations: Arc<Conversations>,
     pub(crate) routes: Arc<Routes>,
-    pub(crate) fanout: Fanout,
+    /// Messages in seq order, and everything else, to this node's sessions.
+    pub(crate) delivery: Arc<Delivery>,
     limiter: SendLimiter,
-    pub(crate) delivered: Delivered,
     pub(crate) bus: Option<Arc<Bus>>,
 }
 
@@ -48,30 +57,39 @@ impl Chat {
         limiter: SendLimiter,
         bus: Option<Arc<Bus>>,
     ) -> Self {
+        let conversations = Arc::new(Conversations::new(storage.clone()));
+        let alone = bus.is_none();
+        let delivery = Delivery::new(fanout, storage.clone(), conversations.clone(), alone);
         Self {
-            conversations: Conversations::new(storage.clone()),
+            conversations,
             storage,
             routes,
-            fanout,
+            delivery: Arc::new(delivery),
             limiter,
-            delivered: Delivered::default(),
             bus,
         }
     }
 
-    /// Stores a message and delivers it to every session of every participant (except the
-    /// sending session, which gets the Ack instead). A retry (same client_msg_id) stores
-    /// nothing new, and delivers the stored message only if this node did not deliver it yet
-    /// (its first node may have died between storing and delivering).
+    /// This node's fan-out (events that need no order among themselves).
+    pub(crate) fn fanout(&self) -> &Fanout {
+        &self.delivery.fanout
+    }
+
+    /// Stores a message and delivers it, in seq order, to every session of every participant;
+    /// the sending session (`reply`) gets the Ack instead, in the same place in line. A retry
+    /// (same client_msg_id) stores nothing new; the stored message goes out only where it did
+    /// not yet (its first node may have died between storing and delivering), and the retry is
+    /// acknowledged with it. Other nodes get the message before anyone here does.
     pub(crate) async fn send_message(
         &self,
         user: &Arc<str>,
         m: SendMessage,
         now: Now,
-        exclude_session: Option<u64>,
+        reply: Option<Reply>,
     ) -> Result<Appended, ClientError> {
         let conversation = self.conversations.for_user(m.conversation, user).await?;
         self.limiter.take(user, now.mono)?;
+        let in_flight = self.delivery.begin(m.conversation);
         let appended = self
             .storage
             .append(NewMessage {
@@ -84,29 +102,28 @@ impl Chat {
                 now_ms: now.wall_ms,
             })
             .await?;
-        if self.delivered.first(appended.message.id) {
-            let msg = &appended.message;
-            let class = Class::Message {
-                conversation: msg.conversation,
-                id: msg.id,
-            };
-            let mut event = Event::new(ServerBody::MessageNew(msg.clone()), class);
-            event.received_at = Some(now.mono);
-            let written = self.bus.as_ref().map(|bus| {
-                let out = Outgoing {
-                    event: event.clone(),
-                    target: to_participants(msg.conversation, None),
-                    invalidate: None,
-                };
-                (bus, bus.publish_confirmed(out))
+        let msg = &appended.message;
+        let mut event = message_event(msg.clone());
+        event.received_at = Some(now.mono);
+        if let Some(bus) = &self.bus {
+            let written = bus.publish_confirmed(Outgoing {
+                event: event.clone(),
+                target: to_participants(msg.conversation, None),
+                invalidate: None,
             });
-            let users = conversation.participants.iter().map(String::as_str);
-            self.fanout.send(users, None, exclude_session, event).await;
-            // The Ack follows once the other nodes can get the message too.
-            if let Some((bus, written)) = written {
-                bus.wait_written(written).await;
-            }
+            // Acknowledged (below, in line) only once the other nodes can get it too.
+            bus.wait_written(written).await;
         }
+        let ack = reply.map(|r| SessionAck {
+            user: user.clone(),
+            session: r.session,
+            frame: encode_server(&ack_frame(r.seq, &appended)),
+            conversation: msg.conversation,
+            seq: msg.seq,
+        });
+        self.delivery
+            .offer_local(in_flight, conversation, msg.seq, event, ack)
+            .await;
         Ok(appended)
     }
 
@@ -137,7 +154,9 @@ impl Chat {
             );
             self.publish(to_participants(conversation, None), &event, None);
             let users = c.participants.iter().map(String::as_str);
-            self.fanout.send(users, None, exclude_session, event).await;
+            self.fanout()
+                .send(users, None, exclude_session, event)
+                .await;
         }
         Ok(outcome)
     }
@@ -164,7 +183,7 @@ impl Chat {
             None,
         );
         let users = c.participants.iter().map(String::as_str);
-        self.fanout.send(users, Some(user), None, event).await;
+        self.fanout().send(users, Some(user), None, event).await;
         Ok(())
     }
 
@@ -225,7 +244,7 @@ impl Chat {
         );
         self.publish(to_participants(c.id, None), &event, None);
         let users = c.participants.iter().map(String::as_str);
-        self.fanout.send(users, None, None, event).await;
+        self.fanout().send(users, None, None, event).await;
         Ok(c)
     }
 
@@ -251,7 +270,7 @@ impl Chat {
             Some(conversation),
         );
         let users = c.participants.iter().map(String::as_str);
-        self.fanout.send(users, None, None, event).await;
+        self.fanout().send(users, None, None, event).await;
         Ok(())
     }
 
@@ -260,7 +279,7 @@ impl Chat {
         &self,
         user: &str,
         conversation: ConversationId,
-        before: Option<MessageId>,
+        before: Option<Position>,
         limit: usize,
     ) -> Result<HistoryPage, ClientError> {
         self.conversations.for_user(conversation, user).await?;
@@ -271,7 +290,7 @@ impl Chat {
     pub(crate) async fn messages_after(
         &self,
         conversation: ConversationId,
-        after: MessageId,
+        after: Position,
         limit: usize,
     ) -> Result<Vec<Message>, ClientError> {
         Ok(self
@@ -332,6 +351,17 @@ impl Chat {
             });
         }
     }
+}
+
+/// The Ack of a Send: the stored message's id, time and seq.
+pub(crate) fn ack_frame(seq: u32, a: &Appended) -> ServerFrame {
+    let body = ServerBody::Ack(Ack {
+        message_id: a.message.id,
+        created_at_ms: a.message.created_at_ms,
+        duplicate: a.duplicate,
+        message_seq: a.message.seq,
+    });
+    ServerFrame::new(seq, body)
 }
 
 fn to_participants(id: ConversationId, skip_user: Option<String>) -> Target {

@@ -35,7 +35,7 @@ impl Chat {
         );
         self.publish(Target::Users(contacts.clone()), &event, None);
         let users = contacts.iter().map(String::as_str);
-        self.fanout.send(users, None, None, event).await;
+        self.fanout().send(users, None, None, event).await;
     }
 
     /// Presence frames for the other participants of `c` (answer to Join): across the cluster

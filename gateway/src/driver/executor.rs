@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use parley_proto::codec::server::encode_server;
 use parley_proto::{Ack, ServerBody, ServerFrame, close};
-use parley_types::{ConversationId, ListCursor, MessageId};
+use parley_types::{ConversationId, ListCursor, MessageId, Position};
 
+use crate::chat::Reply;
 use crate::clock::Now;
 use crate::errors::ClientError;
 use crate::outbox::{Item, Outbox};
@@ -107,17 +108,16 @@ impl Executor {
                 (seq, self.leave(&user, seq, conversation).await)
             }
             Command::Send { seq, message } => {
-                let now = Now::get();
                 let chat = &self.shard.node.chat;
-                let sent = chat
-                    .send_message(&user, message, now, Some(self.session_id))
-                    .await;
-                (
+                let reply = Reply {
+                    session: self.session_id,
                     seq,
-                    sent.map(|a| {
-                        vec![ack(seq, a.message.id, a.message.created_at_ms, a.duplicate)]
-                    }),
-                )
+                };
+                let sent = chat
+                    .send_message(&user, message, Now::get(), Some(reply))
+                    .await;
+                // The Ack comes in line with the conversation's messages (chat::delivery).
+                (seq, sent.map(|_| Vec::new()))
             }
             Command::Typing {
                 seq,
@@ -183,12 +183,13 @@ impl Executor {
         let r = chat
             .mark_read(user, conversation, up_to, Now::get(), Some(self.session_id))
             .await?;
-        Ok(vec![ack(
-            seq,
-            r.state.up_to,
-            r.state.read_at_ms,
-            !r.advanced,
-        )])
+        let body = ServerBody::Ack(Ack {
+            message_id: r.state.up_to,
+            created_at_ms: r.state.read_at_ms,
+            duplicate: !r.advanced,
+            message_seq: r.state.seq,
+        });
+        Ok(vec![ServerFrame::new(seq, body)])
     }
 
     async fn history(
@@ -200,11 +201,12 @@ impl Executor {
         limit: usize,
     ) -> Answer {
         let chat = &self.shard.node.chat;
+        let before = before.map(|id| Position { seq: 0, id });
         let p = chat.history(user, conversation, before, limit).await?;
         let body = ServerBody::HistoryPage {
             conversation,
             messages: p.messages,
-            next_before: p.next_before,
+            next_before: p.next_before.map(|p| p.id),
         };
         Ok(vec![ServerFrame::new(seq, body)])
     }
@@ -242,15 +244,4 @@ impl Executor {
             chat.announce_presence(&user, false, now.wall_ms).await;
         }
     }
-}
-
-fn ack(seq: u32, message_id: MessageId, created_at_ms: i64, duplicate: bool) -> ServerFrame {
-    ServerFrame::new(
-        seq,
-        ServerBody::Ack(Ack {
-            message_id,
-            created_at_ms,
-            duplicate,
-        }),
-    )
 }

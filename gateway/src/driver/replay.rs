@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parley_proto::{ResumePoint, ServerBody, ServerFrame};
-use parley_types::MessageId;
+use parley_types::Position;
 
 use super::executor::Executor;
 
@@ -37,14 +37,16 @@ impl Executor {
         self.outbox.release(replayed);
     }
 
-    /// Replays one resume point; returns the newest message id the client now has.
-    async fn replay(&self, user: &str, point: ResumePoint) -> MessageId {
+    /// Replays one resume point (by its seq; by its id from clients before protocol 1.1).
+    /// Returns the seq of the last message the client now has, when that is known: something
+    /// was replayed and all of it.
+    async fn replay(&self, user: &str, point: ResumePoint) -> Option<u64> {
         let node = &self.shard.node;
         let conversation = point.conversation;
-        let mut after = point.last_message_id;
+        let mut after = point.position();
         if let Err(e) = node.chat.conversations.for_user(conversation, user).await {
             self.error(0, e).await;
-            return after;
+            return None;
         }
         let max = node.settings.resume_max_messages;
         let mut count = 0usize;
@@ -69,7 +71,7 @@ impl Executor {
             };
             let n = batch.len();
             for m in batch {
-                after = m.id;
+                after = Position::of(&m);
                 self.reply(ServerFrame::push(ServerBody::MessageNew(m)))
                     .await;
             }
@@ -82,8 +84,9 @@ impl Executor {
             conversation,
             replayed: count as u32,
             complete,
+            last_seq: after.seq,
         };
         self.reply(ServerFrame::push(body)).await;
-        after
+        (complete && count > 0).then_some(after.seq)
     }
 }

@@ -13,30 +13,29 @@ pub(crate) struct BusEvents(pub(crate) Arc<Node>);
 
 #[async_trait]
 impl BusHandler for BusEvents {
-    /// Delivers an event from another node to this node's sessions (a message once: a
-    /// retried publish or a retried Send may bring it twice).
+    /// Delivers an event from another node to this node's sessions; a message in its
+    /// conversation's line (once: a retried publish or a retried Send may bring it twice).
     async fn event(&self, e: BusEvent) {
         let chat = &self.0.chat;
         let (event, target, invalidate) = e.into_parts();
-        if let Class::Message { id, .. } = event.class
-            && !chat.delivered.first(id)
-        {
-            return;
-        }
         if let Some(c) = invalidate {
             chat.conversations.forget(c);
         }
         match target {
             Target::Users(users) => {
                 let users = users.iter().map(String::as_str);
-                chat.fanout.send(users, None, None, event).await;
+                chat.fanout().send(users, None, None, event).await;
             }
             Target::Conversation { id, skip_user } => {
                 let Ok(c) = chat.conversations.get(id).await else {
                     return;
                 };
+                if let Class::Message { seq, .. } = event.class {
+                    chat.delivery.offer_remote(c, seq, event).await;
+                    return;
+                }
                 let users = c.participants.iter().map(String::as_str);
-                chat.fanout
+                chat.fanout()
                     .send(users, skip_user.as_deref(), None, event)
                     .await;
             }

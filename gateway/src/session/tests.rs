@@ -150,6 +150,7 @@ fn hello_gives_welcome_then_start_with_resume_points() {
             resume: vec![ResumePoint {
                 conversation: conv,
                 last_message_id: MessageId(5),
+                last_seq: 0,
             }],
             client_name: Some("web".into()),
         }),
@@ -234,6 +235,7 @@ fn too_many_resume_points_are_refused() {
         .map(|i| ResumePoint {
             conversation: ConversationId::random(),
             last_message_id: MessageId(i),
+            last_seq: 0,
         })
         .collect();
     let out = h.send(
@@ -596,6 +598,7 @@ fn random_and_mutated_input_never_panics() {
                 resume: vec![ResumePoint {
                     conversation: c,
                     last_message_id: MessageId(3),
+                    last_seq: 0,
                 }],
                 client_name: Some("x".into()),
             }),

@@ -13,8 +13,22 @@ use parley_proto::FrameKind;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::routes::Routes;
+use parley_types::ConversationId;
+
+use super::routes::{Routes, session_shard};
 use crate::event::{Class, Event};
+
+/// A Send's Ack, handed to its session in line with the conversation's messages: the session
+/// gets it where the others get the MessageNew, so it never arrives before a message with a
+/// lower seq (a client may take the Ack's seq as "I have everything up to here").
+#[derive(Clone, Debug)]
+pub(crate) struct SessionAck {
+    pub(crate) user: Arc<str>,
+    pub(crate) session: u64,
+    pub(crate) frame: Bytes,
+    pub(crate) conversation: ConversationId,
+    pub(crate) seq: u64,
+}
 
 /// One push into a shard's inbox: the same frame for these users' sessions on that shard.
 #[derive(Debug)]
@@ -28,6 +42,10 @@ pub(crate) struct Delivery {
     pub(crate) kind: FrameKind,
     /// When the Send that caused it arrived (messages only), for the send → deliver histogram.
     pub(crate) received_at: Option<Instant>,
+    /// The sending session's Ack, which it gets instead of the frame.
+    pub(crate) ack: Option<SessionAck>,
+    /// Only the Ack goes out (a retried Send of a message delivered already).
+    pub(crate) ack_only: bool,
 }
 
 /// The shards' inboxes, addressed through the routes.
@@ -57,6 +75,49 @@ impl Fanout {
         exclude_session: Option<u64>,
         event: Event,
     ) {
+        self.push(users, skip_user, exclude_session, event, None)
+            .await;
+    }
+
+    /// Delivers a message to every session of `users` on this node; the sending session (if
+    /// it is on this node) gets `ack` instead.
+    pub(crate) async fn send_message<'a>(
+        &self,
+        users: impl IntoIterator<Item = &'a str>,
+        event: Event,
+        ack: Option<SessionAck>,
+    ) {
+        let exclude = ack.as_ref().map(|a| a.session);
+        self.push(users, None, exclude, event, ack).await;
+    }
+
+    /// Hands only `ack` to its session, behind everything already in its shard's inbox.
+    pub(crate) async fn ack_only(&self, ack: SessionAck) {
+        let Some(inbox) = self.inboxes.get(session_shard(ack.session)) else {
+            return;
+        };
+        let delivery = Delivery {
+            users: Vec::new(),
+            exclude_session: Some(ack.session),
+            frame: Bytes::new(),
+            class: Class::Reliable,
+            kind: FrameKind::Ack,
+            received_at: None,
+            ack: Some(ack),
+            ack_only: true,
+        };
+        let _ = inbox.send(delivery).await;
+    }
+
+    async fn push<'a>(
+        &self,
+        users: impl IntoIterator<Item = &'a str>,
+        skip_user: Option<&str>,
+        exclude_session: Option<u64>,
+        event: Event,
+        mut ack: Option<SessionAck>,
+    ) {
+        let ack_shard = ack.as_ref().map(|a| session_shard(a.session));
         let mut per_shard: Vec<Vec<Arc<str>>> = vec![Vec::new(); self.inboxes.len()];
         for user in users {
             if Some(user) == skip_user {
@@ -68,8 +129,13 @@ impl Fanout {
                 }
             });
         }
-        for (users, inbox) in per_shard.into_iter().zip(&self.inboxes) {
-            if users.is_empty() {
+        for (shard, (users, inbox)) in per_shard.into_iter().zip(&self.inboxes).enumerate() {
+            let ack = if ack_shard == Some(shard) {
+                ack.take()
+            } else {
+                None
+            };
+            if users.is_empty() && ack.is_none() {
                 continue;
             }
             let delivery = Delivery {
@@ -79,6 +145,8 @@ impl Fanout {
                 class: event.class,
                 kind: event.kind,
                 received_at: event.received_at,
+                ack,
+                ack_only: false,
             };
             if event.class == Class::Ephemeral {
                 if inbox.try_send(delivery).is_err() {

@@ -5,11 +5,11 @@
 //! - [`conversations::Conversations`]: the conversation cache and its rule (participants only).
 //! - [`limiter::SendLimiter`]: per-user send rate.
 //! - [`fanout::Fanout`]: one push per shard inbox for an event encoded once.
-//! - [`delivered::Delivered`]: message ids delivered recently (exactly-once live delivery per
-//!   node).
+//! - [`sequencer::Sequencer`]: per conversation, messages handed out in seq order, each once
+//!   (the bookkeeping; `chat::delivery` drives it).
 
 pub(crate) mod conversations;
-pub(crate) mod delivered;
 pub(crate) mod fanout;
 pub(crate) mod limiter;
 pub(crate) mod routes;
+pub(crate) mod sequencer;

@@ -5,6 +5,17 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+/// A session id unique on this node and across a cluster: node (10 bits) | shard (10 bits) |
+/// counter (44 bits).
+pub(crate) fn session_id(node: u16, shard: usize, counter: u64) -> u64 {
+    (u64::from(node & 0x3ff) << 54) | ((shard as u64 & 0x3ff) << 44) | (counter & ((1 << 44) - 1))
+}
+
+/// The shard of a session of this node (see [`session_id`]).
+pub(crate) fn session_shard(session: u64) -> usize {
+    ((session >> 44) & 0x3ff) as usize
+}
+
 /// A user's sessions on this node.
 #[derive(Debug)]
 struct UserSessions {

@@ -45,24 +45,37 @@ pub(crate) struct HoldClock<G = ()>(pub(crate) G);
 /// Appends a test holds back until it opens their gate, by client_msg_id.
 #[derive(Default)]
 pub(crate) struct Gates {
-    closed: Mutex<HashMap<String, Arc<Notify>>>,
+    closed: Mutex<HashMap<String, Arc<Gate>>>,
+}
+
+/// One gate: opened by the test, reached by the append.
+#[derive(Default)]
+struct Gate {
+    open: Notify,
+    reached: Notify,
 }
 
 impl Gates {
     /// Appends with `client_msg_id` wait (after storage committed them) until [`Gates::open`].
     pub(crate) fn close(&self, client_msg_id: &str) {
         let mut g = self.closed.lock().unwrap_or_else(|e| e.into_inner());
-        g.insert(client_msg_id.to_owned(), Arc::new(Notify::new()));
+        g.insert(client_msg_id.to_owned(), Arc::default());
     }
 
     pub(crate) fn open(&self, client_msg_id: &str) {
         let mut g = self.closed.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = g.remove(client_msg_id) {
-            n.notify_one();
+        if let Some(gate) = g.remove(client_msg_id) {
+            gate.open.notify_one();
         }
     }
 
-    fn gate(&self, client_msg_id: &str) -> Option<Arc<Notify>> {
+    /// Resolves once an append with `client_msg_id` is stored and waits at its (closed) gate.
+    pub(crate) async fn reached(&self, client_msg_id: &str) {
+        let gate = self.gate(client_msg_id).expect("a closed gate");
+        gate.reached.notified().await;
+    }
+
+    fn gate(&self, client_msg_id: &str) -> Option<Arc<Gate>> {
         let g = self.closed.lock().unwrap_or_else(|e| e.into_inner());
         g.get(client_msg_id).cloned()
     }
@@ -89,7 +102,9 @@ impl Around for HoldClock<Arc<Gates>> {
             drop(done);
             let _ = hold.await;
             if let Some(gate) = gate {
-                gate.notified().await;
+                // notify_one keeps a permit: `reached` may start waiting after this.
+                gate.reached.notify_one();
+                gate.open.notified().await;
             }
             r
         })

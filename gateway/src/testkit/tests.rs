@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use parley_proto::{ClientBody, ErrorCode, ResumePoint, ServerBody, close};
-use parley_types::{ConversationId, MessageId};
+use parley_proto::{Ack, ClientBody, ErrorCode, ResumePoint, ServerBody, close};
+use parley_types::{ConversationId, Position};
 
 use super::client::{is_message, text};
 use super::*;
@@ -24,10 +24,15 @@ async fn direct(n: &TestNode, buyer: &str, seller: &str) -> ConversationId {
     created.conversation.id
 }
 
-fn point(conversation: ConversationId, last: MessageId) -> ResumePoint {
-    ResumePoint {
-        conversation,
-        last_message_id: last,
+fn point(conversation: ConversationId, at: Position) -> ResumePoint {
+    ResumePoint::at(conversation, at)
+}
+
+/// Where an Ack puts its sender.
+fn acked(a: &Ack) -> Position {
+    Position {
+        seq: a.message_seq,
+        id: a.message_id,
     }
 }
 
@@ -85,25 +90,31 @@ async fn resume_replays_what_was_missed_then_goes_live_without_duplicates() {
         let n = node(Options::default());
         let c = direct(&n, "alice", "bob").await;
         let mut alice = n.connect(0, "alice", vec![]).await;
-        let mut ids = Vec::new();
+        let mut acks = Vec::new();
         for i in 0..5 {
-            ids.push(alice.send_text(c, &format!("m{i}"), "x").await.message_id);
+            acks.push(alice.send_text(c, &format!("m{i}"), "x").await);
         }
-        let mut bob = n.connect(1, "bob", vec![point(c, ids[1])]).await;
+        let seqs: Vec<u64> = acks.iter().map(|a| a.message_seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+        let mut bob = n.connect(1, "bob", vec![point(c, acked(&acks[1]))]).await;
         let mut got = Vec::new();
         loop {
             let f = bob.next().await;
             match f.body {
                 ServerBody::MessageNew(m) => got.push(m.id),
                 ServerBody::Resumed {
-                    replayed, complete, ..
+                    replayed,
+                    complete,
+                    last_seq,
+                    ..
                 } => {
-                    assert_eq!((replayed, complete), (3, true));
+                    assert_eq!((replayed, complete, last_seq), (3, true, 5));
                     break;
                 }
                 _ => {}
             }
         }
+        let ids: Vec<_> = acks.iter().map(|a| a.message_id).collect();
         assert_eq!(got, ids[2..]);
         let live = alice.send_text(c, "m5", "live").await.message_id;
         assert_eq!(bob.next_message().await.id, live);
@@ -122,7 +133,7 @@ async fn messages_sent_during_a_replay_are_held_and_released_once() {
         let first = alice.send_text(c, "m0", "before").await.message_id;
         // Bob starts resuming; alice sends while that runs (same virtual instant).
         let mut bob = n.open(1, "bob");
-        let resume = vec![point(c, MessageId(0))];
+        let resume = vec![point(c, Position::default())];
         let hello = bob.hello(resume);
         let send = alice.send_text(c, "m1", "during");
         let (_, ack) = tokio::join!(hello, send);
@@ -320,25 +331,136 @@ async fn bus_connected(n: &TestNode) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_send_waiting_on_storage_holds_up_no_one_else() {
+async fn a_send_stalled_after_storage_holds_up_only_its_conversation_until_the_fill() {
     local(async {
         let n = node(Options::default());
         let c = direct(&n, "alice", "bob").await;
+        let other = direct(&n, "carol", "bob").await;
         let mut alice = n.connect(0, "alice", vec![]).await;
         let mut bob = n.connect(1, "bob", vec![]).await;
+        let mut carol = n.connect(0, "carol", vec![]).await;
+        bob.send_text(c, "hello", "first").await;
+        assert_eq!(alice.next_message().await.seq, 1);
         n.gates.close("slow");
-        let slow = alice.send(text(c, "slow", "stuck in storage"));
-        // Bob chats on meanwhile, and alice's session receives.
-        let fast = bob.send_text(c, "fast", "hi").await;
-        assert_eq!(alice.next_message().await.id, fast.message_id);
-        assert!(
-            !alice.pending().iter().any(|f| f.seq == slow),
-            "no answer while storage holds it"
+        let start = tokio::time::Instant::now();
+        // Stored as seq 2, then stuck before delivery.
+        let slow = alice.send(text(c, "slow", "stuck after storage"));
+        n.gates.reached("slow").await;
+        // Another conversation is not held up at all.
+        let elsewhere = carol.send_text(other, "c1", "unrelated").await;
+        assert_eq!(bob.next_message().await.id, elsewhere.message_id);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // Bob's reply is seq 3: it waits for seq 2, which comes from storage after the fill
+        // delay — in order, to both.
+        let fast = bob.send(text(c, "fast", "hi"));
+        let first = alice.next_message().await;
+        assert_eq!(
+            (first.seq, first.content.as_str()),
+            (2, "stuck after storage")
         );
+        let second = alice.next_message().await;
+        assert_eq!((second.seq, second.content.as_str()), (3, "hi"));
+        assert_eq!(start.elapsed(), crate::state::sequencer::FILL_AFTER);
+        let got = bob.next_message().await;
+        assert_eq!((got.seq, got.content.as_str()), (2, "stuck after storage"));
+        let ack = bob.next_where(|f| f.seq == fast).await;
+        assert!(
+            matches!(ack.body, ServerBody::Ack(a) if a.message_seq == 3),
+            "{ack:?}"
+        );
+        // The stalled Send is still answered once it gets going, and nothing is repeated.
         n.gates.open("slow");
         let ack = alice.next_where(|f| f.seq == slow).await;
-        assert!(matches!(ack.body, ServerBody::Ack(_)), "{ack:?}");
-        assert_eq!(bob.next_message().await.content, "stuck in storage");
+        assert!(
+            matches!(ack.body, ServerBody::Ack(a) if a.message_seq == 2),
+            "{ack:?}"
+        );
+        for who in [&mut alice, &mut bob] {
+            let rest = who.drain_for(Duration::from_secs(1)).await;
+            assert!(!rest.iter().any(is_message), "no repeats: {rest:?}");
+        }
+        let stats = &n.node.chat.delivery.lines.stats;
+        assert_eq!(stats.fills.load(std::sync::atomic::Ordering::Relaxed), 1);
+    })
+    .await;
+}
+
+/// The defect this order fixes: two senders on different shards, the earlier seq delayed
+/// between storage and delivery. A reader that got only the later one and resumed from it
+/// would never see the earlier one; now it gets them in seq order, so its resume point always
+/// has everything before it.
+#[tokio::test(start_paused = true)]
+async fn senders_on_two_shards_reach_a_reader_in_seq_order_and_a_resume_loses_nothing() {
+    local(async {
+        let n = node(Options::default());
+        let members = vec!["bob".to_string(), "carol".into()];
+        let g = n
+            .node
+            .chat
+            .create_group("alice", &members, "deal", Now::get())
+            .await
+            .expect("group")
+            .id;
+        let mut alice = n.connect(0, "alice", vec![]).await;
+        let mut bob = n.connect(1, "bob", vec![]).await;
+        let mut carol = n.connect(1, "carol", vec![]).await;
+        n.gates.close("a1");
+        let a1 = alice.send(text(g, "a1", "from shard 0"));
+        n.gates.reached("a1").await;
+        let b1 = bob.send_text(g, "b1", "from shard 1").await;
+        assert_eq!(b1.message_seq, 2, "alice's message took seq 1");
+        // Carol reads one message and drops off.
+        let first = carol.next_message().await;
+        assert_eq!(first.seq, 1, "seq 1 first: {first:?}");
+        let at = Position::of(&first);
+        carol.disconnect().await;
+        n.gates.open("a1");
+        alice.next_where(|f| f.seq == a1).await;
+        let mut carol = n.connect(1, "carol", vec![point(g, at)]).await;
+        let replayed = carol.next_message().await;
+        assert_eq!((replayed.seq, replayed.id), (2, b1.message_id));
+        let rest = carol.drain_for(Duration::from_secs(1)).await;
+        assert!(!rest.iter().any(is_message), "{rest:?}");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_stalled_before_the_bus_reaches_the_other_node_in_order() {
+    local(async {
+        let broker = MemoryBroker::new();
+        let (one, two) = cluster(&broker);
+        let c = direct(&one, "alice", "bob").await;
+        let mut alice = one.connect(0, "alice", vec![]).await;
+        let mut bob = two.connect(1, "bob", vec![]).await;
+        let mut bob_phone = two.connect(0, "bob", vec![]).await;
+        bus_connected(&one).await;
+        bus_connected(&two).await;
+        // Alice's message is stored on node 1 and stalls before it is published; bob's reply
+        // on node 2 comes after it.
+        one.gates.close("a1");
+        let a1 = alice.send(text(c, "a1", "first"));
+        one.gates.reached("a1").await;
+        let b1 = bob.send(text(c, "b1", "second"));
+        // Bob's other device, a fresh line on node 2, gets both in order (look-back).
+        let first = bob_phone.next_message().await;
+        assert_eq!((first.seq, first.content.as_str()), (1, "first"));
+        assert_eq!(bob_phone.next_message().await.seq, 2);
+        let got = bob.next_message().await;
+        assert_eq!(got.seq, 1);
+        let ack = bob.next_where(|f| f.seq == b1).await;
+        assert!(
+            matches!(ack.body, ServerBody::Ack(a) if a.message_seq == 2),
+            "{ack:?}"
+        );
+        one.gates.open("a1");
+        alice.next_where(|f| f.seq == a1).await;
+        // Node 1 filled its line the same way: alice sees her own message (from storage, before
+        // her Send got going) and bob's, in order.
+        assert_eq!(alice.next_message().await.seq, 1);
+        assert_eq!(alice.next_message().await.seq, 2);
+        let rest = bob_phone.drain_for(Duration::from_secs(1)).await;
+        assert!(!rest.iter().any(is_message), "no repeats: {rest:?}");
     })
     .await;
 }

@@ -89,8 +89,16 @@ fn metrics(node: &Node) -> Response<Body> {
     let text = node.metrics.render(&crate::metrics::NodeGauges {
         online_users: node.chat.routes.online_users(),
         resident_bytes: resident_bytes().unwrap_or(0),
-        inbox_full_drops: node.chat.fanout.inbox_full_drops.load(Relaxed),
-        duplicate_deliveries: node.chat.delivered.duplicates.load(Relaxed),
+        inbox_full_drops: node.chat.fanout().inbox_full_drops.load(Relaxed),
+        order: {
+            let s = &node.chat.delivery.lines.stats;
+            crate::metrics::OrderGauges {
+                duplicates: s.duplicates.load(Relaxed),
+                late: s.late.load(Relaxed),
+                fills: s.fills.load(Relaxed),
+                gaps_skipped: s.gaps_skipped.load(Relaxed),
+            }
+        },
         bus: node.chat.bus.as_ref().map(|b| {
             let s = b.stats();
             crate::metrics::BusGauges {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::support::*;
 use parley_proto::*;
-use parley_types::MessageId;
+use parley_types::{MessageId, Position};
 
 /// A node of a test cluster: `--redis`, `--scylla` (keyspace `ks`, created if missing).
 fn node(redis: &RedisServer, ks: &str, id: u16, extra: &[&str]) -> Gateway {
@@ -108,6 +108,7 @@ async fn collect(
     count: usize,
 ) -> Vec<MessageId> {
     let mut got: Vec<MessageId> = Vec::new();
+    let mut at = Position::default();
     let mut client = Client::connect_at(gw_addr, user, vec![]).await;
     while got.len() < count {
         match tokio::time::timeout(
@@ -119,10 +120,12 @@ async fn collect(
             Ok(Some(ServerFrame {
                 body: ServerBody::MessageNew(m),
                 ..
-            })) => got.push(m.id),
+            })) => {
+                at = Position::of(&m);
+                got.push(m.id);
+            }
             Ok(_) => {
-                let last = got.last().copied().unwrap_or(MessageId(0));
-                client = Client::connect_at(gw_addr, user, vec![resume_point(conv, last)]).await;
+                client = Client::connect_at(gw_addr, user, vec![resume_point(conv, at)]).await;
             }
             Err(_) => panic!("{user}: stalled at {} of {count}", got.len()),
         }
@@ -140,13 +143,11 @@ async fn a_killed_node_takes_its_users_offline_and_they_resume_elsewhere() {
     let mut bob = Client::connect(&n2, "bob").await;
     let mut alice = Client::connect(&n1, "alice").await;
     let mut acked = Vec::new();
+    let mut alice_at = Position::default();
     for i in 0..50 {
-        acked.push(
-            alice
-                .send_text(conv, &format!("a{i}"), "steady")
-                .await
-                .message_id,
-        );
+        let ack = alice.send_text(conv, &format!("a{i}"), "steady").await;
+        alice_at = crate::support::acked(&ack);
+        acked.push(ack.message_id);
     }
     // Bob has some of them live.
     let mut got = Vec::new();
@@ -163,12 +164,7 @@ async fn a_killed_node_takes_its_users_offline_and_they_resume_elsewhere() {
     assert!(took < Duration::from_secs(15), "offline after {took:?}");
 
     // Alice comes back on node 2, resumes, and keeps sending.
-    let mut alice = Client::connect_resume(
-        &n2,
-        "alice",
-        vec![resume_point(conv, *acked.last().unwrap())],
-    )
-    .await;
+    let mut alice = Client::connect_resume(&n2, "alice", vec![resume_point(conv, alice_at)]).await;
     for i in 50..80 {
         acked.push(
             alice

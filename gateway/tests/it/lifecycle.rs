@@ -108,7 +108,7 @@ async fn sigterm_tells_clients_to_reconnect_and_exits_cleanly() {
     let mut bob = Client::connect_resume(
         &gw,
         "bob",
-        vec![resume_point(conv, parley_types::MessageId(0))],
+        vec![resume_point(conv, parley_types::Position::default())],
     )
     .await;
     assert_eq!(bob.next_message().await.id, ack.message_id);

@@ -86,7 +86,7 @@ async fn quic_sessions_chat_type_read_page_and_resume() {
         gw.quic_addr,
         &config,
         "bob",
-        vec![resume_point(conv, ack.message_id)],
+        vec![resume_point(conv, acked(&ack))],
     )
     .await;
     for id in &missed {

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use parley_client::token::mint_hs256;
 use parley_proto::*;
-use parley_types::{ConversationId, Message, MessageId};
+use parley_types::{ConversationId, Message, MessageId, Position};
 use serde_json::Value;
 use tokio::net::TcpStream;
 
@@ -520,10 +520,25 @@ pub async fn group(gw: &Gateway, creator: &str, members: &[String], title: &str)
     json["id"].as_str().unwrap().parse().unwrap()
 }
 
-pub fn resume_point(conversation: ConversationId, last: MessageId) -> ResumePoint {
+/// "I have everything of `conversation` up to `at`."
+pub fn resume_point(conversation: ConversationId, at: Position) -> ResumePoint {
+    ResumePoint::at(conversation, at)
+}
+
+/// A resume point as clients before protocol 1.1 send it: by message id only.
+pub fn resume_point_by_id(conversation: ConversationId, last: MessageId) -> ResumePoint {
     ResumePoint {
         conversation,
         last_message_id: last,
+        last_seq: 0,
+    }
+}
+
+/// Where an Ack puts the sender.
+pub fn acked(a: &Ack) -> Position {
+    Position {
+        seq: a.message_seq,
+        id: a.message_id,
     }
 }
 

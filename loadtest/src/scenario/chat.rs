@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use parley_client::Cursors;
 use parley_proto::codec::DecodeLimits;
 use parley_proto::codec::client::{ServerPeek, peek_server};
 use parley_proto::{ClientBody, ResumePoint, SendMessage};
-use parley_types::{ConversationId, MessageId, MessageKind};
+use parley_types::{ConversationId, MessageId, MessageKind, Position};
 use tokio::time::Instant;
 
 use crate::client::{self, Reader, Via, Writer};
@@ -62,7 +63,8 @@ struct State {
     /// Per sender: what this member received.
     seen: HashMap<u32, SeqSet>,
     duplicates: u64,
-    last_id: MessageId,
+    /// Where this member is in its conversation (its own messages included): the resume point.
+    cursors: Cursors,
     to_read: Option<MessageId>,
 }
 
@@ -77,6 +79,8 @@ pub struct Outcome {
     pub expected_deliveries: u64,
     pub lost: u64,
     pub duplicates: u64,
+    /// Messages that arrived above the next seq of their conversation (out of order).
+    pub gaps: u64,
     /// Seconds of the sending phase.
     pub measured_s: f64,
 }
@@ -100,12 +104,29 @@ fn parse(content: &str) -> Option<(u32, u32, u64)> {
 }
 
 /// Reads until the connection ends.
-async fn read_loop(mut reader: Reader, state: Shared, me: u32, read_prob: f64) {
+async fn read_loop(
+    mut reader: Reader,
+    state: Shared,
+    me: u32,
+    conversation: ConversationId,
+    read_prob: f64,
+) {
     let limits = DecodeLimits::server();
     let mut rng = fastrand(me as u64 + 1);
     while let Some(bytes) = reader.next().await {
         match peek_server(&bytes, &limits) {
-            Ok(ServerPeek::MessageNew { id, content, .. }) => {
+            Ok(ServerPeek::MessageNew {
+                conversation,
+                id,
+                message_seq,
+                content,
+                ..
+            }) => {
+                let at = Position {
+                    seq: message_seq,
+                    id,
+                };
+                lock(&state).cursors.saw(conversation, at);
                 let Some((from, seq, sched_ns)) = parse(content) else {
                     continue;
                 };
@@ -116,7 +137,6 @@ async fn read_loop(mut reader: Reader, state: Shared, me: u32, read_prob: f64) {
                 let latency = now_ns().saturating_sub(sched_ns) / 1000;
                 let fresh = {
                     let mut s = lock(&state);
-                    s.last_id = s.last_id.max(id);
                     if read_prob > 0.0 && next_f64(&mut rng) < read_prob {
                         s.to_read = Some(id);
                     }
@@ -133,7 +153,11 @@ async fn read_loop(mut reader: Reader, state: Shared, me: u32, read_prob: f64) {
                     });
                 }
             }
-            Ok(ServerPeek::Ack { seq, .. }) => {
+            Ok(ServerPeek::Ack {
+                seq,
+                message_id,
+                message_seq,
+            }) => {
                 let done = {
                     let mut s = lock(&state);
                     match s.pending.front() {
@@ -143,6 +167,11 @@ async fn read_loop(mut reader: Reader, state: Shared, me: u32, read_prob: f64) {
                                 && p.msg_seq != 0
                             {
                                 s.acked.insert(p.msg_seq);
+                                let at = Position {
+                                    seq: message_seq,
+                                    id: message_id,
+                                };
+                                s.cursors.saw(conversation, at);
                             }
                             p
                         }
@@ -201,10 +230,8 @@ async fn open(
 ) -> anyhow::Result<Conn> {
     let token = ctx.token(&member.user);
     let points = if resume {
-        vec![ResumePoint {
-            conversation: member.conversation,
-            last_message_id: lock(state).last_id,
-        }]
+        let at = lock(state).cursors.get(member.conversation);
+        vec![ResumePoint::at(member.conversation, at)]
     } else {
         Vec::new()
     };
@@ -230,6 +257,7 @@ async fn open(
         session.reader,
         state.clone(),
         i as u32,
+        member.conversation,
         read_prob,
     ));
     Ok(Conn {
@@ -466,10 +494,12 @@ fn account(states: &[Shared], receivers: &[Vec<u32>], measured_s: f64) -> Outcom
         }
     }
     let duplicates = states.iter().map(|s| lock(s).duplicates).sum();
+    let gaps = states.iter().map(|s| lock(s).cursors.gaps).sum();
     Outcome {
         expected_deliveries,
         lost,
         duplicates,
+        gaps,
         measured_s,
     }
 }

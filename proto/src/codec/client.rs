@@ -106,6 +106,7 @@ fn hello(fbb: &mut Fbb, h: &Hello) -> Body {
             let args = w::ResumePointArgs {
                 conversation: Some(&c),
                 last_message_id: r.last_message_id.0,
+                last_seq: r.last_seq,
             };
             w::ResumePoint::create(fbb, &args)
         })
@@ -168,6 +169,7 @@ pub fn decode_server(buf: &[u8], limits: &DecodeLimits) -> Result<ServerFrame, D
                 message_id: MessageId(x.message_id()),
                 created_at_ms: x.created_at_ms(),
                 duplicate: x.duplicate(),
+                message_seq: x.message_seq(),
             })
         }),
         w::ServerBody::MessageNew => match f.body_as_message_new() {
@@ -284,6 +286,7 @@ fn event_of(f: &w::ServerFrame<'_>) -> Option<ServerBody> {
                 conversation: conv(x.conversation()),
                 replayed: x.replayed(),
                 complete: x.complete(),
+                last_seq: x.last_seq(),
             }
         }
         w::ServerBody::ConversationDeleted => {
@@ -314,7 +317,7 @@ fn message_of(m: w::Message<'_>) -> Result<Message, DecodeError> {
         media: media_of(m.media()),
         client_msg_id: m.client_msg_id().unwrap_or_default().to_owned(),
         created_at_ms: m.created_at_ms(),
-        seq: 0,
+        seq: m.seq(),
     })
 }
 
@@ -338,6 +341,7 @@ fn summary_of(i: w::ConversationItem<'_>) -> Result<ConversationSummary, DecodeE
     let mut conversation = Conversation::new(conv(i.id()), kind, participants, i.created_at_ms());
     conversation.last_activity_ms = i.last_activity_ms();
     conversation.last_message_id = last_message.as_ref().map(|m| m.id);
+    conversation.last_seq = i.last_seq();
     Ok(ConversationSummary {
         conversation,
         last_message,
@@ -351,6 +355,7 @@ pub enum ServerPeek<'a> {
     Ack {
         seq: u32,
         message_id: MessageId,
+        message_seq: u64,
     },
     Error {
         seq: u32,
@@ -360,6 +365,8 @@ pub enum ServerPeek<'a> {
     MessageNew {
         conversation: ConversationId,
         id: MessageId,
+        /// The message's position in its conversation.
+        message_seq: u64,
         sender: &'a str,
         content: &'a str,
     },
@@ -380,10 +387,14 @@ pub fn peek_server<'a>(
     let seq = f.seq();
     let missing = DecodeError::UnknownBody;
     Ok(match f.body_type() {
-        w::ServerBody::Ack => ServerPeek::Ack {
-            seq,
-            message_id: MessageId(f.body_as_ack().ok_or(missing)?.message_id()),
-        },
+        w::ServerBody::Ack => {
+            let a = f.body_as_ack().ok_or(missing)?;
+            ServerPeek::Ack {
+                seq,
+                message_id: MessageId(a.message_id()),
+                message_seq: a.message_seq(),
+            }
+        }
         w::ServerBody::Error => {
             let e = f.body_as_error().ok_or(missing)?;
             ServerPeek::Error {
@@ -397,6 +408,7 @@ pub fn peek_server<'a>(
             ServerPeek::MessageNew {
                 conversation: conv(m.conversation()),
                 id: MessageId(m.id()),
+                message_seq: m.seq(),
                 sender: m.sender_id().unwrap_or_default(),
                 content: m.content().unwrap_or_default(),
             }

@@ -72,6 +72,7 @@ fn hello(h: w::Hello<'_>) -> ClientBody {
                 .map(|r| ResumePoint {
                     conversation: conv(r.conversation()),
                     last_message_id: MessageId(r.last_message_id()),
+                    last_seq: r.last_seq(),
                 })
                 .collect()
         })
@@ -143,7 +144,8 @@ pub fn encode_server(frame: &ServerFrame) -> Bytes {
                 conversation,
                 replayed,
                 complete,
-            } => resumed(fbb, *conversation, *replayed, *complete),
+                last_seq,
+            } => resumed(fbb, *conversation, *replayed, *complete, *last_seq),
             ServerBody::ConversationDeleted { conversation, by } => {
                 conversation_deleted(fbb, *conversation, by)
             }
@@ -188,6 +190,7 @@ fn ack(fbb: &mut Fbb, x: &Ack) -> Body {
         message_id: x.message_id.0,
         created_at_ms: x.created_at_ms,
         duplicate: x.duplicate,
+        message_seq: x.message_seq,
     };
     let b = w::Ack::create(fbb, &args);
     (w::ServerBody::Ack, b.as_union_value())
@@ -296,12 +299,14 @@ fn resumed(
     conversation: parley_types::ConversationId,
     replayed: u32,
     complete: bool,
+    last_seq: u64,
 ) -> Body {
     let c = uuid(conversation);
     let args = w::ResumedArgs {
         conversation: Some(&c),
         replayed,
         complete,
+        last_seq,
     };
     let b = w::Resumed::create(fbb, &args);
     (w::ServerBody::Resumed, b.as_union_value())
@@ -355,6 +360,7 @@ fn message<'a>(fbb: &mut Fbb, m: &Message) -> WIPOffset<w::Message<'a>> {
             media,
             client_msg_id,
             created_at_ms: m.created_at_ms,
+            seq: m.seq,
         },
     )
 }
@@ -413,6 +419,7 @@ fn summary<'a>(fbb: &mut Fbb, s: &ConversationSummary) -> WIPOffset<w::Conversat
             last_message,
             unread_count: s.unread.min(u64::from(u32::MAX)) as u32,
             participant_count: c.participants.len() as u32,
+            last_seq: c.last_seq,
         },
     )
 }

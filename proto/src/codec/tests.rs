@@ -33,7 +33,7 @@ fn sample_message() -> Message {
         }),
         client_msg_id: "c-1".into(),
         created_at_ms: 1_800_000_000_000,
-        seq: 0,
+        seq: 5,
     }
 }
 
@@ -48,6 +48,7 @@ fn every_client_frame_round_trips() {
             resume: vec![ResumePoint {
                 conversation: c,
                 last_message_id: MessageId(9),
+                last_seq: 3,
             }],
             client_name: Some("ios/1.0".into()),
         }),
@@ -104,7 +105,7 @@ fn server_frames_round_trip() {
             created_at_ms: 1,
             last_activity_ms: 2,
             last_message_id: Some(m.id),
-            last_seq: 0,
+            last_seq: m.seq,
         },
         last_message: Some(m.clone()),
         unread: 3,
@@ -115,6 +116,7 @@ fn server_frames_round_trip() {
             message_id: MessageId(1),
             created_at_ms: 2,
             duplicate: true,
+            message_seq: 12,
         }),
         ServerBody::HistoryPage {
             conversation: m.conversation,
@@ -130,6 +132,12 @@ fn server_frames_round_trip() {
             code: 1200,
             message: "no".into(),
             fatal: false,
+        },
+        ServerBody::Resumed {
+            conversation: m.conversation,
+            replayed: 3,
+            complete: false,
+            last_seq: 41,
         },
     ];
     for body in frames {
@@ -148,6 +156,7 @@ fn peek_borrows_what_load_clients_need() {
         Ok(ServerPeek::MessageNew {
             conversation: m.conversation,
             id: m.id,
+            message_seq: m.seq,
             sender: "alice",
             content: "caption ✓",
         })
@@ -230,6 +239,7 @@ fn verifier_limits_bound_table_count() {
                 .map(|i| ResumePoint {
                     conversation: ConversationId::random(),
                     last_message_id: MessageId(i),
+                    last_seq: i,
                 })
                 .collect(),
             client_name: None,

@@ -2,7 +2,7 @@
 //! numeric order; strings are u16-length-prefixed (see `record`).
 
 use crate::record::Writer;
-use parley_types::{ConversationId, MessageId};
+use parley_types::ConversationId;
 
 /// `conv`: conversation id → conversation record (static: kind, participants, creation);
 /// `meta`: conversation id → last seq, last message id, last activity.
@@ -10,11 +10,13 @@ pub(super) fn conversation(id: ConversationId) -> Vec<u8> {
     id.as_bytes().to_vec()
 }
 
-/// `msg`: conversation id | message id → message record.
-pub(super) fn message(conv: ConversationId, id: MessageId) -> Vec<u8> {
+/// `msg`: conversation id | seq → message record. Keyed by seq, so a conversation's messages
+/// are one range in seq order; ids increase with seq (one writer assigns both), so a message
+/// is found by id with a binary search over seqs.
+pub(super) fn message(conv: ConversationId, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(24);
     k.extend_from_slice(conv.as_bytes());
-    k.extend_from_slice(&id.0.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
@@ -23,7 +25,7 @@ pub(super) fn conversation_prefix(conv: ConversationId) -> Vec<u8> {
     conv.as_bytes().to_vec()
 }
 
-/// `idem`: conversation | FNV-1a-64(sender, client_msg_id) → message id.
+/// `idem`: conversation | FNV-1a-64(sender, client_msg_id) → the message's seq.
 ///
 /// A hash keeps the key at 24 bytes (the full ids would be ~80): this index is written once
 /// per message. A hit is confirmed against the stored message's sender and client_msg_id, so

@@ -85,6 +85,46 @@ impl Keyspaces {
     }
 }
 
+/// The on-disk format, in the file [`FORMAT_FILE`] of the data directory: 2 keys messages by
+/// seq (format 1, before this file existed, keyed them by id).
+const FORMAT: &str = "parley-embedded 2";
+const FORMAT_FILE: &str = "PARLEY_FORMAT";
+
+/// Refuses a data directory written in another format; marks a new (empty) one.
+fn check_format(dir: &Path) -> Result<()> {
+    let marker = dir.join(FORMAT_FILE);
+    match std::fs::read_to_string(&marker) {
+        Ok(found) if found.trim() == FORMAT => return Ok(()),
+        Ok(found) => {
+            return Err(StorageError::Unavailable(format!(
+                "{}: format {:?}, this build reads {FORMAT:?}",
+                dir.display(),
+                found.trim()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(&marker, e)),
+    }
+    let empty = match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(io_error(dir, e)),
+    };
+    if !empty {
+        return Err(StorageError::Unavailable(format!(
+            "{} holds data of an older Parley (messages keyed by id, format 1) that this build \
+             cannot read; start with an empty data directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    std::fs::write(&marker, FORMAT).map_err(|e| io_error(&marker, e))
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> StorageError {
+    StorageError::Unavailable(format!("{}: {e}", path.display()))
+}
+
 /// The embedded engine. Cheap to clone; all clones share one database and one writer.
 #[derive(Clone)]
 pub struct Embedded {
@@ -95,6 +135,7 @@ pub struct Embedded {
 impl Embedded {
     /// Opens (or creates) the database in `dir` and starts its writer thread.
     pub fn open(dir: impl AsRef<Path>, config: EmbeddedConfig) -> Result<Self> {
+        check_format(dir.as_ref())?;
         let db = Database::builder(dir.as_ref())
             .cache_size(config.cache_bytes)
             .open()
@@ -158,10 +199,47 @@ pub(crate) fn load_conversation(
     Ok(Some(c))
 }
 
-fn load_message(ks: &Keyspaces, conv: ConversationId, id: MessageId) -> Result<Option<Message>> {
-    match ks.msg.get(keys::message(conv, id)).map_err(unavailable)? {
+pub(crate) fn load_message(
+    ks: &Keyspaces,
+    conv: ConversationId,
+    seq: u64,
+) -> Result<Option<Message>> {
+    match ks.msg.get(keys::message(conv, seq)).map_err(unavailable)? {
         Some(bytes) => decode_message(&bytes).map(Some),
         None => Ok(None),
+    }
+}
+
+/// The seq of the newest message with id ≤ `id` among seqs `1..=last` (0: none). Ids increase
+/// with seq (one writer assigns both), so a binary search over seqs finds it: ~log₂(last)
+/// point reads.
+pub(crate) fn seq_at_or_before(
+    ks: &Keyspaces,
+    conv: ConversationId,
+    last: u64,
+    id: MessageId,
+) -> Result<u64> {
+    let (mut lo, mut hi) = (0u64, last);
+    // Invariant: seq `lo` has id ≤ `id` (or is 0); every seq above `hi` has id > `id`.
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        let m = load_message(ks, conv, mid)?
+            .ok_or_else(|| StorageError::Corrupt(format!("message seq {mid} missing")))?;
+        if m.id <= id {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(lo)
+}
+
+/// The seq a position stands for: its own, or (id only) that of the message with its id.
+fn position_seq(ks: &Keyspaces, c: &Conversation, p: Position) -> Result<u64> {
+    if p.seq > 0 || p.id.0 == 0 {
+        Ok(p.seq)
+    } else {
+        seq_at_or_before(ks, c.id, c.last_seq, p.id)
     }
 }
 
@@ -265,16 +343,30 @@ impl Storage for Embedded {
     async fn history(
         &self,
         conversation: ConversationId,
-        before: Option<MessageId>,
+        before: Option<Position>,
         limit: usize,
     ) -> Result<HistoryPage> {
         let limit = limit.clamp(1, MAX_PAGE);
         self.read(move |ks| {
-            let start = keys::message(conversation, MessageId(0));
-            let end = keys::message(conversation, before.unwrap_or(MessageId(u64::MAX)));
+            let Some(c) = load_conversation(ks, conversation)? else {
+                return Ok(HistoryPage::default());
+            };
+            // Strictly older than `before`.
+            let newest = match before {
+                None => c.last_seq,
+                Some(p) if p.seq > 0 => p.seq - 1,
+                Some(p) => {
+                    seq_at_or_before(ks, c.id, c.last_seq, MessageId(p.id.0.saturating_sub(1)))?
+                }
+            };
+            if newest == 0 {
+                return Ok(HistoryPage::default());
+            }
+            let start = keys::message(conversation, 1);
+            let end = keys::message(conversation, newest);
             let mut messages = Vec::with_capacity(limit);
             let mut more = false;
-            for guard in ks.msg.range(start..end).rev() {
+            for guard in ks.msg.range(start..=end).rev() {
                 if messages.len() == limit {
                     more = true;
                     break;
@@ -283,7 +375,7 @@ impl Storage for Embedded {
                 messages.push(decode_message(&value)?);
             }
             let next_before = if more {
-                messages.last().map(|m| m.id)
+                messages.last().map(Position::of)
             } else {
                 None
             };
@@ -298,15 +390,19 @@ impl Storage for Embedded {
     async fn messages_after(
         &self,
         conversation: ConversationId,
-        after: MessageId,
+        after: Position,
         limit: usize,
     ) -> Result<Vec<Message>> {
         self.read(move |ks| {
-            let Some(first) = after.0.checked_add(1) else {
+            let Some(c) = load_conversation(ks, conversation)? else {
                 return Ok(Vec::new());
             };
-            let start = keys::message(conversation, MessageId(first));
-            let end = keys::message(conversation, MessageId(u64::MAX));
+            let from = position_seq(ks, &c, after)?;
+            if from >= c.last_seq {
+                return Ok(Vec::new());
+            }
+            let start = keys::message(conversation, from + 1);
+            let end = keys::message(conversation, u64::MAX);
             let mut out = Vec::new();
             for guard in ks.msg.range(start..=end).take(limit) {
                 let (_, value) = guard.into_inner().map_err(unavailable)?;
@@ -348,9 +444,9 @@ impl Storage for Embedded {
             let (page, next_cursor) = crate::rules::page(all, cursor, limit);
             let mut items = Vec::with_capacity(page.len());
             for c in page {
-                let last_message = match c.last_message_id {
-                    Some(id) => load_message(ks, c.id, id)?,
-                    None => None,
+                let last_message = match c.last_seq {
+                    0 => None,
+                    seq => load_message(ks, c.id, seq)?,
                 };
                 items.push(ConversationSummary {
                     unread: unread_of(ks, &c, &user)?,

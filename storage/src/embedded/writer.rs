@@ -10,11 +10,11 @@ use std::collections::{HashMap, HashSet};
 use fjall::{Database, OwnedWriteBatch, PersistMode};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Keyspaces, keys, load_conversation, unavailable};
+use super::{Keyspaces, keys, load_conversation, load_message, seq_at_or_before, unavailable};
 use crate::error::{Result, StorageError};
 use crate::record::{
-    decode_message, decode_read_state, encode_conversation, encode_message, encode_meta,
-    encode_read_state, encode_report,
+    decode_read_state, encode_conversation, encode_message, encode_meta, encode_read_state,
+    encode_report,
 };
 use parley_types::ids::IdGenerator;
 use parley_types::*;
@@ -495,17 +495,19 @@ impl Writer {
         {
             return Err(StorageError::Blocked);
         }
-        let id = self.ids.next(m.now_ms);
+        let id = self
+            .ids
+            .next_after(m.now_ms, c.last_message_id.unwrap_or_default());
         let seq = c.last_seq + 1;
         let now_ms = m.now_ms;
         let message = m.into_message(id, seq, now_ms);
         p.batch.insert(
             &self.ks.msg,
-            keys::message(message.conversation, id),
+            keys::message(message.conversation, seq),
             encode_message(&message),
         );
         p.batch
-            .insert(&self.ks.idem, idem_key.clone(), id.0.to_be_bytes().to_vec());
+            .insert(&self.ks.idem, idem_key.clone(), seq.to_be_bytes().to_vec());
         p.idem.insert(idem_key, message.clone());
         p.appended.entry(c.id).or_default().push((id, seq));
         // Sending reads the conversation up to one's own message.
@@ -535,21 +537,13 @@ impl Writer {
         let Some(v) = self.ks.idem.get(key).map_err(unavailable)? else {
             return Ok(None);
         };
-        let id = <[u8; 8]>::try_from(&v[..])
+        let seq = <[u8; 8]>::try_from(&v[..])
             .map(u64::from_be_bytes)
             .map_err(|_| StorageError::Corrupt("idempotency record".into()))?;
-        let stored = match self
-            .ks
-            .msg
-            .get(keys::message(m.conversation, MessageId(id)))
-            .map_err(unavailable)?
-        {
-            Some(bytes) => decode_message(&bytes)?,
-            None => {
-                return Err(StorageError::Corrupt(
-                    "idempotency key without message".into(),
-                ));
-            }
+        let Some(stored) = load_message(&self.ks, m.conversation, seq)? else {
+            return Err(StorageError::Corrupt(
+                "idempotency key without message".into(),
+            ));
         };
         // The key is a hash: confirm it is this sender's key, not a collision.
         Ok(
@@ -571,11 +565,7 @@ impl Writer {
             return Err(StorageError::Forbidden("not a participant"));
         }
         let key = keys::read_state(conv, user);
-        let current = self.read_state(p, &key)?.unwrap_or(ReadState {
-            up_to: MessageId(0),
-            seq: 0,
-            read_at_ms: 0,
-        });
+        let current = self.read_state(p, &key)?.unwrap_or_default();
         let target = self.newest_at_or_before(p, &c, up_to)?;
         match target {
             Some((id, seq)) if seq > current.seq => {
@@ -610,22 +600,15 @@ impl Writer {
             return Ok(Some((last, c.last_seq)));
         }
         // Appended in this batch and not yet visible in fjall.
-        let in_batch = p
-            .appended
-            .get(&c.id)
-            .and_then(|v| v.iter().rev().find(|(id, _)| *id <= up_to).copied());
-        if in_batch.is_some() {
-            return Ok(in_batch);
+        let batch = p.appended.get(&c.id).map_or(&[][..], Vec::as_slice);
+        if let Some(found) = batch.iter().rev().find(|(id, _)| *id <= up_to) {
+            return Ok(Some(*found));
         }
-        let start = keys::message(c.id, MessageId(0));
-        let end = keys::message(c.id, up_to);
-        match self.ks.msg.range(start..=end).next_back() {
-            Some(guard) => {
-                let (_, v) = guard.into_inner().map_err(unavailable)?;
-                let m = decode_message(&v)?;
-                Ok(Some((m.id, m.seq)))
-            }
-            None => Ok(None),
-        }
+        let committed = c.last_seq - batch.len() as u64;
+        let seq = seq_at_or_before(&self.ks, c.id, committed, up_to)?;
+        Ok(match seq {
+            0 => None,
+            seq => load_message(&self.ks, c.id, seq)?.map(|m| (m.id, m.seq)),
+        })
     }
 }

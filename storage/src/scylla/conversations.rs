@@ -6,7 +6,7 @@ use parley_types::*;
 use uuid::Uuid;
 
 use super::rows::ConvRow;
-use super::{Scylla, UNREAD_CAP, bucket_of, futures_join_all, id_bucket, unavailable};
+use super::{Scylla, futures_join_all, seq_bucket, unavailable};
 use crate::error::{Result, StorageError};
 
 impl Scylla {
@@ -18,12 +18,14 @@ impl Scylla {
             .transpose()
     }
     pub(super) async fn load(&self, id: ConversationId) -> Result<Option<Conversation>> {
-        let (c, activity) = tokio::try_join!(
+        type Head = (Option<i64>, Option<i64>, Option<i64>);
+        let (c, head) = tokio::try_join!(
             self.load_static(id),
-            self.rows::<(Option<i64>, Option<i64>)>(&self.st.conversations.activity_get, (id.0,))
+            self.rows::<Head>(&self.st.conversations.head_get, (id.0,))
         )?;
         Ok(c.map(|mut c| {
-            if let Some((last, at)) = activity.into_iter().next() {
+            if let Some((seq, last, at)) = head.into_iter().next() {
+                c.last_seq = seq.unwrap_or(0).max(0) as u64;
                 c.last_message_id = last.filter(|v| *v > 0).map(|v| MessageId(v as u64));
                 if let Some(at) = at {
                     c.last_activity_ms = c.last_activity_ms.max(at);
@@ -57,13 +59,6 @@ impl Scylla {
         }?;
         self.exec(&self.st.conversations.conv_insert, ConvRow::of(c))
             .await
-    }
-    pub(super) async fn unread(&self, c: &Conversation, user: &str) -> Result<u64> {
-        let watermark = self
-            .read_state(c.id, user)
-            .await?
-            .map_or(MessageId(0), |s| s.up_to);
-        self.count_after(c, watermark, UNREAD_CAP).await
     }
     pub(super) async fn create_direct(
         &self,
@@ -186,20 +181,16 @@ impl Scylla {
                 .collect();
             futures_join_all(futs).await
         }?;
-        let last = c
-            .last_message_id
-            .map_or(bucket_of(c.created_at_ms), id_bucket);
-        let first = bucket_of(c.created_at_ms);
         {
-            let futs: Vec<_> = (first..=last)
+            let futs: Vec<_> = (0..=seq_bucket(c.last_seq))
                 .map(|b| self.exec(&self.st.messages.msg_delete_bucket, (id.0, b)))
                 .collect();
             futures_join_all(futs).await
         }?;
         tokio::try_join!(
             self.exec(&self.st.messages.key_delete_all, (id.0,)),
-            self.exec(&self.st.messages.read_delete_all, (id.0,)),
-            self.exec(&self.st.conversations.activity_delete, (id.0,)),
+            self.exec(&self.st.messages.mark_delete_all, (id.0,)),
+            self.exec(&self.st.conversations.head_delete, (id.0,)),
         )?;
         Ok(c)
     }
@@ -215,9 +206,9 @@ impl Scylla {
         let futs: Vec<_> = page
             .into_iter()
             .map(|c| async move {
-                let last_message = match c.last_message_id {
-                    Some(id) => self.message(c.id, id).await?,
-                    None => None,
+                let last_message = match c.last_seq {
+                    0 => None,
+                    seq => self.message(c.id, seq).await?,
                 };
                 Ok(ConversationSummary {
                     unread: self.unread(&c, user).await?,

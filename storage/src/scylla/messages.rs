@@ -1,98 +1,281 @@
-//! Messages: bucketed history, idempotent appends, read watermarks.
+//! Messages: seqs claimed by lightweight transactions, history by seq, idempotent appends,
+//! read watermarks.
+//!
+//! **Appending.** A writer claims the next seq with `INSERT … IF NOT EXISTS` on the row
+//! `(conversation, seq)`. It starts from the conversation's head (last seq and id, written after
+//! every claim `USING TIMESTAMP seq`, so it may lag but never runs ahead of the claims) and
+//! walks forward on every claim someone else won, learning that row's id. So seq `n + 1` is
+//! claimed only after `n` was — seqs are dense — and a claim is linearizable, so a reader that
+//! sees `n + 1` can read `n`. The id it writes is above the id of `n` (its node's next id, or
+//! just above that one), so ids increase with seq and a message is found by id with a binary
+//! search over seqs. After a few lost claims it reads the partition's top at LOCAL_SERIAL and
+//! jumps there.
+//!
+//! **Idempotency.** The key row (conversation, sender, client_msg_id) → message id is written
+//! and read back before the claim (a racing retry on another node yields to the id that won),
+//! and gets the seq once claimed. A retry that finds a key without a seq looks for its claim
+//! among the newest messages; a retry that finds none claims anew. Only a first attempt whose
+//! claim is still in flight when its retry (on another node) gives up looking could store the
+//! message twice.
 
-use parley_types::ids::timestamp_ms;
 use parley_types::*;
 
 use super::rows::{MsgInsert, MsgRow};
-use super::{Scylla, bucket_of, id_bucket, key_stripe};
+use super::{ClaimHint, SEQ_BUCKET, Scylla, claim_stripe, key_stripe, seq_bucket};
 use crate::MAX_PAGE;
 use crate::error::{Result, StorageError};
 
+/// Lost claims before the writer reads the partition's top instead of walking.
+const WALK: u32 = 3;
+/// How many of the newest messages a retry searches for its earlier claim.
+const RETRY_SEARCH: usize = 1000;
+/// How long a send's key may stay owned by an attempt that stored nothing before a retry
+/// presumes it dead and takes over, ms.
+const KEY_TAKE_OVER_MS: i64 = 30_000;
+/// Times a claim whose outcome is unknown (a timeout, say) is sent again, 20 ms after the
+/// first failure, doubling.
+const CLAIM_RETRIES: u32 = 4;
+
+/// An idempotency key: (conversation, sender, client_msg_id).
+type SendKey = (uuid::Uuid, String, String);
+
+/// What a claim of a seq found.
+enum Claim {
+    Won,
+    /// Someone holds the seq: their message's id, sender and client_msg_id.
+    Taken(MessageId, String, String),
+}
+
 impl Scylla {
-    pub(super) async fn message(
-        &self,
-        conv: ConversationId,
-        id: MessageId,
-    ) -> Result<Option<Message>> {
-        let rows: Vec<MsgRow> = self
-            .rows(
-                &self.st.messages.msg_get,
-                (conv.0, id_bucket(id), id.0 as i64),
-            )
-            .await?;
+    /// The message at `seq`.
+    pub(super) async fn message(&self, conv: ConversationId, seq: u64) -> Result<Option<Message>> {
+        let st = &self.st.messages.msg_get;
+        let rows: Vec<MsgRow> = self.rows(st, (conv.0, seq_bucket(seq), seq as i64)).await?;
         rows.into_iter()
             .next()
             .map(|r| r.into_message(conv))
             .transpose()
     }
+
+    /// The seq of the newest message with id ≤ `id` among `1..=last` (0: none): a binary search
+    /// over seqs (ids increase with seq).
+    pub(super) async fn seq_at_or_before(
+        &self,
+        conv: ConversationId,
+        last: u64,
+        id: MessageId,
+    ) -> Result<u64> {
+        let (mut lo, mut hi) = (0u64, last);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let m = self.message(conv, mid).await?.ok_or_else(|| {
+                StorageError::Unavailable(format!("message seq {mid} not readable"))
+            })?;
+            if m.id <= id {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// The seq `p` stands for in `c`.
+    async fn position_seq(&self, c: &Conversation, p: Position) -> Result<u64> {
+        if p.seq > 0 || p.id.0 == 0 {
+            return Ok(p.seq);
+        }
+        if c.last_message_id.is_some_and(|last| last <= p.id) {
+            return Ok(c.last_seq);
+        }
+        self.seq_at_or_before(c.id, c.last_seq, p.id).await
+    }
+
     pub(super) async fn read_state(
         &self,
         conv: ConversationId,
         user: &str,
     ) -> Result<Option<ReadState>> {
-        let rows: Vec<(Option<i64>, Option<i64>)> = self
-            .rows(&self.st.messages.read_get, (conv.0, user))
+        let rows: Vec<(Option<i64>, Option<i64>, Option<i64>)> = self
+            .rows(&self.st.messages.mark_get, (conv.0, user))
             .await?;
-        Ok(rows.into_iter().next().and_then(|(up_to, at)| {
+        Ok(rows.into_iter().next().and_then(|(up_to, seq, at)| {
             up_to.map(|u| ReadState {
                 up_to: MessageId(u as u64),
-                seq: 0,
+                seq: seq.unwrap_or(0) as u64,
                 read_at_ms: at.unwrap_or(0),
             })
         }))
     }
+
     pub(super) async fn write_read_state(
         &self,
         conv: ConversationId,
         user: &str,
-        up_to: MessageId,
-        at: i64,
+        state: &ReadState,
     ) -> Result<()> {
-        self.exec(
-            &self.st.messages.read_set,
-            (up_to.0 as i64, up_to.0 as i64, at, conv.0, user),
-        )
-        .await
+        let seq = state.seq as i64;
+        let values = (
+            seq,
+            state.up_to.0 as i64,
+            seq,
+            state.read_at_ms,
+            conv.0,
+            user,
+        );
+        self.exec(&self.st.messages.mark_set, values).await
     }
-    pub(super) async fn count_after(
-        &self,
-        c: &Conversation,
-        after: MessageId,
-        cap: usize,
-    ) -> Result<u64> {
-        let Some(last) = c.last_message_id else {
-            return Ok(0);
-        };
-        if last <= after {
-            return Ok(0);
-        }
-        let low = if after.0 == 0 {
-            bucket_of(c.created_at_ms)
-        } else {
-            id_bucket(after)
-        };
-        let mut count = 0usize;
-        let mut bucket = id_bucket(last);
-        while bucket >= low && count < cap {
-            let rows: Vec<(i64,)> = self
-                .rows(
-                    &self.st.messages.msg_ids_after,
-                    (c.id.0, bucket, after.0 as i64, (cap - count) as i32),
-                )
-                .await?;
-            count += rows.len();
-            bucket -= 1;
-        }
-        Ok(count as u64)
+
+    pub(super) async fn unread(&self, c: &Conversation, user: &str) -> Result<u64> {
+        let read = self.read_state(c.id, user).await?.map_or(0, |s| s.seq);
+        Ok(c.last_seq.saturating_sub(read))
     }
-    pub(super) async fn insert_message(&self, m: &Message) -> Result<()> {
-        let row = MsgInsert::new(m, id_bucket(m.id));
+
+    /// Claims `seq` for `m` (a lightweight transaction).
+    async fn claim(&self, m: &Message) -> Result<Claim> {
+        let row = MsgInsert::new(m, seq_bucket(m.seq));
         let st = &self.st.messages;
-        match &m.media {
-            None => self.exec(&st.msg_insert, row).await,
-            Some(media) => self.exec(&st.msg_insert_media, row.with_media(media)).await,
+        let answer = match &m.media {
+            None => self.lwt(&st.msg_claim, row).await?,
+            Some(media) => self.lwt(&st.msg_claim_media, row.with_media(media)).await?,
+        };
+        if answer.applied() {
+            return Ok(Claim::Won);
+        }
+        Ok(Claim::Taken(
+            MessageId(answer.bigint("message_id").unwrap_or(0) as u64),
+            answer.text("sender"),
+            answer.text("client_msg_id"),
+        ))
+    }
+
+    /// The newest claimed seq and its id at LOCAL_SERIAL, looking from `from`'s partition on.
+    async fn top(&self, conv: ConversationId, from: u64) -> Result<Option<(u64, MessageId)>> {
+        let mut bucket = seq_bucket(from);
+        let mut best = None;
+        loop {
+            let rows: Vec<(i64, i64)> = self
+                .rows(&self.st.messages.msg_top, (conv.0, bucket))
+                .await?;
+            match rows.into_iter().next() {
+                Some((seq, id)) => {
+                    best = Some((seq as u64, MessageId(id as u64)));
+                    // Full partition: the next one may hold more.
+                    if seq as u64 % SEQ_BUCKET != SEQ_BUCKET - 1 {
+                        return Ok(best);
+                    }
+                    bucket += 1;
+                }
+                None => return Ok(best),
+            }
         }
     }
+
+    /// A claim, sent again (same seq, same id) while its outcome is unknown: a timeout or an
+    /// unavailable replica. An answer naming this very id means an earlier try won.
+    async fn claim_settled(&self, m: &Message) -> Result<Claim> {
+        let mut failures = 0;
+        loop {
+            match self.claim(m).await {
+                Ok(Claim::Taken(id, ..)) if id == m.id => return Ok(Claim::Won),
+                Ok(claim) => return Ok(claim),
+                Err(e) if failures == CLAIM_RETRIES => return Err(e),
+                Err(_) => {
+                    failures += 1;
+                    let backoff = std::time::Duration::from_millis(10 << failures);
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+    }
+
+    /// Claims the next free seq of `c` for `m`, setting its seq and id to what won. Claims of
+    /// one conversation on this node take turns (a striped lock that remembers the last seq
+    /// claimed), so they contend in Paxos only with other nodes. `Ok(Some(message))` when a seq
+    /// went to this very send's earlier attempt (a racing retry): that message.
+    async fn claim_next(&self, c: &Conversation, m: &mut Message) -> Result<Option<Message>> {
+        let mut hint = self.claim_locks[claim_stripe(c.id)].lock().await;
+        let mut after = c.last_seq;
+        let mut floor = c.last_message_id.unwrap_or_default();
+        if hint.conversation == c.id && hint.seq > after {
+            (after, floor) = (hint.seq, floor.max(hint.id));
+        }
+        let mut lost = 0u32;
+        loop {
+            m.seq = after + 1;
+            m.id = self.next_id_after(m.created_at_ms, floor);
+            match self.claim_settled(m).await? {
+                Claim::Won => {
+                    *hint = ClaimHint {
+                        conversation: c.id,
+                        seq: m.seq,
+                        id: m.id,
+                    };
+                    return Ok(None);
+                }
+                Claim::Taken(id, sender, key) if sender == m.sender && key == m.client_msg_id => {
+                    // Our own earlier attempt (a retry racing it) holds this seq.
+                    let theirs = self.message(c.id, m.seq).await?;
+                    return Ok(theirs.or(Some(Message { id, ..m.clone() })));
+                }
+                Claim::Taken(id, _, _) => {
+                    after += 1;
+                    floor = floor.max(id);
+                    lost += 1;
+                    if lost.is_multiple_of(WALK)
+                        && let Some((seq, id)) = self.top(c.id, after).await?
+                        && seq > after
+                    {
+                        (after, floor) = (seq, floor.max(id));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The message a retry's earlier attempt stored, among the newest: by its sender and key.
+    async fn find_claim(&self, c: &Conversation, key: &SendKey) -> Result<Option<Message>> {
+        // From the true top: the claim may be newer than `c` (which may lag, too).
+        let top = self
+            .top(c.id, c.last_seq)
+            .await?
+            .map_or(c.last_seq, |(seq, _)| seq);
+        let mut before = top.max(c.last_seq) + 1;
+        let mut searched = 0;
+        while before > 1 && searched < RETRY_SEARCH {
+            let page = self.page_before(c.id, before, MAX_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            before = last.seq;
+            searched += page.len();
+            if let Some(m) = page
+                .into_iter()
+                .find(|m| m.sender == key.1 && m.client_msg_id == key.2)
+            {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
+    }
+
+    /// After a claim: the key learns its seq, the head and the sender's own watermark move.
+    async fn after_claim(&self, m: &Message) -> Result<()> {
+        let conv = m.conversation.0;
+        let seq = m.seq as i64;
+        let key = (seq, conv, m.sender.as_str(), m.client_msg_id.as_str());
+        let head = (seq, seq, m.id.0 as i64, m.created_at_ms, conv);
+        let own = ReadState {
+            up_to: m.id,
+            seq: m.seq,
+            read_at_ms: m.created_at_ms,
+        };
+        tokio::try_join!(
+            self.exec(&self.st.messages.key_set_seq, key),
+            self.exec(&self.st.conversations.head_set, head),
+            self.write_read_state(m.conversation, &m.sender, &own),
+        )?;
+        Ok(())
+    }
+
     pub(super) async fn append(&self, m: NewMessage) -> Result<Appended> {
         let c = self
             .load(m.conversation)
@@ -105,114 +288,170 @@ impl Scylla {
             .lock()
             .await;
         let key = (m.conversation.0, m.sender.clone(), m.client_msg_id.clone());
-        let found: Vec<(Option<i64>, Option<i32>)> =
-            self.rows(&self.st.messages.key_get, key.clone()).await?;
-        if let Some((Some(id), _)) = found.into_iter().next() {
-            let id = MessageId(id as u64);
-            if let Some(message) = self.message(m.conversation, id).await? {
-                return Ok(Appended {
-                    message,
-                    duplicate: true,
-                });
-            }
-            // The first attempt stopped between its key and its message: finish it, same id.
-            let message = m.into_message(id, 0, timestamp_ms(id));
-            self.insert_message(&message).await?;
+        let now_ms = m.now_ms;
+        let floor = c.last_message_id.unwrap_or_default();
+        let mut message = m.into_message(self.next_id_after(now_ms, floor), 0, now_ms);
+        // The attempt's token: a fresh id, never a message's (ids are unique).
+        let token = message.id;
+        if let Some(theirs) = self.own_key(&c, &key, token, now_ms).await? {
             return Ok(Appended {
-                message,
-                duplicate: false,
+                message: theirs,
+                duplicate: true,
             });
         }
         if let ConversationKind::Direct { buyer, seller, .. } = &c.kind
             && self.blocked_between(buyer, seller).await?
         {
+            // Let a later attempt (once unblocked) have the key.
+            self.exec(&self.st.messages.key_delete, key).await?;
             return Err(StorageError::Blocked);
         }
-        let id = self.next_id(m.now_ms);
-        self.exec(
-            &self.st.messages.key_insert,
-            (
-                key.0,
-                key.1.clone(),
-                key.2.clone(),
-                id.0 as i64,
-                id_bucket(id),
-            ),
-        )
-        .await?;
-        // Read the key back: a racing writer of the same key on another node may have won.
-        let back: Vec<(Option<i64>, Option<i32>)> =
-            self.rows(&self.st.messages.key_get, key).await?;
-        if let Some((Some(other), _)) = back.into_iter().next()
-            && other as u64 != id.0
-        {
-            let other = MessageId(other as u64);
-            let message = self
-                .eventually(|| self.message(m.conversation, other))
-                .await?
-                .ok_or_else(|| {
-                    StorageError::Unavailable("racing duplicate not stored yet".into())
-                })?;
+        if let Some(theirs) = self.claim_next(&c, &mut message).await? {
             return Ok(Appended {
-                message,
+                message: theirs,
                 duplicate: true,
             });
         }
-        let now_ms = m.now_ms;
-        let message = m.into_message(id, 0, now_ms);
-        self.insert_message(&message).await?;
-        tokio::try_join!(
-            self.exec(
-                &self.st.conversations.activity_set,
-                (id.0 as i64, id.0 as i64, now_ms, message.conversation.0)
-            ),
-            self.write_read_state(message.conversation, &message.sender, id, now_ms),
-        )?;
+        self.after_claim(&message).await?;
         Ok(Appended {
             message,
             duplicate: false,
         })
     }
+
+    /// Makes this attempt (`token`) the owner of `key`: `Ok(None)`. When another attempt owns
+    /// it: the message it stored, waiting a little for it to get there. An owner that has
+    /// stored nothing for [`KEY_TAKE_OVER_MS`] is presumed dead and replaced.
+    async fn own_key(
+        &self,
+        c: &Conversation,
+        key: &SendKey,
+        token: MessageId,
+        now_ms: i64,
+    ) -> Result<Option<Message>> {
+        let st = &self.st.messages;
+        let values = (
+            key.0,
+            key.1.as_str(),
+            key.2.as_str(),
+            token.0 as i64,
+            now_ms,
+        );
+        let answer = self.lwt(&st.key_claim, values).await?;
+        if answer.applied() {
+            return Ok(None);
+        }
+        let seq = answer.bigint("seq");
+        if let Some(m) = self.earlier_attempt(c, key, seq).await? {
+            return Ok(Some(m));
+        }
+        // Its owner has not stored it (yet): wait for it, reading the key again each time.
+        let found = self
+            .eventually(|| async {
+                let rows: Vec<(Option<i64>, Option<i64>)> =
+                    self.rows(&st.key_get, key.clone()).await?;
+                let seq = rows.into_iter().next().and_then(|(_, seq)| seq);
+                match seq {
+                    Some(_) => self.earlier_attempt(c, key, seq).await,
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        if let Some(m) = found {
+            return Ok(Some(m));
+        }
+        let owner = answer.bigint("message_id").unwrap_or(0);
+        let since = answer.bigint("created_at").unwrap_or(0);
+        if now_ms.saturating_sub(since) < KEY_TAKE_OVER_MS {
+            return Err(StorageError::Unavailable(
+                "an earlier attempt of this message is still in flight; retry".into(),
+            ));
+        }
+        let take = (
+            token.0 as i64,
+            now_ms,
+            key.0,
+            key.1.as_str(),
+            key.2.as_str(),
+            owner,
+        );
+        if self.lwt(&st.key_take_over, take).await?.applied() {
+            return Ok(None);
+        }
+        Err(StorageError::Unavailable(
+            "another attempt of this message took it over; retry".into(),
+        ))
+    }
+
+    /// The message an earlier attempt with `key` (its seq, once known) stored, if it got that
+    /// far.
+    async fn earlier_attempt(
+        &self,
+        c: &Conversation,
+        key: &SendKey,
+        seq: Option<i64>,
+    ) -> Result<Option<Message>> {
+        let found = match seq {
+            Some(seq) if seq > 0 => self.message(c.id, seq as u64).await?,
+            _ => self.find_claim(c, key).await?,
+        };
+        if let Some(m) = &found
+            && seq.is_none_or(|s| s <= 0)
+        {
+            // It stopped between its claim and recording the seq: finish that.
+            self.after_claim(m).await?;
+        }
+        Ok(found)
+    }
+
+    /// Up to `limit` messages with seq < `before`, newest first.
+    async fn page_before(
+        &self,
+        conv: ConversationId,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let mut out = Vec::with_capacity(limit);
+        if before <= 1 {
+            return Ok(out);
+        }
+        let mut bucket = seq_bucket(before - 1);
+        while bucket >= 0 && out.len() < limit {
+            let want = (limit - out.len()) as i32;
+            let st = &self.st.messages.msg_before;
+            let rows: Vec<MsgRow> = self.rows(st, (conv.0, bucket, before as i64, want)).await?;
+            for r in rows {
+                out.push(r.into_message(conv)?);
+            }
+            bucket -= 1;
+        }
+        Ok(out)
+    }
+
     pub(super) async fn history(
         &self,
         conversation: ConversationId,
-        before: Option<MessageId>,
+        before: Option<Position>,
         limit: usize,
     ) -> Result<HistoryPage> {
         let limit = limit.clamp(1, MAX_PAGE);
         let Some(c) = self.load(conversation).await? else {
             return Ok(HistoryPage::default());
         };
-        let Some(last) = c.last_message_id else {
-            return Ok(HistoryPage::default());
-        };
-        let start = before.unwrap_or(MessageId(u64::MAX));
-        let low = bucket_of(c.created_at_ms);
-        let mut bucket = id_bucket(start.min(MessageId(last.0.saturating_add(1))));
-        let mut messages = Vec::with_capacity(limit + 1);
-        // One extra row tells whether an older page exists.
-        while bucket >= low && messages.len() <= limit {
-            let want = (limit + 1 - messages.len()) as i32;
-            let rows: Vec<MsgRow> = self
-                .rows(
-                    &self.st.messages.msg_before,
-                    (
-                        conversation.0,
-                        bucket,
-                        start.0.min(i64::MAX as u64) as i64,
-                        want,
-                    ),
-                )
-                .await?;
-            for r in rows {
-                messages.push(r.into_message(conversation)?);
+        // Strictly older than `before`.
+        let before = match before {
+            None => c.last_seq + 1,
+            Some(p) if p.seq > 0 => p.seq,
+            Some(p) => {
+                let older = MessageId(p.id.0.saturating_sub(1));
+                self.seq_at_or_before(c.id, c.last_seq, older).await? + 1
             }
-            bucket -= 1;
-        }
+        };
+        let mut messages = self.page_before(conversation, before, limit + 1).await?;
         let more = messages.len() > limit;
         messages.truncate(limit);
         let next_before = if more {
-            messages.last().map(|m| m.id)
+            messages.last().map(Position::of)
         } else {
             None
         };
@@ -221,43 +460,43 @@ impl Scylla {
             next_before,
         })
     }
+
     pub(super) async fn messages_after(
         &self,
         conversation: ConversationId,
-        after: MessageId,
+        after: Position,
         limit: usize,
     ) -> Result<Vec<Message>> {
         let Some(c) = self.load(conversation).await? else {
             return Ok(Vec::new());
         };
-        let Some(last) = c.last_message_id else {
-            return Ok(Vec::new());
-        };
+        let mut from = self.position_seq(&c, after).await?;
         let mut out = Vec::new();
-        if after >= last || after.0 > i64::MAX as u64 {
+        if from >= i64::MAX as u64 {
             return Ok(out);
         }
-        let mut bucket = if after.0 == 0 {
-            bucket_of(c.created_at_ms)
-        } else {
-            id_bucket(after).max(bucket_of(c.created_at_ms))
-        };
-        let high = id_bucket(last);
-        while bucket <= high && out.len() < limit {
-            let want = (limit - out.len()) as i32;
+        let st = &self.st.messages.msg_after;
+        // Partition by partition, past the head too (it may lag the claims).
+        while out.len() < limit {
+            let want = limit - out.len();
+            let bucket = seq_bucket(from + 1);
             let rows: Vec<MsgRow> = self
-                .rows(
-                    &self.st.messages.msg_after,
-                    (conversation.0, bucket, after.0 as i64, want),
-                )
+                .rows(st, (conversation.0, bucket, from as i64, want as i32))
                 .await?;
+            let n = rows.len();
             for r in rows {
-                out.push(r.into_message(conversation)?);
+                let m = r.into_message(conversation)?;
+                from = m.seq;
+                out.push(m);
             }
-            bucket += 1;
+            // Go on only when this partition ended full (its last seq ends a partition).
+            if n == 0 || (n < want && (from + 1) % SEQ_BUCKET != 0) {
+                break;
+            }
         }
         Ok(out)
     }
+
     pub(super) async fn mark_read(
         &self,
         conversation: ConversationId,
@@ -275,49 +514,33 @@ impl Scylla {
         let current = self
             .read_state(conversation, user)
             .await?
-            .unwrap_or(ReadState {
-                up_to: MessageId(0),
-                seq: 0,
-                read_at_ms: 0,
-            });
-        // The newest message at or before `up_to`.
-        let target = match c.last_message_id {
-            None => None,
-            Some(last) if last <= up_to => Some(last),
-            Some(_) => {
-                let low = bucket_of(c.created_at_ms);
-                let mut bucket = id_bucket(up_to);
-                let mut found = None;
-                while bucket >= low && found.is_none() {
-                    let rows: Vec<(i64,)> = self
-                        .rows(
-                            &self.st.messages.msg_at_or_before,
-                            (conversation.0, bucket, up_to.0.min(i64::MAX as u64) as i64),
-                        )
-                        .await?;
-                    found = rows.into_iter().next().map(|(id,)| MessageId(id as u64));
-                    bucket -= 1;
-                }
-                found
-            }
-        };
-        match target {
-            Some(id) if id > current.up_to => {
-                self.write_read_state(conversation, user, id, now_ms)
-                    .await?;
-                Ok(ReadOutcome {
-                    state: ReadState {
-                        up_to: id,
-                        seq: 0,
-                        read_at_ms: now_ms,
-                    },
-                    advanced: true,
-                })
-            }
-            _ => Ok(ReadOutcome {
+            .unwrap_or_default();
+        let seq = self
+            .position_seq(&c, Position { seq: 0, id: up_to })
+            .await?;
+        if seq <= current.seq {
+            return Ok(ReadOutcome {
                 state: current,
                 advanced: false,
-            }),
+            });
         }
+        let id = match self.message(conversation, seq).await? {
+            Some(m) => m.id,
+            None => {
+                return Err(StorageError::Unavailable(
+                    "watermark message not readable".into(),
+                ));
+            }
+        };
+        let state = ReadState {
+            up_to: id,
+            seq,
+            read_at_ms: now_ms,
+        };
+        self.write_read_state(conversation, user, &state).await?;
+        Ok(ReadOutcome {
+            state,
+            advanced: true,
+        })
     }
 }

@@ -3,24 +3,20 @@
 //! as derived structs ([`rows`]), the schema in `deploy/cql/`.
 //!
 //! Design, table by table (see `deploy/cql/schema.cql`):
-//! - **messages**: `((conversation_id, bucket), message_id DESC)` with 10-day buckets. History
-//!   walks buckets backwards from the newest (or `before`) to the conversation's creation
-//!   bucket, so it never scans empty buckets forever; resume walks forwards to the bucket of
-//!   the conversation's last message. Rows are written with only their non-null columns.
+//! - **messages_by_seq**: `((conversation_id, bucket), seq DESC)` with [`SEQ_BUCKET`] seqs per
+//!   partition, so partitions have a fixed size, a message's partition follows from its seq,
+//!   and history and resume never walk empty partitions. Each row is written by a lightweight
+//!   transaction claiming its seq (see `messages`): seqs are dense across every node.
+//! - **conversation_heads**: last seq, id and activity, written `USING TIMESTAMP <seq>` so the
+//!   newest wins however writes interleave. Writers start their claim there; unread counts are
+//!   `last_seq - watermark seq`, exact and O(1).
 //! - **direct uniqueness**: a lightweight transaction (`INSERT … IF NOT EXISTS`) on
 //!   `direct_conversations` claims (buyer, seller, listing); the loser reads the winner's id.
-//! - **idempotent sends without an LWT per message**: the key row
-//!   (conversation, sender, client_msg_id) → message id is written *before* the message, then
-//!   read back. A retry finds the key and returns (or, after a crash between the two writes,
-//!   completes) the first message; a racing duplicate that reads back someone else's id yields
-//!   to it. Within one node, sends of one key are serialised by a striped lock, so only two
-//!   retries of the same key racing on two nodes within a round trip could both store — a
-//!   Paxos round on every message would close that window at several times the write cost.
-//! - **monotonic state without LWT**: the read watermark and a conversation's last message are
-//!   written `USING TIMESTAMP <message id>` (ids are time-ordered), so the newest wins however
-//!   writes interleave. Deletes of those rows use a timestamp above every id.
-//! - **unread counts**: messages after the reader's watermark, counted per conversation up to
-//!   [`UNREAD_CAP`] (sending moves the sender's own watermark, as in every engine).
+//! - **idempotent sends**: the key row (conversation, sender, client_msg_id) → message id is
+//!   written before the claim and read back (a racing retry on another node yields to the id
+//!   that won); within one node, sends of one key are serialised by a striped lock.
+//! - **read_watermarks**: written `USING TIMESTAMP <seq>`, so an older watermark never
+//!   overwrites a newer one. Deletes use a timestamp above every seq.
 
 mod conversations;
 mod messages;
@@ -31,7 +27,7 @@ mod statements;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use parley_types::ids::{IdGenerator, timestamp_ms};
+use parley_types::ids::IdGenerator;
 use parley_types::*;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -43,14 +39,34 @@ use crate::Storage;
 use crate::error::{Result, StorageError};
 use statements::Statements;
 
-/// Width of a message bucket: 10 days, in milliseconds.
-pub const BUCKET_MS: i64 = 10 * 24 * 3600 * 1000;
-/// Unread counts stop counting here (a badge shows "1000+").
-pub const UNREAD_CAP: usize = 1000;
-/// A write timestamp above every message id: deletes of rows written `USING TIMESTAMP <id>`.
+/// Seqs per partition of `messages_by_seq`: partition `seq / SEQ_BUCKET`.
+pub const SEQ_BUCKET: u64 = 10_000;
+/// A write timestamp above every seq: deletes of rows written `USING TIMESTAMP <seq>`.
 const DELETE_TIMESTAMP: i64 = 9_000_000_000_000_000_000;
 /// Striped locks serialising sends of one idempotency key on this node.
 const KEY_LOCKS: usize = 256;
+/// Striped locks serialising this node's seq claims per conversation (so this node's writers
+/// of one conversation do not contend in Paxos with each other), each remembering the last
+/// seq it claimed.
+const CLAIM_LOCKS: usize = 1024;
+
+/// The last claim made under one claim lock: where the next claim of that conversation starts.
+#[derive(Clone, Copy)]
+struct ClaimHint {
+    conversation: ConversationId,
+    seq: u64,
+    id: MessageId,
+}
+
+impl Default for ClaimHint {
+    fn default() -> Self {
+        Self {
+            conversation: ConversationId(Uuid::nil()),
+            seq: 0,
+            id: MessageId(0),
+        }
+    }
+}
 
 /// The CQL schema, applied by [`Scylla::migrate`].
 pub const SCHEMA: &str = include_str!("../../../deploy/cql/schema.cql");
@@ -113,12 +129,9 @@ fn unavailable(e: impl std::fmt::Display) -> StorageError {
     StorageError::Unavailable(e.to_string())
 }
 
-fn bucket_of(ms: i64) -> i32 {
-    (ms.max(0) / BUCKET_MS) as i32
-}
-
-fn id_bucket(id: MessageId) -> i32 {
-    bucket_of(timestamp_ms(id))
+/// The partition of `messages_by_seq` holding `seq`.
+fn seq_bucket(seq: u64) -> i32 {
+    i32::try_from(seq / SEQ_BUCKET).unwrap_or(i32::MAX)
 }
 
 /// The ScyllaDB / Cassandra engine. Cheap to clone.
@@ -128,6 +141,7 @@ pub struct Scylla {
     st: Arc<Statements>,
     ids: Arc<Mutex<IdGenerator>>,
     key_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+    claim_locks: Arc<Vec<tokio::sync::Mutex<ClaimHint>>>,
 }
 
 impl Scylla {
@@ -145,11 +159,8 @@ impl Scylla {
             session: Arc::new(session),
             st: Arc::new(st),
             ids: Arc::new(Mutex::new(IdGenerator::new(config.node_id))),
-            key_locks: Arc::new(
-                (0..KEY_LOCKS)
-                    .map(|_| tokio::sync::Mutex::new(()))
-                    .collect(),
-            ),
+            key_locks: Arc::new((0..KEY_LOCKS).map(|_| Default::default()).collect()),
+            claim_locks: Arc::new((0..CLAIM_LOCKS).map(|_| Default::default()).collect()),
         })
     }
     pub async fn migrate(nodes: &[String], keyspace: &str, replication: &str) -> Result<()> {
@@ -181,11 +192,12 @@ impl Scylla {
             .map_err(unavailable)?;
         Ok(())
     }
-    fn next_id(&self, now_ms: i64) -> MessageId {
+    /// This node's next id at `now_ms`, above `floor` (the id of the seq before).
+    fn next_id_after(&self, now_ms: i64, floor: MessageId) -> MessageId {
         self.ids
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .next(now_ms)
+            .next_after(now_ms, floor)
     }
     async fn rows<T>(
         &self,
@@ -217,6 +229,33 @@ impl Scylla {
             .map_err(unavailable)?;
         Ok(())
     }
+    /// Runs a lightweight transaction: whether it applied, and the row it found when not.
+    async fn lwt(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<Lwt> {
+        let result = self
+            .session
+            .execute_unpaged(st, values)
+            .await
+            .map_err(unavailable)?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        let names: Vec<String> = rows
+            .column_specs()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
+        let row = rows
+            .rows::<scylla::value::Row>()
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?
+            .next()
+            .ok_or_else(|| StorageError::Corrupt("a transaction without an answer".into()))?
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        Ok(Lwt {
+            columns: names.into_iter().zip(row.columns).collect(),
+        })
+    }
     async fn eventually<T, F, Fut>(&self, mut probe: F) -> Result<Option<T>>
     where
         F: FnMut() -> Fut,
@@ -229,6 +268,32 @@ impl Scylla {
             tokio::time::sleep(std::time::Duration::from_millis(5 + i * 5)).await;
         }
         Ok(None)
+    }
+}
+
+/// A lightweight transaction's answer: `[applied]`, and the existing row when it did not.
+struct Lwt {
+    columns: Vec<(String, Option<scylla::value::CqlValue>)>,
+}
+
+impl Lwt {
+    fn column(&self, name: &str) -> Option<&scylla::value::CqlValue> {
+        self.columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_ref())
+    }
+    fn applied(&self) -> bool {
+        self.column("[applied]").and_then(|v| v.as_boolean()) == Some(true)
+    }
+    fn bigint(&self, name: &str) -> Option<i64> {
+        self.column(name).and_then(|v| v.as_bigint())
+    }
+    fn text(&self, name: &str) -> String {
+        self.column(name)
+            .and_then(|v| v.as_text())
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -245,10 +310,17 @@ where
 }
 
 fn key_stripe(conv: ConversationId, sender: &str, client_msg_id: &str) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (conv, sender, client_msg_id).hash(&mut h);
-    (h.finish() as usize) % KEY_LOCKS
+    stripe(&(conv, sender, client_msg_id), KEY_LOCKS)
+}
+
+fn claim_stripe(conv: ConversationId) -> usize {
+    stripe(&conv, CLAIM_LOCKS)
+}
+
+fn stripe(key: &impl std::hash::Hash, n: usize) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    (h.hash_one(key) as usize) % n
 }
 
 // The trait's methods are the inherent ones of the same name in `conversations`, `messages`
@@ -285,7 +357,7 @@ impl Storage for Scylla {
     async fn history(
         &self,
         c: ConversationId,
-        before: Option<MessageId>,
+        before: Option<Position>,
         limit: usize,
     ) -> Result<HistoryPage> {
         Scylla::history(self, c, before, limit).await
@@ -293,7 +365,7 @@ impl Storage for Scylla {
     async fn messages_after(
         &self,
         c: ConversationId,
-        after: MessageId,
+        after: Position,
         limit: usize,
     ) -> Result<Vec<Message>> {
         Scylla::messages_after(self, c, after, limit).await

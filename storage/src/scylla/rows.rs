@@ -7,12 +7,13 @@ use uuid::Uuid;
 use crate::error::{Result, StorageError};
 
 /// The columns [`MsgRow`] reads, in the order the statements select them.
-pub(super) const MSG_COLUMNS: &str = "message_id, sender, kind, content, client_msg_id, created_at, \
-    media_url, media_mime, media_size, media_name, media_width, media_height";
+pub(super) const MSG_COLUMNS: &str = "seq, message_id, sender, kind, content, client_msg_id, \
+    created_at, media_url, media_mime, media_size, media_name, media_width, media_height";
 
-/// One row of `messages`.
+/// One row of `messages_by_seq`.
 #[derive(DeserializeRow)]
 pub(super) struct MsgRow {
+    seq: i64,
     message_id: i64,
     sender: String,
     kind: i8,
@@ -48,16 +49,18 @@ impl MsgRow {
             media,
             client_msg_id: self.client_msg_id.unwrap_or_default(),
             created_at_ms: self.created_at,
-            seq: 0,
+            seq: self.seq as u64,
         })
     }
 }
 
-/// A message to insert (only non-null columns are written: no tombstones from nulls).
+/// A message to claim its seq with (only non-null columns are written: no tombstones from
+/// nulls).
 #[derive(SerializeRow)]
 pub(super) struct MsgInsert<'a> {
     conversation_id: Uuid,
     bucket: i32,
+    seq: i64,
     message_id: i64,
     sender: &'a str,
     kind: i8,
@@ -84,6 +87,7 @@ impl<'a> MsgInsert<'a> {
         Self {
             conversation_id: m.conversation.0,
             bucket,
+            seq: m.seq as i64,
             message_id: m.id.0 as i64,
             sender: &m.sender,
             kind: m.kind.code() as i8,

@@ -22,6 +22,14 @@ impl Preparer<'_> {
         st.set_serial_consistency(Some(SerialConsistency::LocalSerial));
         Ok::<_, StorageError>(st)
     }
+
+    /// A read at LOCAL_SERIAL: it sees every committed lightweight transaction (and finishes
+    /// any in flight), which a plain read need not.
+    async fn prepare_serial(&self, cql: String) -> Result<PreparedStatement> {
+        let mut st = self.prepare(cql).await?;
+        st.set_consistency(Consistency::LocalSerial);
+        Ok(st)
+    }
 }
 
 pub(super) struct Statements {
@@ -34,9 +42,9 @@ pub(super) struct Conversations {
     pub(super) conv_insert: PreparedStatement,
     pub(super) conv_get: PreparedStatement,
     pub(super) conv_delete: PreparedStatement,
-    pub(super) activity_set: PreparedStatement,
-    pub(super) activity_get: PreparedStatement,
-    pub(super) activity_delete: PreparedStatement,
+    pub(super) head_set: PreparedStatement,
+    pub(super) head_get: PreparedStatement,
+    pub(super) head_delete: PreparedStatement,
     pub(super) direct_claim: PreparedStatement,
     pub(super) direct_get: PreparedStatement,
     pub(super) direct_delete: PreparedStatement,
@@ -46,20 +54,22 @@ pub(super) struct Conversations {
 }
 
 pub(super) struct Messages {
-    pub(super) msg_insert: PreparedStatement,
-    pub(super) msg_insert_media: PreparedStatement,
+    pub(super) msg_claim: PreparedStatement,
+    pub(super) msg_claim_media: PreparedStatement,
     pub(super) msg_get: PreparedStatement,
     pub(super) msg_before: PreparedStatement,
     pub(super) msg_after: PreparedStatement,
-    pub(super) msg_at_or_before: PreparedStatement,
-    pub(super) msg_ids_after: PreparedStatement,
+    pub(super) msg_top: PreparedStatement,
     pub(super) msg_delete_bucket: PreparedStatement,
-    pub(super) key_insert: PreparedStatement,
+    pub(super) key_claim: PreparedStatement,
+    pub(super) key_take_over: PreparedStatement,
     pub(super) key_get: PreparedStatement,
+    pub(super) key_set_seq: PreparedStatement,
+    pub(super) key_delete: PreparedStatement,
     pub(super) key_delete_all: PreparedStatement,
-    pub(super) read_set: PreparedStatement,
-    pub(super) read_get: PreparedStatement,
-    pub(super) read_delete_all: PreparedStatement,
+    pub(super) mark_set: PreparedStatement,
+    pub(super) mark_get: PreparedStatement,
+    pub(super) mark_delete_all: PreparedStatement,
 }
 
 pub(super) struct Safety {
@@ -95,16 +105,16 @@ impl Statements {
             ))
             .await?,
             conv_delete: p.prepare(format!("DELETE FROM {ks}.conversations WHERE id = ?")).await?,
-            activity_set: p.prepare(format!(
-                "UPDATE {ks}.conversation_activity USING TIMESTAMP ? SET last_message_id = ?, last_activity = ? WHERE id = ?"
+            head_set: p.prepare(format!(
+                "UPDATE {ks}.conversation_heads USING TIMESTAMP ? SET last_seq = ?, last_message_id = ?, last_activity = ? WHERE id = ?"
             ))
             .await?,
-            activity_get: p.prepare(format!(
-                "SELECT last_message_id, last_activity FROM {ks}.conversation_activity WHERE id = ?"
+            head_get: p.prepare(format!(
+                "SELECT last_seq, last_message_id, last_activity FROM {ks}.conversation_heads WHERE id = ?"
             ))
             .await?,
-            activity_delete: p.prepare(format!(
-                "DELETE FROM {ks}.conversation_activity USING TIMESTAMP {DELETE_TIMESTAMP} WHERE id = ?"
+            head_delete: p.prepare(format!(
+                "DELETE FROM {ks}.conversation_heads USING TIMESTAMP {DELETE_TIMESTAMP} WHERE id = ?"
             ))
             .await?,
             direct_claim: p.prepare(format!(
@@ -135,61 +145,72 @@ impl Statements {
     }
 
     async fn messages(p: &Preparer<'_>, ks: &str) -> Result<Messages> {
+        const CLAIM: &str = "conversation_id, bucket, seq, message_id, sender, kind, content, client_msg_id, created_at";
+        const MEDIA: &str =
+            "media_url, media_mime, media_size, media_name, media_width, media_height";
         Ok(Messages {
-            msg_insert: p.prepare(format!(
-                "INSERT INTO {ks}.messages (conversation_id, bucket, message_id, sender, kind, content, client_msg_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            msg_claim: p.prepare(format!(
+                "INSERT INTO {ks}.messages_by_seq ({CLAIM}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
             ))
             .await?,
-            msg_insert_media: p.prepare(format!(
-                "INSERT INTO {ks}.messages (conversation_id, bucket, message_id, sender, kind, content, client_msg_id, created_at, media_url, media_mime, media_size, media_name, media_width, media_height) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            msg_claim_media: p.prepare(format!(
+                "INSERT INTO {ks}.messages_by_seq ({CLAIM}, {MEDIA}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
             ))
             .await?,
             msg_get: p.prepare(format!(
-                "SELECT {MSG_COLUMNS} FROM {ks}.messages WHERE conversation_id = ? AND bucket = ? AND message_id = ?"
+                "SELECT {MSG_COLUMNS} FROM {ks}.messages_by_seq WHERE conversation_id = ? AND bucket = ? AND seq = ?"
             ))
             .await?,
             msg_before: p.prepare(format!(
-                "SELECT {MSG_COLUMNS} FROM {ks}.messages WHERE conversation_id = ? AND bucket = ? AND message_id < ? LIMIT ?"
+                "SELECT {MSG_COLUMNS} FROM {ks}.messages_by_seq WHERE conversation_id = ? AND bucket = ? AND seq < ? LIMIT ?"
             ))
             .await?,
             msg_after: p.prepare(format!(
-                "SELECT {MSG_COLUMNS} FROM {ks}.messages WHERE conversation_id = ? AND bucket = ? AND message_id > ? ORDER BY message_id ASC LIMIT ?"
+                "SELECT {MSG_COLUMNS} FROM {ks}.messages_by_seq WHERE conversation_id = ? AND bucket = ? AND seq > ? ORDER BY seq ASC LIMIT ?"
             ))
             .await?,
-            msg_at_or_before: p.prepare(format!(
-                "SELECT message_id FROM {ks}.messages WHERE conversation_id = ? AND bucket = ? AND message_id <= ? LIMIT 1"
-            ))
-            .await?,
-            msg_ids_after: p.prepare(format!(
-                "SELECT message_id FROM {ks}.messages WHERE conversation_id = ? AND bucket = ? AND message_id > ? LIMIT ?"
+            msg_top: p.prepare_serial(format!(
+                "SELECT seq, message_id FROM {ks}.messages_by_seq WHERE conversation_id = ? AND bucket = ? LIMIT 1"
             ))
             .await?,
             msg_delete_bucket: p.prepare(format!(
-                "DELETE FROM {ks}.messages WHERE conversation_id = ? AND bucket = ?"
+                "DELETE FROM {ks}.messages_by_seq WHERE conversation_id = ? AND bucket = ?"
             ))
             .await?,
-            key_insert: p.prepare(format!(
-                "INSERT INTO {ks}.message_keys (conversation_id, sender, client_msg_id, message_id, bucket) VALUES (?, ?, ?, ?, ?)"
+            key_claim: p.prepare(format!(
+                "INSERT INTO {ks}.message_keys (conversation_id, sender, client_msg_id, message_id, created_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS"
+            ))
+            .await?,
+            key_take_over: p.prepare(format!(
+                "UPDATE {ks}.message_keys SET message_id = ?, created_at = ? WHERE conversation_id = ? AND sender = ? AND client_msg_id = ? IF message_id = ?"
             ))
             .await?,
             key_get: p.prepare(format!(
-                "SELECT message_id, bucket FROM {ks}.message_keys WHERE conversation_id = ? AND sender = ? AND client_msg_id = ?"
+                "SELECT message_id, seq FROM {ks}.message_keys WHERE conversation_id = ? AND sender = ? AND client_msg_id = ?"
+            ))
+            .await?,
+            key_delete: p.prepare(format!(
+                "DELETE FROM {ks}.message_keys WHERE conversation_id = ? AND sender = ? AND client_msg_id = ?"
+            ))
+            .await?,
+            key_set_seq: p.prepare(format!(
+                "UPDATE {ks}.message_keys SET seq = ? WHERE conversation_id = ? AND sender = ? AND client_msg_id = ?"
             ))
             .await?,
             key_delete_all: p.prepare(format!(
                 "DELETE FROM {ks}.message_keys WHERE conversation_id = ?"
             ))
             .await?,
-            read_set: p.prepare(format!(
-                "UPDATE {ks}.read_states USING TIMESTAMP ? SET up_to = ?, read_at = ? WHERE conversation_id = ? AND user_id = ?"
+            mark_set: p.prepare(format!(
+                "UPDATE {ks}.read_watermarks USING TIMESTAMP ? SET up_to = ?, up_to_seq = ?, read_at = ? WHERE conversation_id = ? AND user_id = ?"
             ))
             .await?,
-            read_get: p.prepare(format!(
-                "SELECT up_to, read_at FROM {ks}.read_states WHERE conversation_id = ? AND user_id = ?"
+            mark_get: p.prepare(format!(
+                "SELECT up_to, up_to_seq, read_at FROM {ks}.read_watermarks WHERE conversation_id = ? AND user_id = ?"
             ))
             .await?,
-            read_delete_all: p.prepare(format!(
-                "DELETE FROM {ks}.read_states USING TIMESTAMP {DELETE_TIMESTAMP} WHERE conversation_id = ?"
+            mark_delete_all: p.prepare(format!(
+                "DELETE FROM {ks}.read_watermarks USING TIMESTAMP {DELETE_TIMESTAMP} WHERE conversation_id = ?"
             ))
             .await?,
         })

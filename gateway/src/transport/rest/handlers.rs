@@ -3,7 +3,9 @@
 use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
 use parley_proto::SendMessage;
-use parley_types::{ConversationId, ListCursor, MediaRef, MessageId, MessageKind, NewReport};
+use parley_types::{
+    ConversationId, ListCursor, MediaRef, MessageId, MessageKind, NewReport, Position,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -95,20 +97,38 @@ pub(super) async fn delete(c: Call<'_>, id: ConversationId) -> Reply {
     no_content()
 }
 
+/// History, newest first: `?beforeSeq=` (preferred) or `?before=<message id>`; the answer's
+/// `nextBeforeSeq` / `nextBefore` continue it.
 pub(super) async fn history(c: Call<'_>, id: ConversationId) -> Reply {
-    let before = c
-        .query
-        .get("before")
-        .map(|b| b.parse::<u64>().map(MessageId))
-        .transpose()
-        .map_err(|_| invalid("before must be a message id"))?;
+    let number = |name: &str, what: &str| {
+        c.query
+            .get(name)
+            .map(|b| b.parse::<u64>())
+            .transpose()
+            .map_err(|_| invalid(format!("{name} must be {what}")))
+    };
+    let before_id = number("before", "a message id")?;
+    let before_seq = number("beforeSeq", "a seq (1 or more)")?;
+    let before = match (before_seq, before_id) {
+        (Some(0), _) => return Err(invalid("beforeSeq must be a seq (1 or more)")),
+        (Some(seq), id) => Some(Position {
+            seq,
+            id: MessageId(id.unwrap_or(0)),
+        }),
+        (None, Some(id)) => Some(Position {
+            seq: 0,
+            id: MessageId(id),
+        }),
+        (None, None) => None,
+    };
     let limit = c.query.limit(HISTORY_DEFAULT)?;
     let page = c.node.chat.history(&c.user, id, before, limit).await?;
     let messages: Vec<Value> = page.messages.iter().map(message_json).collect();
-    let next = page.next_before.map(|m| m.0.to_string());
+    let next = page.next_before.map(|p| p.id.0.to_string());
+    let next_seq = page.next_before.map(|p| p.seq);
     ok(
         StatusCode::OK,
-        json!({ "messages": messages, "nextBefore": next }),
+        json!({ "messages": messages, "nextBefore": next, "nextBeforeSeq": next_seq }),
     )
 }
 

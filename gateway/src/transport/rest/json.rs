@@ -74,6 +74,7 @@ impl<'a> Query<'a> {
 pub(super) fn message_json(m: &Message) -> Value {
     json!({
         "id": m.id.0.to_string(),
+        "seq": m.seq,
         "conversationId": m.conversation.to_string(),
         "senderId": m.sender,
         "type": m.kind.as_str(),
@@ -98,6 +99,7 @@ pub(super) fn conversation_json(c: &Conversation, last: Option<&Message>, unread
         "createdAt": rfc3339(c.created_at_ms),
         "lastActivityAt": rfc3339(c.last_activity_ms),
         "lastMessage": last.map(message_json),
+        "lastSeq": last.map(|m| m.seq),
         "unreadCount": unread,
     });
     let fields = match &c.kind {

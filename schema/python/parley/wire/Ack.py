@@ -6,7 +6,8 @@ import flatbuffers
 from flatbuffers.compat import import_numpy
 np = import_numpy()
 
-# Success of the request with the frame's seq. For Send: the stored message's id and time.
+# Success of the request with the frame's seq. For Send: the stored message's id, time and
+# position in its conversation (`message_seq`); for Read: the watermark's.
 class Ack(object):
     __slots__ = ['_tab']
 
@@ -46,8 +47,15 @@ class Ack(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
+    # Ack
+    def MessageSeq(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
 def AckStart(builder):
-    builder.StartObject(3)
+    builder.StartObject(4)
 
 def Start(builder):
     AckStart(builder)
@@ -69,6 +77,12 @@ def AckAddDuplicate(builder, duplicate):
 
 def AddDuplicate(builder, duplicate):
     AckAddDuplicate(builder, duplicate)
+
+def AckAddMessageSeq(builder, messageSeq):
+    builder.PrependUint64Slot(3, messageSeq, 0)
+
+def AddMessageSeq(builder, messageSeq):
+    AckAddMessageSeq(builder, messageSeq)
 
 def AckEnd(builder):
     return builder.EndObject()

@@ -130,8 +130,16 @@ class ConversationItem(object):
             return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
         return 0
 
+    # The seq of the last message (0: none yet).
+    # ConversationItem
+    def LastSeq(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(28))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
 def ConversationItemStart(builder):
-    builder.StartObject(12)
+    builder.StartObject(13)
 
 def Start(builder):
     ConversationItemStart(builder)
@@ -213,6 +221,12 @@ def ConversationItemAddParticipantCount(builder, participantCount):
 
 def AddParticipantCount(builder, participantCount):
     ConversationItemAddParticipantCount(builder, participantCount)
+
+def ConversationItemAddLastSeq(builder, lastSeq):
+    builder.PrependUint64Slot(12, lastSeq, 0)
+
+def AddLastSeq(builder, lastSeq):
+    ConversationItemAddLastSeq(builder, lastSeq)
 
 def ConversationItemEnd(builder):
     return builder.EndObject()

@@ -88,8 +88,17 @@ class Message(object):
             return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
         return 0
 
+    # Position in the conversation: 1, 2, 3, … with no gap, the same on every node and for
+    # every receiver (protocol 1.1; 0 from older servers).
+    # Message
+    def Seq(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
 def MessageStart(builder):
-    builder.StartObject(8)
+    builder.StartObject(9)
 
 def Start(builder):
     MessageStart(builder)
@@ -141,6 +150,12 @@ def MessageAddCreatedAtMs(builder, createdAtMs):
 
 def AddCreatedAtMs(builder, createdAtMs):
     MessageAddCreatedAtMs(builder, createdAtMs)
+
+def MessageAddSeq(builder, seq):
+    builder.PrependUint64Slot(8, seq, 0)
+
+def AddSeq(builder, seq):
+    MessageAddSeq(builder, seq)
 
 def MessageEnd(builder):
     return builder.EndObject()

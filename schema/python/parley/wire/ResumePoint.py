@@ -6,7 +6,9 @@ import flatbuffers
 from flatbuffers.compat import import_numpy
 np = import_numpy()
 
-# "I have every message of `conversation` up to and including `last_message_id`."
+# "I have every message of `conversation` up to and including `last_seq` (the message
+# `last_message_id`), with no gap below it." Send both; a server resumes by `last_seq` when it
+# is set (0: by `last_message_id`, for clients older than protocol 1.1).
 class ResumePoint(object):
     __slots__ = ['_tab']
 
@@ -43,8 +45,15 @@ class ResumePoint(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
+    # ResumePoint
+    def LastSeq(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
 def ResumePointStart(builder):
-    builder.StartObject(2)
+    builder.StartObject(3)
 
 def Start(builder):
     ResumePointStart(builder)
@@ -60,6 +69,12 @@ def ResumePointAddLastMessageId(builder, lastMessageId):
 
 def AddLastMessageId(builder, lastMessageId):
     ResumePointAddLastMessageId(builder, lastMessageId)
+
+def ResumePointAddLastSeq(builder, lastSeq):
+    builder.PrependUint64Slot(2, lastSeq, 0)
+
+def AddLastSeq(builder, lastSeq):
+    ResumePointAddLastSeq(builder, lastSeq)
 
 def ResumePointEnd(builder):
     return builder.EndObject()

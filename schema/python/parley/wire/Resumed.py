@@ -6,8 +6,9 @@ import flatbuffers
 from flatbuffers.compat import import_numpy
 np = import_numpy()
 
-# End of the replay of one resume point: `replayed` messages were sent; `complete` = false
-# when more were missed than the server replays (fetch the rest with History).
+# End of the replay of one resume point: `replayed` messages were sent, the last of them at
+# `last_seq`; `complete` = false when more were missed than the server replays (page the
+# rest with History; live messages then continue after the gap).
 class Resumed(object):
     __slots__ = ['_tab']
 
@@ -51,8 +52,15 @@ class Resumed(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
+    # Resumed
+    def LastSeq(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
 def ResumedStart(builder):
-    builder.StartObject(3)
+    builder.StartObject(4)
 
 def Start(builder):
     ResumedStart(builder)
@@ -74,6 +82,12 @@ def ResumedAddComplete(builder, complete):
 
 def AddComplete(builder, complete):
     ResumedAddComplete(builder, complete)
+
+def ResumedAddLastSeq(builder, lastSeq):
+    builder.PrependUint64Slot(3, lastSeq, 0)
+
+def AddLastSeq(builder, lastSeq):
+    ResumedAddLastSeq(builder, lastSeq)
 
 def ResumedEnd(builder):
     return builder.EndObject()

@@ -14,7 +14,7 @@ use parley_proto::{
 use parley_types::{ConversationId, Message, MessageId, MessageKind, Position};
 
 use crate::Error;
-use crate::link::{Event, Link, Reader, Via, Writer, open};
+use crate::link::{Event, Link, Reader, Via, Writer, WriterInner, open};
 
 /// How long a call waits for the server by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -387,6 +387,15 @@ impl Client {
                 }
                 Event::Closed(code) => return Ok(Closed { error, code }),
             }
+        }
+    }
+
+    /// Ends the connection abruptly: a TCP reset over WebSocket, the connection dropped without
+    /// a word over QUIC (the server learns it at its idle timeout, or from the stateless reset
+    /// when the client's port is gone).
+    pub fn abort(mut self) {
+        if let WriterInner::WebSocket(w) = self.writer.inner() {
+            let _ = w.abort();
         }
     }
 

@@ -76,9 +76,13 @@ pub async fn connect(
 ) -> Result<(WsRead, WsWrite), Error> {
     let mut stream = tcp(target, source).await?;
     handshake(&mut stream, target, path).await?;
+    // A second handle on the socket, to reset it (`WsWrite::abort`).
+    let std = stream.into_std()?;
+    let socket = std.try_clone()?;
+    let stream = TcpStream::from_std(std)?;
     let ws = WebSocket::after_handshake(stream, Role::Client);
     let (read, write) = ws.split(|s| s.into_split());
-    Ok((WsRead { read }, WsWrite { write }))
+    Ok((WsRead { read }, WsWrite { write, socket }))
 }
 
 /// What the read half got.
@@ -131,9 +135,16 @@ impl WsRead {
 /// The write half.
 pub struct WsWrite {
     write: WebSocketWrite<OwnedWriteHalf>,
+    socket: std::net::TcpStream,
 }
 
 impl WsWrite {
+    /// Makes the connection end with a TCP reset instead of a close once it is dropped (a
+    /// network that dies under the client, a process killed).
+    pub fn abort(&self) -> std::io::Result<()> {
+        socket2::SockRef::from(&self.socket).set_linger(Some(std::time::Duration::ZERO))
+    }
+
     /// One binary message.
     pub async fn binary(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.frame(true, OpCode::Binary, bytes).await

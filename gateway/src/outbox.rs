@@ -293,8 +293,9 @@ impl Outbox {
     }
 
     /// Replay done: per replayed conversation, the seq of the last message the client has
-    /// now (None: not known — nothing replayed, or not all of it); then the held events are
-    /// queued in line (live copies of replayed messages dropped).
+    /// now (None: not known — a replay cut short, or a point without seq and nothing
+    /// replayed); then the held events are queued in line (live copies of replayed messages
+    /// dropped).
     pub(crate) fn release(&self, replayed: HashMap<ConversationId, Option<u64>>) {
         let held = {
             let mut s = self.state.borrow_mut();

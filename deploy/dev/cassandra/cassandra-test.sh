@@ -10,7 +10,7 @@ HOST=127.0.0.1
 CQL_PORT=${CASS_CQL_PORT:-9042}
 STORAGE_PORT=${CASS_STORAGE_PORT:-7000}
 RUN=${CASS_RUN:-/tmp/parley-cassandra-$CQL_PORT}      # data, logs, tmp, pid; wiped by every start
-HEAP=${CASS_HEAP:-2g}
+HEAP=${CASS_HEAP:-3g}
 START_TIMEOUT=${CASS_START_TIMEOUT:-120}
 STOP_TIMEOUT=${CASS_STOP_TIMEOUT:-30}
 # Cassandra 5.0 runs on Java 11 or 17 ONLY (not the Temurin 25 JDK: no SecurityManager since 24).

@@ -190,76 +190,88 @@ impl Delivery {
     /// Offers the messages below `below` stored within the last [`LOOK_BACK_MS`] (at most
     /// [`LOOK_BACK_MESSAGES`]): a new line in a cluster may have missed them in flight.
     async fn look_back(&self, conversation: ConversationId, below: u64) -> Filled {
-        let c = match self.conversations.get(conversation).await {
+        let c = match self.participants(conversation).await {
             Ok(c) => c,
-            Err(e) if e.code == ErrorCode::NotFound => return Filled::Read,
-            Err(_) => return Filled::Failed,
+            Err(how) => return how,
         };
-        let from = Position {
-            seq: below.saturating_sub(LOOK_BACK_MESSAGES as u64 + 1),
-            id: MessageId(0),
-        };
-        let want = usize::try_from(below - 1 - from.seq).unwrap_or(LOOK_BACK_MESSAGES);
-        let batch = match self.storage.messages_after(conversation, from, want).await {
+        let from = below.saturating_sub(LOOK_BACK_MESSAGES as u64 + 1);
+        let want = usize::try_from(below - 1 - from).unwrap_or(LOOK_BACK_MESSAGES);
+        let batch = match self.read_after(conversation, from, want).await {
             Ok(batch) => batch,
-            Err(_) => return Filled::Failed,
+            Err(how) => return how,
         };
         let since = Now::get().wall_ms - LOOK_BACK_MS;
         for m in batch {
-            if m.seq >= below || m.created_at_ms < since {
-                continue;
+            if m.seq < below && m.created_at_ms >= since {
+                self.offer_stored(&c, m);
             }
-            let seq = m.seq;
-            let item = Queued {
-                event: message_event(m),
-                conversation: c.clone(),
-                ack: None,
-            };
-            let _ = self
-                .lines
-                .offer(conversation, seq, item, false, Instant::now());
         }
         Filled::Read
     }
 
     /// Reads seqs `after + 1 ..= up_to` from storage into the line.
     async fn fill(&self, conversation: ConversationId, after: u64, up_to: u64) -> Filled {
-        let c = match self.conversations.get(conversation).await {
+        let c = match self.participants(conversation).await {
             Ok(c) => c,
-            Err(e) if e.code == ErrorCode::NotFound => return Filled::Read,
-            Err(_) => return Filled::Failed,
+            Err(how) => return how,
         };
         let mut from = after;
         while from < up_to {
             let want = usize::try_from(up_to - from)
                 .unwrap_or(usize::MAX)
                 .min(FILL_CHUNK);
-            let at = Position {
-                seq: from,
-                id: MessageId(0),
-            };
-            let batch = match self.storage.messages_after(conversation, at, want).await {
+            let batch = match self.read_after(conversation, from, want).await {
                 Ok(batch) => batch,
-                Err(_) => return Filled::Failed,
+                Err(how) => return how,
             };
             let n = batch.len();
             for m in batch.into_iter().take_while(|m| m.seq <= up_to) {
                 from = m.seq;
-                let item = Queued {
-                    event: message_event(m),
-                    conversation: c.clone(),
-                    ack: None,
-                };
-                // The line is filling: these are held (or repeats) until `filled`.
-                let _ = self
-                    .lines
-                    .offer(conversation, from, item, false, Instant::now());
+                self.offer_stored(&c, m);
             }
             if n < want {
                 break;
             }
         }
         Filled::Read
+    }
+
+    /// The conversation to fill (gone: nothing to fill, `Filled::Read`).
+    async fn participants(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Arc<Conversation>, Filled> {
+        match self.conversations.get(conversation).await {
+            Ok(c) => Ok(c),
+            Err(e) if e.code == ErrorCode::NotFound => Err(Filled::Read),
+            Err(_) => Err(Filled::Failed),
+        }
+    }
+
+    async fn read_after(
+        &self,
+        conversation: ConversationId,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>, Filled> {
+        let after = Position {
+            seq,
+            id: MessageId(0),
+        };
+        let read = self.storage.messages_after(conversation, after, limit);
+        read.await.map_err(|_| Filled::Failed)
+    }
+
+    /// Offers a message read from storage to its line (filling: it is held, or a repeat, until
+    /// the fill is done).
+    fn offer_stored(&self, c: &Arc<Conversation>, m: Message) {
+        let seq = m.seq;
+        let item = Queued {
+            event: message_event(m),
+            conversation: c.clone(),
+            ack: None,
+        };
+        let _ = self.lines.offer(c.id, seq, item, false, Instant::now());
     }
 }
 

@@ -38,8 +38,9 @@ impl Executor {
     }
 
     /// Replays one resume point (by its seq; by its id from clients before protocol 1.1).
-    /// Returns the seq of the last message the client now has, when that is known: something
-    /// was replayed and all of it.
+    /// Returns the seq of the last message the client now has, when that is known: the replay
+    /// was complete (and the point had a seq, or something was replayed). A live message at or
+    /// below it is then a repeat for this client, even one this node delivers late.
     async fn replay(&self, user: &str, point: ResumePoint) -> Option<u64> {
         let node = &self.shard.node;
         let conversation = point.conversation;
@@ -87,6 +88,6 @@ impl Executor {
             last_seq: after.seq,
         };
         self.reply(ServerFrame::push(body)).await;
-        (complete && count > 0).then_some(after.seq)
+        (complete && after.seq > 0).then_some(after.seq)
     }
 }

@@ -169,10 +169,11 @@ impl<T> Line<T> {
         self.pending.keys().next().copied()
     }
 
-    /// Arranges a wake at `at` unless one at or before it is arranged.
-    fn arrange(&mut self, at: Instant) -> Option<Instant> {
+    /// Arranges a wake at `at` unless one at or before it is arranged and still to come (one
+    /// already due is arranged again: its caller may have had no runtime to arrange it on).
+    fn arrange(&mut self, at: Instant, now: Instant) -> Option<Instant> {
         match self.wake_at {
-            Some(existing) if existing <= at => None,
+            Some(existing) if existing <= at && existing > now => None,
             _ => {
                 self.wake_at = Some(at);
                 Some(at)
@@ -335,7 +336,7 @@ impl<T> Sequencer<T> {
             if first_ever || (exact && line.in_flight == 0) {
                 line.settle();
             } else {
-                return Offer::Held(line.arrange(line.created + SETTLE));
+                return Offer::Held(line.arrange(line.created + SETTLE, now));
             }
         }
         if line.draining {
@@ -353,7 +354,7 @@ impl<T> Sequencer<T> {
             }
             Some(_) => {
                 let since = *line.gap_since.get_or_insert(now);
-                Offer::Held(line.arrange(since + FILL_AFTER))
+                Offer::Held(line.arrange(since + FILL_AFTER, now))
             }
             None => Offer::Held(None),
         }
@@ -376,7 +377,7 @@ impl<T> Sequencer<T> {
                 return Next::Idle(None);
             }
             let since = *line.gap_since.get_or_insert(now);
-            Next::Idle(line.arrange(since + FILL_AFTER))
+            Next::Idle(line.arrange(since + FILL_AFTER, now))
         })
     }
 
@@ -390,7 +391,7 @@ impl<T> Sequencer<T> {
             }
             if !line.settled && !line.pending.is_empty() {
                 if now < line.created + SETTLE && !(exact && line.in_flight == 0) {
-                    return Self::later(line, line.created + SETTLE);
+                    return Self::later(line, line.created + SETTLE, now);
                 }
                 let low = line.lowest().expect("not empty");
                 if !line.looked_back && low > 1 {
@@ -414,7 +415,7 @@ impl<T> Sequencer<T> {
             let since = *line.gap_since.get_or_insert(now);
             let due = since + FILL_AFTER * 2u32.pow(line.fill_failures.min(6));
             if now < due {
-                return Self::later(line, due);
+                return Self::later(line, due, now);
             }
             line.filling = true;
             stats.fills.fetch_add(1, Ordering::Relaxed);
@@ -425,8 +426,8 @@ impl<T> Sequencer<T> {
         })
     }
 
-    fn later(line: &mut Line<T>, at: Instant) -> Wake {
-        match line.arrange(at) {
+    fn later(line: &mut Line<T>, at: Instant, now: Instant) -> Wake {
+        match line.arrange(at, now) {
             Some(at) => Wake::Later(at),
             None => Wake::Nothing,
         }
@@ -455,7 +456,7 @@ impl<T> Sequencer<T> {
                         } else {
                             let since = line.gap_since.unwrap_or(now);
                             let due = since + FILL_AFTER * 2u32.pow(line.fill_failures.min(6));
-                            return Self::later(line, due.max(now));
+                            return Self::later(line, due.max(now), now);
                         }
                     }
                 }
@@ -525,6 +526,27 @@ mod tests {
         assert_eq!(drain(&s, c, now), vec![2, 3]);
         // The wake arranged for the gap finds nothing to do.
         assert_eq!(s.wake(c, now + FILL_AFTER), Wake::Nothing);
+    }
+
+    #[test]
+    fn a_wake_due_but_never_run_is_arranged_again() {
+        let s = Sequencer::new(true);
+        let (c, t0) = (ConversationId::random(), Instant::now());
+        s.offer(c, 1, "1", false, t0);
+        drain(&s, c, t0);
+        assert_eq!(
+            s.offer(c, 3, "3", false, t0),
+            Offer::Held(Some(t0 + FILL_AFTER))
+        );
+        // Arranged once while it is still to come...
+        let soon = t0 + FILL_AFTER / 2;
+        assert_eq!(s.offer(c, 4, "4", false, soon), Offer::Held(None));
+        // ...and again once it is overdue (its timer was never started, say).
+        let late = t0 + FILL_AFTER * 2;
+        assert_eq!(
+            s.offer(c, 5, "5", false, late),
+            Offer::Held(Some(t0 + FILL_AFTER))
+        );
     }
 
     #[test]

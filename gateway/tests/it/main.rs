@@ -7,6 +7,7 @@
 mod autobahn;
 mod cluster;
 mod durability;
+mod ledger;
 mod lifecycle;
 mod quic;
 mod quic_aioquic;

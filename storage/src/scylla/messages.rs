@@ -30,8 +30,13 @@ const WALK: u32 = 3;
 /// How many of the newest messages a retry searches for its earlier claim.
 const RETRY_SEARCH: usize = 1000;
 /// How long a send's key may stay owned by an attempt that stored nothing before a retry
-/// presumes it dead and takes over, ms.
-const KEY_TAKE_OVER_MS: i64 = 30_000;
+/// presumes it dead and takes over, ms. An attempt stops trying to claim a seq
+/// [`CLAIM_GIVE_UP`] after it got its key, and a claim in flight then ends within Cassandra's
+/// CAS timeouts (1–2 s), so the two cannot both store unless clocks differ by seconds.
+const KEY_TAKE_OVER_MS: i64 = 10_000;
+const CLAIM_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(4);
+/// How long a retry waits for the attempt that owns its key to store the message.
+const OWNER_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
 /// Times a claim whose outcome is unknown (a timeout, say) is sent again, 20 ms after the
 /// first failure, doubling.
 const CLAIM_RETRIES: u32 = 4;
@@ -173,13 +178,15 @@ impl Scylla {
 
     /// A claim, sent again (same seq, same id) while its outcome is unknown: a timeout or an
     /// unavailable replica. An answer naming this very id means an earlier try won.
-    async fn claim_settled(&self, m: &Message) -> Result<Claim> {
+    async fn claim_settled(&self, m: &Message, started: std::time::Instant) -> Result<Claim> {
         let mut failures = 0;
         loop {
             match self.claim(m).await {
                 Ok(Claim::Taken(id, ..)) if id == m.id => return Ok(Claim::Won),
                 Ok(claim) => return Ok(claim),
-                Err(e) if failures == CLAIM_RETRIES => return Err(e),
+                Err(e) if failures == CLAIM_RETRIES || started.elapsed() > CLAIM_GIVE_UP => {
+                    return Err(e);
+                }
                 Err(_) => {
                     failures += 1;
                     let backoff = std::time::Duration::from_millis(10 << failures);
@@ -194,6 +201,7 @@ impl Scylla {
     /// claimed), so they contend in Paxos only with other nodes. `Ok(Some(message))` when a seq
     /// went to this very send's earlier attempt (a racing retry): that message.
     async fn claim_next(&self, c: &Conversation, m: &mut Message) -> Result<Option<Message>> {
+        let started = std::time::Instant::now();
         let mut hint = self.claim_locks[claim_stripe(c.id)].lock().await;
         let mut after = c.last_seq;
         let mut floor = c.last_message_id.unwrap_or_default();
@@ -202,9 +210,13 @@ impl Scylla {
         }
         let mut lost = 0u32;
         loop {
+            if started.elapsed() > CLAIM_GIVE_UP {
+                // A retry may take the key over soon: claiming now could store it twice.
+                return Err(StorageError::Unavailable("no seq claimed in time".into()));
+            }
             m.seq = after + 1;
             m.id = self.next_id_after(m.created_at_ms, floor);
-            match self.claim_settled(m).await? {
+            match self.claim_settled(m, started).await? {
                 Claim::Won => {
                     *hint = ClaimHint {
                         conversation: c.id,
@@ -346,8 +358,9 @@ impl Scylla {
             return Ok(Some(m));
         }
         // Its owner has not stored it (yet): wait for it, reading the key again each time.
+        // (Briefly: the client retries, and an owner that died is replaced after a while.)
         let found = self
-            .eventually(|| async {
+            .eventually_for(OWNER_WAIT, || async {
                 let rows: Vec<(Option<i64>, Option<i64>)> =
                     self.rows(&st.key_get, key.clone()).await?;
                 let seq = rows.into_iter().next().and_then(|(_, seq)| seq);

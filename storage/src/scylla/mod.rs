@@ -256,16 +256,37 @@ impl Scylla {
             columns: names.into_iter().zip(row.columns).collect(),
         })
     }
-    async fn eventually<T, F, Fut>(&self, mut probe: F) -> Result<Option<T>>
+    /// Probes until it finds something, for about 4 s (5 ms apart at first, then slower).
+    async fn eventually<T, F, Fut>(&self, probe: F) -> Result<Option<T>>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Option<T>>>,
     {
-        for i in 0..40u64 {
+        self.eventually_for(std::time::Duration::from_secs(4), probe)
+            .await
+    }
+
+    /// Probes until it finds something or `budget` (of waiting between probes) is spent.
+    async fn eventually_for<T, F, Fut>(
+        &self,
+        budget: std::time::Duration,
+        mut probe: F,
+    ) -> Result<Option<T>>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>>>,
+    {
+        let mut waited = std::time::Duration::ZERO;
+        for i in 0u64.. {
             if let Some(v) = probe().await? {
                 return Ok(Some(v));
             }
-            tokio::time::sleep(std::time::Duration::from_millis(5 + i * 5)).await;
+            let pause = std::time::Duration::from_millis(5 + i * 5);
+            if waited + pause > budget {
+                return Ok(None);
+            }
+            waited += pause;
+            tokio::time::sleep(pause).await;
         }
         Ok(None)
     }

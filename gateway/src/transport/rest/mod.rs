@@ -6,7 +6,7 @@
 //! | POST | /api/conversations | `{sellerId, listingId}` → direct (caller = buyer, idempotent); `{participantIds, title}` → group |
 //! | GET | /api/conversations/:id | one conversation |
 //! | DELETE | /api/conversations/:id | delete it for everyone (direct: either side; group: creator) |
-//! | GET | /api/conversations/:id/messages?before=&limit= | history, newest first |
+//! | GET | /api/conversations/:id/messages?beforeSeq=&limit= | history, newest first (`before=<id>` too) |
 //! | POST | /api/conversations/:id/messages | send (`Idempotency-Key` = client_msg_id); delivered live |
 //! | POST | /api/conversations/:id/read | `{upTo}`: move the read watermark |
 //! | GET | /api/unread | unread counts |

@@ -211,6 +211,18 @@ impl Client {
         }
     }
 
+    /// Hands the session a fresh token (protocol 1.2) before its current one expires
+    /// (`Welcome::token_expires_ms`); returns the new expiry (Unix ms).
+    pub async fn refresh(&mut self, token: &str) -> Result<i64, Error> {
+        let body = ClientBody::Refresh {
+            token: token.to_owned(),
+        };
+        match self.request(body).await?.body {
+            ServerBody::Ack(a) => Ok(a.created_at_ms),
+            other => Err(unexpected("Ack", other)),
+        }
+    }
+
     /// Whether the QUIC connection used 0-RTT.
     pub fn used_0rtt(&self) -> bool {
         self.zero_rtt

@@ -39,7 +39,10 @@ impl Default for SessionBench {
 
 impl SessionBench {
     pub fn new() -> Self {
-        let auth = Arc::new(Authenticator::new(SECRET, None).expect("auth"));
+        let auth = Arc::new(
+            Authenticator::new(Some(SECRET), None, crate::auth::TokenRules::default())
+                .expect("auth"),
+        );
         let limits = Arc::new(SessionLimits {
             frames_per_sec: 1e12,
             frame_burst: u32::MAX,
@@ -101,7 +104,8 @@ impl FanoutBench {
         let parts = Parts {
             settings: Settings::default(),
             limits: SessionLimits::default(),
-            auth: Authenticator::new(SECRET, None).expect("auth"),
+            auth: Authenticator::new(Some(SECRET), None, crate::auth::TokenRules::default())
+                .expect("auth"),
             send_rate: (1e9, u32::MAX),
         };
         let node = assemble(parts, storage, vec![inbox_tx], None);
@@ -113,7 +117,11 @@ impl FanoutBench {
             .enumerate()
             .map(|(i, u)| {
                 let user: Arc<str> = u.as_str().into();
-                let o = Rc::new(Outbox::new(1_000_000, 1_000_000_000));
+                let o = Rc::new(Outbox::new(
+                    1_000_000,
+                    1_000_000_000,
+                    crate::outbox::Budget::new(usize::MAX),
+                ));
                 shard.register(&user, i as u64, o.clone());
                 node.chat.routes.session_opened(&user, 0);
                 o

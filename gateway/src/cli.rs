@@ -130,7 +130,19 @@ fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// The token verifier: the configured (or development) secret, plus a public key if any.
+/// With only a public key configured there is no secret at all: no development secret is
+/// generated or accepted.
 fn authenticator(config: &Config) -> anyhow::Result<Authenticator> {
+    let public_key = match &config.jwt_public_key {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("read {}", path.display()))?)
+        }
+        None => None,
+    };
+    let rules = config.token_rules.clone();
+    if config.jwt_secret.is_none() && public_key.is_some() {
+        return Authenticator::new(None, public_key.as_deref(), rules).map_err(anyhow::Error::msg);
+    }
     let secret = config.resolve_secret().context("JWT secret")?;
     if let Some(file) = &secret.dev_file {
         tracing::warn!(
@@ -140,13 +152,8 @@ fn authenticator(config: &Config) -> anyhow::Result<Authenticator> {
              mint tokens with `gateway token <user-id>`"
         );
     }
-    let public_key = match &config.jwt_public_key {
-        Some(path) => {
-            Some(std::fs::read(path).with_context(|| format!("read {}", path.display()))?)
-        }
-        None => None,
-    };
-    Authenticator::new(&secret.bytes, public_key.as_deref()).map_err(anyhow::Error::msg)
+    Authenticator::new(Some(&secret.bytes), public_key.as_deref(), rules)
+        .map_err(anyhow::Error::msg)
 }
 
 /// Logs where the node listens, and prints stable lines on stdout for scripts and tests that

@@ -12,7 +12,7 @@ pub(crate) fn http_status(code: ErrorCode) -> u16 {
         Forbidden | Blocked => 403,
         NotFound => 404,
         FrameTooLarge => 413,
-        RateLimited => 429,
+        RateLimited | TooManySessions => 429,
         StorageUnavailable | ShuttingDown => 503,
         Internal => 500,
         _ => 400,

@@ -31,7 +31,7 @@ const RULES: &[(&str, &[&str])] = &[
     (
         "node",
         &[
-            "auth", "bus", "chat", "event", "metrics", "session", "state",
+            "auth", "bus", "chat", "event", "metrics", "outbox", "session", "state",
         ],
     ),
     ("shard", &["metrics", "node", "outbox", "state"]),
@@ -55,10 +55,11 @@ const RULES: &[(&str, &[&str])] = &[
             "ratelimit",
             "session",
             "shard",
+            "state",
         ],
     ),
     // Wiring: may use anything below; nothing uses it but the command line.
-    ("config", &["bus", "files", "node", "session"]),
+    ("config", &["auth", "bus", "files", "node", "session"]),
     (
         "server",
         &[

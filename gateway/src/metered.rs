@@ -177,4 +177,7 @@ impl<A: Around> Storage for Wrapped<A> {
     async fn health(&self) -> Result<()> {
         self.around.around(Call::Health, self.inner.health()).await
     }
+    fn alive(&self) -> bool {
+        self.inner.alive()
+    }
 }

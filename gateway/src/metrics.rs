@@ -202,7 +202,27 @@ pub(crate) struct NodeGauges<'a> {
     /// Delivery order (`state::sequencer`): duplicates skipped, late messages not delivered
     /// live, gaps filled from storage and given up.
     pub(crate) order: OrderGauges,
+    /// Connections admitted now, and refused because the node or one address was full.
+    pub(crate) connections_admitted: usize,
+    pub(crate) refused_node_full: u64,
+    pub(crate) refused_address_full: u64,
     pub(crate) bus: Option<BusGauges<'a>>,
+}
+
+fn labelled_refusals(out: &mut String, node_full: u64, address_full: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP parley_connections_refused_total Connections refused at accept, by the limit they hit."
+    );
+    let _ = writeln!(out, "# TYPE parley_connections_refused_total counter");
+    let _ = writeln!(
+        out,
+        "parley_connections_refused_total{{limit=\"node\"}} {node_full}"
+    );
+    let _ = writeln!(
+        out,
+        "parley_connections_refused_total{{limit=\"address\"}} {address_full}"
+    );
 }
 
 /// The delivery order's counters, read when `/metrics` is rendered.
@@ -388,6 +408,13 @@ fn render_node(out: &mut String, n: &NodeGauges<'_>) {
         "Typing/presence deliveries dropped because a shard's inbox was full.",
         n.inbox_full_drops,
     );
+    gauge(
+        out,
+        "parley_connections_admitted",
+        "Connections (TCP and QUIC) holding a place under --max-connections.",
+        n.connections_admitted as f64,
+    );
+    labelled_refusals(out, n.refused_node_full, n.refused_address_full);
     for (name, help, v) in [
         (
             "parley_duplicate_deliveries_total",
@@ -469,6 +496,9 @@ mod tests {
             resident_bytes: 1,
             inbox_full_drops: 2,
             order: OrderGauges::default(),
+            connections_admitted: 7,
+            refused_node_full: 0,
+            refused_address_full: 2,
             bus: Some(BusGauges {
                 connected: true,
                 published: 3,
@@ -481,6 +511,8 @@ mod tests {
         assert!(text.contains("parley_connections{transport=\"ws\",shard=\"1\"} 1"));
         assert!(text.contains("parley_frames_in_total{type=\"send\"} 1"));
         assert!(text.contains("parley_frames_out_total{type=\"message_new\"} 5"));
+        assert!(text.contains("parley_connections_refused_total{limit=\"address\"} 2"));
+        assert!(text.contains("parley_connections_admitted 7"));
         assert!(text.contains("parley_errors_total{code=\"1500\",name=\"slow_consumer\"} 1"));
         assert!(text.contains("parley_send_to_deliver_seconds_bucket{le=\"0.0005\"} 0"));
         assert!(text.contains("parley_send_to_deliver_seconds_bucket{le=\"0.001\"} 1"));

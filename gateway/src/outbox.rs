@@ -19,10 +19,19 @@
 //!   the replay sets the positions, so a live copy of a replayed message is dropped and the
 //!   next one follows on (no gap, no duplicate).
 //!
-//! One outbox belongs to one shard thread (`Rc`, `RefCell`); nothing here crosses threads.
+//! - Memory is bounded per session (`max_frames`, `max_bytes`) **and per node**: every outbox
+//!   counts its queued bytes in the node's [`Budget`]. Past the budget, a session holding more
+//!   than [`SHED_ABOVE`] is closed as a slow consumer at its next push — the ones that pin the
+//!   most go first — and ephemeral events are dropped. The writer takes at most
+//!   [`WRITE_BATCH_BYTES`] per write, so a socket that does not drain pins no more than that
+//!   in its write buffer.
+//!
+//! One outbox belongs to one shard thread (`Rc`, `RefCell`); only the budget crosses threads.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use parley_types::ConversationId;
@@ -31,6 +40,46 @@ use tokio::sync::Notify;
 use parley_proto::ErrorCode;
 
 pub(crate) use crate::event::Class;
+
+/// Bytes the writer takes from the outbox per socket write (at least one item).
+pub(crate) const WRITE_BATCH_BYTES: usize = 64 << 10;
+/// Past the node's budget, sessions holding more than this are shed first.
+pub(crate) const SHED_ABOVE: usize = 64 << 10;
+
+/// Bytes queued toward clients on the whole node, against a limit.
+pub(crate) struct Budget {
+    limit: usize,
+    used: AtomicUsize,
+    /// Sessions closed because the node was over its budget.
+    pub(crate) shed: AtomicU64,
+}
+
+impl Budget {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            used: AtomicUsize::new(0),
+            shed: AtomicU64::new(0),
+        })
+    }
+
+    /// Bytes queued now, node-wide.
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn over(&self) -> bool {
+        self.used() > self.limit
+    }
+
+    fn add(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+}
 
 /// Pongs waiting to be written before the oldest is dropped (each at most 125 bytes).
 const MAX_PENDING_PONGS: usize = 16;
@@ -138,6 +187,7 @@ pub(crate) struct Outbox {
     state: RefCell<State>,
     max_frames: usize,
     max_bytes: usize,
+    budget: Arc<Budget>,
     /// Wakes the writer: items queued or closing.
     writable: Notify,
     /// Wakes `push_own` waiters: space freed or closing.
@@ -147,11 +197,12 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn new(max_frames: usize, max_bytes: usize) -> Self {
+    pub(crate) fn new(max_frames: usize, max_bytes: usize, budget: Arc<Budget>) -> Self {
         Self {
             state: RefCell::default(),
             max_frames,
             max_bytes,
+            budget,
             writable: Notify::new(),
             space: Notify::new(),
             closed: Notify::new(),
@@ -194,17 +245,23 @@ impl Outbox {
             Some(h) => (h.len(), s.held_bytes),
             None => (s.queue.len(), s.bytes),
         };
+        let node_full = self.budget.over();
         if class == Class::Ephemeral
-            && (frames >= self.max_frames / 2 || bytes + len > self.max_bytes / 2)
+            && (node_full || frames >= self.max_frames / 2 || bytes + len > self.max_bytes / 2)
         {
             s.dropped += 1;
             return Pushed::Dropped;
         }
-        if frames >= self.max_frames || bytes + len > self.max_bytes {
+        let shed = node_full && bytes > SHED_ABOVE;
+        if shed || frames >= self.max_frames || bytes + len > self.max_bytes {
             drop(s);
+            if shed {
+                self.budget.shed.fetch_add(1, Ordering::Relaxed);
+            }
             self.close(ErrorCode::SlowConsumer);
             return Pushed::Overflow;
         }
+        self.budget.add(len);
         if let Some((conversation, seq)) = message {
             s.moved(conversation, seq);
         }
@@ -246,12 +303,20 @@ impl Outbox {
                     return Err(());
                 }
                 let len = item.len();
+                if self.budget.over() && s.bytes > SHED_ABOVE {
+                    // The node is over its budget and this session holds much of it.
+                    drop(s);
+                    self.budget.shed.fetch_add(1, Ordering::Relaxed);
+                    self.close(ErrorCode::SlowConsumer);
+                    return Err(());
+                }
                 // An item larger than the whole budget still goes out once the queue is empty.
                 if s.queue.len() < self.max_frames
                     && (s.bytes + len <= self.max_bytes || s.queue.is_empty())
                 {
                     s.queue.push_back(item);
                     s.bytes += len;
+                    self.budget.add(len);
                     drop(s);
                     self.writable.notify_one();
                     return Ok(());
@@ -299,6 +364,8 @@ impl Outbox {
     pub(crate) fn release(&self, replayed: HashMap<ConversationId, Option<u64>>) {
         let held = {
             let mut s = self.state.borrow_mut();
+            // They are counted again as they are queued below.
+            self.budget.sub(s.held_bytes);
             s.held_bytes = 0;
             for (conversation, at) in replayed {
                 match at {
@@ -342,9 +409,12 @@ impl Outbox {
         }
         if closing.error == Some(ErrorCode::SlowConsumer) {
             s.queue.clear();
+            self.budget.sub(s.bytes);
             s.bytes = 0;
         }
         s.held = None;
+        self.budget.sub(s.held_bytes);
+        s.held_bytes = 0;
         s.closing = Some(closing);
         drop(s);
         self.writable.notify_one();
@@ -367,15 +437,29 @@ impl Outbox {
         }
     }
 
-    /// For the writer: waits for items, moves all queued ones into `buf`.
+    /// For the writer: waits for items, moves queued ones into `buf` — up to
+    /// [`WRITE_BATCH_BYTES`], at least one — and says to close once the queue is empty.
     pub(crate) async fn next(&self, buf: &mut Vec<Item>) -> Next {
         loop {
             {
                 let mut s = self.state.borrow_mut();
                 if !s.queue.is_empty() {
-                    buf.extend(s.queue.drain(..));
-                    s.bytes = 0;
-                    let closing = s.closing;
+                    let (mut taken, mut counted) = (0, 0);
+                    while let Some(item) = s.queue.front() {
+                        let len = item.len();
+                        if taken > 0 && taken + len > WRITE_BATCH_BYTES {
+                            break;
+                        }
+                        taken += len;
+                        // Pongs are not counted in `bytes`.
+                        if !matches!(item, Item::Pong(_)) {
+                            counted += len;
+                        }
+                        buf.extend(s.queue.pop_front());
+                    }
+                    s.bytes -= counted;
+                    self.budget.sub(counted);
+                    let closing = if s.queue.is_empty() { s.closing } else { None };
                     drop(s);
                     self.space.notify_waiters();
                     return match closing {
@@ -409,6 +493,13 @@ impl Outbox {
     }
 }
 
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let s = self.state.get_mut();
+        self.budget.sub(s.bytes + s.held_bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,7 +514,7 @@ mod tests {
 
     #[test]
     fn ephemeral_events_are_dropped_first_then_overflow_closes() {
-        let o = Outbox::new(8, 1 << 20);
+        let o = Outbox::new(8, 1 << 20, Budget::new(usize::MAX));
         let c = ConversationId::random();
         for i in 1..5 {
             assert_eq!(o.push(frame(10), msg(c, i)), Pushed::Queued);
@@ -441,7 +532,7 @@ mod tests {
 
     #[tokio::test]
     async fn pongs_go_first_in_order_and_are_capped() {
-        let o = Outbox::new(100, 1 << 20);
+        let o = Outbox::new(100, 1 << 20, Budget::new(usize::MAX));
         o.push(frame(3), Class::Reliable);
         for i in 0..20u8 {
             o.push_pong(Bytes::from(vec![i]));
@@ -468,14 +559,14 @@ mod tests {
 
     #[test]
     fn byte_budget_counts_too() {
-        let o = Outbox::new(100, 100);
+        let o = Outbox::new(100, 100, Budget::new(usize::MAX));
         assert_eq!(o.push(frame(60), Class::Reliable), Pushed::Queued);
         assert_eq!(o.push(frame(60), Class::Reliable), Pushed::Overflow);
     }
 
     #[tokio::test]
     async fn release_skips_what_the_replay_sent() {
-        let o = Outbox::new(100, 1 << 20);
+        let o = Outbox::new(100, 1 << 20, Budget::new(usize::MAX));
         let (a, b) = (ConversationId::random(), ConversationId::random());
         o.hold();
         o.push(Bytes::from_static(b"a5"), msg(a, 5));
@@ -507,7 +598,7 @@ mod tests {
 
     #[test]
     fn messages_go_in_line_and_a_skipped_seq_closes_with_resync() {
-        let o = Outbox::new(100, 1 << 20);
+        let o = Outbox::new(100, 1 << 20, Budget::new(usize::MAX));
         let (a, b) = (ConversationId::random(), ConversationId::random());
         assert_eq!(
             o.push(frame(1), msg(a, 40)),
@@ -533,7 +624,7 @@ mod tests {
 
     #[test]
     fn an_unknown_replay_end_leaves_the_line_to_the_next_message() {
-        let o = Outbox::new(100, 1 << 20);
+        let o = Outbox::new(100, 1 << 20, Budget::new(usize::MAX));
         let a = ConversationId::random();
         o.hold();
         o.push(frame(1), msg(a, 9));
@@ -543,8 +634,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_node_budget_sheds_the_biggest_queues_first_and_every_byte_comes_back() {
+        let budget = Budget::new(200 << 10);
+        let c = ConversationId::random();
+        let heavy = Outbox::new(1000, 4 << 20, budget.clone());
+        let light = Outbox::new(1000, 4 << 20, budget.clone());
+        // The heavy session stops reading: 150 KiB queued, under the node's 200 KiB.
+        for seq in 1..=15 {
+            assert_eq!(heavy.push(frame(10 << 10), msg(c, seq)), Pushed::Queued);
+        }
+        assert_eq!(budget.used(), 150 << 10);
+        // The light one queues a little; the node goes over its budget.
+        for seq in 1..=6 {
+            assert_eq!(light.push(frame(10 << 10), msg(c, seq)), Pushed::Queued);
+        }
+        assert!(budget.used() > 200 << 10);
+        // Typing is dropped everywhere; the heavy session goes at its next push, the light
+        // one (under SHED_ABOVE) keeps its place.
+        assert_eq!(light.push(frame(10), Class::Ephemeral), Pushed::Dropped);
+        assert_eq!(heavy.push(frame(10 << 10), msg(c, 16)), Pushed::Overflow);
+        assert_eq!(budget.shed.load(Ordering::Relaxed), 1);
+        assert_eq!(budget.used(), 60 << 10, "the shed queue's bytes came back");
+        assert_eq!(light.push(frame(10 << 10), msg(c, 7)), Pushed::Queued);
+        // The writer drains in batches of at most WRITE_BATCH_BYTES.
+        let mut buf = Vec::new();
+        assert_eq!(light.next(&mut buf).await, Next::Items);
+        assert_eq!(buf.len(), WRITE_BATCH_BYTES / (10 << 10));
+        drop(light);
+        drop(heavy);
+        assert_eq!(budget.used(), 0, "dropped outboxes give everything back");
+    }
+
+    #[tokio::test]
     async fn push_own_waits_for_space_and_fails_when_closed() {
-        let o = std::rc::Rc::new(Outbox::new(16, 1 << 20));
+        let o = std::rc::Rc::new(Outbox::new(16, 1 << 20, Budget::new(usize::MAX)));
         for _ in 0..16 {
             o.push_own(Item::Frame(frame(1))).await.expect("space");
         }

@@ -25,6 +25,7 @@ use crate::node::BusEvents;
 use crate::node::{Node, Settings};
 use crate::session::SessionLimits;
 use crate::shard::Shard;
+use crate::state::admission::Admitted;
 use crate::state::fanout::{Delivery, Fanout};
 use crate::state::limiter::SendLimiter;
 use crate::state::routes::Routes;
@@ -83,7 +84,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<StdListener> {
 struct ShardIo {
     listener: StdListener,
     inbox: mpsc::Receiver<Delivery>,
-    quic: mpsc::Receiver<quinn::Incoming>,
+    quic: mpsc::Receiver<(quinn::Incoming, Admitted)>,
 }
 
 /// Starts `config.listen.shards` shards serving on the configured address (port 0: any free
@@ -112,7 +113,7 @@ pub(crate) fn start(
         .map(|_| mpsc::channel::<Delivery>(config.shard_inbox))
         .unzip();
     let (quic_tx, quic_rx): (Vec<_>, Vec<_>) = (0..shards)
-        .map(|_| mpsc::channel::<quinn::Incoming>(QUIC_BACKLOG))
+        .map(|_| mpsc::channel::<(quinn::Incoming, Admitted)>(QUIC_BACKLOG))
         .unzip();
     let node = build_node(config, storage, auth, inboxes, services)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -254,7 +255,7 @@ fn spawn_shards(
 async fn accept_quic(
     endpoint: quinn::Endpoint,
     node: Arc<Node>,
-    shards: Vec<mpsc::Sender<quinn::Incoming>>,
+    shards: Vec<mpsc::Sender<(quinn::Incoming, Admitted)>>,
 ) {
     let next = AtomicUsize::new(0);
     while let Some(incoming) = endpoint.accept().await {
@@ -262,10 +263,14 @@ async fn accept_quic(
             incoming.refuse();
             continue;
         }
+        let Ok(admitted) = node.admission.admit(incoming.remote_address().ip()) else {
+            incoming.refuse();
+            continue;
+        };
         let i = next.fetch_add(1, Ordering::Relaxed) % shards.len();
-        if let Err(e) = shards[i].try_send(incoming) {
+        if let Err(e) = shards[i].try_send((incoming, admitted)) {
             // That shard is not keeping up: refuse rather than queue without bound.
-            let incoming = match e {
+            let (incoming, _) = match e {
                 mpsc::error::TrySendError::Full(x) | mpsc::error::TrySendError::Closed(x) => x,
             };
             incoming.refuse();
@@ -315,8 +320,12 @@ async fn shard_main(shard: Rc<Shard>, io: ShardIo) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::task::spawn_local(crate::transport::http::serve_connection(shard.clone(), stream));
+                Ok((stream, peer)) => {
+                    // Over a limit: closed at once, before it costs anything more.
+                    if let Ok(admitted) = shard.node.admission.admit(peer.ip()) {
+                        let serve = crate::transport::http::serve_connection(shard.clone(), stream, admitted);
+                        tokio::task::spawn_local(serve);
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors or similar: back off instead of spinning.
@@ -324,8 +333,8 @@ async fn shard_main(shard: Rc<Shard>, io: ShardIo) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(incoming) = quic.recv() => {
-                tokio::task::spawn_local(quic::transport::serve(shard.clone(), incoming));
+            Some((incoming, admitted)) = quic.recv() => {
+                tokio::task::spawn_local(quic::transport::serve(shard.clone(), incoming, admitted));
             }
             _ = shutdown.wait_for(|s| *s) => break,
         }

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::node::Node;
 use crate::outbox::{Outbox, Pushed};
+use crate::state::admission::Admitted;
 use crate::state::fanout::{Delivery, SessionAck};
 use crate::state::routes::session_id;
 
@@ -139,18 +140,26 @@ impl Shard {
     }
 }
 
-/// Counts a connection as open on its shard until dropped (for draining at shutdown).
-pub(crate) struct ConnGuard(Rc<Shard>);
+/// Counts a connection as open on its shard until dropped (for draining at shutdown), and
+/// holds its place in the node's admission count (shared by an HTTP connection and the
+/// WebSocket upgraded from it).
+pub(crate) struct ConnGuard {
+    shard: Rc<Shard>,
+    _admitted: Rc<Admitted>,
+}
 
 impl ConnGuard {
-    pub(crate) fn new(shard: &Rc<Shard>) -> Self {
+    pub(crate) fn new(shard: &Rc<Shard>, admitted: Rc<Admitted>) -> Self {
         shard.connections.set(shard.connections.get() + 1);
-        Self(shard.clone())
+        Self {
+            shard: shard.clone(),
+            _admitted: admitted,
+        }
     }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.0.connections.set(self.0.connections.get() - 1);
+        self.shard.connections.set(self.shard.connections.get() - 1);
     }
 }

@@ -42,6 +42,8 @@ pub enum ErrorCode {
     MessageTooLong = 1301,
     /// Too many requests; slow down.
     RateLimited = 1400,
+    /// The user has as many sessions on this node as it allows; close one first.
+    TooManySessions = 1402,
     /// The session did not read fast enough and was closed; reconnect and resume.
     SlowConsumer = 1500,
     /// Storage cannot serve right now; nothing was stored, retrying later is safe.
@@ -81,6 +83,7 @@ impl ErrorCode {
             Invalid,
             MessageTooLong,
             RateLimited,
+            TooManySessions,
             SlowConsumer,
             StorageUnavailable,
             Internal,
@@ -112,6 +115,7 @@ impl ErrorCode {
             Invalid => "invalid",
             MessageTooLong => "message_too_long",
             RateLimited => "rate_limited",
+            TooManySessions => "too_many_sessions",
             SlowConsumer => "slow_consumer",
             StorageUnavailable => "storage_unavailable",
             Internal => "internal",

@@ -44,6 +44,10 @@ pub enum ClientBody {
     Ping {
         nonce: u64,
     },
+    /// A fresh token for the session (protocol 1.2).
+    Refresh {
+        token: String,
+    },
 }
 
 impl ClientBody {
@@ -58,6 +62,7 @@ impl ClientBody {
             ClientBody::History { .. } => ClientKind::History,
             ClientBody::Conversations { .. } => ClientKind::Conversations,
             ClientBody::Ping { .. } => ClientKind::Ping,
+            ClientBody::Refresh { .. } => ClientKind::Refresh,
         }
     }
 }
@@ -205,6 +210,8 @@ pub struct Welcome {
     pub max_frame_bytes: u32,
     pub max_message_chars: u32,
     pub server_time_ms: i64,
+    /// When the session's token expires (Unix ms); send `Refresh` before.
+    pub token_expires_ms: i64,
 }
 
 /// Success of a request. For Send: the stored message's id, time and seq (and whether this

@@ -94,11 +94,12 @@ pub enum ClientKind {
     History,
     Conversations,
     Ping,
+    Refresh,
 }
 
 impl ClientKind {
     /// Every kind, in [`ClientKind::index`] order.
-    pub const ALL: [ClientKind; 9] = [
+    pub const ALL: [ClientKind; 10] = [
         ClientKind::Hello,
         ClientKind::Join,
         ClientKind::Leave,
@@ -108,6 +109,7 @@ impl ClientKind {
         ClientKind::History,
         ClientKind::Conversations,
         ClientKind::Ping,
+        ClientKind::Refresh,
     ];
 
     /// Dense index 0..ALL.len() (metrics arrays).
@@ -127,6 +129,7 @@ impl ClientKind {
             ClientKind::History => "history",
             ClientKind::Conversations => "conversations",
             ClientKind::Ping => "ping",
+            ClientKind::Refresh => "refresh",
         }
     }
 }

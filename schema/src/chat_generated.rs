@@ -185,10 +185,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ConversationKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_CLIENT_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_CLIENT_BODY: u8 = 9;
+pub const ENUM_MAX_CLIENT_BODY: u8 = 10;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 10] = [
+pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 11] = [
   ClientBody::NONE,
   ClientBody::Hello,
   ClientBody::Join,
@@ -199,6 +199,7 @@ pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 10] = [
   ClientBody::History,
   ClientBody::Conversations,
   ClientBody::Ping,
+  ClientBody::Refresh,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -216,9 +217,10 @@ impl ClientBody {
   pub const History: Self = Self(7);
   pub const Conversations: Self = Self(8);
   pub const Ping: Self = Self(9);
+  pub const Refresh: Self = Self(10);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 9;
+  pub const ENUM_MAX: u8 = 10;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -230,6 +232,7 @@ impl ClientBody {
     Self::History,
     Self::Conversations,
     Self::Ping,
+    Self::Refresh,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -244,6 +247,7 @@ impl ClientBody {
       Self::History => Some("History"),
       Self::Conversations => Some("Conversations"),
       Self::Ping => Some("Ping"),
+      Self::Refresh => Some("Refresh"),
       _ => None,
     }
   }
@@ -1982,6 +1986,106 @@ impl ::core::fmt::Debug for Ping<'_> {
       ds.finish()
   }
 }
+pub enum RefreshOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A fresh token for this session (protocol 1.2), before the one it authenticated with
+/// expires: same user, later expiry. Answered by Ack; the session closes with 1101 at the
+/// expiry of its newest token.
+pub struct Refresh<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Refresh<'a> {
+  type Inner = Refresh<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Refresh<'a> {
+  pub const VT_TOKEN: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Refresh { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args RefreshArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Refresh<'bldr>> {
+    let mut builder = RefreshBuilder::new(_fbb);
+    if let Some(x) = args.token { builder.add_token(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn token(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Refresh::VT_TOKEN, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Refresh<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("token", Self::VT_TOKEN, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct RefreshArgs<'a> {
+    pub token: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for RefreshArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    RefreshArgs {
+      token: None, // required field
+    }
+  }
+}
+
+pub struct RefreshBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RefreshBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_token(&mut self, token: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Refresh::VT_TOKEN, token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RefreshBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    RefreshBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Refresh<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Refresh::VT_TOKEN,"token");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Refresh<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Refresh");
+      ds.field("token", &self.token());
+      ds.finish()
+  }
+}
 pub enum ClientFrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -2175,6 +2279,21 @@ impl<'a> ClientFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_refresh(&self) -> Option<Refresh<'a>> {
+    if self.body_type() == ClientBody::Refresh {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Refresh::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ClientFrame<'_> {
@@ -2195,6 +2314,7 @@ impl ::flatbuffers::Verifiable for ClientFrame<'_> {
           ClientBody::History => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<History>>("ClientBody::History", pos),
           ClientBody::Conversations => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Conversations>>("ClientBody::Conversations", pos),
           ClientBody::Ping => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Ping>>("ClientBody::Ping", pos),
+          ClientBody::Refresh => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Refresh>>("ClientBody::Refresh", pos),
           _ => Ok(()),
         }
      })?
@@ -2319,6 +2439,13 @@ impl ::core::fmt::Debug for ClientFrame<'_> {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
           }
         },
+        ClientBody::Refresh => {
+          if let Some(x) = self.body_as_refresh() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
         _ => {
           let x: Option<()> = None;
           ds.field("body", &x)
@@ -2353,6 +2480,7 @@ impl<'a> Welcome<'a> {
   pub const VT_MAX_FRAME_BYTES: ::flatbuffers::VOffsetT = 18;
   pub const VT_MAX_MESSAGE_CHARS: ::flatbuffers::VOffsetT = 20;
   pub const VT_SERVER_TIME_MS: ::flatbuffers::VOffsetT = 22;
+  pub const VT_TOKEN_EXPIRES_MS: ::flatbuffers::VOffsetT = 24;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2364,6 +2492,7 @@ impl<'a> Welcome<'a> {
     args: &'args WelcomeArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Welcome<'bldr>> {
     let mut builder = WelcomeBuilder::new(_fbb);
+    builder.add_token_expires_ms(args.token_expires_ms);
     builder.add_server_time_ms(args.server_time_ms);
     builder.add_session_id(args.session_id);
     builder.add_max_message_chars(args.max_message_chars);
@@ -2448,6 +2577,14 @@ impl<'a> Welcome<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i64>(Welcome::VT_SERVER_TIME_MS, Some(0)).unwrap()}
   }
+  /// When the session's token expires (Unix ms): send Refresh before then (1.2).
+  #[inline]
+  pub fn token_expires_ms(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Welcome::VT_TOKEN_EXPIRES_MS, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Welcome<'_> {
@@ -2466,6 +2603,7 @@ impl ::flatbuffers::Verifiable for Welcome<'_> {
      .visit_field::<u32>("max_frame_bytes", Self::VT_MAX_FRAME_BYTES, false)?
      .visit_field::<u32>("max_message_chars", Self::VT_MAX_MESSAGE_CHARS, false)?
      .visit_field::<i64>("server_time_ms", Self::VT_SERVER_TIME_MS, false)?
+     .visit_field::<i64>("token_expires_ms", Self::VT_TOKEN_EXPIRES_MS, false)?
      .finish();
     Ok(())
   }
@@ -2481,6 +2619,7 @@ pub struct WelcomeArgs<'a> {
     pub max_frame_bytes: u32,
     pub max_message_chars: u32,
     pub server_time_ms: i64,
+    pub token_expires_ms: i64,
 }
 impl<'a> Default for WelcomeArgs<'a> {
   #[inline]
@@ -2496,6 +2635,7 @@ impl<'a> Default for WelcomeArgs<'a> {
       max_frame_bytes: 0,
       max_message_chars: 0,
       server_time_ms: 0,
+      token_expires_ms: 0,
     }
   }
 }
@@ -2546,6 +2686,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> WelcomeBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<i64>(Welcome::VT_SERVER_TIME_MS, server_time_ms, 0);
   }
   #[inline]
+  pub fn add_token_expires_ms(&mut self, token_expires_ms: i64) {
+    self.fbb_.push_slot::<i64>(Welcome::VT_TOKEN_EXPIRES_MS, token_expires_ms, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> WelcomeBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     WelcomeBuilder {
@@ -2573,6 +2717,7 @@ impl ::core::fmt::Debug for Welcome<'_> {
       ds.field("max_frame_bytes", &self.max_frame_bytes());
       ds.field("max_message_chars", &self.max_message_chars());
       ds.field("server_time_ms", &self.server_time_ms());
+      ds.field("token_expires_ms", &self.token_expires_ms());
       ds.finish()
   }
 }

@@ -139,4 +139,11 @@ pub trait Storage: Send + Sync + 'static {
 
     /// `Ok` when the engine can serve reads and writes now (readiness probes).
     async fn health(&self) -> Result<()>;
+
+    /// `false` once the engine can no longer serve writes without a restart of the process
+    /// (the embedded engine's writer thread is gone) — liveness probes; a database that does
+    /// not answer right now is `health`'s business, not this.
+    fn alive(&self) -> bool {
+        true
+    }
 }

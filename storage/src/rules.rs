@@ -2,16 +2,65 @@
 
 use std::collections::HashSet;
 
-use parley_types::{Conversation, ListCursor};
+use parley_types::rules::{
+    MAX_CLIENT_MSG_ID_BYTES, MAX_LISTING_ID_BYTES, MAX_TITLE_CHARS, MAX_USER_ID_BYTES,
+};
+use parley_types::{Conversation, ListCursor, NewMessage, NewReport};
 
 use crate::error::{Result, StorageError};
+
+/// The id lengths of `parley_types::rules`, checked again by every engine before it builds a
+/// key: a key an engine cannot store (fjall and CQL stop at 64 KiB) is an error, never a panic
+/// or a silently cut key. (The character rules are the gateway's, at the edge.)
+pub(crate) fn users<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    for id in ids {
+        if id.is_empty() || id.len() > MAX_USER_ID_BYTES {
+            return Err(StorageError::Invalid("a user id must be 1 to 128 bytes"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a listing id's length.
+pub(crate) fn listing(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_LISTING_ID_BYTES {
+        return Err(StorageError::Invalid("a listing id must be 1 to 256 bytes"));
+    }
+    Ok(())
+}
+
+/// Checks a message's sender and client_msg_id.
+pub(crate) fn message(m: &NewMessage) -> Result<()> {
+    users([m.sender.as_str()])?;
+    if m.client_msg_id.is_empty() || m.client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {
+        return Err(StorageError::Invalid(
+            "a client_msg_id must be 1 to 64 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a group's creator, participants and title.
+pub(crate) fn group(creator: &str, participants: &[String], title: &str) -> Result<()> {
+    users(std::iter::once(creator).chain(participants.iter().map(String::as_str)))?;
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(StorageError::Invalid("a title is at most 200 characters"));
+    }
+    Ok(())
+}
+
+/// Checks a report's users (its reason is a value, not a key).
+pub(crate) fn report(r: &NewReport) -> Result<()> {
+    users([r.reporter.as_str(), r.reported_user.as_str()])
+}
 
 /// A group's participants: the creator first, then `participants` without duplicates; at least
 /// two and at most [`crate::MAX_GROUP_PARTICIPANTS`].
 pub(crate) fn group_members(creator: &str, participants: &[String]) -> Result<Vec<String>> {
-    if creator.is_empty() || participants.iter().any(String::is_empty) {
-        return Err(StorageError::Invalid("participant ids must not be empty"));
+    if participants.len() > crate::MAX_GROUP_PARTICIPANTS {
+        return Err(StorageError::Invalid("too many participants"));
     }
+    users(std::iter::once(creator).chain(participants.iter().map(String::as_str)))?;
     let mut seen = HashSet::new();
     let all: Vec<String> = std::iter::once(creator.to_owned())
         .chain(participants.iter().cloned())
@@ -28,11 +77,8 @@ pub(crate) fn group_members(creator: &str, participants: &[String]) -> Result<Ve
 
 /// A direct conversation's ids: all present, two different users.
 pub(crate) fn direct_ids(buyer: &str, seller: &str, listing: &str) -> Result<()> {
-    if buyer.is_empty() || seller.is_empty() || listing.is_empty() {
-        return Err(StorageError::Invalid(
-            "buyer, seller and listing are required",
-        ));
-    }
+    users([buyer, seller])?;
+    self::listing(listing)?;
     if buyer == seller {
         return Err(StorageError::Invalid("buyer and seller must differ"));
     }

@@ -4,6 +4,7 @@
 
 mod domain;
 pub mod ids;
+pub mod rules;
 
 pub use domain::*;
 

@@ -33,11 +33,6 @@ pub(crate) struct Reply {
     pub(crate) seq: u32,
 }
 
-/// Longest listing id, bytes.
-const MAX_LISTING_BYTES: usize = 256;
-/// Longest group title, characters.
-const MAX_TITLE_CHARS: usize = 200;
-
 /// The chat operations and the node parts they use.
 pub(crate) struct Chat {
     storage: Arc<dyn Storage>,
@@ -197,15 +192,8 @@ impl Chat {
     ) -> Result<Created, ClientError> {
         crate::auth::validate_user_id(seller)
             .map_err(|e| ClientError::new(ErrorCode::Invalid, e))?;
-        if listing.is_empty()
-            || listing.len() > MAX_LISTING_BYTES
-            || listing.chars().any(char::is_control)
-        {
-            return Err(ClientError::new(
-                ErrorCode::Invalid,
-                "listingId must be 1 to 256 bytes without control characters",
-            ));
-        }
+        parley_types::rules::listing_id(listing)
+            .map_err(|why| ClientError::new(ErrorCode::Invalid, format!("listingId {why}")))?;
         Ok(self
             .storage
             .create_direct(buyer, seller, listing, now.wall_ms)
@@ -224,12 +212,8 @@ impl Chat {
             crate::auth::validate_user_id(p)
                 .map_err(|e| ClientError::new(ErrorCode::Invalid, e))?;
         }
-        if title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
-            return Err(ClientError::new(
-                ErrorCode::Invalid,
-                "title must be at most 200 characters without control characters",
-            ));
-        }
+        parley_types::rules::title(title)
+            .map_err(|why| ClientError::new(ErrorCode::Invalid, format!("title {why}")))?;
         let c = self
             .storage
             .create_group(creator, participants, title, now.wall_ms)
@@ -334,6 +318,11 @@ impl Chat {
     /// Stores an abuse report; its id.
     pub(crate) async fn report(&self, report: NewReport) -> Result<uuid::Uuid, ClientError> {
         Ok(self.storage.report(report).await?)
+    }
+
+    /// Whether storage can still write at all (liveness).
+    pub(crate) fn storage_alive(&self) -> bool {
+        self.storage.alive()
     }
 
     /// Whether storage serves reads and writes now (readiness).

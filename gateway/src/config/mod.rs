@@ -60,6 +60,7 @@ pub(crate) struct Config {
     pub(crate) log: String,
     pub(crate) jwt_secret: Option<String>,
     pub(crate) jwt_public_key: Option<PathBuf>,
+    pub(crate) token_rules: crate::auth::TokenRules,
     pub(crate) session: SessionLimits,
     pub(crate) node: Settings,
     /// Sends per second per user, and the burst above it.
@@ -111,6 +112,12 @@ impl Config {
             log: o.log.clone(),
             jwt_secret: o.jwt_secret.clone(),
             jwt_public_key: o.jwt_public_key.clone(),
+            token_rules: crate::auth::TokenRules {
+                issuer: o.jwt_issuer.clone(),
+                audience: o.jwt_audience.clone(),
+                max_lifetime_s: o.jwt_max_lifetime_s,
+                leeway_s: o.jwt_leeway_s,
+            },
             session,
             node,
             send_rate: (o.user_messages_per_sec, o.user_message_burst),
@@ -168,7 +175,7 @@ impl Config {
         let jwt = match (&self.jwt_secret, &self.jwt_public_key) {
             (Some(_), Some(_)) => "HS256 secret + public key",
             (Some(_), None) => "HS256 secret",
-            (None, Some(_)) => "dev secret + public key",
+            (None, Some(_)) => "public key only",
             (None, None) => "generated dev secret",
         };
         let (l, s, n) = (&self.listen, &self.session, &self.node);
@@ -258,12 +265,35 @@ fn settings(o: &Options, p: &mut Problems) -> Settings {
         "--outbox-bytes must be at least --max-frame-bytes",
     );
     p.check(
+        o.outbox_node_bytes >= o.outbox_bytes,
+        "--outbox-node-bytes must be at least --outbox-bytes",
+    );
+    p.check(
+        o.max_sessions_per_user >= 1,
+        "--max-sessions-per-user must be at least 1",
+    );
+    for (value, flag) in [
+        (o.http_header_timeout_ms, "--http-header-timeout-ms"),
+        (o.http_body_timeout_ms, "--http-body-timeout-ms"),
+        (o.http_idle_timeout_ms, "--http-idle-timeout-ms"),
+    ] {
+        p.check(value >= 100, &format!("{flag} must be at least 100"));
+    }
+    p.check(
         o.write_timeout_ms >= 100,
         "--write-timeout-ms must be at least 100",
     );
     p.check(
         (1..=100_000).contains(&o.resume_max_messages),
         "--resume-max-messages must be 1..=100000",
+    );
+    p.check(
+        (1..=10_000_000).contains(&o.resume_max_total_messages),
+        "--resume-max-total-messages must be 1..=10000000",
+    );
+    p.check(
+        (1 << 16..=1 << 32).contains(&o.resume_max_total_bytes),
+        "--resume-max-total-bytes must be 65536..=4294967296",
     );
     p.check(
         (1024..=16 << 20).contains(&o.max_body_bytes),
@@ -278,13 +308,34 @@ fn settings(o: &Options, p: &mut Problems) -> Settings {
     Settings {
         outbox_frames: o.outbox_frames,
         outbox_bytes: o.outbox_bytes,
+        outbox_node_bytes: o.outbox_node_bytes,
+        max_sessions_per_user: o.max_sessions_per_user,
         write_timeout: Duration::from_millis(o.write_timeout_ms),
+        http_header_timeout: Duration::from_millis(o.http_header_timeout_ms),
+        http_body_timeout: Duration::from_millis(o.http_body_timeout_ms),
+        http_idle_timeout: Duration::from_millis(o.http_idle_timeout_ms),
         resume_max_messages: o.resume_max_messages,
+        resume_max_total_messages: o.resume_max_total_messages,
+        resume_max_total_bytes: o.resume_max_total_bytes,
         max_body_bytes: o.max_body_bytes,
         shutdown_grace: Duration::from_millis(o.shutdown_grace_ms),
         cors_origins,
         test_endpoints: o.test_endpoints,
+        max_connections: match o.max_connections {
+            0 => open_files_limit().map_or(crate::node::DEFAULT_MAX_CONNECTIONS, |n| {
+                usize::try_from(n.saturating_sub(256).max(64)).unwrap_or(usize::MAX)
+            }),
+            n => n,
+        },
+        max_connections_per_ip: o.max_connections_per_ip,
     }
+}
+
+/// The soft limit on open files of this process (`/proc/self/limits`; None elsewhere).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// The storage engine; None (with problems recorded) when its settings are invalid.
@@ -393,6 +444,14 @@ fn other_checks(o: &Options, p: &mut Problems) {
     if let Some(secret) = &o.jwt_secret {
         p.check(secret.len() >= 16, "JWT_SECRET must be at least 16 bytes");
     }
+    p.check(
+        o.jwt_max_lifetime_s >= 60,
+        "--jwt-max-lifetime-s must be at least 60",
+    );
+    p.check(
+        (0..=3600).contains(&o.jwt_leeway_s),
+        "--jwt-leeway-s must be 0..=3600",
+    );
     p.check(
         o.tls_cert.is_some() == o.tls_key.is_some(),
         "--tls-cert and --tls-key go together",

@@ -75,9 +75,22 @@ pub(crate) struct Options {
     /// once and kept in the data directory.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub(crate) jwt_secret: Option<String>,
-    /// PEM file of an RSA (RS256) or Ed25519 (EdDSA) public key also accepted for JWTs.
+    /// PEM file of an RSA (RS256) or Ed25519 (EdDSA) public key accepted for JWTs. With it
+    /// and no JWT_SECRET, HS256 tokens are refused (no development secret).
     #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
     pub(crate) jwt_public_key: Option<PathBuf>,
+    /// The `iss` every token must carry. Unset: not checked.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub(crate) jwt_issuer: Option<String>,
+    /// A value every token's `aud` must contain. Unset: not checked.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub(crate) jwt_audience: Option<String>,
+    /// Longest token lifetime accepted (exp − iat), seconds.
+    #[arg(long, env = "JWT_MAX_LIFETIME_S", default_value_t = crate::auth::DEFAULT_MAX_TOKEN_LIFETIME_S)]
+    pub(crate) jwt_max_lifetime_s: i64,
+    /// Clock difference tolerated for a token's nbf and iat, seconds.
+    #[arg(long, env = "JWT_LEEWAY_S", default_value_t = crate::auth::DEFAULT_TOKEN_LEEWAY_S)]
+    pub(crate) jwt_leeway_s: i64,
     /// This node's id (0-1023), part of every message id: unique per node of a cluster.
     #[arg(long, env = "PARLEY_NODE_ID", default_value_t = 0)]
     pub(crate) node_id: u16,
@@ -96,6 +109,13 @@ pub(crate) struct Options {
     /// Bytes queued toward one session before it counts as a slow consumer.
     #[arg(long, env = "PARLEY_OUTBOX_BYTES", default_value_t = node::DEFAULT_OUTBOX_BYTES)]
     pub(crate) outbox_bytes: usize,
+    /// Bytes queued toward clients on the whole node; past it, sessions holding the most are
+    /// closed as slow consumers first (they reconnect and resume).
+    #[arg(long, env = "PARLEY_OUTBOX_NODE_BYTES", default_value_t = node::DEFAULT_OUTBOX_NODE_BYTES)]
+    pub(crate) outbox_node_bytes: usize,
+    /// Sessions one user may have on a node at once; one more is refused (1402).
+    #[arg(long, env = "PARLEY_MAX_SESSIONS_PER_USER", default_value_t = node::DEFAULT_MAX_SESSIONS_PER_USER)]
+    pub(crate) max_sessions_per_user: usize,
     /// Deliveries queued toward one shard from the others.
     #[arg(long, env = "PARLEY_SHARD_INBOX", default_value_t = DEFAULT_SHARD_INBOX)]
     pub(crate) shard_inbox: usize,
@@ -114,6 +134,15 @@ pub(crate) struct Options {
     /// Close a session whose socket accepts no bytes for this long, ms.
     #[arg(long, env = "PARLEY_WRITE_TIMEOUT_MS", default_value_t = node::DEFAULT_WRITE_TIMEOUT_MS)]
     pub(crate) write_timeout_ms: u64,
+    /// Time an HTTP client gets to send a request's headers, ms.
+    #[arg(long, env = "PARLEY_HTTP_HEADER_TIMEOUT_MS", default_value_t = node::DEFAULT_HTTP_HEADER_TIMEOUT_MS)]
+    pub(crate) http_header_timeout_ms: u64,
+    /// Time an HTTP client gets to send a whole request body, ms.
+    #[arg(long, env = "PARLEY_HTTP_BODY_TIMEOUT_MS", default_value_t = node::DEFAULT_HTTP_BODY_TIMEOUT_MS)]
+    pub(crate) http_body_timeout_ms: u64,
+    /// A kept-alive HTTP connection silent this long between requests is closed, ms.
+    #[arg(long, env = "PARLEY_HTTP_IDLE_TIMEOUT_MS", default_value_t = node::DEFAULT_HTTP_IDLE_TIMEOUT_MS)]
+    pub(crate) http_idle_timeout_ms: u64,
     /// Messages per second one user may send (all sessions and REST together).
     #[arg(long, env = "PARLEY_USER_MESSAGES_PER_SEC", default_value_t = DEFAULT_USER_MESSAGES_PER_SEC)]
     pub(crate) user_messages_per_sec: f64,
@@ -135,6 +164,13 @@ pub(crate) struct Options {
     /// Missed messages replayed per conversation on resume (older ones: History).
     #[arg(long, env = "PARLEY_RESUME_MAX_MESSAGES", default_value_t = node::DEFAULT_RESUME_MAX_MESSAGES)]
     pub(crate) resume_max_messages: usize,
+    /// Messages one Hello may replay over all its resume points (the rest: `complete =
+    /// false`, resume again).
+    #[arg(long, env = "PARLEY_RESUME_MAX_TOTAL_MESSAGES", default_value_t = node::DEFAULT_RESUME_MAX_TOTAL_MESSAGES)]
+    pub(crate) resume_max_total_messages: usize,
+    /// Bytes of replayed frames one Hello may cause over all its resume points.
+    #[arg(long, env = "PARLEY_RESUME_MAX_TOTAL_BYTES", default_value_t = node::DEFAULT_RESUME_MAX_TOTAL_BYTES)]
+    pub(crate) resume_max_total_bytes: usize,
     /// Largest REST request body, bytes.
     #[arg(long, env = "PARLEY_MAX_BODY_BYTES", default_value_t = node::DEFAULT_MAX_BODY_BYTES)]
     pub(crate) max_body_bytes: usize,
@@ -199,6 +235,14 @@ pub(crate) struct Options {
         default_value = "info,fjall=warn,lsm_tree=warn"
     )]
     pub(crate) log: String,
+    /// Connections (TCP and QUIC) the node takes at most; more are refused at accept.
+    /// 0: the process's open-files limit less 256 (kept for storage and Redis).
+    #[arg(long, env = "PARLEY_MAX_CONNECTIONS", default_value_t = 0)]
+    pub(crate) max_connections: usize,
+    /// Connections one IP address may hold at most. 0: no limit (behind a proxy or load
+    /// balancer, where every client has the proxy's address).
+    #[arg(long, env = "PARLEY_MAX_CONNECTIONS_PER_IP", default_value_t = node::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub(crate) max_connections_per_ip: u32,
     /// Serve test-only endpoints (/test/echo for the Autobahn suite). Never in production.
     #[arg(long, env = "PARLEY_TEST_ENDPOINTS", default_value_t = false)]
     pub(crate) test_endpoints: bool,

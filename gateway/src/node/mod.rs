@@ -14,20 +14,40 @@ pub(crate) use bus_events::BusEvents;
 use crate::auth::Authenticator;
 use crate::chat::Chat;
 use crate::metrics::Metrics;
+use crate::outbox::Budget;
 use crate::session::SessionLimits;
+use crate::state::admission::Admission;
 
 /// Frames queued toward one session before it is a slow consumer.
 pub(crate) const DEFAULT_OUTBOX_FRAMES: usize = 1024;
 /// Bytes queued toward one session before it is a slow consumer.
 pub(crate) const DEFAULT_OUTBOX_BYTES: usize = 4 << 20;
+/// Bytes queued toward clients on the whole node before the biggest queues are shed.
+pub(crate) const DEFAULT_OUTBOX_NODE_BYTES: usize = 256 << 20;
+/// Sessions one user may have on a node at once.
+pub(crate) const DEFAULT_MAX_SESSIONS_PER_USER: usize = 64;
 /// Close a session whose socket takes no bytes for this long, ms.
 pub(crate) const DEFAULT_WRITE_TIMEOUT_MS: u64 = 30_000;
 /// Messages replayed per conversation on resume.
 pub(crate) const DEFAULT_RESUME_MAX_MESSAGES: usize = 1000;
+/// Messages one Hello may replay over all its resume points.
+pub(crate) const DEFAULT_RESUME_MAX_TOTAL_MESSAGES: usize = 10_000;
+/// Bytes of replayed frames one Hello may cause over all its resume points.
+pub(crate) const DEFAULT_RESUME_MAX_TOTAL_BYTES: usize = 16 << 20;
 /// Largest REST body, bytes.
 pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Time a client gets to send a request's headers, ms.
+pub(crate) const DEFAULT_HTTP_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// Time a client gets to send a whole request body, ms.
+pub(crate) const DEFAULT_HTTP_BODY_TIMEOUT_MS: u64 = 10_000;
+/// Longest a kept-alive HTTP connection may stay silent between requests, ms.
+pub(crate) const DEFAULT_HTTP_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Drain time at shutdown, ms.
 pub(crate) const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5_000;
+/// Connections on the node at most (0 at the command line: the open-files limit less 256).
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+/// Connections from one address at most (0: no limit, for nodes behind a proxy).
+pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 4_096;
 
 /// What the transports and the driver read of the configuration.
 #[derive(Debug, Clone)]
@@ -36,10 +56,21 @@ pub(crate) struct Settings {
     pub(crate) outbox_frames: usize,
     /// Bytes queued toward one session before it is a slow consumer.
     pub(crate) outbox_bytes: usize,
-    /// Close a session whose socket takes no bytes for this long.
+    /// Bytes queued toward clients on the whole node before the biggest queues are shed.
+    pub(crate) outbox_node_bytes: usize,
+    /// Sessions one user may have on this node at once.
+    pub(crate) max_sessions_per_user: usize,
+    /// Close a session (or HTTP connection) whose socket takes no bytes for this long.
     pub(crate) write_timeout: Duration,
+    /// Deadlines of HTTP connections: headers, a whole body, silence between requests.
+    pub(crate) http_header_timeout: Duration,
+    pub(crate) http_body_timeout: Duration,
+    pub(crate) http_idle_timeout: Duration,
     /// Messages replayed per conversation on resume.
     pub(crate) resume_max_messages: usize,
+    /// Messages and bytes one Hello may replay in all.
+    pub(crate) resume_max_total_messages: usize,
+    pub(crate) resume_max_total_bytes: usize,
     /// Largest REST request body.
     pub(crate) max_body_bytes: usize,
     /// Drain time at shutdown.
@@ -48,6 +79,10 @@ pub(crate) struct Settings {
     pub(crate) cors_origins: Vec<String>,
     /// Serve `/test/echo`.
     pub(crate) test_endpoints: bool,
+    /// Connections on the node at most.
+    pub(crate) max_connections: usize,
+    /// Connections from one address at most (0: no limit).
+    pub(crate) max_connections_per_ip: u32,
 }
 
 impl Default for Settings {
@@ -55,12 +90,21 @@ impl Default for Settings {
         Self {
             outbox_frames: DEFAULT_OUTBOX_FRAMES,
             outbox_bytes: DEFAULT_OUTBOX_BYTES,
+            outbox_node_bytes: DEFAULT_OUTBOX_NODE_BYTES,
+            max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
             write_timeout: Duration::from_millis(DEFAULT_WRITE_TIMEOUT_MS),
+            http_header_timeout: Duration::from_millis(DEFAULT_HTTP_HEADER_TIMEOUT_MS),
+            http_body_timeout: Duration::from_millis(DEFAULT_HTTP_BODY_TIMEOUT_MS),
+            http_idle_timeout: Duration::from_millis(DEFAULT_HTTP_IDLE_TIMEOUT_MS),
             resume_max_messages: DEFAULT_RESUME_MAX_MESSAGES,
+            resume_max_total_messages: DEFAULT_RESUME_MAX_TOTAL_MESSAGES,
+            resume_max_total_bytes: DEFAULT_RESUME_MAX_TOTAL_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
             cors_origins: Vec::new(),
             test_endpoints: false,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
         }
     }
 }
@@ -107,6 +151,10 @@ pub(crate) struct Node {
     pub(crate) chat: Chat,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) lifecycle: Lifecycle,
+    /// Connections admitted, node-wide and per address.
+    pub(crate) admission: Arc<Admission>,
+    /// Bytes queued toward clients, node-wide (every outbox counts in it).
+    pub(crate) outbox_budget: Arc<Budget>,
 }
 
 impl Node {
@@ -117,6 +165,8 @@ impl Node {
         chat: Chat,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let admission = Admission::new(settings.max_connections, settings.max_connections_per_ip);
+        let outbox_budget = Budget::new(settings.outbox_node_bytes);
         Self {
             settings,
             limits: Arc::new(limits),
@@ -124,6 +174,8 @@ impl Node {
             chat,
             metrics,
             lifecycle: Lifecycle::new(),
+            admission: Arc::new(admission),
+            outbox_budget,
         }
     }
 }

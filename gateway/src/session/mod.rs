@@ -27,8 +27,6 @@ use parley_proto::*;
 pub(crate) const HISTORY_DEFAULT: usize = 50;
 /// Default Conversations page.
 pub(crate) const CONVERSATIONS_DEFAULT: usize = 20;
-/// Longest client_msg_id, bytes.
-pub(crate) const MAX_CLIENT_MSG_ID: usize = 64;
 /// Conversations one session may show as typing at once.
 pub(crate) const MAX_TYPING: usize = 32;
 const MAX_MEDIA_URL: usize = 2048;
@@ -47,7 +45,7 @@ pub(crate) enum Origin {
 
 /// Frames whose effect does not change when they are replayed (see `handle_frame_from`).
 fn replay_safe(body: &ClientBody) -> bool {
-    !matches!(body, ClientBody::Typing { .. })
+    !matches!(body, ClientBody::Typing { .. } | ClientBody::Refresh { .. })
 }
 
 /// What the driver must do next.
@@ -114,8 +112,9 @@ enum Phase {
         deadline: Instant,
     },
     Active {
-        #[cfg_attr(not(test), allow(dead_code))]
         user: Arc<str>,
+        /// The session ends when its (newest) token expires.
+        token_expires: Instant,
     },
     Closed,
 }
@@ -170,7 +169,7 @@ impl Session {
     #[cfg(test)]
     pub(crate) fn user(&self) -> Option<&Arc<str>> {
         match &self.phase {
-            Phase::Active { user } => Some(user),
+            Phase::Active { user, .. } => Some(user),
             _ => None,
         }
     }
@@ -187,13 +186,13 @@ impl Session {
         }
         match &self.phase {
             Phase::AwaitingHello { deadline } => Some(*deadline),
-            Phase::Active { .. } => {
+            Phase::Active { token_expires, .. } => {
                 let idle = self.last_rx + self.limits.idle_timeout;
                 Some(
                     self.typing
                         .iter()
                         .map(|t| t.expires)
-                        .fold(idle, Instant::min),
+                        .fold(idle.min(*token_expires), Instant::min),
                 )
             }
             Phase::Closed => None,
@@ -299,7 +298,7 @@ impl Session {
         self.fail(0, ErrorCode::FrameTooLarge, msg, out);
     }
 
-    /// Timers: hello timeout, idle timeout, typing expiry.
+    /// Timers: hello timeout, idle timeout, token expiry, typing expiry.
     pub(crate) fn handle_timeout(&mut self, now: Now, out: &mut Vec<Output>) {
         if self.closing {
             return;
@@ -307,6 +306,11 @@ impl Session {
         match &self.phase {
             Phase::AwaitingHello { deadline } if now.mono >= *deadline => {
                 self.fail(0, ErrorCode::HelloTimeout, "no Hello in time", out);
+            }
+            Phase::Active { token_expires, .. } if now.mono >= *token_expires => {
+                let msg = "the session's token expired: send Refresh before it does, or \
+                           reconnect with a fresh token";
+                self.fail(0, ErrorCode::TokenExpired, msg, out);
             }
             Phase::Active { .. } => {
                 if now.mono >= self.last_rx + self.limits.idle_timeout {
@@ -406,8 +410,8 @@ impl Session {
             );
             return self.fail(seq, ErrorCode::UnsupportedVersion, msg, out);
         }
-        let user: Arc<str> = match self.auth.verify(&hello.token, now.wall_ms) {
-            Ok(user) => user.into(),
+        let verified = match self.auth.verify(&hello.token, now.wall_ms) {
+            Ok(v) => v,
             Err(AuthError::Expired) => {
                 return self.fail(seq, ErrorCode::TokenExpired, "token expired", out);
             }
@@ -424,6 +428,8 @@ impl Session {
             let msg = format!("at most {} resume points", self.limits.max_resume_points);
             return self.fail(seq, ErrorCode::Invalid, msg, out);
         }
+        let user: Arc<str> = verified.user.into();
+        let token_expires = expiry(now, verified.expires_ms);
         let l = &self.limits;
         out.push(Output::Send(ServerFrame::new(
             seq,
@@ -438,13 +444,17 @@ impl Session {
                 max_frame_bytes: l.max_frame_bytes as u32,
                 max_message_chars: l.max_message_chars as u32,
                 server_time_ms: now.wall_ms,
+                token_expires_ms: verified.expires_ms,
             }),
         )));
         out.push(Output::Do(Command::Start {
             user: user.clone(),
             resume: hello.resume,
         }));
-        self.phase = Phase::Active { user };
+        self.phase = Phase::Active {
+            user,
+            token_expires,
+        };
     }
 
     fn active(&mut self, now: Now, seq: u32, body: ClientBody, out: &mut Vec<Output>) {
@@ -467,6 +477,7 @@ impl Session {
                 )));
                 return;
             }
+            ClientBody::Refresh { token } => return self.refresh(now, seq, &token, out),
             ClientBody::Join { conversation } => Command::Join { seq, conversation },
             ClientBody::Leave { conversation } => Command::Leave { seq, conversation },
             ClientBody::Send(message) => match validate_send(&self.limits, &message) {
@@ -566,17 +577,54 @@ impl Session {
     }
 }
 
+impl Session {
+    /// A fresh token for this session: the same user's, expiring later. Answered by an Ack
+    /// whose `created_at_ms` is the new expiry; a refused one leaves the old expiry in force.
+    fn refresh(&mut self, now: Now, seq: u32, token: &str, out: &mut Vec<Output>) {
+        let Phase::Active {
+            user,
+            token_expires,
+        } = &mut self.phase
+        else {
+            return;
+        };
+        let v = match self.auth.verify(token, now.wall_ms) {
+            Ok(v) => v,
+            Err(AuthError::Expired) => {
+                return error(out, seq, ErrorCode::TokenExpired, "that token expired");
+            }
+            Err(AuthError::Invalid(why)) => {
+                let msg = format!("invalid token: {why}");
+                return error(out, seq, ErrorCode::AuthFailed, msg);
+            }
+        };
+        if *v.user != **user {
+            let msg = "a session's token can only be refreshed with one for the same user";
+            return error(out, seq, ErrorCode::Forbidden, msg);
+        }
+        *token_expires = (*token_expires).max(expiry(now, v.expires_ms));
+        let ack = Ack {
+            created_at_ms: v.expires_ms,
+            ..Ack::default()
+        };
+        out.push(Output::Send(ServerFrame::new(seq, ServerBody::Ack(ack))));
+    }
+}
+
+/// The monotonic instant of a wall-clock expiry.
+fn expiry(now: Now, expires_ms: i64) -> Instant {
+    let left = u64::try_from(expires_ms.saturating_sub(now.wall_ms)).unwrap_or(0);
+    now.mono + std::time::Duration::from_millis(left)
+}
+
 /// The content rules of a Send (id, length in characters, kind and media), shared with REST.
 pub(crate) fn validate_send(
     limits: &SessionLimits,
     m: &SendMessage,
 ) -> Result<(), (ErrorCode, String)> {
     let invalid = |why: &str| Err((ErrorCode::Invalid, why.to_owned()));
-    if m.client_msg_id.is_empty() || m.client_msg_id.len() > MAX_CLIENT_MSG_ID {
-        return invalid("client_msg_id must be 1 to 64 bytes");
-    }
-    if m.client_msg_id.chars().any(char::is_control) {
-        return invalid("client_msg_id must not contain control characters");
+    if let Err(why) = parley_types::rules::client_msg_id(&m.client_msg_id) {
+        return invalid(&format!("client_msg_id {why}"));
     }
     let chars = m.content.chars().count();
     if chars > limits.max_message_chars {

@@ -25,7 +25,10 @@ impl Harness {
     }
 
     fn with(limits: SessionLimits) -> Self {
-        let auth = Arc::new(Authenticator::new(SECRET, None).expect("auth"));
+        let auth = Arc::new(
+            Authenticator::new(Some(SECRET), None, crate::auth::TokenRules::default())
+                .expect("auth"),
+        );
         let t0 = Instant::now();
         let now = Now {
             mono: t0,
@@ -741,4 +744,66 @@ fn datagrams_carry_only_typing_and_never_count_as_bad_frames() {
         .s
         .handle_frame_from(fresh.now(), &typing, Origin::Datagram, &mut out);
     assert!(!fresh.s.is_closed());
+}
+
+#[test]
+fn a_session_ends_when_its_token_expires_unless_refreshed() {
+    let mut h = Harness::new();
+    let token = mint_hs256(SECRET, "alice", 100, WALL);
+    let out = h.send(1, hello(&token));
+    let Output::Send(ServerFrame {
+        body: ServerBody::Welcome(w),
+        ..
+    }) = &out[0]
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(w.token_expires_ms, WALL + 100_000);
+    // Keep the session busy (no idle timeout) until shortly before the expiry, then refresh.
+    for _ in 0..9 {
+        h.advance(Duration::from_secs(10));
+        h.send(2, ClientBody::Ping { nonce: 1 });
+    }
+    // Another user's token, an expired one, a forged one: refused, the old expiry stands.
+    let other = mint_hs256(SECRET, "mallory", 3600, WALL + 90_000);
+    assert_eq!(
+        error_of(&h.send(3, ClientBody::Refresh { token: other })),
+        (1201, false)
+    );
+    let forged = mint_hs256(b"not-the-secret-0123456789", "alice", 3600, WALL + 90_000);
+    assert_eq!(
+        error_of(&h.send(4, ClientBody::Refresh { token: forged })),
+        (1100, false)
+    );
+    let fresh = mint_hs256(SECRET, "alice", 300, WALL + 90_000);
+    let out = h.send(5, ClientBody::Refresh { token: fresh });
+    assert!(
+        matches!(&out[..], [Output::Send(ServerFrame { seq: 5, body: ServerBody::Ack(a) })]
+            if a.created_at_ms == WALL + 390_000),
+        "{out:?}"
+    );
+    // Past the first token's expiry the session goes on...
+    h.advance(Duration::from_secs(20));
+    h.send(6, ClientBody::Ping { nonce: 2 });
+    for _ in 0..27 {
+        h.advance(Duration::from_secs(10));
+        h.send(7, ClientBody::Ping { nonce: 3 });
+    }
+    assert!(!h.s.is_closed());
+    // ...and ends at the new one's, with 1101.
+    let out = h.advance(Duration::from_secs(20));
+    assert_eq!(error_of(&out), (1101, true));
+}
+
+#[test]
+fn refresh_is_not_accepted_as_early_data() {
+    let mut h = Harness::active("alice");
+    let token = mint_hs256(SECRET, "alice", 3600, WALL);
+    let bytes = encode_client(&ClientFrame {
+        seq: 9,
+        body: ClientBody::Refresh { token },
+    });
+    let mut out = Vec::new();
+    h.s.handle_frame_from(h.now(), &bytes, Origin::Early, &mut out);
+    assert_eq!(error_of(&out), (1008, false));
 }

@@ -1,6 +1,7 @@
 //! The node-wide state the chat operations use, one job per part; each is `Send + Sync` and
 //! lock-free or sharded-lock, and none holds a lock across `.await`.
 //!
+//! - [`admission::Admission`]: how many connections the node, and each address, may have.
 //! - [`routes::Routes`]: which shards each user's sessions are on (and local presence).
 //! - [`conversations::Conversations`]: the conversation cache and its rule (participants only).
 //! - [`limiter::SendLimiter`]: per-user send rate.
@@ -8,6 +9,7 @@
 //! - [`sequencer::Sequencer`]: per conversation, messages handed out in seq order, each once
 //!   (the bookkeeping; `chat::delivery` drives it).
 
+pub(crate) mod admission;
 pub(crate) mod conversations;
 pub(crate) mod fanout;
 pub(crate) mod limiter;

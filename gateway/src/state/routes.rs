@@ -48,6 +48,18 @@ impl Routes {
 
     /// Records a session of `user` on `shard`; `true` when it is the user's first on the node.
     pub(crate) fn session_opened(&self, user: &Arc<str>, shard: usize) -> bool {
+        self.session_opened_within(user, shard, usize::MAX)
+            .unwrap_or(false)
+    }
+
+    /// Records a session of `user` on `shard` unless the user has `max` on the node already
+    /// (`None`); `Some(true)` when it is the user's first.
+    pub(crate) fn session_opened_within(
+        &self,
+        user: &Arc<str>,
+        shard: usize,
+        max: usize,
+    ) -> Option<bool> {
         let shards = self.shards;
         let mut entry = self
             .users
@@ -57,11 +69,14 @@ impl Routes {
                 total: 0,
                 last_seen_ms: 0,
             });
+        if entry.total as usize >= max {
+            return None;
+        }
         if let Some(n) = entry.per_shard.get_mut(shard) {
             *n += 1;
         }
         entry.total += 1;
-        entry.total == 1
+        Some(entry.total == 1)
     }
 
     /// Forgets a session; `true` when it was the user's last on the node.

@@ -50,7 +50,11 @@ impl MemClient {
         #[allow(clippy::disallowed_methods)]
         let (tx, rx) = mpsc::unbounded_channel();
         let s = &shard.node.settings;
-        let outbox = Rc::new(Outbox::new(s.outbox_frames, s.outbox_bytes));
+        let outbox = Rc::new(Outbox::new(
+            s.outbox_frames,
+            s.outbox_bytes,
+            shard.node.outbox_budget.clone(),
+        ));
         let task = tokio::task::spawn_local(driver::drive(shard, MemSource(rx), outbox.clone()));
         Self {
             user: user.to_owned(),

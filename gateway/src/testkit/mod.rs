@@ -193,7 +193,8 @@ impl TestNode {
                 node_id: o.node_id,
                 ..o.limits
             },
-            auth: Authenticator::new(SECRET, None).expect("auth"),
+            auth: Authenticator::new(Some(SECRET), None, crate::auth::TokenRules::default())
+                .expect("auth"),
             send_rate: o.send_rate,
         };
         let node = assemble(parts, storage, inboxes, bus);

@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::rc::Rc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -14,28 +13,33 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::deadline::Deadlines;
 use super::response::{Body, error, json};
 use super::{rest, ws};
 use crate::node::Node;
 use crate::shard::{ConnGuard, Shard};
+use crate::state::admission::Admitted;
 use parley_proto::ErrorCode;
 
-/// Time a client gets to send a request's headers (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Serves one accepted TCP connection until it closes or is upgraded.
-pub(crate) async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
-    let _guard = ConnGuard::new(&shard);
+pub(crate) async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, admitted: Admitted) {
+    let admitted = Rc::new(admitted);
+    let _guard = ConnGuard::new(&shard, admitted.clone());
     let _ = stream.set_nodelay(true);
     let svc_shard = shard.clone();
     let service = service_fn(move |req| {
-        let shard = svc_shard.clone();
-        async move { Ok::<_, Infallible>(route(shard, req).await) }
+        let (shard, admitted) = (svc_shard.clone(), admitted.clone());
+        async move { Ok::<_, Infallible>(route(shard, req, admitted).await) }
     });
+    // Every phase has a deadline: the headers (slowloris), a response write the client does
+    // not take (pipelined requests whose answers it never reads), silence between requests;
+    // the body's is in `rest`.
+    let s = &shard.node.settings;
+    let io = Deadlines::new(stream, s.write_timeout, Some(s.http_idle_timeout));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
+        .header_read_timeout(s.http_header_timeout)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let mut shutdown = shard.shutdown.clone();
@@ -46,18 +50,22 @@ pub(crate) async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
     let _ = tokio::time::timeout(shard.node.settings.shutdown_grace, conn).await;
 }
 
-async fn route(shard: Rc<Shard>, mut req: Request<Incoming>) -> Response<Body> {
+async fn route(
+    shard: Rc<Shard>,
+    mut req: Request<Incoming>,
+    admitted: Rc<Admitted>,
+) -> Response<Body> {
     let node = &shard.node;
     let path = req.uri().path().to_owned();
     let origin = req.headers().get(header::ORIGIN).cloned();
     let mut resp = match (req.method(), path.as_str()) {
         (&Method::OPTIONS, _) => preflight(),
-        (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+        (&Method::GET, "/healthz") => health(node),
         (&Method::GET, "/readyz") => ready(node).await,
         (&Method::GET, "/metrics") => metrics(node),
-        (&Method::GET, "/ws") => upgrade(&shard, &mut req, false),
+        (&Method::GET, "/ws") => upgrade(&shard, &mut req, false, admitted),
         (&Method::GET, "/test/echo") if node.settings.test_endpoints => {
-            upgrade(&shard, &mut req, true)
+            upgrade(&shard, &mut req, true, admitted)
         }
         (_, p) if p.starts_with("/api/") => rest::handle(node, req).await,
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
@@ -84,12 +92,28 @@ async fn ready(node: &Node) -> Response<Body> {
     }
 }
 
+/// Liveness: 503 once storage cannot write any more (restart the process), 200 otherwise.
+fn health(node: &Node) -> Response<Body> {
+    if node.chat.storage_alive() {
+        json(StatusCode::OK, r#"{"status":"ok"}"#.into())
+    } else {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_writer_stopped",
+            "storage can no longer write; restart the node",
+        )
+    }
+}
+
 fn metrics(node: &Node) -> Response<Body> {
     use std::sync::atomic::Ordering::Relaxed;
     let text = node.metrics.render(&crate::metrics::NodeGauges {
         online_users: node.chat.routes.online_users(),
         resident_bytes: resident_bytes().unwrap_or(0),
         inbox_full_drops: node.chat.fanout().inbox_full_drops.load(Relaxed),
+        connections_admitted: node.admission.open(),
+        refused_node_full: node.admission.refused_node_full.load(Relaxed),
+        refused_address_full: node.admission.refused_address_full.load(Relaxed),
         order: {
             let s = &node.chat.delivery.lines.stats;
             crate::metrics::OrderGauges {
@@ -126,7 +150,12 @@ fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-fn upgrade(shard: &Rc<Shard>, req: &mut Request<Incoming>, echo: bool) -> Response<Body> {
+fn upgrade(
+    shard: &Rc<Shard>,
+    req: &mut Request<Incoming>,
+    echo: bool,
+    admitted: Rc<Admitted>,
+) -> Response<Body> {
     if shard.node.lifecycle.is_shutting_down() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -142,7 +171,7 @@ fn upgrade(shard: &Rc<Shard>, req: &mut Request<Incoming>, echo: bool) -> Respon
     // This task only finishes the upgrade; the session then runs in tasks of its own sized
     // for the long idle life of a connection.
     tokio::task::spawn_local(async move {
-        let guard = ConnGuard::new(&shard);
+        let guard = ConnGuard::new(&shard, admitted);
         match fut.await {
             Ok(ws) if echo => ws::serve_echo(shard, ws, guard).await,
             Ok(ws) => ws::start_session(shard, ws, guard),

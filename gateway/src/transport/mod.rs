@@ -2,6 +2,7 @@
 //! (upgraded to a WebSocket session), the REST API and the probes; QUIC serves sessions on
 //! one bidirectional stream each.
 
+pub(crate) mod deadline;
 pub(crate) mod http;
 pub(crate) mod quic;
 pub(crate) mod response;

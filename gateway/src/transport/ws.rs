@@ -21,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use super::deadline::Deadlines;
 use crate::driver::{self, FrameSource, Incoming};
 use crate::metrics::{ConnectionGauge, Transport};
 use crate::outbox::{Item, Next, Outbox};
@@ -381,16 +382,21 @@ fn split(
     let upgraded = ws.into_inner().into_inner();
     // The upgraded stream is the TcpStream hyper served; take it back to split it without a
     // lock, keeping any bytes hyper already read past the handshake.
-    let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+    let parts = match upgraded.downcast::<TokioIo<Deadlines<TcpStream>>>() {
         Ok(p) => p,
         Err(_) => {
             tracing::error!("websocket: upgraded stream is not a TcpStream");
             return None;
         }
     };
-    let (r, w) = parts.io.into_inner().into_split();
+    // The session keeps its own time (idle timeout, write timeout): drop the HTTP deadlines.
+    let (r, w) = parts.io.into_inner().into_inner().into_split();
     let cfg = &shard.node.settings;
-    let outbox = Rc::new(Outbox::new(cfg.outbox_frames, cfg.outbox_bytes));
+    let outbox = Rc::new(Outbox::new(
+        cfg.outbox_frames,
+        cfg.outbox_bytes,
+        shard.node.outbox_budget.clone(),
+    ));
     // `read_buf` is a slice of hyper's request buffer: copy the (usually empty) rest so that
     // buffer is freed instead of pinned for the connection's life.
     let source = WsSource::new(

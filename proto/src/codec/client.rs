@@ -83,6 +83,11 @@ pub fn encode_client(frame: &ClientFrame) -> Bytes {
                 let b = w::Ping::create(fbb, &w::PingArgs { nonce: *nonce });
                 (w::ClientBody::Ping, b.as_union_value())
             }
+            ClientBody::Refresh { token } => {
+                let token = Some(fbb.create_string(token));
+                let b = w::Refresh::create(fbb, &w::RefreshArgs { token });
+                (w::ClientBody::Refresh, b.as_union_value())
+            }
         };
         let root = w::ClientFrame::create(
             fbb,
@@ -211,6 +216,7 @@ fn welcome_of(x: Option<w::Welcome<'_>>) -> Option<ServerBody> {
         max_frame_bytes: x.max_frame_bytes(),
         max_message_chars: x.max_message_chars(),
         server_time_ms: x.server_time_ms(),
+        token_expires_ms: x.token_expires_ms(),
     }))
 }
 

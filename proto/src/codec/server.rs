@@ -59,6 +59,9 @@ pub fn decode_client(buf: &[u8], limits: &DecodeLimits) -> Result<ClientFrame, D
         w::ClientBody::Ping => ClientBody::Ping {
             nonce: f.body_as_ping().ok_or(missing)?.nonce(),
         },
+        w::ClientBody::Refresh => ClientBody::Refresh {
+            token: f.body_as_refresh().ok_or(missing)?.token().to_owned(),
+        },
         _ => return Err(missing),
     };
     Ok(ClientFrame { seq: f.seq(), body })
@@ -180,6 +183,7 @@ fn welcome(fbb: &mut Fbb, x: &Welcome) -> Body {
         max_frame_bytes: x.max_frame_bytes,
         max_message_chars: x.max_message_chars,
         server_time_ms: x.server_time_ms,
+        token_expires_ms: x.token_expires_ms,
     };
     let b = w::Welcome::create(fbb, &args);
     (w::ServerBody::Welcome, b.as_union_value())

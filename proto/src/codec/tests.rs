@@ -79,6 +79,9 @@ fn every_client_frame_round_trips() {
             limit: 10,
         },
         ClientBody::Ping { nonce: 42 },
+        ClientBody::Refresh {
+            token: "eyJhbGciOi.fresh.token".into(),
+        },
     ];
     for (i, body) in bodies.into_iter().enumerate() {
         let frame = ClientFrame {

@@ -297,6 +297,7 @@ impl Storage for Embedded {
         listing: &str,
         now_ms: i64,
     ) -> Result<Created> {
+        crate::rules::direct_ids(buyer, seller, listing)?;
         let (buyer, seller, listing) = (buyer.to_owned(), seller.to_owned(), listing.to_owned());
         self.write(|reply| Op::CreateDirect {
             buyer,
@@ -315,6 +316,7 @@ impl Storage for Embedded {
         title: &str,
         now_ms: i64,
     ) -> Result<Conversation> {
+        crate::rules::group(creator, participants, title)?;
         let (creator, participants, title) =
             (creator.to_owned(), participants.to_vec(), title.to_owned());
         self.write(|reply| Op::CreateGroup {
@@ -332,11 +334,13 @@ impl Storage for Embedded {
     }
 
     async fn delete_conversation(&self, id: ConversationId, by: &str) -> Result<Conversation> {
+        crate::rules::users([by])?;
         let by = by.to_owned();
         self.write(|reply| Op::Delete { id, by, reply }).await
     }
 
     async fn append(&self, message: NewMessage) -> Result<Appended> {
+        crate::rules::message(&message)?;
         self.write(|reply| Op::Append { message, reply }).await
     }
 
@@ -420,6 +424,7 @@ impl Storage for Embedded {
         up_to: MessageId,
         now_ms: i64,
     ) -> Result<ReadOutcome> {
+        crate::rules::users([user])?;
         let user = user.to_owned();
         self.write(|reply| Op::MarkRead {
             conversation,
@@ -437,6 +442,7 @@ impl Storage for Embedded {
         cursor: Option<ListCursor>,
         limit: usize,
     ) -> Result<ConversationPage> {
+        crate::rules::users([user])?;
         let user = user.to_owned();
         let limit = limit.clamp(1, MAX_PAGE);
         self.read(move |ks| {
@@ -460,6 +466,7 @@ impl Storage for Embedded {
     }
 
     async fn unread_counts(&self, user: &str) -> Result<Vec<(ConversationId, u64)>> {
+        crate::rules::users([user])?;
         let user = user.to_owned();
         self.read(move |ks| {
             let mut out = Vec::new();
@@ -475,6 +482,7 @@ impl Storage for Embedded {
     }
 
     async fn contacts(&self, user: &str) -> Result<Vec<String>> {
+        crate::rules::users([user])?;
         let user = user.to_owned();
         self.read(move |ks| {
             let mut out: Vec<String> = member_conversations(ks, &user)?
@@ -490,6 +498,7 @@ impl Storage for Embedded {
     }
 
     async fn set_block(&self, user: &str, target: &str, blocked: bool, now_ms: i64) -> Result<()> {
+        crate::rules::users([user, target])?;
         let (user, target) = (user.to_owned(), target.to_owned());
         self.write(|reply| Op::SetBlock {
             user,
@@ -502,12 +511,18 @@ impl Storage for Embedded {
     }
 
     async fn is_blocked_between(&self, a: &str, b: &str) -> Result<bool> {
+        crate::rules::users([a, b])?;
         let (a, b) = (a.to_owned(), b.to_owned());
         self.read(move |ks| blocked_between(ks, &a, &b)).await
     }
 
     async fn report(&self, report: NewReport) -> Result<uuid::Uuid> {
+        crate::rules::report(&report)?;
         self.write(|reply| Op::Report { report, reply }).await
+    }
+
+    fn alive(&self) -> bool {
+        !self.writes.is_closed()
     }
 
     async fn health(&self) -> Result<()> {

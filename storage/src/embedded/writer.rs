@@ -192,23 +192,50 @@ impl Writer {
                 }
             }
             last = ops.len();
-            let mut pending = Pending::new(&self.db, ops.len());
-            for op in ops.drain(..) {
-                if matches!(op, Op::Delete { .. }) {
-                    // A delete rewrites a whole conversation: commit what came before it and
-                    // give it a batch of its own, so no batch both writes and deletes a key.
-                    self.commit(std::mem::replace(&mut pending, Pending::new(&self.db, 1)));
-                    self.apply(&mut pending, op);
-                    self.commit(std::mem::replace(&mut pending, Pending::new(&self.db, 1)));
-                } else {
-                    self.apply(&mut pending, op);
-                }
+            // A bug in one request must not take the writer (and every later write) with it:
+            // its batch is dropped — its callers get an error — and the writer goes on.
+            let batch = std::panic::AssertUnwindSafe(|| self.apply_batch(&mut ops));
+            if std::panic::catch_unwind(batch).is_err() {
+                tracing::error!("storage: a write panicked; its batch was dropped");
+                ops.clear();
+                self.reload_after_panic();
             }
-            self.commit(pending);
         }
         if let Err(e) = self.db.persist(PersistMode::SyncAll) {
             tracing::error!(error = %e, "storage: final persist failed");
         }
+    }
+
+    /// Applies `ops` (emptying it) and commits them in as few batches as it can.
+    fn apply_batch(&mut self, ops: &mut Vec<Op>) {
+        let mut pending = Pending::new(&self.db, ops.len());
+        for op in ops.drain(..) {
+            if matches!(op, Op::Delete { .. }) {
+                // A delete rewrites a whole conversation: commit what came before it and
+                // give it a batch of its own, so no batch both writes and deletes a key.
+                self.commit(std::mem::replace(&mut pending, Pending::new(&self.db, 1)));
+                self.apply(&mut pending, op);
+                self.commit(std::mem::replace(&mut pending, Pending::new(&self.db, 1)));
+            } else {
+                self.apply(&mut pending, op);
+            }
+        }
+        self.commit(pending);
+    }
+
+    /// After a panic the in-memory state may not match what was committed: read it again.
+    fn reload_after_panic(&mut self) {
+        self.cache.clear();
+        let mut blocks = HashSet::new();
+        for guard in self.ks.block.iter() {
+            match guard.key() {
+                Ok(key) => {
+                    blocks.insert(key.to_vec());
+                }
+                Err(e) => tracing::error!(error = %e, "storage: reloading blocks failed"),
+            }
+        }
+        self.blocks = blocks;
     }
 
     fn commit(&mut self, mut p: Pending) {

@@ -364,15 +364,18 @@ impl Storage for Scylla {
         title: &str,
         now_ms: i64,
     ) -> Result<Conversation> {
+        crate::rules::group(creator, participants, title)?;
         Scylla::create_group(self, creator, participants, title, now_ms).await
     }
     async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>> {
         self.load(id).await
     }
     async fn delete_conversation(&self, id: ConversationId, by: &str) -> Result<Conversation> {
+        crate::rules::users([by])?;
         Scylla::delete_conversation(self, id, by).await
     }
     async fn append(&self, m: NewMessage) -> Result<Appended> {
+        crate::rules::message(&m)?;
         Scylla::append(self, m).await
     }
     async fn history(
@@ -398,6 +401,7 @@ impl Storage for Scylla {
         up_to: MessageId,
         now_ms: i64,
     ) -> Result<ReadOutcome> {
+        crate::rules::users([user])?;
         Scylla::mark_read(self, c, user, up_to, now_ms).await
     }
     async fn list_conversations(
@@ -406,21 +410,27 @@ impl Storage for Scylla {
         cursor: Option<ListCursor>,
         limit: usize,
     ) -> Result<ConversationPage> {
+        crate::rules::users([user])?;
         Scylla::list_conversations(self, user, cursor, limit).await
     }
     async fn unread_counts(&self, user: &str) -> Result<Vec<(ConversationId, u64)>> {
+        crate::rules::users([user])?;
         Scylla::unread_counts(self, user).await
     }
     async fn contacts(&self, user: &str) -> Result<Vec<String>> {
+        crate::rules::users([user])?;
         Scylla::contacts(self, user).await
     }
     async fn set_block(&self, user: &str, target: &str, blocked: bool, now_ms: i64) -> Result<()> {
+        crate::rules::users([user, target])?;
         Scylla::set_block(self, user, target, blocked, now_ms).await
     }
     async fn is_blocked_between(&self, a: &str, b: &str) -> Result<bool> {
+        crate::rules::users([a, b])?;
         self.blocked_between(a, b).await
     }
     async fn report(&self, report: NewReport) -> Result<Uuid> {
+        crate::rules::report(&report)?;
         Scylla::report(self, report).await
     }
     async fn health(&self) -> Result<()> {

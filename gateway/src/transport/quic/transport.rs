@@ -17,6 +17,7 @@ use crate::ratelimit::TokenBucket;
 use crate::session::Origin;
 use crate::shard::ConnGuard;
 use crate::shard::Shard;
+use crate::state::admission::Admitted;
 use parley_proto::ErrorCode;
 
 /// Datagrams accepted per second per connection (typing needs a few); the rest are dropped
@@ -93,8 +94,8 @@ impl FrameSource for QuicSource {
 }
 
 /// Serves one incoming QUIC connection on this shard until it ends.
-pub(crate) async fn serve(shard: Rc<Shard>, incoming: quinn::Incoming) {
-    let guard = ConnGuard::new(&shard);
+pub(crate) async fn serve(shard: Rc<Shard>, incoming: quinn::Incoming, admitted: Admitted) {
+    let guard = ConnGuard::new(&shard, Rc::new(admitted));
     let Ok(connecting) = incoming.accept() else {
         return;
     };
@@ -143,7 +144,11 @@ async fn run(
     guard: ConnGuard,
 ) {
     let cfg = &shard.node.settings;
-    let outbox = Rc::new(Outbox::new(cfg.outbox_frames, cfg.outbox_bytes));
+    let outbox = Rc::new(Outbox::new(
+        cfg.outbox_frames,
+        cfg.outbox_bytes,
+        shard.node.outbox_budget.clone(),
+    ));
     let gauge = ConnectionGauge::open(&shard.node.metrics, shard.id, Transport::Quic);
     let writer = tokio::task::spawn_local(write_loop(
         connection.clone(),

@@ -258,6 +258,7 @@ pub(super) async fn block(c: Call<'_>) -> Reply {
 }
 
 pub(super) async fn unblock(c: Call<'_>, target: &str) -> Reply {
+    crate::auth::validate_user_id(target).map_err(invalid)?;
     c.node.chat.set_block(&c.user, target, false, c.now).await?;
     no_content()
 }

@@ -59,18 +59,31 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// The JSON body, at most `--max-body-bytes`.
+    /// The JSON body, at most `--max-body-bytes`, all of it within `--http-body-timeout-ms` (a
+    /// trickling body holds nothing longer). A `Content-Length` over the limit is refused
+    /// before a byte of the body is read.
     async fn json(self) -> Result<Value, ClientError> {
         let limit = self.node.settings.max_body_bytes;
-        let body: Bytes = Limited::new(self.req.into_body(), limit)
-            .collect()
+        let too_large = || {
+            ClientError::new(
+                ErrorCode::FrameTooLarge,
+                format!("request body larger than {limit} bytes"),
+            )
+        };
+        let declared = self
+            .req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let read = Limited::new(self.req.into_body(), limit).collect();
+        let deadline = self.node.settings.http_body_timeout;
+        let body: Bytes = tokio::time::timeout(deadline, read)
             .await
-            .map_err(|_| {
-                ClientError::new(
-                    ErrorCode::FrameTooLarge,
-                    format!("request body larger than {limit} bytes"),
-                )
-            })?
+            .map_err(|_| invalid("the request body did not arrive in time"))?
+            .map_err(|_| too_large())?
             .to_bytes();
         serde_json::from_slice(&body).map_err(|e| invalid(format!("body is not valid JSON: {e}")))
     }
@@ -118,12 +131,35 @@ async fn route(node: &Node, req: Request<Incoming>) -> Reply {
         (&Method::GET, ["unread"]) => handlers::unread(call).await,
         (&Method::POST, ["blocks"]) => handlers::block(call).await,
         (&Method::DELETE, ["blocks", target]) => {
-            let target = (*target).to_owned();
+            let target = percent_decoded(target)?;
             handlers::unblock(call, &target).await
         }
         (&Method::POST, ["reports"]) => handlers::report(call).await,
         _ => Err(ClientError::new(ErrorCode::NotFound, "no such route")),
     }
+}
+
+/// A path segment with its `%XX` escapes decoded (ids may need them), as UTF-8.
+fn percent_decoded(segment: &str) -> Result<String, ClientError> {
+    let bad = || invalid("a path segment has a malformed %-escape or is not UTF-8");
+    let raw = segment.as_bytes();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3).ok_or_else(bad)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return Err(bad());
+            }
+            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
 }
 
 fn authenticate(node: &Node, req: &Request<Incoming>, now: Now) -> Result<String, ClientError> {
@@ -138,6 +174,7 @@ fn authenticate(node: &Node, req: &Request<Incoming>, now: Now) -> Result<String
         .ok_or_else(|| ClientError::new(ErrorCode::AuthFailed, "expected a Bearer token"))?;
     node.auth
         .verify(token.trim(), now.wall_ms)
+        .map(|v| v.user)
         .map_err(|e| match e {
             AuthError::Expired => ClientError::new(ErrorCode::TokenExpired, "token expired"),
             AuthError::Invalid(why) => {

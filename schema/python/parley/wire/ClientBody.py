@@ -13,3 +13,4 @@ class ClientBody(object):
     History = 7
     Conversations = 8
     Ping = 9
+    Refresh = 10

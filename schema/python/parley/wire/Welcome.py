@@ -94,8 +94,16 @@ class Welcome(object):
             return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
         return 0
 
+    # When the session's token expires (Unix ms): send Refresh before then (1.2).
+    # Welcome
+    def TokenExpiresMs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
 def WelcomeStart(builder):
-    builder.StartObject(10)
+    builder.StartObject(11)
 
 def Start(builder):
     WelcomeStart(builder)
@@ -159,6 +167,12 @@ def WelcomeAddServerTimeMs(builder, serverTimeMs):
 
 def AddServerTimeMs(builder, serverTimeMs):
     WelcomeAddServerTimeMs(builder, serverTimeMs)
+
+def WelcomeAddTokenExpiresMs(builder, tokenExpiresMs):
+    builder.PrependInt64Slot(10, tokenExpiresMs, 0)
+
+def AddTokenExpiresMs(builder, tokenExpiresMs):
+    WelcomeAddTokenExpiresMs(builder, tokenExpiresMs)
 
 def WelcomeEnd(builder):
     return builder.EndObject()

@@ -206,6 +206,9 @@ pub(crate) struct NodeGauges<'a> {
     pub(crate) connections_admitted: usize,
     pub(crate) refused_node_full: u64,
     pub(crate) refused_address_full: u64,
+    /// Bytes queued in all outboxes now, and sessions shed for the node's budget.
+    pub(crate) outbox_queued_bytes: usize,
+    pub(crate) outbox_shed: u64,
     pub(crate) bus: Option<BusGauges<'a>>,
 }
 
@@ -415,6 +418,18 @@ fn render_node(out: &mut String, n: &NodeGauges<'_>) {
         n.connections_admitted as f64,
     );
     labelled_refusals(out, n.refused_node_full, n.refused_address_full);
+    gauge(
+        out,
+        "parley_outbox_queued_bytes",
+        "Bytes queued for clients in all outboxes (bounded by --outbox-node-bytes).",
+        n.outbox_queued_bytes as f64,
+    );
+    counter(
+        out,
+        "parley_outbox_shed_total",
+        "Sessions closed as slow consumers because the node's outbox budget was used up.",
+        n.outbox_shed,
+    );
     for (name, help, v) in [
         (
             "parley_duplicate_deliveries_total",
@@ -499,6 +514,8 @@ mod tests {
             connections_admitted: 7,
             refused_node_full: 0,
             refused_address_full: 2,
+            outbox_queued_bytes: 10,
+            outbox_shed: 3,
             bus: Some(BusGauges {
                 connected: true,
                 published: 3,
@@ -513,6 +530,8 @@ mod tests {
         assert!(text.contains("parley_frames_out_total{type=\"message_new\"} 5"));
         assert!(text.contains("parley_connections_refused_total{limit=\"address\"} 2"));
         assert!(text.contains("parley_connections_admitted 7"));
+        assert!(text.contains("parley_outbox_queued_bytes 10"));
+        assert!(text.contains("parley_outbox_shed_total 3"));
         assert!(text.contains("parley_errors_total{code=\"1500\",name=\"slow_consumer\"} 1"));
         assert!(text.contains("parley_send_to_deliver_seconds_bucket{le=\"0.0005\"} 0"));
         assert!(text.contains("parley_send_to_deliver_seconds_bucket{le=\"0.001\"} 1"));

@@ -55,10 +55,13 @@ impl Running {
         self.quic_addr
     }
 
-    /// Stops accepting, tells every session to reconnect elsewhere, waits for them to drain
-    /// (up to the configured grace) and for the shard threads to end.
+    /// Drains: `/readyz` answers 503 at once while everything is still served, for the
+    /// ready delay; then the listeners close, every session gets Goaway and answers what is
+    /// still arriving for the drain time; the shards wait for their connections (up to the
+    /// grace) and end.
     pub(crate) fn shutdown(self, services: &tokio::runtime::Handle) {
         self.node.lifecycle.begin_shutdown();
+        std::thread::sleep(self.node.settings.shutdown_ready_delay);
         let _ = self.shutdown.send(true);
         for t in self.threads {
             let _ = t.join();

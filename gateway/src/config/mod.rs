@@ -255,6 +255,7 @@ fn session_limits(o: &Options, p: &mut Problems) -> SessionLimits {
         frame_burst: o.session_frame_burst,
         max_bad_frames: o.max_bad_frames,
         max_resume_points: o.max_resume_points,
+        shutdown_drain: Duration::from_millis(o.shutdown_drain_ms),
     }
 }
 
@@ -284,6 +285,10 @@ fn settings(o: &Options, p: &mut Problems) -> Settings {
         "--write-timeout-ms must be at least 100",
     );
     p.check(
+        o.socket_send_buffer_bytes == 0 || (4096..=64 << 20).contains(&o.socket_send_buffer_bytes),
+        "--socket-send-buffer-bytes must be 0 (autotuning) or 4096..=67108864",
+    );
+    p.check(
         (1..=100_000).contains(&o.resume_max_messages),
         "--resume-max-messages must be 1..=100000",
     );
@@ -311,6 +316,7 @@ fn settings(o: &Options, p: &mut Problems) -> Settings {
         outbox_node_bytes: o.outbox_node_bytes,
         max_sessions_per_user: o.max_sessions_per_user,
         write_timeout: Duration::from_millis(o.write_timeout_ms),
+        socket_send_buffer: o.socket_send_buffer_bytes,
         http_header_timeout: Duration::from_millis(o.http_header_timeout_ms),
         http_body_timeout: Duration::from_millis(o.http_body_timeout_ms),
         http_idle_timeout: Duration::from_millis(o.http_idle_timeout_ms),
@@ -319,6 +325,7 @@ fn settings(o: &Options, p: &mut Problems) -> Settings {
         resume_max_total_bytes: o.resume_max_total_bytes,
         max_body_bytes: o.max_body_bytes,
         shutdown_grace: Duration::from_millis(o.shutdown_grace_ms),
+        shutdown_ready_delay: Duration::from_millis(o.shutdown_ready_delay_ms),
         cors_origins,
         test_endpoints: o.test_endpoints,
         max_connections: match o.max_connections {

@@ -134,6 +134,10 @@ pub(crate) struct Options {
     /// Close a session whose socket accepts no bytes for this long, ms.
     #[arg(long, env = "PARLEY_WRITE_TIMEOUT_MS", default_value_t = node::DEFAULT_WRITE_TIMEOUT_MS)]
     pub(crate) write_timeout_ms: u64,
+    /// SO_SNDBUF of client TCP connections, bytes (0: the kernel autotunes, up to 4 MiB per
+    /// connection that does not read).
+    #[arg(long, env = "PARLEY_SOCKET_SEND_BUFFER_BYTES", default_value_t = node::DEFAULT_SOCKET_SEND_BUFFER)]
+    pub(crate) socket_send_buffer_bytes: usize,
     /// Time an HTTP client gets to send a request's headers, ms.
     #[arg(long, env = "PARLEY_HTTP_HEADER_TIMEOUT_MS", default_value_t = node::DEFAULT_HTTP_HEADER_TIMEOUT_MS)]
     pub(crate) http_header_timeout_ms: u64,
@@ -184,6 +188,14 @@ pub(crate) struct Options {
     /// On SIGINT/SIGTERM, how long sessions get to drain before the process exits, ms.
     #[arg(long, env = "PARLEY_SHUTDOWN_GRACE_MS", default_value_t = node::DEFAULT_SHUTDOWN_GRACE_MS)]
     pub(crate) shutdown_grace_ms: u64,
+    /// On SIGINT/SIGTERM, how long `/readyz` answers 503 while the node still serves, before
+    /// sessions are told to go (time for a load balancer to stop sending new clients), ms.
+    #[arg(long, env = "PARLEY_SHUTDOWN_READY_DELAY_MS", default_value_t = node::DEFAULT_SHUTDOWN_READY_DELAY_MS)]
+    pub(crate) shutdown_ready_delay_ms: u64,
+    /// After Goaway, how long a session answers frames still arriving (with `shutting_down`)
+    /// before it closes, ms. 0: it closes with the Goaway.
+    #[arg(long, env = "PARLEY_SHUTDOWN_DRAIN_MS", default_value_t = limits::DEFAULT_SHUTDOWN_DRAIN_MS)]
+    pub(crate) shutdown_drain_ms: u64,
     /// Redis for running as a cluster (fan-out over Redis Streams, presence across nodes),
     /// e.g. `redis://10.0.0.5:6379`. Unset: a single node.
     #[arg(long, env = "REDIS_URL")]

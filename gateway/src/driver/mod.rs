@@ -55,6 +55,9 @@ pub(crate) fn final_frame(closing: &Closing) -> Option<Bytes> {
     })
 }
 
+/// How long a closed session keeps reading for the client's side of the close.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// Runs a session over `source` until it ends; frames go to `outbox`, which the transport's
 /// writer drains.
 pub(crate) async fn drive<S: FrameSource>(shard: Rc<Shard>, source: S, outbox: Rc<Outbox>) {
@@ -67,9 +70,10 @@ pub(crate) async fn drive<S: FrameSource>(shard: Rc<Shard>, source: S, outbox: R
     let mut resync = node.lifecycle.resync_rx();
     let mut shutdown_seen = *shutdown.borrow();
     if shutdown_seen {
-        session.handle_shutdown(&mut out);
+        session.handle_shutdown(Now::get(), &mut out);
     }
     let mut read = std::pin::pin!(read_one(source));
+    let mut peer_closed = false;
     // `run` is boxed too: it holds whole frames across awaits, and an idle session should
     // not carry that space (the session future: 2.6 KB with it inline, 1.2 KB without).
     while Box::pin(exec.run(&mut out)).await {
@@ -81,7 +85,7 @@ pub(crate) async fn drive<S: FrameSource>(shard: Rc<Shard>, source: S, outbox: R
             _ = exec.outbox.closed() => break,
             _ = shutdown.changed(), if !shutdown_seen => {
                 shutdown_seen = true;
-                session.handle_shutdown(&mut out);
+                session.handle_shutdown(Now::get(), &mut out);
             }
             _ = resync.changed() => session.handle_resync(&mut out),
             (source, incoming) = &mut read => {
@@ -93,12 +97,31 @@ pub(crate) async fn drive<S: FrameSource>(shard: Rc<Shard>, source: S, outbox: R
                         }
                     }
                     Incoming::Oversized => session.handle_oversized(&mut out),
-                    Incoming::Closed => break,
+                    Incoming::Closed => {
+                        peer_closed = true;
+                        break;
+                    }
                 }
                 read.set(read_one(source));
             }
             _ = tokio::time::sleep_until(deadline) => session.handle_timeout(Now::get(), &mut out),
         }
+    }
+    if !peer_closed {
+        // The server closed the session: read (and drop) what still arrives until the client
+        // closes too, or for LINGER. Dropping the socket with unread input would reset the
+        // connection, and a reset can discard what the client has not read yet: the Goaway
+        // and the close frame.
+        let _ = tokio::time::timeout(LINGER, async {
+            loop {
+                let (source, incoming) = read.as_mut().await;
+                if !matches!(incoming, Incoming::Frame(..)) {
+                    return;
+                }
+                read.set(read_one(source));
+            }
+        })
+        .await;
     }
     out.clear();
     session.handle_transport_closed(&mut out);

@@ -33,6 +33,13 @@ impl Executor {
             .routes
             .session_opened_within(&user, self.shard.id, max)
         else {
+            let message = format!("this user already has {max} sessions on this node");
+            let body = ServerBody::Error {
+                code: ErrorCode::TooManySessions.code(),
+                message,
+                fatal: true,
+            };
+            self.reply(ServerFrame::push(body)).await;
             self.outbox.close(ErrorCode::TooManySessions);
             return;
         };

@@ -44,6 +44,12 @@ pub(crate) const DEFAULT_HTTP_BODY_TIMEOUT_MS: u64 = 10_000;
 pub(crate) const DEFAULT_HTTP_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Drain time at shutdown, ms.
 pub(crate) const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5_000;
+/// SO_SNDBUF of client TCP connections, bytes: what the kernel may hold for one client that
+/// does not read (it doubles the value for its bookkeeping). Autotuning would let it grow to
+/// `tcp_wmem`'s maximum (4 MiB) per connection.
+pub(crate) const DEFAULT_SOCKET_SEND_BUFFER: usize = 256 << 10;
+/// On shutdown, how long `/readyz` says 503 before sessions are told to go, ms.
+pub(crate) const DEFAULT_SHUTDOWN_READY_DELAY_MS: u64 = 1_000;
 /// Connections on the node at most (0 at the command line: the open-files limit less 256).
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// Connections from one address at most (0: no limit, for nodes behind a proxy).
@@ -62,6 +68,8 @@ pub(crate) struct Settings {
     pub(crate) max_sessions_per_user: usize,
     /// Close a session (or HTTP connection) whose socket takes no bytes for this long.
     pub(crate) write_timeout: Duration,
+    /// SO_SNDBUF of client TCP connections (0: the kernel's autotuning).
+    pub(crate) socket_send_buffer: usize,
     /// Deadlines of HTTP connections: headers, a whole body, silence between requests.
     pub(crate) http_header_timeout: Duration,
     pub(crate) http_body_timeout: Duration,
@@ -75,6 +83,8 @@ pub(crate) struct Settings {
     pub(crate) max_body_bytes: usize,
     /// Drain time at shutdown.
     pub(crate) shutdown_grace: Duration,
+    /// Readiness 503 before Goaway on shutdown.
+    pub(crate) shutdown_ready_delay: Duration,
     /// Allowed CORS origins; `["*"]` = any.
     pub(crate) cors_origins: Vec<String>,
     /// Serve `/test/echo`.
@@ -93,6 +103,7 @@ impl Default for Settings {
             outbox_node_bytes: DEFAULT_OUTBOX_NODE_BYTES,
             max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
             write_timeout: Duration::from_millis(DEFAULT_WRITE_TIMEOUT_MS),
+            socket_send_buffer: DEFAULT_SOCKET_SEND_BUFFER,
             http_header_timeout: Duration::from_millis(DEFAULT_HTTP_HEADER_TIMEOUT_MS),
             http_body_timeout: Duration::from_millis(DEFAULT_HTTP_BODY_TIMEOUT_MS),
             http_idle_timeout: Duration::from_millis(DEFAULT_HTTP_IDLE_TIMEOUT_MS),
@@ -101,6 +112,7 @@ impl Default for Settings {
             resume_max_total_bytes: DEFAULT_RESUME_MAX_TOTAL_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
+            shutdown_ready_delay: Duration::from_millis(DEFAULT_SHUTDOWN_READY_DELAY_MS),
             cors_origins: Vec::new(),
             test_endpoints: false,
             max_connections: DEFAULT_MAX_CONNECTIONS,

@@ -23,6 +23,8 @@ pub(crate) const DEFAULT_FRAME_BURST: u32 = 200;
 pub(crate) const DEFAULT_MAX_BAD_FRAMES: u32 = 5;
 /// Resume points per Hello.
 pub(crate) const DEFAULT_MAX_RESUME_POINTS: usize = 1000;
+/// After Goaway, how long a session keeps answering (with `shutting_down`) before it closes, ms.
+pub(crate) const DEFAULT_SHUTDOWN_DRAIN_MS: u64 = 1000;
 
 /// Limits and timers of one session.
 #[derive(Debug, Clone)]
@@ -39,6 +41,9 @@ pub(crate) struct SessionLimits {
     pub(crate) frame_burst: u32,
     pub(crate) max_bad_frames: u32,
     pub(crate) max_resume_points: usize,
+    /// After Goaway: frames still arriving are answered with `shutting_down` for this long,
+    /// then the session closes (zero: it closes with the Goaway).
+    pub(crate) shutdown_drain: Duration,
 }
 
 impl Default for SessionLimits {
@@ -55,6 +60,7 @@ impl Default for SessionLimits {
             frame_burst: DEFAULT_FRAME_BURST,
             max_bad_frames: DEFAULT_MAX_BAD_FRAMES,
             max_resume_points: DEFAULT_MAX_RESUME_POINTS,
+            shutdown_drain: Duration::from_millis(DEFAULT_SHUTDOWN_DRAIN_MS),
         }
     }
 }

@@ -139,6 +139,9 @@ pub(crate) struct Session {
     typing: Vec<TypingState>,
     /// A fatal error was emitted: ignore further input.
     closing: bool,
+    /// Goaway was sent: until this instant frames get `shutting_down`, then the session
+    /// closes.
+    draining: Option<Instant>,
 }
 
 impl Session {
@@ -159,6 +162,7 @@ impl Session {
             bad_frames: 0,
             typing: Vec::new(),
             closing: false,
+            draining: None,
             id,
             limits,
             auth,
@@ -183,6 +187,9 @@ impl Session {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         if self.closing {
             return None;
+        }
+        if let Some(end) = self.draining {
+            return Some(end);
         }
         match &self.phase {
             Phase::AwaitingHello { deadline } => Some(*deadline),
@@ -271,6 +278,11 @@ impl Session {
             }
         };
         let kind = frame.body.kind();
+        if self.draining.is_some() {
+            let msg = "server shutting down; reconnect and send it again";
+            error(out, frame.seq, ErrorCode::ShuttingDown, msg);
+            return Some(kind);
+        }
         if !self.frames.try_take(now.mono) {
             error(
                 out,
@@ -301,6 +313,17 @@ impl Session {
     /// Timers: hello timeout, idle timeout, token expiry, typing expiry.
     pub(crate) fn handle_timeout(&mut self, now: Now, out: &mut Vec<Output>) {
         if self.closing {
+            return;
+        }
+        if let Some(end) = self.draining {
+            if now.mono >= end {
+                self.fail(
+                    0,
+                    ErrorCode::ShuttingDown,
+                    "server shutting down; reconnect",
+                    out,
+                );
+            }
             return;
         }
         match &self.phase {
@@ -335,21 +358,28 @@ impl Session {
         }
     }
 
-    /// The server is shutting down: tell the client to reconnect and close.
-    pub(crate) fn handle_shutdown(&mut self, out: &mut Vec<Output>) {
-        if self.is_closed() {
+    /// The server is shutting down: tell the client to reconnect (Goaway). Frames that were
+    /// already on their way are answered with `shutting_down` (by their seq) for the drain
+    /// time; then the session closes. A session without Hello closes at once.
+    pub(crate) fn handle_shutdown(&mut self, now: Now, out: &mut Vec<Output>) {
+        if self.is_closed() || self.draining.is_some() {
             return;
         }
         out.push(Output::Send(ServerFrame::push(ServerBody::Goaway {
             reason: "server shutting down".into(),
             reconnect_after_ms: 0,
         })));
-        self.fail(
-            0,
-            ErrorCode::ShuttingDown,
-            "server shutting down; reconnect",
-            out,
-        );
+        let drain = self.limits.shutdown_drain;
+        if matches!(self.phase, Phase::Active { .. }) && !drain.is_zero() {
+            self.draining = Some(now.mono + drain);
+        } else {
+            self.fail(
+                0,
+                ErrorCode::ShuttingDown,
+                "server shutting down; reconnect",
+                out,
+            );
+        }
     }
 
     /// The node may have missed events for this session (cluster bus gap): tell the client to

@@ -523,16 +523,30 @@ fn oversized_frames_and_shutdown_are_fatal() {
     h.s.handle_oversized(&mut out);
     assert_eq!(error_of(&out), (ErrorCode::FrameTooLarge.code(), true));
 
+    // Shutdown: Goaway, then every frame still arriving is answered with shutting_down (by its
+    // seq, not fatal) for the drain time, then the session closes.
     let mut h = Harness::active("alice");
     let mut out = Vec::new();
-    h.s.handle_shutdown(&mut out);
+    h.s.handle_shutdown(h.now(), &mut out);
     assert!(matches!(
-        &out[0],
-        Output::Send(ServerFrame {
+        &out[..],
+        [Output::Send(ServerFrame {
             body: ServerBody::Goaway { .. },
             ..
-        })
+        })]
     ));
+    let c = ConversationId::random();
+    let out = h.send(9, send_text(c, "late", "hi"));
+    assert_eq!(error_of(&out), (ErrorCode::ShuttingDown.code(), false));
+    assert!(matches!(&out[0], Output::Send(ServerFrame { seq: 9, .. })));
+    assert!(h.advance(Duration::from_millis(999)).is_empty());
+    let out = h.advance(Duration::from_millis(1));
+    assert_eq!(error_of(&out), (ErrorCode::ShuttingDown.code(), true));
+
+    // Without Hello there is nothing to drain.
+    let mut h = Harness::new();
+    let mut out = Vec::new();
+    h.s.handle_shutdown(h.now(), &mut out);
     assert_eq!(error_of(&out[1..]), (ErrorCode::ShuttingDown.code(), true));
 }
 

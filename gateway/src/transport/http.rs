@@ -26,6 +26,10 @@ pub(crate) async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, admitt
     let admitted = Rc::new(admitted);
     let _guard = ConnGuard::new(&shard, admitted.clone());
     let _ = stream.set_nodelay(true);
+    let send_buffer = shard.node.settings.socket_send_buffer;
+    if send_buffer > 0 {
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(send_buffer);
+    }
     let svc_shard = shard.clone();
     let service = service_fn(move |req| {
         let (shard, admitted) = (svc_shard.clone(), admitted.clone());
@@ -114,6 +118,8 @@ fn metrics(node: &Node) -> Response<Body> {
         connections_admitted: node.admission.open(),
         refused_node_full: node.admission.refused_node_full.load(Relaxed),
         refused_address_full: node.admission.refused_address_full.load(Relaxed),
+        outbox_queued_bytes: node.outbox_budget.used(),
+        outbox_shed: node.outbox_budget.shed.load(Relaxed),
         order: {
             let s = &node.chat.delivery.lines.stats;
             crate::metrics::OrderGauges {
@@ -200,21 +206,28 @@ fn preflight() -> Response<Body> {
     resp
 }
 
-/// Adds CORS headers when the request's Origin is one of the configured ones.
+/// Adds CORS headers when the request's Origin is one of the configured ones. With `*`
+/// configured, any origin may call, but without credentials: the browser then sends no
+/// cookies, and the API needs none (it authenticates by the `Authorization` header), so an
+/// arbitrary page can never ride on a user's ambient credentials.
 fn cors(node: &Node, origin: Option<HeaderValue>, resp: &mut Response<Body>) {
     let Some(origin) = origin else { return };
-    let allowed = node
-        .settings
-        .cors_origins
+    let origins = &node.settings.cors_origins;
+    let listed = origins
         .iter()
-        .any(|o| o == "*" || origin.to_str().is_ok_and(|v| v.trim_end_matches('/') == o));
-    if allowed {
-        let h = resp.headers_mut();
+        .any(|o| origin.to_str().is_ok_and(|v| v.trim_end_matches('/') == o));
+    let h = resp.headers_mut();
+    if listed {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         h.insert(
             header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
             HeaderValue::from_static("true"),
         );
         h.append(header::VARY, HeaderValue::from_static("Origin"));
+    } else if origins.iter().any(|o| o == "*") {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
     }
 }

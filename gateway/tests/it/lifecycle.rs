@@ -1,6 +1,7 @@
 //! The binary's command line, graceful shutdown and the generated development secret.
 
 use std::process::Command;
+use std::time::Duration;
 
 use crate::support::*;
 use parley_proto::*;
@@ -112,4 +113,97 @@ async fn sigterm_tells_clients_to_reconnect_and_exits_cleanly() {
     )
     .await;
     assert_eq!(bob.next_message().await.id, ack.message_id);
+}
+
+/// One sender that keeps 8 Sends in flight until Goaway, then collects the answers.
+/// Returns how many Sends it made, how many were acked, and how the connection ended.
+async fn send_until_goaway(
+    mut c: Client,
+    conv: parley_types::ConversationId,
+) -> (usize, usize, Closed) {
+    use std::collections::HashSet;
+    let mut open = HashSet::new();
+    let (mut sent, mut acked, mut n) = (0, 0, 0u32);
+    let mut goaway = false;
+    let answer = |f: &ServerFrame| {
+        matches!(
+            f.body,
+            ServerBody::Ack(_) | ServerBody::Goaway { .. } | ServerBody::Error { fatal: false, .. }
+        )
+    };
+    loop {
+        if !goaway && open.len() < 8 {
+            n += 1;
+            open.insert(c.send(send_text(conv, &n.to_string(), "in flight")).await);
+            sent += 1;
+            continue;
+        }
+        if goaway && open.is_empty() {
+            break;
+        }
+        let f = c.next_where(answer).await;
+        match f.body {
+            ServerBody::Goaway { .. } => goaway = true,
+            ServerBody::Ack(_) => {
+                assert!(open.remove(&f.seq), "an answer to a request: {f:?}");
+                acked += 1;
+            }
+            ServerBody::Error { code, .. } => {
+                assert_eq!(code, 1700, "{f:?}");
+                assert!(open.remove(&f.seq), "an error by the request's seq: {f:?}");
+            }
+            _ => unreachable!(),
+        }
+    }
+    (sent, acked, c.closed().await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_readiness_first_and_answers_every_request() {
+    let mut args = UNLIMITED.to_vec();
+    args.extend([
+        "--shutdown-ready-delay-ms",
+        "1500",
+        "--shutdown-drain-ms",
+        "1000",
+        "--shutdown-grace-ms",
+        "3000",
+    ]);
+    let mut gw = Gateway::start(&args);
+    let addr = gw.addr;
+    let mut senders = Vec::new();
+    for i in 0..5 {
+        let user = format!("seller{i}");
+        let conv = direct(&gw, &user, "buyer", "l").await;
+        let c = Client::connect(&gw, &user).await;
+        senders.push(tokio::spawn(send_until_goaway(c, conv)));
+    }
+    let mut canary = Client::connect(&gw, "canary").await;
+    let pid = gw.pid();
+    let stopped = tokio::task::spawn_blocking(move || {
+        let status = gw.terminate();
+        (status, gw)
+    });
+    // Readiness goes first, while the node still serves.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (s, _, _) = http(addr, "GET", "/readyz", None, None, &[]).await;
+        if s == 503 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readyz never said 503 (pid {pid})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = canary.request(ClientBody::Ping { nonce: 5 }).await;
+    assert!(matches!(r.body, ServerBody::Pong { nonce: 5, .. }), "{r:?}");
+    for s in senders {
+        let (sent, acked, closed) = s.await.unwrap();
+        assert!(acked > 0 && sent >= acked, "{sent} sent, {acked} acked");
+        assert_eq!((closed.error, closed.code), (Some(1700), Some(1012)));
+    }
+    let (status, _gw) = stopped.await.unwrap();
+    assert!(status.success(), "exit status {status:?}");
 }

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod abuse;
 mod autobahn;
 mod cluster;
 mod durability;

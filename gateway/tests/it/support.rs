@@ -251,6 +251,15 @@ impl Client {
             .unwrap_or_else(|e| panic!("{user}: hello: {e}"))
     }
 
+    /// Sends Hello with `token` (no resume) and waits for Welcome.
+    pub async fn hello_with_token(&mut self, token: String) -> Welcome {
+        let user = self.user.clone();
+        self.inner
+            .hello(&token, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("{user}: hello: {e}"))
+    }
+
     pub fn welcome(&self) -> &Welcome {
         self.inner.welcome.as_ref().expect("authenticated")
     }

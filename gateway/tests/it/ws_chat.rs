@@ -373,6 +373,8 @@ async fn resume_under_a_steady_send_load_loses_and_repeats_nothing() {
     let gw = Gateway::start(UNLIMITED);
     let conv = direct(&gw, "alice", "bob", "l").await;
     let addr = gw.addr;
+    // Bob is online before the first message, so he gets every one of them live from seq 1.
+    let mut bob = Client::connect(&gw, "bob").await;
     let sender = tokio::spawn(async move {
         let mut alice = Client::connect_at(addr, "alice", vec![]).await;
         let mut ids = Vec::new();
@@ -388,7 +390,6 @@ async fn resume_under_a_steady_send_load_loses_and_repeats_nothing() {
     });
     let mut received: Vec<MessageId> = Vec::new();
     let mut at = Position::default();
-    let mut bob = Client::connect(&gw, "bob").await;
     // Drop off three times while alice keeps sending, resuming from the last message.
     for drop_after in [40, 110, 190, 300] {
         while received.len() < drop_after {

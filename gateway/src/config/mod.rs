@@ -285,6 +285,12 @@ fn settings(o: &Options, p: &mut Problems) -> Settings {
         "--write-timeout-ms must be at least 100",
     );
     p.check(
+        o.metrics_token
+            .as_ref()
+            .is_none_or(|t| t.is_empty() || t.len() >= 16),
+        "--metrics-token must be at least 16 characters",
+    );
+    p.check(
         o.socket_send_buffer_bytes == 0 || (4096..=64 << 20).contains(&o.socket_send_buffer_bytes),
         "--socket-send-buffer-bytes must be 0 (autotuning) or 4096..=67108864",
     );
@@ -317,6 +323,9 @@ fn settings(o: &Options, p: &mut Problems) -> Settings {
         max_sessions_per_user: o.max_sessions_per_user,
         write_timeout: Duration::from_millis(o.write_timeout_ms),
         socket_send_buffer: o.socket_send_buffer_bytes,
+        metrics_token: o.metrics_token.clone().filter(|t| !t.is_empty()),
+        rest_rate: (o.rest_requests_per_sec, o.rest_request_burst),
+        groups_per_user_per_hour: o.groups_per_user_per_hour,
         http_header_timeout: Duration::from_millis(o.http_header_timeout_ms),
         http_body_timeout: Duration::from_millis(o.http_body_timeout_ms),
         http_idle_timeout: Duration::from_millis(o.http_idle_timeout_ms),
@@ -447,6 +456,18 @@ fn other_checks(o: &Options, p: &mut Problems) {
     p.check(
         o.user_message_burst >= 1,
         "--user-message-burst must be at least 1",
+    );
+    p.check(
+        o.rest_requests_per_sec > 0.0 && o.rest_requests_per_sec.is_finite(),
+        "--rest-requests-per-sec must be positive",
+    );
+    p.check(
+        o.rest_request_burst >= 1,
+        "--rest-request-burst must be at least 1",
+    );
+    p.check(
+        o.groups_per_user_per_hour >= 1,
+        "--groups-per-user-per-hour must be at least 1",
     );
     if let Some(secret) = &o.jwt_secret {
         p.check(secret.len() >= 16, "JWT_SECRET must be at least 16 bytes");

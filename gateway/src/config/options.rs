@@ -138,6 +138,20 @@ pub(crate) struct Options {
     /// connection that does not read).
     #[arg(long, env = "PARLEY_SOCKET_SEND_BUFFER_BYTES", default_value_t = node::DEFAULT_SOCKET_SEND_BUFFER)]
     pub(crate) socket_send_buffer_bytes: usize,
+    /// A Bearer token `/metrics` requires (Prometheus `authorization` credentials). Unset:
+    /// `/metrics` answers loopback clients only.
+    #[arg(long, env = "PARLEY_METRICS_TOKEN", hide_env_values = true)]
+    pub(crate) metrics_token: Option<String>,
+    /// REST requests per second per user (every endpoint counts).
+    #[arg(long, env = "PARLEY_REST_REQUESTS_PER_SEC", default_value_t = node::DEFAULT_REST_REQUESTS_PER_SEC)]
+    pub(crate) rest_requests_per_sec: f64,
+    /// REST requests a user may make in a burst above that rate.
+    #[arg(long, env = "PARLEY_REST_REQUEST_BURST", default_value_t = node::DEFAULT_REST_REQUEST_BURST)]
+    pub(crate) rest_request_burst: u32,
+    /// Groups one user may create per hour (a group puts its members in touch without asking
+    /// them, so this bounds how many people one account can reach that way).
+    #[arg(long, env = "PARLEY_GROUPS_PER_USER_PER_HOUR", default_value_t = node::DEFAULT_GROUPS_PER_USER_PER_HOUR)]
+    pub(crate) groups_per_user_per_hour: u32,
     /// Time an HTTP client gets to send a request's headers, ms.
     #[arg(long, env = "PARLEY_HTTP_HEADER_TIMEOUT_MS", default_value_t = node::DEFAULT_HTTP_HEADER_TIMEOUT_MS)]
     pub(crate) http_header_timeout_ms: u64,

@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::outbox::Budget;
 use crate::session::SessionLimits;
 use crate::state::admission::Admission;
+use crate::state::limiter::SendLimiter;
 
 /// Frames queued toward one session before it is a slow consumer.
 pub(crate) const DEFAULT_OUTBOX_FRAMES: usize = 1024;
@@ -48,6 +49,11 @@ pub(crate) const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5_000;
 /// does not read (it doubles the value for its bookkeeping). Autotuning would let it grow to
 /// `tcp_wmem`'s maximum (4 MiB) per connection.
 pub(crate) const DEFAULT_SOCKET_SEND_BUFFER: usize = 256 << 10;
+/// REST requests per second per user (every endpoint counts), and the burst above it.
+pub(crate) const DEFAULT_REST_REQUESTS_PER_SEC: f64 = 10.0;
+pub(crate) const DEFAULT_REST_REQUEST_BURST: u32 = 40;
+/// Groups one user may create per hour.
+pub(crate) const DEFAULT_GROUPS_PER_USER_PER_HOUR: u32 = 30;
 /// On shutdown, how long `/readyz` says 503 before sessions are told to go, ms.
 pub(crate) const DEFAULT_SHUTDOWN_READY_DELAY_MS: u64 = 1_000;
 /// Connections on the node at most (0 at the command line: the open-files limit less 256).
@@ -70,6 +76,12 @@ pub(crate) struct Settings {
     pub(crate) write_timeout: Duration,
     /// SO_SNDBUF of client TCP connections (0: the kernel's autotuning).
     pub(crate) socket_send_buffer: usize,
+    /// The Bearer token `/metrics` needs (None: loopback clients only).
+    pub(crate) metrics_token: Option<String>,
+    /// REST requests per second per user, and the burst above it.
+    pub(crate) rest_rate: (f64, u32),
+    /// Groups one user may create per hour (also the burst).
+    pub(crate) groups_per_user_per_hour: u32,
     /// Deadlines of HTTP connections: headers, a whole body, silence between requests.
     pub(crate) http_header_timeout: Duration,
     pub(crate) http_body_timeout: Duration,
@@ -104,6 +116,9 @@ impl Default for Settings {
             max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
             write_timeout: Duration::from_millis(DEFAULT_WRITE_TIMEOUT_MS),
             socket_send_buffer: DEFAULT_SOCKET_SEND_BUFFER,
+            metrics_token: None,
+            rest_rate: (DEFAULT_REST_REQUESTS_PER_SEC, DEFAULT_REST_REQUEST_BURST),
+            groups_per_user_per_hour: DEFAULT_GROUPS_PER_USER_PER_HOUR,
             http_header_timeout: Duration::from_millis(DEFAULT_HTTP_HEADER_TIMEOUT_MS),
             http_body_timeout: Duration::from_millis(DEFAULT_HTTP_BODY_TIMEOUT_MS),
             http_idle_timeout: Duration::from_millis(DEFAULT_HTTP_IDLE_TIMEOUT_MS),
@@ -167,6 +182,10 @@ pub(crate) struct Node {
     pub(crate) admission: Arc<Admission>,
     /// Bytes queued toward clients, node-wide (every outbox counts in it).
     pub(crate) outbox_budget: Arc<Budget>,
+    /// REST requests per user.
+    pub(crate) rest_limiter: SendLimiter,
+    /// Groups a user may create (anyone can put anyone into a group they create).
+    pub(crate) group_limiter: SendLimiter,
 }
 
 impl Node {
@@ -179,6 +198,15 @@ impl Node {
     ) -> Self {
         let admission = Admission::new(settings.max_connections, settings.max_connections_per_ip);
         let outbox_budget = Budget::new(settings.outbox_node_bytes);
+        let (rate, burst) = settings.rest_rate;
+        let rest_limiter =
+            SendLimiter::with_refusal(rate, burst, "too many API requests; slow down");
+        let per_hour = settings.groups_per_user_per_hour;
+        let group_limiter = SendLimiter::with_refusal(
+            f64::from(per_hour) / 3600.0,
+            per_hour,
+            "too many groups created; try again later",
+        );
         Self {
             settings,
             limits: Arc::new(limits),
@@ -188,6 +216,8 @@ impl Node {
             lifecycle: Lifecycle::new(),
             admission: Arc::new(admission),
             outbox_budget,
+            rest_limiter,
+            group_limiter,
         }
     }
 }

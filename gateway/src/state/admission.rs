@@ -34,6 +34,13 @@ pub(crate) struct Admitted {
     ip: IpAddr,
 }
 
+impl Admitted {
+    /// The address the connection came from.
+    pub(crate) fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
 impl Admission {
     pub(crate) fn new(max: usize, per_ip: u32) -> Self {
         Self {

@@ -1,4 +1,5 @@
-//! Per-user send rate, shared by every session and REST on this node.
+//! Per-user rates, shared by every session and REST request on this node: sends, and REST
+//! requests of any kind.
 
 use std::sync::Arc;
 
@@ -14,18 +15,26 @@ pub(crate) struct SendLimiter {
     buckets: DashMap<Arc<str>, TokenBucket>,
     rate: f64,
     burst: u32,
+    refusal: &'static str,
 }
 
 impl SendLimiter {
+    /// A limiter of sends.
     pub(crate) fn new(per_sec: f64, burst: u32) -> Self {
+        Self::with_refusal(per_sec, burst, "sending too fast; slow down")
+    }
+
+    /// A limiter that refuses with `refusal`.
+    pub(crate) fn with_refusal(per_sec: f64, burst: u32, refusal: &'static str) -> Self {
         Self {
             buckets: DashMap::new(),
             rate: per_sec,
             burst,
+            refusal,
         }
     }
 
-    /// Takes a send token for `user`, or refuses with `RateLimited`.
+    /// Takes a token for `user`, or refuses with `RateLimited`.
     pub(crate) fn take(&self, user: &Arc<str>, now: Instant) -> Result<(), ClientError> {
         let mut bucket = self
             .buckets
@@ -34,10 +43,7 @@ impl SendLimiter {
         if bucket.try_take(now) {
             Ok(())
         } else {
-            Err(ClientError::new(
-                ErrorCode::RateLimited,
-                "sending too fast; slow down",
-            ))
+            Err(ClientError::new(ErrorCode::RateLimited, self.refusal))
         }
     }
 }

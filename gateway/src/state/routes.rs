@@ -47,6 +47,7 @@ impl Routes {
     }
 
     /// Records a session of `user` on `shard`; `true` when it is the user's first on the node.
+    #[cfg(any(test, feature = "bench-internals"))]
     pub(crate) fn session_opened(&self, user: &Arc<str>, shard: usize) -> bool {
         self.session_opened_within(user, shard, usize::MAX)
             .unwrap_or(false)

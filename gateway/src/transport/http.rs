@@ -66,7 +66,9 @@ async fn route(
         (&Method::OPTIONS, _) => preflight(),
         (&Method::GET, "/healthz") => health(node),
         (&Method::GET, "/readyz") => ready(node).await,
-        (&Method::GET, "/metrics") => metrics(node),
+        (&Method::GET, "/metrics") => {
+            metrics_refusal(node, &req, admitted.ip()).unwrap_or_else(|| metrics(node))
+        }
         (&Method::GET, "/ws") => upgrade(&shard, &mut req, false, admitted),
         (&Method::GET, "/test/echo") if node.settings.test_endpoints => {
             upgrade(&shard, &mut req, true, admitted)
@@ -106,6 +108,46 @@ fn health(node: &Node) -> Response<Body> {
             "storage_writer_stopped",
             "storage can no longer write; restart the node",
         )
+    }
+}
+
+/// Who may read `/metrics`: with `--metrics-token`, a request bearing it; without, clients on
+/// the loopback interface only (a scraper on the same host or behind a local proxy). The
+/// refusal, or None when the request may read them.
+fn metrics_refusal(
+    node: &Node,
+    req: &Request<Incoming>,
+    peer: std::net::IpAddr,
+) -> Option<Response<Body>> {
+    match &node.settings.metrics_token {
+        Some(expected) => {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            // Constant time in the token's bytes: nothing to learn from the answer's timing.
+            let same = given.is_some_and(|g| {
+                g.len() == expected.len()
+                    && g.bytes()
+                        .zip(expected.bytes())
+                        .fold(0u8, |d, (a, b)| d | (a ^ b))
+                        == 0
+            });
+            (!same).then(|| {
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::AuthFailed.name(),
+                    "metrics need the configured --metrics-token",
+                )
+            })
+        }
+        None if peer.is_loopback() || peer.to_canonical().is_loopback() => None,
+        None => Some(error(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden.name(),
+            "metrics are served to loopback clients only (or set --metrics-token)",
+        )),
     }
 }
 

@@ -655,3 +655,58 @@ async fn a_wildcard_origin_never_comes_with_credentials_and_a_429_says_when_to_r
     let h = limited.expect("the fifth send within a second is limited");
     assert_eq!(h.get("retry-after").unwrap(), "1");
 }
+
+#[tokio::test]
+async fn metrics_need_the_token_when_one_is_configured() {
+    let secret = "metrics-token-0123456789";
+    let gw = Gateway::start(&["--metrics-token", secret]);
+    let (s, j, _) = http(gw.addr, "GET", "/metrics", None, None, &[]).await;
+    assert_eq!((s, code(&j)), (401, "auth_failed".into()), "{j}");
+    let (s, _, _) = http(
+        gw.addr,
+        "GET",
+        "/metrics",
+        Some("metrics-token-0123456788"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (s, body, _) = http(gw.addr, "GET", "/metrics", Some(secret), None, &[]).await;
+    assert_eq!(s, 200);
+    assert!(
+        body.as_str()
+            .unwrap()
+            .contains("parley_connections_admitted")
+    );
+}
+
+#[tokio::test]
+async fn rest_requests_are_rate_limited_per_user() {
+    let gw = Gateway::start(&["--rest-requests-per-sec", "1", "--rest-request-burst", "3"]);
+    for _ in 0..3 {
+        let (s, j, _) = get(&gw, "alice", "/api/unread").await;
+        assert_eq!(s, 200, "{j}");
+    }
+    let (s, j, h) = get(&gw, "alice", "/api/unread").await;
+    assert_eq!((s, code(&j)), (429, "rate_limited".into()), "{j}");
+    assert_eq!(h.get("retry-after").unwrap(), "1");
+    // Per user: another one is not affected.
+    let (s, _, _) = get(&gw, "bob", "/api/unread").await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn one_user_can_create_only_so_many_groups() {
+    let gw = Gateway::start(&["--groups-per-user-per-hour", "2"]);
+    let members = vec!["x".to_owned(), "y".to_owned()];
+    group(&gw, "spammer", &members, "one").await;
+    group(&gw, "spammer", &members, "two").await;
+    let body = serde_json::json!({ "participantIds": members, "title": "three" }).to_string();
+    let (s, j, h) = post(&gw, "spammer", "/api/conversations", &body).await;
+    assert_eq!((s, code(&j)), (429, "rate_limited".into()), "{j}");
+    assert!(h.get("retry-after").is_some());
+    // Others still can, and direct conversations are not limited by it.
+    group(&gw, "someone", &members, "fine").await;
+    direct(&gw, "spammer", "seller", "l").await;
+}

@@ -62,6 +62,7 @@ impl Gateway {
             .args(["--port", "0", "--bind", "127.0.0.1", "--shards", "2"])
             .arg("--data-dir")
             .arg(dir)
+            .args(lifted_rest_limits(&args))
             .args(["--jwt-secret", SECRET, "--log"])
             // PARLEY_TEST_LOG=debug shows the gateway's logs while debugging a test.
             .arg(std::env::var("PARLEY_TEST_LOG").unwrap_or_else(|_| "warn".into()))
@@ -145,6 +146,20 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Tests make REST calls in bursts and create many groups: those limits are lifted unless a
+/// test sets them (abuse.rs tests them).
+fn lifted_rest_limits(args: &[String]) -> Vec<&'static str> {
+    [
+        "--rest-requests-per-sec",
+        "--rest-request-burst",
+        "--groups-per-user-per-hour",
+    ]
+    .into_iter()
+    .filter(|flag| !args.iter().any(|a| a == flag))
+    .flat_map(|flag| [flag, "1000000"])
+    .collect()
 }
 
 /// Milliseconds since the Unix epoch.

@@ -50,24 +50,27 @@ pub(super) async fn list(c: Call<'_>) -> Reply {
     )
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Direct {
+    seller_id: String,
+    listing_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Group {
+    participant_ids: Vec<String>,
+    #[serde(default)]
+    title: String,
+}
+
 pub(super) async fn create(c: Call<'_>) -> Reply {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    struct Direct {
-        seller_id: String,
-        listing_id: String,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    struct Group {
-        participant_ids: Vec<String>,
-        #[serde(default)]
-        title: String,
-    }
     let (node, user, now) = (c.node, c.user.clone(), c.now);
     let body = c.json().await?;
     if body.get("participantIds").is_some() {
         let g: Group = parse(body)?;
+        node.group_limiter.take(&user, now.mono)?;
         let conv = node
             .chat
             .create_group(&user, &g.participant_ids, &g.title, now)
@@ -204,12 +207,13 @@ pub(super) async fn send(c: Call<'_>, conversation: ConversationId) -> Reply {
     Ok(resp)
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReadBody {
+    up_to: IdString,
+}
+
 pub(super) async fn read(c: Call<'_>, conversation: ConversationId) -> Reply {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct ReadBody {
-        up_to: IdString,
-    }
     let (node, user, now) = (c.node, c.user.clone(), c.now);
     let body: ReadBody = parse(c.json().await?)?;
     let up_to = MessageId(body.up_to.0);
@@ -241,12 +245,13 @@ pub(super) async fn unread(c: Call<'_>) -> Reply {
     )
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BlockBody {
+    user_id: String,
+}
+
 pub(super) async fn block(c: Call<'_>) -> Reply {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct BlockBody {
-        user_id: String,
-    }
     let (node, user, now) = (c.node, c.user.clone(), c.now);
     let body: BlockBody = parse(c.json().await?)?;
     crate::auth::validate_user_id(&body.user_id).map_err(invalid)?;
@@ -263,17 +268,18 @@ pub(super) async fn unblock(c: Call<'_>, target: &str) -> Reply {
     no_content()
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReportBody {
+    user_id: String,
+    #[serde(default)]
+    conversation_id: Option<String>,
+    #[serde(default)]
+    message_id: Option<IdString>,
+    reason: String,
+}
+
 pub(super) async fn report(c: Call<'_>) -> Reply {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    struct ReportBody {
-        user_id: String,
-        #[serde(default)]
-        conversation_id: Option<String>,
-        #[serde(default)]
-        message_id: Option<IdString>,
-        reason: String,
-    }
     let (node, user, now) = (c.node, c.user.clone(), c.now);
     let b: ReportBody = parse(c.json().await?)?;
     crate::auth::validate_user_id(&b.user_id).map_err(invalid)?;
@@ -300,4 +306,41 @@ pub(super) async fn report(c: Call<'_>) -> Reply {
         })
         .await?;
     ok(StatusCode::CREATED, json!({ "id": id.to_string() }))
+}
+
+/// Every body the API reads, from one JSON value, through the checks made before storage
+/// (fuzzing: none of it may panic).
+#[cfg(feature = "fuzz-internals")]
+pub(super) fn fuzz_bodies(v: &Value) {
+    let id = |s: &str| crate::auth::validate_user_id(s).is_ok();
+    if let Ok(d) = parse::<Direct>(v.clone()) {
+        let _ = (
+            id(&d.seller_id),
+            parley_types::rules::listing_id(&d.listing_id),
+        );
+    }
+    if let Ok(g) = parse::<Group>(v.clone()) {
+        let _ = g.participant_ids.iter().all(|p| id(p));
+        let _ = parley_types::rules::title(&g.title);
+    }
+    if let Ok(b) = parse::<SendBody>(v.clone()) {
+        let _ = (
+            b.content.chars().count(),
+            b.kind,
+            b.media.map(|m| m.url.len()),
+        );
+        let _ = b
+            .client_msg_id
+            .map(|k| parley_types::rules::client_msg_id(&k));
+    }
+    let _ = parse::<ReadBody>(v.clone()).map(|r| r.up_to.0);
+    let _ = parse::<BlockBody>(v.clone()).map(|b| id(&b.user_id));
+    if let Ok(r) = parse::<ReportBody>(v.clone()) {
+        let _ = (
+            id(&r.user_id),
+            r.reason.chars().count(),
+            r.message_id.map(|m| m.0),
+        );
+        let _ = r.conversation_id.map(|c| c.parse::<ConversationId>());
+    }
 }

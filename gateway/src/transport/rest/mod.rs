@@ -101,6 +101,7 @@ impl Call<'_> {
 async fn route(node: &Node, req: Request<Incoming>) -> Reply {
     let now = Now::get();
     let user: Arc<str> = authenticate(node, &req, now)?.into();
+    node.rest_limiter.take(&user, now.mono)?;
     let method = req.method().clone();
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let query_string = req.uri().query().map(str::to_owned);
@@ -186,4 +187,37 @@ fn authenticate(node: &Node, req: &Request<Incoming>, now: Now) -> Result<String
 fn conversation_id(s: &str) -> Result<ConversationId, ClientError> {
     s.parse()
         .map_err(|_| ClientError::new(ErrorCode::NotFound, "no such conversation"))
+}
+
+/// A request line and body as a client could send them, through every parser the API runs
+/// before it reaches storage: path segments, the query string, the JSON body (fuzzing).
+/// The input is `path?query`, a newline, then the body.
+#[cfg(feature = "fuzz-internals")]
+pub(crate) fn fuzz_parse(data: &[u8]) {
+    let (head, body) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let head = String::from_utf8_lossy(head);
+    let (path, query) = match head.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (&*head, None),
+    };
+    for segment in path.split('/') {
+        if let Ok(decoded) = percent_decoded(segment) {
+            let _ = crate::auth::validate_user_id(&decoded);
+        }
+        let _ = conversation_id(segment);
+    }
+    let q = Query::parse(query);
+    let _ = q.limit(50);
+    let _ = q
+        .get("cursor")
+        .map(|c| c.parse::<parley_types::ListCursor>());
+    let _ = q.get("beforeSeq").map(|c| c.parse::<u64>());
+    if body.len() <= crate::node::DEFAULT_MAX_BODY_BYTES
+        && let Ok(v) = serde_json::from_slice::<Value>(body)
+    {
+        handlers::fuzz_bodies(&v);
+    }
 }

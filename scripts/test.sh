@@ -75,3 +75,10 @@ say "cassandra: $PARLEY_CASSANDRA"
 # --- tests -----------------------------------------------------------------------------------
 say "cargo test"
 cargo test --workspace --locked "$@"
+
+# --- fuzzing ---------------------------------------------------------------------------------
+# A bounded run of every fuzz target (scripts/fuzz.sh; 30 s each), with the whole suite only.
+if [ $# -eq 0 ] && [ "${PARLEY_FUZZ_SECONDS:-30}" != 0 ]; then
+  say "fuzzing (${PARLEY_FUZZ_SECONDS:-30} s per target)"
+  scripts/fuzz.sh
+fi

@@ -80,7 +80,7 @@ const RULES: &[(&str, &[&str])] = &[
 ];
 
 /// Modules that are test or bench scaffolding and may use anything.
-const SCAFFOLDING: &[&str] = &["testkit", "bench", "layers"];
+const SCAFFOLDING: &[&str] = &["testkit", "bench", "fuzzing", "layers"];
 
 fn module_of(src: &Path, file: &Path) -> Option<String> {
     let rel = file.strip_prefix(src).ok()?;

@@ -35,4 +35,8 @@ mod transport;
 #[doc(hidden)]
 pub mod bench;
 
+#[cfg(feature = "fuzz-internals")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use cli::run;

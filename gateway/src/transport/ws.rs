@@ -173,6 +173,18 @@ fn parse_frame(buf: &mut BytesMut, max_payload: usize) -> Result<Option<RawFrame
     }))
 }
 
+/// Every frame in `data`, as the reader would take them off a socket (fuzzing).
+#[cfg(feature = "fuzz-internals")]
+pub(crate) fn fuzz_frames(data: &[u8]) {
+    let mut buf = BytesMut::from(data);
+    while let Ok(Some(frame)) = parse_frame(&mut buf, 1 << 16) {
+        if frame.opcode == OpCode::Text {
+            let _ = std::str::from_utf8(&frame.payload);
+        }
+        let _ = frame.fin;
+    }
+}
+
 /// The read half: frames → whole messages, control frames answered through the outbox.
 pub(crate) struct WsSource {
     reader: FrameReader,

@@ -710,3 +710,41 @@ async fn one_user_can_create_only_so_many_groups() {
     group(&gw, "someone", &members, "fine").await;
     direct(&gw, "spammer", "seller", "l").await;
 }
+
+#[tokio::test]
+async fn a_big_group_lists_100_participants_and_pages_the_rest() {
+    let gw = Gateway::start(&[]);
+    let members: Vec<String> = (0..250).map(|i| format!("member-{i}")).collect();
+    let conv = group(&gw, "host", &members, "big").await;
+    let (s, j, _) = get(&gw, "member-7", "/api/conversations").await;
+    assert_eq!(s, 200, "{j}");
+    let listed = &j["conversations"][0];
+    assert_eq!(listed["participantIds"].as_array().unwrap().len(), 100);
+    assert_eq!(listed["participantCount"], 251);
+    let mut all = Vec::new();
+    let mut path = format!("/api/conversations/{conv}/participants");
+    loop {
+        let (s, j, _) = get(&gw, "member-7", &path).await;
+        assert_eq!(s, 200, "{j}");
+        for p in j["participantIds"].as_array().unwrap() {
+            all.push(p.as_str().unwrap().to_owned());
+        }
+        match j["nextOffset"].as_u64() {
+            Some(next) => path = format!("/api/conversations/{conv}/participants?offset={next}"),
+            None => break,
+        }
+    }
+    let mut expected = members.clone();
+    expected.push("host".into());
+    all.sort();
+    expected.sort();
+    assert_eq!(all, expected);
+    // Only participants may list them.
+    let (s, _, _) = get(
+        &gw,
+        "outsider",
+        &format!("/api/conversations/{conv}/participants"),
+    )
+    .await;
+    assert_eq!(s, 403);
+}

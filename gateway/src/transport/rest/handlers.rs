@@ -90,6 +90,29 @@ pub(super) async fn create(c: Call<'_>) -> Reply {
     ok(status, conversation_json(&created.conversation, None, 0))
 }
 
+/// A page of participants when `?limit=` is not given (the most a page holds, too).
+const PARTICIPANTS_DEFAULT: usize = parley_storage::MAX_PAGE;
+
+/// Participant ids of one conversation, a page at a time: `?offset=&limit=`.
+pub(super) async fn participants(c: Call<'_>, id: ConversationId) -> Reply {
+    let conv = c.node.chat.conversations.for_user(id, &c.user).await?;
+    let offset = c
+        .query
+        .get("offset")
+        .map(str::parse::<usize>)
+        .transpose()
+        .map_err(|_| invalid("offset must be a number"))?
+        .unwrap_or(0);
+    let limit = c.query.limit(PARTICIPANTS_DEFAULT)?;
+    let all = &conv.participants;
+    let page = &all[offset.min(all.len())..(offset.saturating_add(limit)).min(all.len())];
+    let next = (offset.saturating_add(limit) < all.len()).then(|| offset + limit);
+    ok(
+        StatusCode::OK,
+        json!({ "participantIds": page, "participantCount": all.len(), "nextOffset": next }),
+    )
+}
+
 pub(super) async fn get(c: Call<'_>, id: ConversationId) -> Reply {
     let conv = c.node.chat.conversations.for_user(id, &c.user).await?;
     ok(StatusCode::OK, conversation_json(&conv, None, 0))

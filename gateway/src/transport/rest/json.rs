@@ -1,6 +1,7 @@
 //! The REST API's JSON shapes (the seed's camelCase names) and its query strings.
 
 use parley_proto::ErrorCode;
+use parley_proto::codec::MAX_LISTED_PARTICIPANTS;
 use parley_types::{Conversation, ConversationKind, Message};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -92,10 +93,15 @@ pub(super) fn message_json(m: &Message) -> Value {
     })
 }
 
+/// A conversation as the API shows it. At most [`MAX_LISTED_PARTICIPANTS`] participant ids
+/// (as the socket protocol lists them), with `participantCount`; the whole list is paged at
+/// `GET /api/conversations/:id/participants`.
 pub(super) fn conversation_json(c: &Conversation, last: Option<&Message>, unread: u64) -> Value {
+    let listed = &c.participants[..c.participants.len().min(MAX_LISTED_PARTICIPANTS)];
     let mut v = json!({
         "id": c.id.to_string(),
-        "participantIds": c.participants,
+        "participantIds": listed,
+        "participantCount": c.participants.len(),
         "createdAt": rfc3339(c.created_at_ms),
         "lastActivityAt": rfc3339(c.last_activity_ms),
         "lastMessage": last.map(message_json),

@@ -4,7 +4,8 @@
 //! |---|---|---|
 //! | GET | /api/conversations?cursor=&limit= | the caller's conversations by last activity |
 //! | POST | /api/conversations | `{sellerId, listingId}` → direct (caller = buyer, idempotent); `{participantIds, title}` → group |
-//! | GET | /api/conversations/:id | one conversation |
+//! | GET | /api/conversations/:id | one conversation (at most 100 participant ids, and `participantCount`) |
+//! | GET | /api/conversations/:id/participants?offset=&limit= | its participant ids, a page at a time |
 //! | DELETE | /api/conversations/:id | delete it for everyone (direct: either side; group: creator) |
 //! | GET | /api/conversations/:id/messages?beforeSeq=&limit= | history, newest first (`before=<id>` too) |
 //! | POST | /api/conversations/:id/messages | send (`Idempotency-Key` = client_msg_id); delivered live |
@@ -119,6 +120,9 @@ async fn route(node: &Node, req: Request<Incoming>) -> Reply {
         (&Method::GET, ["conversations", id]) => handlers::get(call, conversation_id(id)?).await,
         (&Method::DELETE, ["conversations", id]) => {
             handlers::delete(call, conversation_id(id)?).await
+        }
+        (&Method::GET, ["conversations", id, "participants"]) => {
+            handlers::participants(call, conversation_id(id)?).await
         }
         (&Method::GET, ["conversations", id, "messages"]) => {
             handlers::history(call, conversation_id(id)?).await

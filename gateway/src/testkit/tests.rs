@@ -453,12 +453,14 @@ async fn a_message_stalled_before_the_bus_reaches_the_other_node_in_order() {
             matches!(ack.body, ServerBody::Ack(a) if a.message_seq == 2),
             "{ack:?}"
         );
-        one.gates.open("a1");
-        alice.next_where(|f| f.seq == a1).await;
-        // Node 1 filled its line the same way: alice sees her own message (from storage, before
-        // her Send got going) and bob's, in order.
+        // Node 1 starts its line the same way (look-back): alice sees her own message from
+        // storage while her Send is still held, then bob's, in order. (Waiting for them here,
+        // with the Send still held, is what makes this deterministic: opened earlier, the Ack
+        // could take seq 1's place in node 1's line before its look-back ran.)
         assert_eq!(alice.next_message().await.seq, 1);
         assert_eq!(alice.next_message().await.seq, 2);
+        one.gates.open("a1");
+        alice.next_where(|f| f.seq == a1).await;
         let rest = bob_phone.drain_for(Duration::from_secs(1)).await;
         assert!(!rest.iter().any(is_message), "no repeats: {rest:?}");
     })

@@ -27,7 +27,7 @@ use crate::session::SessionLimits;
 use crate::shard::Shard;
 use crate::state::admission::Admitted;
 use crate::state::fanout::{Delivery, Fanout};
-use crate::state::limiter::SendLimiter;
+use crate::state::limiter::UserLimiter;
 use crate::state::routes::Routes;
 use crate::transport::quic;
 
@@ -204,7 +204,7 @@ pub(crate) fn assemble(
     let routes = Arc::new(Routes::new(inboxes.len()));
     let fanout = Fanout::new(inboxes, routes.clone());
     let (rate, burst) = parts.send_rate;
-    let chat = Chat::new(storage, routes, fanout, SendLimiter::new(rate, burst), bus);
+    let chat = Chat::new(storage, routes, fanout, UserLimiter::new(rate, burst), bus);
     Arc::new(Node::new(
         parts.settings,
         parts.limits,

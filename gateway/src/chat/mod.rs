@@ -22,7 +22,7 @@ use crate::errors::ClientError;
 use crate::event::{Class, Event};
 use crate::state::conversations::Conversations;
 use crate::state::fanout::{Fanout, SessionAck};
-use crate::state::limiter::SendLimiter;
+use crate::state::limiter::UserLimiter;
 use crate::state::routes::Routes;
 use delivery::{Delivery, message_event};
 
@@ -40,7 +40,7 @@ pub(crate) struct Chat {
     pub(crate) routes: Arc<Routes>,
     /// Messages in seq order, and everything else, to this node's sessions.
     pub(crate) delivery: Arc<Delivery>,
-    limiter: SendLimiter,
+    limiter: UserLimiter,
     pub(crate) bus: Option<Arc<Bus>>,
 }
 
@@ -49,7 +49,7 @@ impl Chat {
         storage: Arc<dyn Storage>,
         routes: Arc<Routes>,
         fanout: Fanout,
-        limiter: SendLimiter,
+        limiter: UserLimiter,
         bus: Option<Arc<Bus>>,
     ) -> Self {
         let conversations = Arc::new(Conversations::new(storage.clone()));

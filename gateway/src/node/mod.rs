@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::outbox::Budget;
 use crate::session::SessionLimits;
 use crate::state::admission::Admission;
-use crate::state::limiter::SendLimiter;
+use crate::state::limiter::UserLimiter;
 
 /// Frames queued toward one session before it is a slow consumer.
 pub(crate) const DEFAULT_OUTBOX_FRAMES: usize = 1024;
@@ -183,9 +183,9 @@ pub(crate) struct Node {
     /// Bytes queued toward clients, node-wide (every outbox counts in it).
     pub(crate) outbox_budget: Arc<Budget>,
     /// REST requests per user.
-    pub(crate) rest_limiter: SendLimiter,
+    pub(crate) rest_limiter: UserLimiter,
     /// Groups a user may create (anyone can put anyone into a group they create).
-    pub(crate) group_limiter: SendLimiter,
+    pub(crate) group_limiter: UserLimiter,
 }
 
 impl Node {
@@ -200,9 +200,9 @@ impl Node {
         let outbox_budget = Budget::new(settings.outbox_node_bytes);
         let (rate, burst) = settings.rest_rate;
         let rest_limiter =
-            SendLimiter::with_refusal(rate, burst, "too many API requests; slow down");
+            UserLimiter::with_refusal(rate, burst, "too many API requests; slow down");
         let per_hour = settings.groups_per_user_per_hour;
-        let group_limiter = SendLimiter::with_refusal(
+        let group_limiter = UserLimiter::with_refusal(
             f64::from(per_hour) / 3600.0,
             per_hour,
             "too many groups created; try again later",

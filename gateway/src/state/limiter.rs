@@ -10,15 +10,15 @@ use tokio::time::Instant;
 use crate::errors::ClientError;
 use crate::ratelimit::TokenBucket;
 
-/// Token buckets of senders, by user.
-pub(crate) struct SendLimiter {
+/// Token buckets by user (sends, REST requests, group creation).
+pub(crate) struct UserLimiter {
     buckets: DashMap<Arc<str>, TokenBucket>,
     rate: f64,
     burst: u32,
     refusal: &'static str,
 }
 
-impl SendLimiter {
+impl UserLimiter {
     /// A limiter of sends.
     pub(crate) fn new(per_sec: f64, burst: u32) -> Self {
         Self::with_refusal(per_sec, burst, "sending too fast; slow down")

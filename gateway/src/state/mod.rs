@@ -4,7 +4,7 @@
 //! - [`admission::Admission`]: how many connections the node, and each address, may have.
 //! - [`routes::Routes`]: which shards each user's sessions are on (and local presence).
 //! - [`conversations::Conversations`]: the conversation cache and its rule (participants only).
-//! - [`limiter::SendLimiter`]: per-user send rate.
+//! - [`limiter::UserLimiter`]: per-user send rate.
 //! - [`fanout::Fanout`]: one push per shard inbox for an event encoded once.
 //! - [`sequencer::Sequencer`]: per conversation, messages handed out in seq order, each once
 //!   (the bookkeeping; `chat::delivery` drives it).

@@ -26,6 +26,17 @@ async fn still_serving(gw: &Gateway) {
     assert!(matches!(r.body, ServerBody::Pong { nonce: 7, .. }));
 }
 
+/// A Hello of the current protocol with `token`.
+fn hello(token: String, resume: Vec<ResumePoint>) -> ClientBody {
+    ClientBody::Hello(Hello {
+        token,
+        protocol_major: 1,
+        protocol_minor: 2,
+        resume,
+        client_name: None,
+    })
+}
+
 fn code(json: &serde_json::Value) -> String {
     json["error"]["code"].as_str().unwrap_or("").to_owned()
 }
@@ -93,14 +104,7 @@ async fn oversized_and_invisible_ids_are_refused_and_writes_go_on() {
     // A token whose subject is not a valid user id opens no session.
     let mut c = Client::unauthenticated(gw.addr, "x").await;
     let invisible = mint_hs256(SECRET.as_bytes(), "ali\u{200B}ce", 60, wall_ms());
-    c.send(ClientBody::Hello(Hello {
-        token: invisible,
-        protocol_major: 1,
-        protocol_minor: 2,
-        resume: vec![],
-        client_name: None,
-    }))
-    .await;
+    c.send(hello(invisible, vec![])).await;
     assert_eq!(c.closed().await.error, Some(1100));
     // A client_msg_id over 64 bytes is an error to that Send only.
     let conv = direct(&gw, user, "bob", "l").await;
@@ -304,14 +308,7 @@ async fn sessions_per_user_are_capped() {
         held.push(Client::connect(&gw, "alice").await);
     }
     let mut c = Client::unauthenticated(gw.addr, "alice").await;
-    c.send(ClientBody::Hello(Hello {
-        token: token("alice"),
-        protocol_major: 1,
-        protocol_minor: 2,
-        resume: vec![],
-        client_name: None,
-    }))
-    .await;
+    c.send(hello(token("alice"), vec![])).await;
     let closed = c.closed().await;
     assert_eq!((closed.error, closed.code), (Some(1402), Some(4402)));
     // Other users are not affected, and a closed session frees its place.
@@ -320,14 +317,7 @@ async fn sessions_per_user_are_capped() {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let mut c = Client::unauthenticated(gw.addr, "alice").await;
-        c.send(ClientBody::Hello(Hello {
-            token: token("alice"),
-            protocol_major: 1,
-            protocol_minor: 2,
-            resume: vec![],
-            client_name: None,
-        }))
-        .await;
+        c.send(hello(token("alice"), vec![])).await;
         let f = c.next_where_or_closed(|_| true).await;
         if matches!(
             f,
@@ -482,13 +472,7 @@ async fn silent_session(addr: SocketAddr, user: &str, resume: Vec<ResumePoint>) 
     assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
     let hello = encode_client(&ClientFrame {
         seq: 1,
-        body: ClientBody::Hello(Hello {
-            token: token(user),
-            protocol_major: 1,
-            protocol_minor: 2,
-            resume,
-            client_name: None,
-        }),
+        body: hello(token(user), resume),
     });
     s.write_all(&masked_binary(&hello)).await.unwrap();
     // Until Welcome, or until the node sheds the session (its queue, Welcome and all, is

@@ -515,11 +515,11 @@ pub async fn positions_by_seq_and_by_id_agree<S: Storage>(s: Arc<S>) {
 
 pub async fn watermark_never_moves_backwards<S: Storage>(s: Arc<S>) {
     let c = direct(&*s, "b", "s", "l").await;
-    let none = s
-        .mark_read(c.id, "b", MessageId(u64::MAX), T0)
-        .await
-        .expect("empty");
-    assert!(!none.advanced, "nothing to read yet");
+    let invalid = |r: crate::Result<crate::ReadOutcome>| matches!(r, Err(StorageError::Invalid(_)));
+    assert!(
+        invalid(s.mark_read(c.id, "b", MessageId(u64::MAX), T0).await),
+        "nothing to read yet: no message has that id"
+    );
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(
@@ -539,19 +539,41 @@ pub async fn watermark_never_moves_backwards<S: Storage>(s: Arc<S>) {
     assert_eq!(back.state, r.state, "unchanged");
     let same = s.mark_read(c.id, "b", ids[1], T0 + 3).await.expect("same");
     assert!(!same.advanced);
-    // An id between two messages reads up to the older one.
-    let between = s
-        .mark_read(c.id, "b", MessageId(ids[2].0 - 1), T0 + 4)
+    // The id must name a message of this conversation: not one between two messages, not one
+    // beyond the newest, not one of another conversation.
+    if ids[2].0 - 1 > ids[1].0 {
+        assert!(invalid(
+            s.mark_read(c.id, "b", MessageId(ids[2].0 - 1), T0 + 4)
+                .await
+        ));
+    }
+    assert!(invalid(
+        s.mark_read(c.id, "b", MessageId(u64::MAX), T0 + 5).await
+    ));
+    let other = direct(&*s, "b", "s", "other listing").await;
+    let foreign = s
+        .append(text(other.id, "s", "elsewhere", T0))
         .await
-        .expect("between");
-    assert!(!between.advanced);
-    let future = s
-        .mark_read(c.id, "b", MessageId(u64::MAX), T0 + 5)
-        .await
-        .expect("all");
-    assert!(future.advanced);
-    assert_eq!(future.state.up_to, ids[2]);
-    assert_eq!(s.unread_counts("b").await.expect("unread"), vec![]);
+        .expect("append")
+        .message
+        .id;
+    assert!(foreign > ids[2], "the foreign id is newer than all of c's");
+    assert!(invalid(s.mark_read(c.id, "b", foreign, T0 + 6).await));
+    assert_eq!(
+        s.mark_read(c.id, "b", ids[1], T0 + 7)
+            .await
+            .expect("read")
+            .state,
+        r.state,
+        "the refused reads left the watermark where it was"
+    );
+    let newest = s.mark_read(c.id, "b", ids[2], T0 + 8).await.expect("all");
+    assert!(newest.advanced);
+    assert_eq!(newest.state.up_to, ids[2]);
+    assert_eq!(
+        s.unread_counts("b").await.expect("unread"),
+        vec![(other.id, 1)]
+    );
 }
 
 pub async fn own_messages_are_never_unread<S: Storage>(s: Arc<S>) {

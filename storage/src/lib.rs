@@ -103,8 +103,10 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Message>>;
 
-    /// Moves `user`'s watermark to the newest message with id ≤ `up_to` (never backwards).
-    /// With no such message the watermark stays where it was (`advanced = false`).
+    /// Moves `user`'s watermark to the message `up_to` (never backwards: an older one leaves
+    /// it where it was, `advanced = false`). `up_to` must be the id of a message of this
+    /// conversation: any other id (between two messages, newer than the newest, of another
+    /// conversation) is `Invalid` and changes nothing.
     async fn mark_read(
         &self,
         conversation: ConversationId,

@@ -458,6 +458,13 @@ impl Session {
             let msg = format!("at most {} resume points", self.limits.max_resume_points);
             return self.fail(seq, ErrorCode::Invalid, msg, out);
         }
+        // Each conversation resumed costs what a History of it would: one frame of the
+        // session's rate. The replay is already accepted, so the frames after it pay.
+        let resumed = distinct_conversations(&hello.resume);
+        if resumed > 1 {
+            let debt = self.limits.max_resume_points as f64;
+            self.frames.charge((resumed - 1) as f64, debt, now.mono);
+        }
         let user: Arc<str> = verified.user.into();
         let token_expires = expiry(now, verified.expires_ms);
         let l = &self.limits;
@@ -714,3 +721,11 @@ mod tests;
 
 pub(crate) mod limits;
 pub(crate) use limits::SessionLimits;
+
+/// How many conversations the resume points name (each is replayed once).
+fn distinct_conversations(points: &[ResumePoint]) -> usize {
+    let mut ids: Vec<_> = points.iter().map(|p| p.conversation).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len()
+}

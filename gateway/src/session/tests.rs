@@ -517,6 +517,71 @@ fn frame_rate_is_limited_per_session() {
 }
 
 #[test]
+fn each_conversation_resumed_counts_against_the_frame_rate() {
+    let limits = SessionLimits {
+        frames_per_sec: 100.0,
+        frame_burst: 10,
+        ..SessionLimits::default()
+    };
+    let token = mint_hs256(SECRET, "alice", 3600, WALL);
+    let hello_with = |conversations: &[ConversationId]| {
+        let resume = conversations
+            .iter()
+            .flat_map(|&conversation| {
+                // Every conversation twice: it is replayed (and charged) once.
+                [1, 2].map(|seq| ResumePoint {
+                    conversation,
+                    last_message_id: MessageId(seq),
+                    last_seq: seq,
+                })
+            })
+            .collect();
+        ClientBody::Hello(Hello {
+            token: token.clone(),
+            protocol_major: 1,
+            protocol_minor: 1,
+            resume,
+            client_name: None,
+        })
+    };
+    let pong = |out: &[Output]| {
+        matches!(
+            out,
+            [Output::Send(ServerFrame {
+                body: ServerBody::Pong { .. },
+                ..
+            })]
+        )
+    };
+    let conversations: Vec<_> = (0..300).map(|_| ConversationId::random()).collect();
+    let mut h = Harness::with(limits.clone());
+    let out = h.send(1, hello_with(&conversations));
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Do(Command::Start { resume, .. }) if resume.len() == 600
+        )),
+        "{out:?}"
+    );
+    // 10 - 300 = -290 tokens: 2.9 s at 100/s before the next frame is accepted.
+    assert_eq!(
+        error_of(&h.send(2, ClientBody::Ping { nonce: 0 })),
+        (ErrorCode::RateLimited.code(), false)
+    );
+    h.advance(Duration::from_millis(2800));
+    assert!(!pong(&h.send(3, ClientBody::Ping { nonce: 0 })));
+    h.advance(Duration::from_millis(200));
+    assert!(pong(&h.send(4, ClientBody::Ping { nonce: 0 })));
+
+    // A Hello resuming one conversation costs only itself.
+    let mut h = Harness::with(limits);
+    h.send(1, hello_with(&conversations[..1]));
+    for seq in 2..11 {
+        assert!(pong(&h.send(seq, ClientBody::Ping { nonce: 0 })), "{seq}");
+    }
+}
+
+#[test]
 fn oversized_frames_and_shutdown_are_fatal() {
     let mut h = Harness::active("alice");
     let mut out = Vec::new();

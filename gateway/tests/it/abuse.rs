@@ -300,6 +300,64 @@ async fn connections_are_capped_per_address_and_per_node() {
     assert!(metric_value(&m, "parley_connections_refused_total{limit=\"node\"}") >= 1.0);
 }
 
+async fn quic_from(
+    gw: &Gateway,
+    source: &str,
+    user: &str,
+) -> Result<parley_client::Client, String> {
+    let bind = SocketAddr::new(source.parse().unwrap(), 0);
+    let via = Via::Quic {
+        target: gw.quic_addr,
+        endpoint: parley_client::quic::endpoint(bind).map_err(|e| e.to_string())?,
+        config: quic_config(gw),
+        zero_rtt: false,
+    };
+    tokio::time::timeout(
+        WAIT,
+        parley_client::Client::connect(&via, &token(user), vec![]),
+    )
+    .await
+    .map_err(|_| "no answer in time".to_owned())?
+    .map_err(|e| e.to_string())
+}
+
+/// QUIC connections are admitted (or refused) when they arrive, before any handshake work,
+/// under the same caps as TCP: one count per node and per address for both.
+#[tokio::test]
+async fn quic_connections_share_the_caps_with_websockets() {
+    let gw = Gateway::start(&["--max-connections", "3", "--max-connections-per-ip", "2"]);
+    let mut q1 = quic_from(&gw, "127.0.0.1", "a").await.unwrap();
+    let q2 = quic_from(&gw, "127.0.0.1", "a").await.unwrap();
+    let third = quic_from(&gw, "127.0.0.1", "a").await;
+    assert!(third.is_err(), "3rd from one address");
+    let w = ws_from(&gw, "127.0.0.2", "b").await.unwrap();
+    assert!(
+        quic_from(&gw, "127.0.0.3", "c").await.is_err(),
+        "4th on the node (two QUIC, one WebSocket)"
+    );
+    let r = q1.request(ClientBody::Ping { nonce: 1 }).await.unwrap();
+    assert!(matches!(r.body, ServerBody::Pong { .. }));
+    // A closed QUIC connection gives its place back.
+    q1.close().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let q3 = loop {
+        if let Ok(c) = quic_from(&gw, "127.0.0.3", "c").await {
+            break c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for c in [q2, w, q3] {
+        c.close().await;
+    }
+    let m = metrics(gw.addr).await;
+    assert!(metric_value(&m, "parley_connections_refused_total{limit=\"address\"}") >= 1.0);
+    assert!(metric_value(&m, "parley_connections_refused_total{limit=\"node\"}") >= 1.0);
+}
+
 #[tokio::test]
 async fn sessions_per_user_are_capped() {
     let gw = Gateway::start(&["--max-sessions-per-user", "3"]);

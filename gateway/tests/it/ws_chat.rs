@@ -152,6 +152,22 @@ async fn read_receipts_move_watermarks_and_unread_counts() {
     let (_, json, _) = get(&gw, "bob", "/api/unread").await;
     assert_eq!(unread(json), 1);
 
+    // An id that is not one of this conversation's messages is refused by its seq and moves
+    // nothing: one from another conversation (newer than all of these), one from nowhere.
+    let other = direct(&gw, "alice", "bob", "other listing").await;
+    let foreign = alice.send_text(other, "f", "elsewhere").await.message_id;
+    for up_to in [foreign, MessageId(u64::MAX)] {
+        let r = bob
+            .request(ClientBody::Read {
+                conversation: conv,
+                up_to,
+            })
+            .await;
+        assert_eq!(error_code(&r), Some(1300), "{r:?}");
+    }
+    let (_, json, _) = get(&gw, "bob", "/api/unread").await;
+    assert_eq!(unread(json), 2, "ids[2] of conv and the one of other");
+
     // Backwards is a no-op: acknowledged as unchanged, nobody is told.
     let r = bob
         .request(ClientBody::Read {

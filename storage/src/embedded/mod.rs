@@ -8,6 +8,7 @@
 //! synced data (fjall applies a batch to its memtables after the journal sync).
 
 mod keys;
+mod purge;
 mod writer;
 
 use std::path::Path;
@@ -62,6 +63,8 @@ pub(crate) struct Keyspaces {
     member: Keyspace,
     block: Keyspace,
     report: Keyspace,
+    /// Conversations deleted whose messages are still being removed (see `purge`).
+    purge: Keyspace,
 }
 
 impl Keyspaces {
@@ -81,6 +84,7 @@ impl Keyspaces {
             member: ks("member")?,
             block: ks("block")?,
             report: ks("report")?,
+            purge: ks("purge")?,
         })
     }
 }
@@ -142,8 +146,16 @@ impl Embedded {
             .map_err(unavailable)?;
         let ks = Keyspaces::open(&db).map_err(unavailable)?;
         let (tx, rx) = mpsc::channel(config.queue.max(1));
+        // The writer kicks the purger after each delete (and holds its end of the channel
+        // for as long as it runs: the purger stops with it). One kick waiting is enough.
+        let (kick, kicks) = std::sync::mpsc::sync_channel(1);
+        let purger = purge::Purger {
+            db: db.clone(),
+            ks: ks.clone(),
+        };
         let writer = Writer::new(
             db,
+            kick,
             ks.clone(),
             config.node_id,
             config.max_batch.max(1),
@@ -153,6 +165,10 @@ impl Embedded {
             .name("parley-storage-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StorageError::Unavailable(format!("spawn writer: {e}")))?;
+        std::thread::Builder::new()
+            .name("parley-storage-purge".into())
+            .spawn(move || purger.run(kicks))
+            .map_err(|e| StorageError::Unavailable(format!("spawn purger: {e}")))?;
         Ok(Self {
             ks: Arc::new(ks),
             writes: tx,
@@ -567,6 +583,116 @@ mod tests {
         crate::conformance_tests!(open);
     }
 
+    /// Keys of `c` left in msg, idem and read.
+    fn leftovers(db: &Embedded, c: ConversationId) -> usize {
+        let prefix = keys::conversation_prefix(c);
+        [&db.ks.msg, &db.ks.idem, &db.ks.read]
+            .iter()
+            .map(|ks| ks.prefix(&prefix).count())
+            .sum()
+    }
+
+    async fn purged(db: &Embedded, c: ConversationId) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while leftovers(db, c) > 0 || db.ks.purge.iter().next().is_some() {
+            assert!(std::time::Instant::now() < deadline, "purged in time");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn reopen(dir: &Path) -> Embedded {
+        // The writer and purger threads own the database; they stop soon after the drop.
+        loop {
+            match Embedded::open(dir, EmbeddedConfig::default()) {
+                Ok(db) => break db,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// A delete commits at once and leaves the messages to the purger, which removes them in
+    /// chunks (and finishes after a restart if the node stopped first); other conversations
+    /// are untouched.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deleted_conversations_messages_are_purged_off_the_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (gone, kept);
+        {
+            let db = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("open");
+            gone = db
+                .create_direct("b", "s", "l", 1)
+                .await
+                .expect("create")
+                .conversation
+                .id;
+            kept = db
+                .create_direct("b", "s", "m", 1)
+                .await
+                .expect("create")
+                .conversation
+                .id;
+            let mut appends = tokio::task::JoinSet::new();
+            for i in 0..4500 {
+                let (db, conversation) = (db.clone(), if i % 1500 == 0 { kept } else { gone });
+                appends.spawn(async move {
+                    db.append(NewMessage {
+                        conversation,
+                        sender: "b".into(),
+                        kind: MessageKind::Text,
+                        content: format!("m{i}"),
+                        media: None,
+                        client_msg_id: i.to_string(),
+                        now_ms: 2,
+                    })
+                    .await
+                    .expect("append")
+                });
+            }
+            while appends.join_next().await.is_some() {}
+            db.mark_read(
+                gone,
+                "s",
+                db.history(gone, None, 1).await.unwrap().messages[0].id,
+                3,
+            )
+            .await
+            .expect("read");
+            assert_eq!(
+                leftovers(&db, gone),
+                2 * 4497 + 2,
+                "messages, their keys, 2 watermarks"
+            );
+            db.delete_conversation(gone, "b").await.expect("delete");
+            assert_eq!(db.conversation(gone).await.expect("load"), None);
+            assert!(
+                db.history(gone, None, 10)
+                    .await
+                    .expect("h")
+                    .messages
+                    .is_empty()
+            );
+            // Closed right away: the purge may or may not have finished.
+        }
+        let db = reopen(dir.path()).await;
+        purged(&db, gone).await;
+        assert_eq!(
+            db.history(kept, None, 10).await.expect("h").messages.len(),
+            3
+        );
+        let page = db.list_conversations("b", None, 10).await.expect("list");
+        assert_eq!(page.items.len(), 1);
+        // The triple is free again; a new conversation of it starts empty.
+        let again = db.create_direct("b", "s", "l", 4).await.expect("create");
+        assert!(again.created);
+        assert!(
+            db.history(again.conversation.id, None, 10)
+                .await
+                .unwrap()
+                .messages
+                .is_empty()
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn survives_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -587,13 +713,7 @@ mod tests {
             .await
             .expect("append");
         }
-        // The writer thread owns the database; give it a moment to drop after the sender did.
-        let db = loop {
-            match Embedded::open(dir.path(), EmbeddedConfig::default()) {
-                Ok(db) => break db,
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-            }
-        };
+        let db = reopen(dir.path()).await;
         let page = db.history(id, None, 10).await.expect("history");
         assert_eq!(page.messages.len(), 1);
         assert_eq!(page.messages[0].content, "kept");

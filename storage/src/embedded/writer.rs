@@ -6,6 +6,7 @@
 //! updated after a successful commit and left alone when a commit fails.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::mpsc::SyncSender;
 
 use fjall::{Database, OwnedWriteBatch, PersistMode};
 use tokio::sync::{mpsc, oneshot};
@@ -138,6 +139,8 @@ impl Pending {
 
 pub(super) struct Writer {
     db: Database,
+    /// Wakes the purger after a delete committed (see `purge`).
+    purge_kick: SyncSender<()>,
     ks: Keyspaces,
     ids: IdGenerator,
     max_batch: usize,
@@ -152,6 +155,7 @@ pub(super) struct Writer {
 impl Writer {
     pub fn new(
         db: Database,
+        purge_kick: SyncSender<()>,
         ks: Keyspaces,
         node_id: u16,
         max_batch: usize,
@@ -163,6 +167,7 @@ impl Writer {
         }
         Ok(Self {
             db,
+            purge_kick,
             ks,
             ids: IdGenerator::new(node_id),
             max_batch,
@@ -211,11 +216,14 @@ impl Writer {
         let mut pending = Pending::new(&self.db, ops.len());
         for op in ops.drain(..) {
             if matches!(op, Op::Delete { .. }) {
-                // A delete rewrites a whole conversation: commit what came before it and
-                // give it a batch of its own, so no batch both writes and deletes a key.
+                // A delete removes a whole conversation: commit what came before it and give
+                // it a batch of its own, so no batch both writes and deletes a key. Its
+                // messages are left to the purger.
                 self.commit(std::mem::replace(&mut pending, Pending::new(&self.db, 1)));
                 self.apply(&mut pending, op);
                 self.commit(std::mem::replace(&mut pending, Pending::new(&self.db, 1)));
+                // Full: a kick is already waiting, which is enough.
+                let _ = self.purge_kick.try_send(());
             } else {
                 self.apply(&mut pending, op);
             }
@@ -493,12 +501,10 @@ impl Writer {
         for user in &c.participants {
             p.batch.remove(&self.ks.member, keys::member(user, id));
         }
-        let prefix = keys::conversation_prefix(id);
-        for ks in [&self.ks.msg, &self.ks.idem, &self.ks.read] {
-            for guard in ks.prefix(&prefix) {
-                p.batch.remove(ks, guard.key().map_err(unavailable)?);
-            }
-        }
+        // Messages, idempotency keys and watermarks: unreachable once the record is gone,
+        // removed by the purger in small batches.
+        p.batch
+            .insert(&self.ks.purge, keys::conversation(id), Vec::<u8>::new());
         p.convs.insert(id, None);
         Ok(c)
     }
@@ -593,9 +599,18 @@ impl Writer {
         }
         let key = keys::read_state(conv, user);
         let current = self.read_state(p, &key)?.unwrap_or_default();
-        let target = self.newest_at_or_before(p, &c, up_to)?;
+        // The id must name a message of this conversation: an id from elsewhere (or between
+        // two messages) is refused, it does not read "up to about there".
+        let target = match self.newest_at_or_before(p, &c, up_to)? {
+            Some((id, seq)) if id == up_to => (id, seq),
+            _ => {
+                return Err(StorageError::Invalid(
+                    "no such message in this conversation",
+                ));
+            }
+        };
         match target {
-            Some((id, seq)) if seq > current.seq => {
+            (id, seq) if seq > current.seq => {
                 let state = ReadState {
                     up_to: id,
                     seq,

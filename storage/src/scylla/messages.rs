@@ -25,6 +25,8 @@ use super::{ClaimHint, SEQ_BUCKET, Scylla, claim_stripe, key_stripe, seq_bucket}
 use crate::MAX_PAGE;
 use crate::error::{Result, StorageError};
 
+/// How far past a (lagging) head a Read looks for the message it names.
+const HEAD_LAG_PROBE: u64 = 64;
 /// Lost claims before the writer reads the partition's top instead of walking.
 const WALK: u32 = 3;
 /// How many of the newest messages a retry searches for its earlier claim.
@@ -83,6 +85,30 @@ impl Scylla {
             }
         }
         Ok(lo)
+    }
+
+    /// The seq of the message of `c` whose id is `id`, if there is one. The head may lag the
+    /// claims, so past it the next seqs are looked at one by one (ids increase with seq).
+    async fn exact_seq(&self, c: &Conversation, id: MessageId) -> Result<Option<u64>> {
+        if c.last_message_id.is_none_or(|last| last < id) {
+            for seq in c.last_seq + 1..=c.last_seq + HEAD_LAG_PROBE {
+                match self.message(c.id, seq).await? {
+                    Some(m) if m.id == id => return Ok(Some(seq)),
+                    Some(m) if m.id < id => continue,
+                    _ => return Ok(None),
+                }
+            }
+            return Ok(None);
+        }
+        let seq = self.seq_at_or_before(c.id, c.last_seq, id).await?;
+        Ok(match seq {
+            0 => None,
+            seq if seq == c.last_seq => (c.last_message_id == Some(id)).then_some(seq),
+            seq => self
+                .message(c.id, seq)
+                .await?
+                .and_then(|m| (m.id == id).then_some(seq)),
+        })
     }
 
     /// The seq `p` stands for in `c`.
@@ -528,23 +554,21 @@ impl Scylla {
             .read_state(conversation, user)
             .await?
             .unwrap_or_default();
+        // The id must name a message of this conversation: an id from elsewhere (or between
+        // two messages) is refused, it does not read "up to about there".
         let seq = self
-            .position_seq(&c, Position { seq: 0, id: up_to })
-            .await?;
+            .exact_seq(&c, up_to)
+            .await?
+            .ok_or(StorageError::Invalid(
+                "no such message in this conversation",
+            ))?;
         if seq <= current.seq {
             return Ok(ReadOutcome {
                 state: current,
                 advanced: false,
             });
         }
-        let id = match self.message(conversation, seq).await? {
-            Some(m) => m.id,
-            None => {
-                return Err(StorageError::Unavailable(
-                    "watermark message not readable".into(),
-                ));
-            }
-        };
+        let id = up_to;
         let state = ReadState {
             up_to: id,
             seq,

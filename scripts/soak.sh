@@ -1,8 +1,12 @@
 #!/bin/bash
-# usage: scripts/soak.sh <dir with release gateway + loadtest, e.g. target/release> <duration, e.g. 30m> [loadtest mixed args...]
+# usage: scripts/soak.sh <dir with the gateway and loadtest binaries, e.g. target/release> <duration, e.g. 30m> [loadtest mixed args...]
+#
 # A gateway on the embedded engine under `loadtest mixed` (pairs chatting, typing, read
-# receipts, periodic reconnects that resume); samples the gateway's RSS and open fds every 30 s.
-set -e
+# receipts, periodic reconnects that resume); samples the gateway's RSS and open fds every
+# $SOAK_SAMPLE_SECS (30) s. Fails when loadtest fails (pass `--slo 'loss=0,...'` to make
+# loss, duplicates or gaps fail it) or when the gateway's open files do not come back to
+# within 8 of what it had before the clients once they are gone (a descriptor leak).
+set -euo pipefail
 BIN=$1; DUR=$2; shift 2
 SECRET=soak-secret-0123456789abcdef0123456789
 DIR=$(mktemp -d)
@@ -11,18 +15,40 @@ $BIN/gateway --port $PORT --bind 127.0.0.1 --data-dir $DIR/data --jwt-secret $SE
   --user-messages-per-sec 1000 --user-message-burst 1000 --session-frames-per-sec 1000 --session-frame-burst 1000 \
   > $DIR/gw.out 2>&1 &
 GW=$!
-for i in $(seq 1 100); do grep -q "listening on" $DIR/gw.out && break; sleep 0.1; done
+trap 'kill $GW 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do grep -q "listening on" $DIR/gw.out && break; sleep 0.1; done
+grep -q "listening on" $DIR/gw.out || { cat $DIR/gw.out; echo "soak: the gateway did not start" >&2; exit 1; }
+fds() { ls /proc/$GW/fd | wc -l; }
+rss() { awk '/VmRSS/{print $2}' /proc/$GW/status; }
+before=$(fds)
+echo "before the run: rss_kb=$(rss) fds=$before" > $DIR/samples.txt
 ( while kill -0 $GW 2>/dev/null; do
-    echo "$(date +%s) rss_kb=$(awk '/VmRSS/{print $2}' /proc/$GW/status) fds=$(ls /proc/$GW/fd | wc -l)"
-    sleep 30
-  done ) > $DIR/samples.txt &
+    echo "$(date +%s) rss_kb=$(rss) fds=$(fds)"
+    sleep ${SOAK_SAMPLE_SECS:-30}
+  done ) >> $DIR/samples.txt 2>/dev/null &
 SAMPLER=$!
-$BIN/loadtest mixed --secret $SECRET --target 127.0.0.1:$PORT --duration $DUR --json $DIR/run.json "$@" > $DIR/lt.out 2>&1 || true
-sleep 5
-echo "after the run: rss_kb=$(awk '/VmRSS/{print $2}' /proc/$GW/status) fds=$(ls /proc/$GW/fd | wc -l)" >> $DIR/samples.txt
-kill $GW; wait $GW 2>/dev/null || true
+status=0
+$BIN/loadtest mixed --secret $SECRET --target 127.0.0.1:$PORT --duration $DUR --json $DIR/run.json "$@" > $DIR/lt.out 2>&1 || status=$?
+# The clients are gone: their connections close within moments.
+after=$(fds)
+for _ in $(seq 1 100); do
+  after=$(fds)
+  [ "$after" -le $((before + 8)) ] && break
+  sleep 0.1
+done
+echo "after the run: rss_kb=$(rss) fds=$after" >> $DIR/samples.txt
 kill $SAMPLER 2>/dev/null || true
+kill $GW; wait $GW 2>/dev/null || true
+trap - EXIT
 cat $DIR/samples.txt
 tail -25 $DIR/lt.out
 echo "loadtest result: $DIR/run.json"
 echo "dir $DIR"
+if [ $status -ne 0 ]; then
+  echo "soak: loadtest failed (status $status)" >&2
+  exit 1
+fi
+if [ "$after" -gt $((before + 8)) ]; then
+  echo "soak: the gateway holds $after open files after the run, $before before it" >&2
+  exit 1
+fi

@@ -76,6 +76,17 @@ say "cassandra: $PARLEY_CASSANDRA"
 say "cargo test"
 cargo test --workspace --locked "$@"
 
+# --- soak ------------------------------------------------------------------------------------
+# A short soak (scripts/soak.sh): 200 users chatting with typing, read receipts and reconnects
+# every 10 s that resume, 60 s on the debug build; fails on any loss, duplicate, order gap or
+# error, or if the gateway keeps more open files after the clients left than before them.
+if [ $# -eq 0 ]; then
+  say "soak (60 s)"
+  cargo build --locked -p gateway -p loadtest
+  SOAK_SAMPLE_SECS=10 scripts/soak.sh target/debug 60s --pairs 100 --rate 2 --reconnect-every 10s \
+    --slo 'loss=0,duplicates=0,gaps=0,errors=0' | tail -20
+fi
+
 # --- fuzzing ---------------------------------------------------------------------------------
 # A bounded run of every fuzz target (scripts/fuzz.sh; 30 s each), with the whole suite only.
 if [ $# -eq 0 ] && [ "${PARLEY_FUZZ_SECONDS:-30}" != 0 ]; then

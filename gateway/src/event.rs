@@ -2,6 +2,8 @@
 //! is, and how a full queue may treat it. Fan-out, the outboxes and the cluster bus all carry
 //! this; none of them re-encodes or re-derives anything from the bytes.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use parley_proto::codec::server::encode_server;
 use parley_proto::{FrameKind, ServerBody, ServerFrame};
@@ -31,6 +33,12 @@ pub(crate) struct Event {
     /// When the Send that caused it arrived (local messages only), for the send → deliver
     /// histogram.
     pub(crate) received_at: Option<Instant>,
+    /// The user whose message, typing, read receipt or presence this is: users with a block
+    /// between them and the actor (either way) do not get it.
+    pub(crate) actor: Option<Arc<str>>,
+    /// What those users get instead, if anything: a message's place in line (kind Hidden),
+    /// so their seqs stay dense. Without it (typing, receipts, presence) they get nothing.
+    pub(crate) hidden: Option<Bytes>,
 }
 
 impl Event {
@@ -42,6 +50,14 @@ impl Event {
             class,
             kind,
             received_at: None,
+            actor: None,
+            hidden: None,
         }
+    }
+
+    /// The same event, as `actor`'s (see [`Event::actor`]).
+    pub(crate) fn by(mut self, actor: impl Into<Arc<str>>) -> Self {
+        self.actor = Some(actor.into());
+        self
     }
 }

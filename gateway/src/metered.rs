@@ -159,12 +159,22 @@ impl<A: Around> Storage for Wrapped<A> {
     async fn unread_counts(&self, user: &str) -> Result<Vec<(ConversationId, u64)>> {
         self.around.around(R, self.inner.unread_counts(user)).await
     }
-    async fn contacts(&self, user: &str) -> Result<Vec<String>> {
-        self.around.around(R, self.inner.contacts(user)).await
+    async fn contacts(&self, user: &str, max_participants: usize) -> Result<Vec<String>> {
+        self.around
+            .around(R, self.inner.contacts(user, max_participants))
+            .await
     }
     async fn set_block(&self, user: &str, target: &str, blocked: bool, now_ms: i64) -> Result<()> {
         let f = self.inner.set_block(user, target, blocked, now_ms);
         self.around.around(W, f).await
+    }
+    async fn blocks(&self, user: &str) -> Result<Vec<(String, i64)>> {
+        self.around.around(R, self.inner.blocks(user)).await
+    }
+    async fn block_relations(&self, user: &str) -> Result<Vec<String>> {
+        self.around
+            .around(R, self.inner.block_relations(user))
+            .await
     }
     async fn is_blocked_between(&self, a: &str, b: &str) -> Result<bool> {
         self.around

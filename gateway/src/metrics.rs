@@ -199,6 +199,8 @@ pub(crate) struct NodeGauges<'a> {
     pub(crate) resident_bytes: u64,
     /// Deliveries dropped because a shard's inbox was full (ephemeral events only).
     pub(crate) inbox_full_drops: u64,
+    /// Block changes that made the block cache forget users (this node's and the bus's).
+    pub(crate) block_invalidations: u64,
     /// Delivery order (`state::sequencer`): duplicates skipped, late messages not delivered
     /// live, gaps filled from storage and given up.
     pub(crate) order: OrderGauges,
@@ -411,6 +413,12 @@ fn render_node(out: &mut String, n: &NodeGauges<'_>) {
         "Typing/presence deliveries dropped because a shard's inbox was full.",
         n.inbox_full_drops,
     );
+    counter(
+        out,
+        "parley_block_invalidations_total",
+        "Block changes (here or from the bus) that dropped users from the block cache.",
+        n.block_invalidations,
+    );
     gauge(
         out,
         "parley_connections_admitted",
@@ -510,6 +518,7 @@ mod tests {
             online_users: 4,
             resident_bytes: 1,
             inbox_full_drops: 2,
+            block_invalidations: 0,
             order: OrderGauges::default(),
             connections_admitted: 7,
             refused_node_full: 0,

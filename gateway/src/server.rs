@@ -26,6 +26,7 @@ use crate::node::{Node, Settings};
 use crate::session::SessionLimits;
 use crate::shard::Shard;
 use crate::state::admission::Admitted;
+use crate::state::blocks::Blocks;
 use crate::state::fanout::{Delivery, Fanout};
 use crate::state::limiter::UserLimiter;
 use crate::state::routes::Routes;
@@ -202,9 +203,11 @@ pub(crate) fn assemble(
     let metrics = Arc::new(Metrics::new(inboxes.len()));
     let storage: Arc<dyn Storage> = Arc::new(Metered::new(storage, Timing(metrics.clone())));
     let routes = Arc::new(Routes::new(inboxes.len()));
-    let fanout = Fanout::new(inboxes, routes.clone());
+    let blocks = Arc::new(Blocks::new(storage.clone()));
+    let fanout = Fanout::new(inboxes, routes.clone(), blocks.clone());
     let (rate, burst) = parts.send_rate;
-    let chat = Chat::new(storage, routes, fanout, UserLimiter::new(rate, burst), bus);
+    let limiter = UserLimiter::new(rate, burst);
+    let chat = Chat::new(storage, routes, blocks, fanout, limiter, bus);
     Arc::new(Node::new(
         parts.settings,
         parts.limits,

@@ -13,15 +13,18 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_MESSAGE_KIND: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_MESSAGE_KIND: u8 = 2;
+pub const ENUM_MAX_MESSAGE_KIND: u8 = 3;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_MESSAGE_KIND: [MessageKind; 3] = [
+pub const ENUM_VALUES_MESSAGE_KIND: [MessageKind; 4] = [
   MessageKind::Text,
   MessageKind::Image,
   MessageKind::File,
+  MessageKind::Hidden,
 ];
 
+/// Hidden: a message shown to you only as its place in the conversation (its sender and you
+/// have a block between you): no content, no media. Never sent by a client.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[repr(transparent)]
 pub struct MessageKind(pub u8);
@@ -30,13 +33,15 @@ impl MessageKind {
   pub const Text: Self = Self(0);
   pub const Image: Self = Self(1);
   pub const File: Self = Self(2);
+  pub const Hidden: Self = Self(3);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 2;
+  pub const ENUM_MAX: u8 = 3;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::Text,
     Self::Image,
     Self::File,
+    Self::Hidden,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -44,6 +49,7 @@ impl MessageKind {
       Self::Text => Some("Text"),
       Self::Image => Some("Image"),
       Self::File => Some("File"),
+      Self::Hidden => Some("Hidden"),
       _ => None,
     }
   }

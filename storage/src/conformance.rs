@@ -40,6 +40,8 @@ macro_rules! conformance_tests {
             blocks_stop_new_conversations_and_messages,
             reports_are_stored,
             contacts_are_users_sharing_a_conversation,
+            blocks_are_listed_and_known_both_ways,
+            a_group_cannot_include_someone_blocked_either_way,
         );
     };
     (@cases $factory:expr; $($case:ident,)*) => {
@@ -789,6 +791,49 @@ pub async fn blocks_stop_new_conversations_and_messages<S: Storage>(s: Arc<S>) {
         .expect("after unblock");
 }
 
+pub async fn blocks_are_listed_and_known_both_ways<S: Storage>(s: Arc<S>) {
+    s.set_block("s", "b", true, T0).await.expect("block");
+    s.set_block("s", "a", true, T0 + 1).await.expect("block");
+    s.set_block("b", "z", true, T0 + 2).await.expect("block");
+    assert_eq!(
+        s.blocks("s").await.expect("list"),
+        vec![("a".to_owned(), T0 + 1), ("b".to_owned(), T0)]
+    );
+    assert_eq!(
+        s.blocks("b").await.expect("list"),
+        vec![("z".to_owned(), T0 + 2)]
+    );
+    assert!(s.blocks("nobody").await.expect("list").is_empty());
+    // b blocked z and was blocked by s.
+    assert_eq!(s.block_relations("b").await.expect("rel"), vec!["s", "z"]);
+    assert_eq!(s.block_relations("s").await.expect("rel"), vec!["a", "b"]);
+    assert_eq!(s.block_relations("z").await.expect("rel"), vec!["b"]);
+    s.set_block("s", "b", false, T0).await.expect("unblock");
+    assert_eq!(s.block_relations("b").await.expect("rel"), vec!["z"]);
+    assert_eq!(
+        s.blocks("s").await.expect("list"),
+        vec![("a".to_owned(), T0 + 1)]
+    );
+}
+
+pub async fn a_group_cannot_include_someone_blocked_either_way<S: Storage>(s: Arc<S>) {
+    s.set_block("bob", "alice", true, T0).await.expect("block");
+    for (creator, others) in [("alice", ["bob", "carol"]), ("bob", ["carol", "alice"])] {
+        let others: Vec<String> = others.map(String::from).to_vec();
+        assert!(
+            matches!(
+                s.create_group(creator, &others, "t", T0).await,
+                Err(StorageError::Blocked)
+            ),
+            "{creator} with {others:?}"
+        );
+    }
+    // Others who blocked each other may share a group one of them did not create.
+    s.create_group("carol", &["alice".into(), "bob".into()], "t", T0)
+        .await
+        .expect("carol's group");
+}
+
 pub async fn reports_are_stored<S: Storage>(s: Arc<S>) {
     let c = direct(&*s, "b", "s", "l").await;
     let m = s
@@ -829,8 +874,21 @@ pub async fn contacts_are_users_sharing_a_conversation<S: Storage>(s: Arc<S>) {
     s.create_group("g", &["me".into(), "h".into()], "t", T0)
         .await
         .expect("group");
-    let mut contacts = s.contacts("me").await.expect("contacts");
+    let big: Vec<String> = ["me", "s1"]
+        .into_iter()
+        .map(String::from)
+        .chain((0..10).map(|i| format!("crowd{i}")))
+        .collect();
+    s.create_group("g", &big, "big", T0).await.expect("group");
+    // g, me, s1 and the crowd: 13.
+    let mut contacts = s.contacts("me", 12).await.expect("contacts");
     contacts.sort();
-    assert_eq!(contacts, vec!["g", "h", "s1", "s2"]);
-    assert!(s.contacts("nobody").await.expect("none").is_empty());
+    assert_eq!(
+        contacts,
+        vec!["g", "h", "s1", "s2"],
+        "the group of 13 is too big"
+    );
+    let with_big = s.contacts("me", 13).await.expect("contacts");
+    assert_eq!(with_big.len(), 14);
+    assert!(s.contacts("nobody", 100).await.expect("none").is_empty());
 }

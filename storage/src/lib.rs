@@ -64,7 +64,8 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Created>;
 
     /// A new group conversation of `creator` plus `participants` (duplicates removed), at most
-    /// [`MAX_GROUP_PARTICIPANTS`] in all.
+    /// [`MAX_GROUP_PARTICIPANTS`] in all. Fails with `Blocked` when the creator and one of
+    /// them blocked each other (either way).
     async fn create_group(
         &self,
         creator: &str,
@@ -127,14 +128,23 @@ pub trait Storage: Send + Sync + 'static {
     /// `(conversation, unread)` for each of `user`'s conversations with unread messages.
     async fn unread_counts(&self, user: &str) -> Result<Vec<(ConversationId, u64)>>;
 
-    /// Users who share at least one conversation with `user` (not `user`), each once.
-    async fn contacts(&self, user: &str) -> Result<Vec<String>>;
+    /// Users who share at least one conversation of at most `max_participants` participants
+    /// with `user` (not `user`), each once. (Presence goes to these: in a bigger group it is
+    /// asked for, not pushed.)
+    async fn contacts(&self, user: &str, max_participants: usize) -> Result<Vec<String>>;
 
     /// Blocks (`blocked = true`) or unblocks `target` for `user`.
     async fn set_block(&self, user: &str, target: &str, blocked: bool, now_ms: i64) -> Result<()>;
 
     /// Whether either of the two users blocked the other.
     async fn is_blocked_between(&self, a: &str, b: &str) -> Result<bool>;
+
+    /// The users `user` blocked, with when, in id order.
+    async fn blocks(&self, user: &str) -> Result<Vec<(String, i64)>>;
+
+    /// Every user with a block between them and `user`, either way (whom `user` blocked and
+    /// who blocked `user`), each once, in id order.
+    async fn block_relations(&self, user: &str) -> Result<Vec<String>>;
 
     /// Stores an abuse report; returns its id.
     async fn report(&self, report: NewReport) -> Result<uuid::Uuid>;

@@ -71,6 +71,16 @@ impl<'a> Reader<'a> {
         }
         Ok(r)
     }
+    /// A key (keys have no format byte).
+    pub fn key(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+    /// A string with a u16 length (keys, see `Writer::key_str`).
+    pub fn key_str(&mut self) -> Result<String> {
+        let len = u16::from_be_bytes(self.array()?) as usize;
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| StorageError::Corrupt("bad utf-8".into()))
+    }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.buf.len() < n {
             return Err(StorageError::Corrupt("record truncated".into()));

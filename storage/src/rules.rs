@@ -29,9 +29,14 @@ pub(crate) fn listing(id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks a message's sender and client_msg_id.
+/// Checks a message's sender, kind and client_msg_id.
 pub(crate) fn message(m: &NewMessage) -> Result<()> {
     users([m.sender.as_str()])?;
+    if m.kind == parley_types::MessageKind::Hidden {
+        return Err(StorageError::Invalid(
+            "hidden is not a kind of message to store",
+        ));
+    }
     if m.client_msg_id.is_empty() || m.client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {
         return Err(StorageError::Invalid(
             "a client_msg_id must be 1 to 64 bytes",

@@ -68,6 +68,9 @@ pub enum MessageKind {
     Text,
     Image,
     File,
+    /// A message shown only as its place in the conversation (seq, id, time, sender): one of
+    /// a user with a block between them and the reader. Servers send it; clients never do.
+    Hidden,
 }
 
 impl MessageKind {
@@ -77,6 +80,7 @@ impl MessageKind {
             MessageKind::Text => 0,
             MessageKind::Image => 1,
             MessageKind::File => 2,
+            MessageKind::Hidden => 3,
         }
     }
 
@@ -86,6 +90,7 @@ impl MessageKind {
             0 => Some(MessageKind::Text),
             1 => Some(MessageKind::Image),
             2 => Some(MessageKind::File),
+            3 => Some(MessageKind::Hidden),
             _ => None,
         }
     }
@@ -96,6 +101,7 @@ impl MessageKind {
             MessageKind::Text => "text",
             MessageKind::Image => "image",
             MessageKind::File => "file",
+            MessageKind::Hidden => "hidden",
         }
     }
 }
@@ -128,6 +134,24 @@ pub struct Message {
     /// and no repeat, the same for every reader and on every node. Resume, delivery order and
     /// unread counts go by it.
     pub seq: u64,
+}
+
+impl Message {
+    /// The message as a reader with a block between them and its sender sees it: its place
+    /// (seq, id, time) and sender, kind `Hidden`, no content, no media.
+    pub fn hidden(&self) -> Message {
+        Message {
+            id: self.id,
+            conversation: self.conversation,
+            sender: self.sender.clone(),
+            kind: MessageKind::Hidden,
+            content: String::new(),
+            media: None,
+            client_msg_id: String::new(),
+            created_at_ms: self.created_at_ms,
+            seq: self.seq,
+        }
+    }
 }
 
 /// Where a reader is in a conversation: the last message it has (its seq and id), with every

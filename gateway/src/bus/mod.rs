@@ -39,7 +39,7 @@ use crate::clock::wall_ms;
 use crate::event::Class;
 use crate::metrics::Histogram;
 use record::Record;
-pub(crate) use record::{BusEvent, Outgoing, Target};
+pub(crate) use record::{BusEvent, Invalidate, Outgoing, Target};
 
 /// Longest a Send's Ack waits for its event to reach the log ([`Bus::wait_written`]).
 const PUBLISH_WAIT: Duration = Duration::from_millis(250);

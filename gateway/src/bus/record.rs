@@ -9,13 +9,16 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parley_proto::FrameKind;
 use parley_types::ConversationId;
+use std::sync::Arc;
 
 use crate::event::{Class, Event};
 
-/// First byte of an event record.
+/// First byte of an event record without an actor (nodes before blocks filtered events).
 const EVENT: u8 = 1;
 /// First byte of the marker "the origin dropped events you will never read".
 const RESYNC: u8 = 2;
+/// First byte of an event record with its actor (see `Event::actor`).
+const EVENT_BY: u8 = 3;
 /// Event classes on the wire: 0 ephemeral, 1 reliable, then messages.
 const CLASS_MESSAGE_BY_ID: u8 = 2;
 const CLASS_MESSAGE: u8 = 3;
@@ -34,13 +37,21 @@ pub(crate) enum Target {
     Users(Vec<String>),
 }
 
+/// What the nodes drop from their caches before delivering an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Invalidate {
+    /// The conversation (deleted or changed).
+    Conversation(ConversationId),
+    /// These users' blocks (one of them blocked or unblocked the other).
+    Blocks(Vec<String>),
+}
+
 /// What a node publishes: the event and who gets it.
 #[derive(Clone, Debug)]
 pub(crate) struct Outgoing {
     pub(crate) event: Event,
     pub(crate) target: Target,
-    /// Drop the conversation from caches before delivering (deleted or changed).
-    pub(crate) invalidate: Option<ConversationId>,
+    pub(crate) invalidate: Option<Invalidate>,
 }
 
 /// One event read from the bus.
@@ -53,18 +64,23 @@ pub(crate) struct BusEvent {
     pub(crate) kind: FrameKind,
     pub(crate) class: Class,
     pub(crate) target: Target,
-    pub(crate) invalidate: Option<ConversationId>,
+    pub(crate) invalidate: Option<Invalidate>,
+    pub(crate) actor: Option<String>,
+    /// The frame for users with a block with the actor (see `Event::hidden`).
+    pub(crate) hidden: Option<Bytes>,
     pub(crate) frame: Bytes,
 }
 
 impl BusEvent {
     /// The event as this node delivers it.
-    pub(crate) fn into_parts(self) -> (Event, Target, Option<ConversationId>) {
+    pub(crate) fn into_parts(self) -> (Event, Target, Option<Invalidate>) {
         let event = Event {
             frame: self.frame,
             class: self.class,
             kind: self.kind,
             received_at: None,
+            actor: self.actor.map(Arc::from),
+            hidden: self.hidden,
         };
         (event, self.target, self.invalidate)
     }
@@ -99,7 +115,8 @@ impl Record {
                 let origin = b.try_get_u16().ok()?;
                 b.is_empty().then_some(Record::Resync { origin })
             }
-            EVENT => decode_event(b).map(Record::Event),
+            EVENT => decode_event(b, false).map(Record::Event),
+            EVENT_BY => decode_event(b, true).map(Record::Event),
             _ => None,
         }
     }
@@ -113,6 +130,8 @@ impl Record {
             class: o.event.class,
             target: o.target,
             invalidate: o.invalidate,
+            actor: o.event.actor.map(|a| a.to_string()),
+            hidden: o.event.hidden,
             frame: o.event.frame,
         })
     }
@@ -120,7 +139,7 @@ impl Record {
 
 fn encode_event(e: &BusEvent) -> Bytes {
     let mut b = BytesMut::with_capacity(64 + e.frame.len());
-    b.put_u8(EVENT);
+    b.put_u8(EVENT_BY);
     b.put_u16(e.origin);
     b.put_i64(e.sent_at_ms);
     b.put_u8(e.kind.code());
@@ -141,16 +160,26 @@ fn encode_event(e: &BusEvent) -> Bytes {
         }
         Target::Users(users) => {
             b.put_u8(1);
-            b.put_u32(users.len() as u32);
-            for u in users {
-                put_str(&mut b, u);
-            }
+            put_users(&mut b, users);
         }
     }
-    match e.invalidate {
-        Some(c) => {
+    match &e.invalidate {
+        Some(Invalidate::Conversation(c)) => {
             b.put_u8(1);
             b.put_slice(c.as_bytes());
+        }
+        Some(Invalidate::Blocks(users)) => {
+            b.put_u8(2);
+            put_users(&mut b, users);
+        }
+        None => b.put_u8(0),
+    }
+    put_opt_str(&mut b, e.actor.as_deref());
+    match &e.hidden {
+        Some(h) => {
+            b.put_u8(1);
+            b.put_u32(h.len() as u32);
+            b.put_slice(h);
         }
         None => b.put_u8(0),
     }
@@ -159,7 +188,7 @@ fn encode_event(e: &BusEvent) -> Bytes {
     b.freeze()
 }
 
-fn decode_event(mut b: Bytes) -> Option<BusEvent> {
+fn decode_event(mut b: Bytes, with_actor: bool) -> Option<BusEvent> {
     let origin = b.try_get_u16().ok()?;
     let sent_at_ms = b.try_get_i64().ok()?;
     let kind = FrameKind::from_code(b.try_get_u8().ok()?)?;
@@ -186,22 +215,18 @@ fn decode_event(mut b: Bytes) -> Option<BusEvent> {
             id: get_conv(&mut b)?,
             skip_user: get_opt_str(&mut b)?,
         },
-        1 => {
-            let n = b.try_get_u32().ok()? as usize;
-            if n > MAX_USERS {
-                return None;
-            }
-            let mut users = Vec::with_capacity(n.min(1024));
-            for _ in 0..n {
-                users.push(get_str(&mut b)?);
-            }
-            Target::Users(users)
-        }
+        1 => Target::Users(get_users(&mut b)?),
         _ => return None,
     };
     let invalidate = match b.try_get_u8().ok()? {
         0 => None,
-        _ => Some(get_conv(&mut b)?),
+        1 => Some(Invalidate::Conversation(get_conv(&mut b)?)),
+        2 => Some(Invalidate::Blocks(get_users(&mut b)?)),
+        _ => return None,
+    };
+    let (actor, hidden) = match with_actor {
+        true => (get_opt_str(&mut b)?, get_opt_bytes(&mut b)?),
+        false => (None, None),
     };
     let n = b.try_get_u32().ok()? as usize;
     if b.remaining() != n {
@@ -214,8 +239,40 @@ fn decode_event(mut b: Bytes) -> Option<BusEvent> {
         class,
         target,
         invalidate,
+        actor,
+        hidden,
         frame: b,
     })
+}
+
+/// `Some(None)`: absent; `None`: malformed.
+fn get_opt_bytes(b: &mut Bytes) -> Option<Option<Bytes>> {
+    match b.try_get_u8().ok()? {
+        0 => Some(None),
+        _ => {
+            let n = b.try_get_u32().ok()? as usize;
+            (b.remaining() >= n).then(|| Some(b.split_to(n)))
+        }
+    }
+}
+
+fn put_users(b: &mut BytesMut, users: &[String]) {
+    b.put_u32(users.len() as u32);
+    for u in users {
+        put_str(b, u);
+    }
+}
+
+fn get_users(b: &mut Bytes) -> Option<Vec<String>> {
+    let n = b.try_get_u32().ok()? as usize;
+    if n > MAX_USERS {
+        return None;
+    }
+    let mut users = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        users.push(get_str(b)?);
+    }
+    Some(users)
 }
 
 fn put_str(b: &mut BytesMut, s: &str) {
@@ -267,6 +324,8 @@ mod tests {
             class,
             target,
             invalidate: None,
+            actor: None,
+            hidden: None,
             frame: Bytes::from_static(frame),
         }
     }
@@ -280,7 +339,16 @@ mod tests {
             Target::Users(vec!["a".into(), "bé".into()]),
             b"",
         );
-        presence.invalidate = Some(c);
+        presence.invalidate = Some(Invalidate::Conversation(c));
+        presence.actor = Some("bé".into());
+        presence.hidden = Some(Bytes::from_static(b"in its place"));
+        let mut blocked = event(
+            FrameKind::Presence,
+            Class::Ephemeral,
+            Target::Users(vec![]),
+            b"",
+        );
+        blocked.invalidate = Some(Invalidate::Blocks(vec!["a".into(), "b".into()]));
         let records = [
             Record::Event(event(
                 FrameKind::MessageNew,
@@ -295,6 +363,7 @@ mod tests {
                 b"frame",
             )),
             Record::Event(presence),
+            Record::Event(blocked),
             Record::Event(event(
                 FrameKind::Typing,
                 Class::Ephemeral,

@@ -142,6 +142,8 @@ fn message(conversation: ConversationId, n: u64) -> Outgoing {
             },
             kind: FrameKind::MessageNew,
             received_at: None,
+            actor: None,
+            hidden: None,
         },
         target: Target::Conversation {
             id: conversation,

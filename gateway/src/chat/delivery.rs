@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use parley_proto::ErrorCode;
-use parley_proto::ServerBody;
+use parley_proto::codec::server::encode_server;
+use parley_proto::{ServerBody, ServerFrame};
 use parley_storage::Storage;
 use parley_types::{Conversation, ConversationId, Message, MessageId, Position};
 use tokio::time::Instant;
@@ -281,5 +282,9 @@ pub(crate) fn message_event(m: Message) -> Event {
         conversation: m.conversation,
         seq: m.seq,
     };
-    Event::new(ServerBody::MessageNew(m), class)
+    let hidden = encode_server(&ServerFrame::push(ServerBody::MessageNew(m.hidden())));
+    let sender = m.sender.clone();
+    let mut event = Event::new(ServerBody::MessageNew(m), class).by(sender);
+    event.hidden = Some(hidden);
+    event
 }

@@ -16,10 +16,11 @@ use parley_types::{
     HistoryPage, ListCursor, Message, MessageId, NewMessage, NewReport, Position, ReadOutcome,
 };
 
-use crate::bus::{Bus, Outgoing, Target};
+use crate::bus::{Bus, Invalidate, Outgoing, Target};
 use crate::clock::Now;
 use crate::errors::ClientError;
 use crate::event::{Class, Event};
+use crate::state::blocks::Blocks;
 use crate::state::conversations::Conversations;
 use crate::state::fanout::{Fanout, SessionAck};
 use crate::state::limiter::UserLimiter;
@@ -37,6 +38,7 @@ pub(crate) struct Reply {
 pub(crate) struct Chat {
     storage: Arc<dyn Storage>,
     pub(crate) conversations: Arc<Conversations>,
+    pub(crate) blocks: Arc<Blocks>,
     pub(crate) routes: Arc<Routes>,
     /// Messages in seq order, and everything else, to this node's sessions.
     pub(crate) delivery: Arc<Delivery>,
@@ -48,6 +50,7 @@ impl Chat {
     pub(crate) fn new(
         storage: Arc<dyn Storage>,
         routes: Arc<Routes>,
+        blocks: Arc<Blocks>,
         fanout: Fanout,
         limiter: UserLimiter,
         bus: Option<Arc<Bus>>,
@@ -57,6 +60,7 @@ impl Chat {
         let delivery = Delivery::new(fanout, storage.clone(), conversations.clone(), alone);
         Self {
             conversations,
+            blocks,
             storage,
             routes,
             delivery: Arc::new(delivery),
@@ -100,6 +104,17 @@ impl Chat {
         let msg = &appended.message;
         let mut event = message_event(msg.clone());
         event.received_at = Some(now.mono);
+        // Nobody needs the hidden frame if the sender has no blocks (it would cross the bus
+        // with every message). A node that learned of a new block before this one did gets
+        // none, and closes that session with resync; its replay has the hidden message.
+        if self
+            .blocks
+            .relations(user)
+            .await
+            .is_ok_and(|r| r.is_empty())
+        {
+            event.hidden = None;
+        }
         if let Some(bus) = &self.bus {
             let written = bus.publish_confirmed(Outgoing {
                 event: event.clone(),
@@ -146,7 +161,8 @@ impl Chat {
                     read_at_ms: outcome.state.read_at_ms,
                 },
                 Class::Reliable,
-            );
+            )
+            .by(user.clone());
             self.publish(to_participants(conversation, None), &event, None);
             let users = c.participants.iter().map(String::as_str);
             self.fanout()
@@ -171,7 +187,8 @@ impl Chat {
                 active,
             },
             Class::Ephemeral,
-        );
+        )
+        .by(user.clone());
         self.publish(
             to_participants(conversation, Some(user.to_string())),
             &event,
@@ -251,7 +268,7 @@ impl Chat {
         self.publish(
             Target::Users(c.participants.clone()),
             &event,
-            Some(conversation),
+            Some(Invalidate::Conversation(conversation)),
         );
         let users = c.participants.iter().map(String::as_str);
         self.fanout().send(users, None, None, event).await;
@@ -267,7 +284,15 @@ impl Chat {
         limit: usize,
     ) -> Result<HistoryPage, ClientError> {
         self.conversations.for_user(conversation, user).await?;
-        Ok(self.storage.history(conversation, before, limit).await?)
+        let mut page = self.storage.history(conversation, before, limit).await?;
+        // Messages of users with a block between them and the reader: only their place.
+        let blocked = self.blocks.relations(user).await?;
+        for m in &mut page.messages {
+            if blocked.contains(&m.sender) {
+                *m = m.hidden();
+            }
+        }
+        Ok(page)
     }
 
     /// Messages after `after`, oldest first (resume replay; the caller checked access).
@@ -290,7 +315,16 @@ impl Chat {
         cursor: Option<ListCursor>,
         limit: usize,
     ) -> Result<ConversationPage, ClientError> {
-        Ok(self.storage.list_conversations(user, cursor, limit).await?)
+        let mut page = self.storage.list_conversations(user, cursor, limit).await?;
+        let blocked = self.blocks.relations(user).await?;
+        for item in &mut page.items {
+            if let Some(m) = &mut item.last_message
+                && blocked.contains(&m.sender)
+            {
+                *m = m.hidden();
+            }
+        }
+        Ok(page)
     }
 
     /// `(conversation, unread)` for each of `user`'s conversations with unread messages.
@@ -301,7 +335,8 @@ impl Chat {
         Ok(self.storage.unread_counts(user).await?)
     }
 
-    /// Blocks or unblocks `target` for `user`.
+    /// Blocks or unblocks `target` for `user`; every node's cache forgets both users' blocks
+    /// (this node's at once, the others' once the bus has it — waited for).
     pub(crate) async fn set_block(
         &self,
         user: &str,
@@ -309,10 +344,32 @@ impl Chat {
         blocked: bool,
         now: Now,
     ) -> Result<(), ClientError> {
-        Ok(self
-            .storage
+        self.storage
             .set_block(user, target, blocked, now.wall_ms)
-            .await?)
+            .await?;
+        let users = vec![user.to_owned(), target.to_owned()];
+        self.blocks.forget(&users);
+        if let Some(bus) = &self.bus {
+            // An event for nobody that carries the invalidation.
+            let written = bus.publish_confirmed(Outgoing {
+                event: Event::new(
+                    ServerBody::Pong {
+                        nonce: 0,
+                        server_time_ms: now.wall_ms,
+                    },
+                    Class::Reliable,
+                ),
+                target: Target::Users(Vec::new()),
+                invalidate: Some(Invalidate::Blocks(users)),
+            });
+            bus.wait_written(written).await;
+        }
+        Ok(())
+    }
+
+    /// The users `user` blocked, with when.
+    pub(crate) async fn blocks_of(&self, user: &str) -> Result<Vec<(String, i64)>, ClientError> {
+        Ok(self.storage.blocks(user).await?)
     }
 
     /// Stores an abuse report; its id.
@@ -331,7 +388,7 @@ impl Chat {
     }
 
     /// Hands an event to the other nodes (nothing without a cluster).
-    fn publish(&self, target: Target, event: &Event, invalidate: Option<ConversationId>) {
+    fn publish(&self, target: Target, event: &Event, invalidate: Option<Invalidate>) {
         if let Some(bus) = &self.bus {
             bus.publish(Outgoing {
                 event: event.clone(),

@@ -11,11 +11,17 @@ use crate::event::{Class, Event};
 /// Most participants a Join answers with presence for.
 pub(crate) const JOIN_PRESENCE_LIMIT: usize = 200;
 
+/// Presence is pushed to the participants of direct conversations and of groups up to this
+/// size. In a bigger group a client asks (Join answers with the others' presence): pushing it
+/// made one connect of a user in 100 groups of 1 000 fan out to 100 000 users.
+pub(crate) const PUSHED_PRESENCE_MAX_PARTICIPANTS: usize = 100;
+
 impl Chat {
-    /// Tells the users who share a conversation with `user` that it came online or went
-    /// offline.
+    /// Tells the users who share a conversation with `user` (a direct one, or a group of at
+    /// most [`PUSHED_PRESENCE_MAX_PARTICIPANTS`]) that it came online or went offline.
     pub(crate) async fn announce_presence(&self, user: &str, online: bool, last_seen_ms: i64) {
-        let contacts = match self.storage.contacts(user).await {
+        let max = PUSHED_PRESENCE_MAX_PARTICIPANTS;
+        let contacts = match self.storage.contacts(user, max).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "presence: contacts unavailable");
@@ -32,7 +38,8 @@ impl Chat {
                 last_seen_ms,
             },
             Class::Ephemeral,
-        );
+        )
+        .by(user);
         self.publish(Target::Users(contacts.clone()), &event, None);
         let users = contacts.iter().map(String::as_str);
         self.fanout().send(users, None, None, event).await;
@@ -45,11 +52,15 @@ impl Chat {
         c: &Conversation,
         user: &str,
     ) -> Vec<ServerFrame> {
+        let blocked = match self.blocks.relations(user).await {
+            Ok(b) => b,
+            Err(_) => return Vec::new(),
+        };
         let others: Vec<&str> = c
             .participants
             .iter()
             .map(String::as_str)
-            .filter(|p| *p != user)
+            .filter(|p| *p != user && !blocked.contains(*p))
             .take(JOIN_PRESENCE_LIMIT)
             .collect();
         let cluster = match &self.bus {

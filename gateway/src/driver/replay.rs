@@ -82,6 +82,9 @@ impl Executor {
             self.error(0, e).await;
             return None;
         }
+        // Messages of users with a block between them and this one go as their place only (as
+        // they are delivered); unknown (storage failing): whole, as they would be delivered.
+        let blocked = node.chat.blocks.relations(user).await.unwrap_or_default();
         let max = node.settings.resume_max_messages.min(budget.messages);
         let mut count = 0usize;
         let mut complete = true;
@@ -104,8 +107,11 @@ impl Executor {
                 }
             };
             let n = batch.len();
-            for m in batch {
+            for mut m in batch {
                 after = Position::of(&m);
+                if blocked.contains(&m.sender) {
+                    m = m.hidden();
+                }
                 let frame = encode_server(&ServerFrame::push(ServerBody::MessageNew(m)));
                 budget.bytes = budget.bytes.saturating_sub(frame.len());
                 if self.outbox.push_own(Item::Frame(frame)).await.is_err() {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::bus::{BusEvent, BusHandler, Target};
+use crate::bus::{BusEvent, BusHandler, Invalidate, Target};
 use crate::event::Class;
 use crate::node::Node;
 
@@ -18,8 +18,10 @@ impl BusHandler for BusEvents {
     async fn event(&self, e: BusEvent) {
         let chat = &self.0.chat;
         let (event, target, invalidate) = e.into_parts();
-        if let Some(c) = invalidate {
-            chat.conversations.forget(c);
+        match invalidate {
+            Some(Invalidate::Conversation(c)) => chat.conversations.forget(c),
+            Some(Invalidate::Blocks(users)) => chat.blocks.forget(&users),
+            None => {}
         }
         match target {
             Target::Users(users) => {

@@ -674,6 +674,7 @@ pub(crate) fn validate_send(
         ));
     }
     match (&m.kind, &m.media) {
+        (MessageKind::Hidden, _) => invalid("hidden is a kind only the server sends"),
         (MessageKind::Text, Some(_)) => invalid("text messages carry no media"),
         (MessageKind::Text, None) if m.content.trim().is_empty() => {
             invalid("message content must not be empty")

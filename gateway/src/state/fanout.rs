@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use parley_types::ConversationId;
 
+use super::blocks::Blocks;
 use super::routes::{Routes, session_shard};
 use crate::event::{Class, Event};
 
@@ -52,22 +53,29 @@ pub(crate) struct Delivery {
 pub(crate) struct Fanout {
     inboxes: Vec<mpsc::Sender<Delivery>>,
     routes: Arc<Routes>,
+    blocks: Arc<Blocks>,
     /// Ephemeral deliveries dropped because an inbox was full.
     pub(crate) inbox_full_drops: AtomicU64,
 }
 
 impl Fanout {
     /// Fan-out into `inboxes` (index = shard id).
-    pub(crate) fn new(inboxes: Vec<mpsc::Sender<Delivery>>, routes: Arc<Routes>) -> Self {
+    pub(crate) fn new(
+        inboxes: Vec<mpsc::Sender<Delivery>>,
+        routes: Arc<Routes>,
+        blocks: Arc<Blocks>,
+    ) -> Self {
         Self {
             inboxes,
             routes,
+            blocks,
             inbox_full_drops: AtomicU64::new(0),
         }
     }
 
-    /// Delivers `event` to every session of `users` on this node, except `skip_user`'s and the
-    /// session `exclude_session`.
+    /// Delivers `event` to every session of `users` on this node, except `skip_user`'s, the
+    /// session `exclude_session`, and the users with a block between them and the event's
+    /// actor.
     pub(crate) async fn send<'a>(
         &self,
         users: impl IntoIterator<Item = &'a str>,
@@ -118,16 +126,64 @@ impl Fanout {
         mut ack: Option<SessionAck>,
     ) {
         let ack_shard = ack.as_ref().map(|a| session_shard(a.session));
+        let blocked = match &event.actor {
+            None => None,
+            Some(actor) => match self.blocks.relations(actor).await {
+                Ok(r) => Some(r),
+                // Storage cannot say: typing and presence are dropped, a message or a receipt
+                // still goes out (it is stored; losing it is worse).
+                Err(e) if event.class == Class::Ephemeral => {
+                    tracing::debug!(error = %e, "blocks unavailable; ephemeral event dropped");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "blocks unavailable; delivering unfiltered");
+                    None
+                }
+            },
+        };
         let mut per_shard: Vec<Vec<Arc<str>>> = vec![Vec::new(); self.inboxes.len()];
+        // Users with a block with the actor: the hidden frame, if the event has one.
+        let mut hidden_per_shard: Vec<Vec<Arc<str>>> = Vec::new();
         for user in users {
             if Some(user) == skip_user {
                 continue;
             }
+            let lists = if blocked.as_ref().is_some_and(|b| b.contains(user)) {
+                if event.hidden.is_none() {
+                    continue;
+                }
+                if hidden_per_shard.is_empty() {
+                    hidden_per_shard = vec![Vec::new(); self.inboxes.len()];
+                }
+                &mut hidden_per_shard
+            } else {
+                &mut per_shard
+            };
             self.routes.for_each_shard(user, |shard, user| {
-                if let Some(list) = per_shard.get_mut(shard) {
+                if let Some(list) = lists.get_mut(shard) {
                     list.push(user.clone());
                 }
             });
+        }
+        if let Some(hidden) = &event.hidden {
+            for (users, inbox) in hidden_per_shard.into_iter().zip(&self.inboxes) {
+                if users.is_empty() {
+                    continue;
+                }
+                let delivery = Delivery {
+                    users,
+                    exclude_session,
+                    frame: hidden.clone(),
+                    class: event.class,
+                    kind: event.kind,
+                    received_at: None,
+                    ack: None,
+                    ack_only: false,
+                };
+                // Messages only (the only events with a hidden frame): never dropped.
+                let _ = inbox.send(delivery).await;
+            }
         }
         for (shard, (users, inbox)) in per_shard.into_iter().zip(&self.inboxes).enumerate() {
             let ack = if ack_shard == Some(shard) {

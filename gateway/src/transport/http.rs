@@ -157,6 +157,7 @@ fn metrics(node: &Node) -> Response<Body> {
         online_users: node.chat.routes.online_users(),
         resident_bytes: resident_bytes().unwrap_or(0),
         inbox_full_drops: node.chat.fanout().inbox_full_drops.load(Relaxed),
+        block_invalidations: node.chat.blocks.invalidations(),
         connections_admitted: node.admission.open(),
         refused_node_full: node.admission.refused_node_full.load(Relaxed),
         refused_address_full: node.admission.refused_address_full.load(Relaxed),

@@ -41,47 +41,6 @@ fn code(json: &serde_json::Value) -> String {
     json["error"]["code"].as_str().unwrap_or("").to_owned()
 }
 
-/// `/metrics` over a fresh connection, or None when the node refuses the connection.
-async fn try_metrics(addr: SocketAddr) -> Option<String> {
-    let mut s = TcpStream::connect(addr).await.ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut out = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8(out).ok()?;
-    let (_, body) = text.split_once("\r\n\r\n")?;
-    Some(body.to_owned())
-}
-
-/// `/metrics`, retried while the node is still releasing connection places.
-async fn metrics(addr: SocketAddr) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(m) = try_metrics(addr).await {
-            return m;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no /metrics");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The value of the line that starts with `series` (a name with its labels).
-fn metric_value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("{series} not in /metrics"))
-}
-
 #[tokio::test]
 async fn oversized_and_invisible_ids_are_refused_and_writes_go_on() {
     let gw = Gateway::start(&[]);

@@ -4,33 +4,10 @@
 
 use std::time::Duration;
 
+use crate::support::cluster_node as node;
 use crate::support::*;
 use parley_proto::*;
 use parley_types::{MessageId, Position};
-
-/// A node of a test cluster: `--redis`, `--scylla` (keyspace `ks`, created if missing).
-fn node(redis: &RedisServer, ks: &str, id: u16, extra: &[&str]) -> Gateway {
-    let id = id.to_string();
-    let cass = cassandra();
-    let mut args: Vec<&str> = vec![
-        "--redis",
-        "",
-        "--scylla",
-        &cass,
-        "--scylla-keyspace",
-        ks,
-        "--migrate",
-        "--node-id",
-        &id,
-        "--presence-ttl-ms",
-        "3000",
-    ];
-    let url = redis.url();
-    args[1] = &url;
-    args.extend_from_slice(UNLIMITED);
-    args.extend_from_slice(extra);
-    Gateway::start(&args)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_messages_typing_reads_presence_and_history() {

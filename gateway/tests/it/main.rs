@@ -6,6 +6,7 @@
 
 mod abuse;
 mod autobahn;
+mod blocks;
 mod cluster;
 mod durability;
 mod ledger;

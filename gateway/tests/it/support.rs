@@ -59,7 +59,13 @@ impl Gateway {
     pub fn start_in(dir: &Path, args: &[&str]) -> Self {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["--port", "0", "--bind", "127.0.0.1", "--shards", "2"])
+            .args(["--port", "0", "--bind", "127.0.0.1"])
+            // Two shards unless the test asks for its own number.
+            .args(if args.iter().any(|a| a == "--shards") {
+                &[][..]
+            } else {
+                &["--shards", "2"][..]
+            })
             .arg("--data-dir")
             .arg(dir)
             .args(lifted_rest_limits(&args))
@@ -567,3 +573,71 @@ pub fn acked(a: &Ack) -> Position {
 }
 
 pub use parley_testsupport::{RedisServer, cassandra, free_port, keyspace};
+
+/// `/metrics` over a fresh connection, or None when the node refuses the connection.
+pub async fn try_metrics(addr: SocketAddr) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    tokio::io::AsyncWriteExt::write_all(
+        &mut s,
+        b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .ok()?;
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read_to_end(&mut s, &mut out))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8(out).ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    Some(body.to_owned())
+}
+
+/// `/metrics`, retried while the node is still releasing connection places.
+pub async fn metrics(addr: SocketAddr) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(m) = try_metrics(addr).await {
+            return m;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no /metrics");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of the line that starts with `series` (a name with its labels).
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{series} not in /metrics"))
+}
+
+/// A node of a test cluster: `--redis`, `--scylla` (keyspace `ks`, created if missing).
+pub fn cluster_node(redis: &RedisServer, ks: &str, id: u16, extra: &[&str]) -> Gateway {
+    let id = id.to_string();
+    let cass = cassandra();
+    let mut args: Vec<&str> = vec![
+        "--redis",
+        "",
+        "--scylla",
+        &cass,
+        "--scylla-keyspace",
+        ks,
+        "--migrate",
+        "--node-id",
+        &id,
+        "--presence-ttl-ms",
+        "3000",
+    ];
+    let url = redis.url();
+    args[1] = &url;
+    args.extend_from_slice(UNLIMITED);
+    args.extend_from_slice(extra);
+    Gateway::start(&args)
+}

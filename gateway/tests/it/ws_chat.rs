@@ -227,6 +227,34 @@ async fn presence_goes_to_contacts_only() {
     assert!(matches!(r.body, ServerBody::Ack(_)));
 }
 
+/// Presence is pushed through direct conversations and groups of up to 100; in a bigger group
+/// it is asked for (Join).
+#[tokio::test]
+async fn presence_is_not_pushed_through_big_groups() {
+    let gw = Gateway::start(&[]);
+    let crowd: Vec<String> = std::iter::once("dave".to_owned())
+        .chain((0..99).map(|i| format!("filler{i}")))
+        .collect();
+    let big = group(&gw, "alice", &crowd, "101 people").await;
+    group(&gw, "alice", &["erin".to_owned()], "two").await;
+    let mut dave = Client::connect(&gw, "dave").await;
+    let mut erin = Client::connect(&gw, "erin").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    let alice_online = |f: &ServerFrame| matches!(&f.body, ServerBody::Presence { user, online: true, .. } if user == "alice");
+    erin.next_where(alice_online).await;
+    // The announcement is made before alice's first frame is handled, so anything sent to
+    // dave comes before her message.
+    alice.send_text(big, "m1", "hello all").await;
+    let first = dave
+        .next_where(|f| alice_online(f) || matches!(f.body, ServerBody::MessageNew(_)))
+        .await;
+    assert!(matches!(first.body, ServerBody::MessageNew(_)), "{first:?}");
+    // Asked for, it is there.
+    let r = dave.request(ClientBody::Join { conversation: big }).await;
+    assert!(matches!(r.body, ServerBody::Ack(_)));
+    dave.next_where(alice_online).await;
+}
+
 #[tokio::test]
 async fn history_pages_newest_first_over_the_socket() {
     let gw = Gateway::start(UNLIMITED);

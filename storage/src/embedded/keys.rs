@@ -79,9 +79,83 @@ pub(super) fn member_prefix(user: &str) -> Vec<u8> {
     w.finish()
 }
 
-/// `block`: blocker | blocked → time.
+/// `block`: blocker | blocked → time. Prefix-scanned by [`member_prefix`] of the blocker.
 pub(super) fn block(blocker: &str, blocked: &str) -> Vec<u8> {
     let mut w = Writer::default();
     w.key_str(blocker).key_str(blocked);
     w.finish()
+}
+
+/// `blocked_by`: blocked | blocker → time, the same blocks the other way round (who blocked
+/// a user).
+pub(super) fn blocked_by(blocked: &str, blocker: &str) -> Vec<u8> {
+    block(blocked, blocker)
+}
+
+/// `activity`: user | last activity, descending | conversation id, descending → empty: the
+/// user's conversations in list order (most recent first, then by id, as `rules::page`), so a
+/// page is one range read however many conversations the user has. Written with the
+/// conversation's `meta` in one batch.
+pub(super) fn activity(user: &str, last_activity_ms: i64, conv: ConversationId) -> Vec<u8> {
+    let mut k = activity_prefix(user);
+    k.extend_from_slice(&descending_i64(last_activity_ms));
+    k.extend(conv.as_bytes().iter().map(|b| !b));
+    k
+}
+
+pub(super) fn activity_prefix(user: &str) -> Vec<u8> {
+    member_prefix(user)
+}
+
+/// The conversation id at the end of an `activity` key.
+pub(super) fn activity_conversation(key: &[u8]) -> Option<ConversationId> {
+    let tail = key.len().checked_sub(16).map(|at| &key[at..])?;
+    let mut id = [0u8; 16];
+    for (to, from) in id.iter_mut().zip(tail) {
+        *to = !from;
+    }
+    Some(ConversationId::from_bytes(id))
+}
+
+/// Big-endian bytes whose order is the reverse of the numbers' order.
+fn descending_i64(v: i64) -> [u8; 8] {
+    (!((v as u64) ^ (1 << 63))).to_be_bytes()
+}
+
+/// `unread`: user | conversation → empty, present exactly when the user has unread messages
+/// there: the unread counts read these conversations only.
+pub(super) fn unread(user: &str, conv: ConversationId) -> Vec<u8> {
+    member(user, conv)
+}
+
+pub(super) fn unread_prefix(user: &str) -> Vec<u8> {
+    member_prefix(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activity_keys_sort_newest_first_then_by_id_descending() {
+        let (a, b) = (ConversationId::random(), ConversationId::random());
+        let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+        let mut keys = [
+            activity("u", -5, lo),
+            activity("u", 0, lo),
+            activity("u", 7, lo),
+            activity("u", 7, hi),
+            activity("u", i64::MAX, lo),
+            activity("u", i64::MIN, hi),
+        ];
+        keys.sort();
+        let order: Vec<_> = keys
+            .iter()
+            .map(|k| activity_conversation(k).unwrap())
+            .collect();
+        assert_eq!(order, vec![lo, hi, lo, lo, lo, hi]);
+        assert_eq!(keys[1], activity("u", 7, hi), "same time: higher id first");
+        assert_eq!(keys[5], activity("u", i64::MIN, hi));
+        assert!(keys.iter().all(|k| k.starts_with(&activity_prefix("u"))));
+    }
 }

@@ -65,13 +65,20 @@ pub(crate) struct Keyspaces {
     report: Keyspace,
     /// Conversations deleted whose messages are still being removed (see `purge`).
     purge: Keyspace,
+    /// Each user's conversations in list order (see `keys::activity`).
+    activity: Keyspace,
+    /// Each user's conversations with unread messages (see `keys::unread`).
+    unread: Keyspace,
+    /// `block` the other way round (see `keys::blocked_by`).
+    blocked_by: Keyspace,
 }
 
 impl Keyspaces {
     fn open(db: &Database) -> fjall::Result<Self> {
-        // 8 MiB memtables instead of 64: inserts walk a smaller skiplist (fewer cache misses);
-        // measured 23 k → 58 k acknowledged appends/s with 512 in flight (benches/storage.rs,
-        // together with mimalloc in the bench).
+        // 32 MiB memtables instead of fjall's 64: inserts walk a smaller skiplist (fewer cache
+        // misses; 8 MiB measured 23 k → 58 k acknowledged appends/s with 512 in flight in
+        // benches/storage.rs, together with mimalloc). Memory: each keyspace written to holds
+        // up to one 32 MiB memtable (plus one being flushed), on top of the block cache.
         let opts = || KeyspaceCreateOptions::default().max_memtable_size(32 << 20);
         let ks = |name: &str| db.keyspace(name, opts);
         Ok(Self {
@@ -85,20 +92,35 @@ impl Keyspaces {
             block: ks("block")?,
             report: ks("report")?,
             purge: ks("purge")?,
+            activity: ks("activity")?,
+            unread: ks("unread")?,
+            blocked_by: ks("blocked_by")?,
         })
     }
 }
 
-/// The on-disk format, in the file [`FORMAT_FILE`] of the data directory: 2 keys messages by
-/// seq (format 1, before this file existed, keyed them by id).
-const FORMAT: &str = "parley-embedded 2";
+/// The on-disk format, in the file [`FORMAT_FILE`] of the data directory: 3 adds the
+/// per-user `activity` and `unread` indexes and `blocked_by` (built from the data when a
+/// format 2 directory is opened); 2 keys messages by seq (format 1, before this file existed,
+/// keyed them by id).
+const FORMAT: &str = "parley-embedded 3";
+const FORMAT_2: &str = "parley-embedded 2";
 const FORMAT_FILE: &str = "PARLEY_FORMAT";
 
-/// Refuses a data directory written in another format; marks a new (empty) one.
-fn check_format(dir: &Path) -> Result<()> {
+/// What opening a data directory needs.
+enum Format {
+    Current,
+    /// Format 2: build the indexes of format 3, then mark it.
+    Upgrade,
+}
+
+/// Refuses a data directory written in a format this build cannot read; marks a new (empty)
+/// one.
+fn check_format(dir: &Path) -> Result<Format> {
     let marker = dir.join(FORMAT_FILE);
     match std::fs::read_to_string(&marker) {
-        Ok(found) if found.trim() == FORMAT => return Ok(()),
+        Ok(found) if found.trim() == FORMAT => return Ok(Format::Current),
+        Ok(found) if found.trim() == FORMAT_2 => return Ok(Format::Upgrade),
         Ok(found) => {
             return Err(StorageError::Unavailable(format!(
                 "{}: format {:?}, this build reads {FORMAT:?}",
@@ -122,7 +144,64 @@ fn check_format(dir: &Path) -> Result<()> {
         )));
     }
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    write_format(dir)?;
+    Ok(Format::Current)
+}
+
+fn write_format(dir: &Path) -> Result<()> {
+    let marker = dir.join(FORMAT_FILE);
     std::fs::write(&marker, FORMAT).map_err(|e| io_error(&marker, e))
+}
+
+/// Builds the `activity`, `unread` and `blocked_by` indexes of format 3 from the members,
+/// conversations, watermarks and blocks of a format 2 directory (before the writer starts, so
+/// nothing else writes).
+fn build_indexes(db: &Database, ks: &Keyspaces) -> Result<()> {
+    let new_batch = || {
+        fjall::OwnedWriteBatch::with_capacity(db.clone(), 1024)
+            .durability(Some(fjall::PersistMode::SyncAll))
+    };
+    let mut batch = new_batch();
+    let mut n = 0usize;
+    for guard in ks.member.iter() {
+        let key = guard.key().map_err(unavailable)?;
+        let mut r = crate::record::Reader::key(&key);
+        let user = r.key_str()?;
+        let id = ConversationId::from_bytes(r.bytes16()?);
+        let Some(c) = load_conversation(ks, id)? else {
+            continue;
+        };
+        batch.insert(
+            &ks.activity,
+            keys::activity(&user, c.last_activity_ms, id),
+            Vec::new(),
+        );
+        if unread_of(ks, &c, &user)? > 0 {
+            batch.insert(&ks.unread, keys::unread(&user, id), Vec::new());
+        }
+        n += 1;
+        if n.is_multiple_of(10_000) {
+            std::mem::replace(&mut batch, new_batch())
+                .commit()
+                .map_err(unavailable)?;
+        }
+    }
+    for guard in ks.block.iter() {
+        let (key, at) = guard.into_inner().map_err(unavailable)?;
+        let mut r = crate::record::Reader::key(&key);
+        let (blocker, blocked) = (r.key_str()?, r.key_str()?);
+        batch.insert(
+            &ks.blocked_by,
+            keys::blocked_by(&blocked, &blocker),
+            at.to_vec(),
+        );
+    }
+    batch.commit().map_err(unavailable)?;
+    tracing::info!(
+        memberships = n,
+        "storage: built the activity, unread and blocked_by indexes"
+    );
+    Ok(())
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> StorageError {
@@ -139,12 +218,16 @@ pub struct Embedded {
 impl Embedded {
     /// Opens (or creates) the database in `dir` and starts its writer thread.
     pub fn open(dir: impl AsRef<Path>, config: EmbeddedConfig) -> Result<Self> {
-        check_format(dir.as_ref())?;
+        let format = check_format(dir.as_ref())?;
         let db = Database::builder(dir.as_ref())
             .cache_size(config.cache_bytes)
             .open()
             .map_err(unavailable)?;
         let ks = Keyspaces::open(&db).map_err(unavailable)?;
+        if let Format::Upgrade = format {
+            build_indexes(&db, &ks)?;
+            write_format(dir.as_ref())?;
+        }
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         // The writer kicks the purger after each delete (and holds its end of the channel
         // for as long as it runs: the purger stops with it). One kick waiting is enough.
@@ -295,6 +378,88 @@ fn member_conversations(ks: &Keyspaces, user: &str) -> Result<Vec<Conversation>>
         if let Some(c) = load_conversation(ks, ConversationId::from_bytes(bytes))? {
             out.push(c);
         }
+    }
+    Ok(out)
+}
+
+/// One page of `user`'s conversations from the `activity` index: `limit` entries after the
+/// cursor (one range read), and the cursor of the next page when more follow. An entry whose
+/// time no longer matches its conversation (a commit moved it while this read ran) is skipped:
+/// the conversation is listed at its new place.
+fn activity_page(
+    ks: &Keyspaces,
+    user: &str,
+    cursor: Option<ListCursor>,
+    limit: usize,
+) -> Result<(Vec<Conversation>, Option<ListCursor>)> {
+    let prefix = keys::activity_prefix(user);
+    let start = match cursor {
+        // Just after the cursor's own key (the keys are unique, so appending a byte is the
+        // next one there could be).
+        Some(c) => {
+            let mut k = keys::activity(user, c.last_activity_ms, c.id);
+            k.push(0);
+            k
+        }
+        None => prefix.clone(),
+    };
+    let mut page = Vec::with_capacity(limit + 1);
+    for guard in ks.activity.range(start..) {
+        let key = guard.key().map_err(unavailable)?;
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        let id = keys::activity_conversation(&key)
+            .ok_or_else(|| StorageError::Corrupt("activity key".into()))?;
+        let Some(c) = load_conversation(ks, id)? else {
+            continue;
+        };
+        if keys::activity(user, c.last_activity_ms, id) != *key {
+            continue;
+        }
+        page.push(c);
+        if page.len() > limit {
+            break;
+        }
+    }
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let next = more.then(|| page.last()).flatten().map(|c| ListCursor {
+        last_activity_ms: c.last_activity_ms,
+        id: c.id,
+    });
+    Ok((page, next))
+}
+
+/// `user`'s conversations with unread messages, from the `unread` index.
+fn unread_conversations(ks: &Keyspaces, user: &str) -> Result<Vec<Conversation>> {
+    let prefix = keys::unread_prefix(user);
+    let mut out = Vec::new();
+    for guard in ks.unread.prefix(&prefix) {
+        let key = guard.key().map_err(unavailable)?;
+        let Some(id) = key.get(prefix.len()..prefix.len() + 16) else {
+            return Err(StorageError::Corrupt("unread key".into()));
+        };
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(id);
+        if let Some(c) = load_conversation(ks, ConversationId::from_bytes(bytes))? {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// The other users of `user`'s entries in `block` or `blocked_by`, with the time.
+fn blocks_in(ks: &Keyspace, user: &str) -> Result<Vec<(String, i64)>> {
+    let prefix = keys::member_prefix(user);
+    let mut out = Vec::new();
+    for guard in ks.prefix(&prefix) {
+        let (key, at) = guard.into_inner().map_err(unavailable)?;
+        let mut r = crate::record::Reader::key(&key[prefix.len()..]);
+        let at = <[u8; 8]>::try_from(&at[..])
+            .map(i64::from_be_bytes)
+            .map_err(|_| StorageError::Corrupt("block time".into()))?;
+        out.push((r.key_str()?, at));
     }
     Ok(out)
 }
@@ -462,8 +627,7 @@ impl Storage for Embedded {
         let user = user.to_owned();
         let limit = limit.clamp(1, MAX_PAGE);
         self.read(move |ks| {
-            let all = member_conversations(ks, &user)?;
-            let (page, next_cursor) = crate::rules::page(all, cursor, limit);
+            let (page, next_cursor) = activity_page(ks, &user, cursor, limit)?;
             let mut items = Vec::with_capacity(page.len());
             for c in page {
                 let last_message = match c.last_seq {
@@ -486,7 +650,7 @@ impl Storage for Embedded {
         let user = user.to_owned();
         self.read(move |ks| {
             let mut out = Vec::new();
-            for c in member_conversations(ks, &user)? {
+            for c in unread_conversations(ks, &user)? {
                 let unread = unread_of(ks, &c, &user)?;
                 if unread > 0 {
                     out.push((c.id, unread));
@@ -497,12 +661,13 @@ impl Storage for Embedded {
         .await
     }
 
-    async fn contacts(&self, user: &str) -> Result<Vec<String>> {
+    async fn contacts(&self, user: &str, max_participants: usize) -> Result<Vec<String>> {
         crate::rules::users([user])?;
         let user = user.to_owned();
         self.read(move |ks| {
             let mut out: Vec<String> = member_conversations(ks, &user)?
                 .into_iter()
+                .filter(|c| c.participants.len() <= max_participants)
                 .flat_map(|c| c.participants)
                 .filter(|p| *p != user)
                 .collect();
@@ -530,6 +695,34 @@ impl Storage for Embedded {
         crate::rules::users([a, b])?;
         let (a, b) = (a.to_owned(), b.to_owned());
         self.read(move |ks| blocked_between(ks, &a, &b)).await
+    }
+
+    async fn blocks(&self, user: &str) -> Result<Vec<(String, i64)>> {
+        crate::rules::users([user])?;
+        let user = user.to_owned();
+        self.read(move |ks| {
+            // Keys order by length first; the API orders by id.
+            let mut out = blocks_in(&ks.block, &user)?;
+            out.sort_unstable();
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn block_relations(&self, user: &str) -> Result<Vec<String>> {
+        crate::rules::users([user])?;
+        let user = user.to_owned();
+        self.read(move |ks| {
+            let mut out: Vec<String> = blocks_in(&ks.block, &user)?
+                .into_iter()
+                .chain(blocks_in(&ks.blocked_by, &user)?)
+                .map(|(u, _)| u)
+                .collect();
+            out.sort_unstable();
+            out.dedup();
+            Ok(out)
+        })
+        .await
     }
 
     async fn report(&self, report: NewReport) -> Result<uuid::Uuid> {
@@ -691,6 +884,62 @@ mod tests {
                 .messages
                 .is_empty()
         );
+    }
+
+    /// Opening a format 2 directory (no activity, unread or blocked_by index) builds them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_format_2_directory_gets_its_indexes_built() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (read, unread);
+        {
+            let db = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("open");
+            unread = db
+                .create_direct("u", "s1", "l", 1)
+                .await
+                .expect("c")
+                .conversation
+                .id;
+            read = db
+                .create_direct("u", "s2", "l", 1)
+                .await
+                .expect("c")
+                .conversation
+                .id;
+            for (c, sender, at) in [(unread, "s1", 5), (read, "u", 9)] {
+                db.append(NewMessage {
+                    conversation: c,
+                    sender: sender.into(),
+                    kind: MessageKind::Text,
+                    content: "x".into(),
+                    media: None,
+                    client_msg_id: "1".into(),
+                    now_ms: at,
+                })
+                .await
+                .expect("append");
+            }
+            db.set_block("u", "x", true, 3).await.expect("block");
+            for ks in [&db.ks.activity, &db.ks.unread, &db.ks.blocked_by] {
+                let keys: Vec<_> = ks.iter().map(|g| g.key().expect("key").to_vec()).collect();
+                for k in keys {
+                    ks.remove(k).expect("remove");
+                }
+            }
+            let empty = db.list_conversations("u", None, 10).await.expect("list");
+            assert!(
+                empty.items.is_empty(),
+                "what format 2 would list from the index"
+            );
+        }
+        std::fs::write(dir.path().join(FORMAT_FILE), FORMAT_2).expect("mark");
+        let db = reopen(dir.path()).await;
+        let page = db.list_conversations("u", None, 10).await.expect("list");
+        let ids: Vec<_> = page.items.iter().map(|i| i.conversation.id).collect();
+        assert_eq!(ids, vec![read, unread], "newest activity first");
+        assert_eq!(db.unread_counts("u").await.expect("u"), vec![(unread, 1)]);
+        assert_eq!(db.block_relations("x").await.expect("b"), vec!["u"]);
+        let format = std::fs::read_to_string(dir.path().join(FORMAT_FILE)).expect("read");
+        assert_eq!(format, FORMAT);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,6 +117,11 @@ struct Pending {
     blocks: HashMap<Vec<u8>, bool>,
     /// Messages appended in this batch, per conversation, ascending.
     appended: HashMap<ConversationId, Vec<(MessageId, u64)>>,
+    /// The committed last activity of each conversation in `convs` (None: created in this
+    /// batch), to move its `activity` keys once at commit.
+    activity_before: HashMap<ConversationId, Option<i64>>,
+    /// `unread` keys to set (true) or remove (false).
+    unread: HashMap<Vec<u8>, bool>,
     done: Vec<Done>,
 }
 
@@ -132,6 +137,8 @@ impl Pending {
             direct: HashMap::new(),
             blocks: HashMap::new(),
             appended: HashMap::new(),
+            activity_before: HashMap::new(),
+            unread: HashMap::new(),
             done: Vec::new(),
         }
     }
@@ -259,11 +266,29 @@ impl Writer {
                             .insert(&self.ks.conv, key.clone(), encode_conversation(c));
                     }
                     p.batch.insert(&self.ks.meta, key, encode_meta(c));
+                    let before = p.activity_before.get(id).copied().flatten();
+                    if before != Some(c.last_activity_ms) {
+                        for user in &c.participants {
+                            if let Some(before) = before {
+                                p.batch
+                                    .remove(&self.ks.activity, keys::activity(user, before, *id));
+                            }
+                            let now = keys::activity(user, c.last_activity_ms, *id);
+                            p.batch.insert(&self.ks.activity, now, Vec::new());
+                        }
+                    }
                 }
                 None => {
                     p.batch.remove(&self.ks.conv, key.clone());
                     p.batch.remove(&self.ks.meta, key);
                 }
+            }
+        }
+        for (key, unread) in p.unread.drain() {
+            if unread {
+                p.batch.insert(&self.ks.unread, key, Vec::new());
+            } else {
+                p.batch.remove(&self.ks.unread, key);
             }
         }
         let started = std::time::Instant::now();
@@ -348,11 +373,14 @@ impl Writer {
                 reply,
             } => {
                 let key = keys::block(&user, &target);
+                let by = keys::blocked_by(&target, &user);
                 if blocked {
-                    p.batch
-                        .insert(&self.ks.block, key.clone(), now_ms.to_be_bytes().to_vec());
+                    let at = now_ms.to_be_bytes().to_vec();
+                    p.batch.insert(&self.ks.block, key.clone(), at.clone());
+                    p.batch.insert(&self.ks.blocked_by, by, at);
                 } else {
                     p.batch.remove(&self.ks.block, key.clone());
+                    p.batch.remove(&self.ks.blocked_by, by);
                 }
                 p.blocks.insert(key, blocked);
                 p.done.push(Done::Unit(reply, Ok(())));
@@ -419,6 +447,7 @@ impl Writer {
                 .insert(&self.ks.member, keys::member(user, c.id), Vec::new());
         }
         p.created.insert(c.id);
+        p.activity_before.insert(c.id, None);
         p.convs.insert(c.id, Some(c));
     }
 
@@ -473,6 +502,12 @@ impl Writer {
         now_ms: i64,
     ) -> Result<Conversation> {
         let all = crate::rules::group_members(creator, participants)?;
+        if all
+            .iter()
+            .any(|u| u != creator && self.blocked(p, creator, u))
+        {
+            return Err(StorageError::Blocked);
+        }
         let kind = ConversationKind::Group {
             title: title.to_owned(),
             creator: creator.to_owned(),
@@ -500,6 +535,11 @@ impl Writer {
         }
         for user in &c.participants {
             p.batch.remove(&self.ks.member, keys::member(user, id));
+            p.batch.remove(
+                &self.ks.activity,
+                keys::activity(user, c.last_activity_ms, id),
+            );
+            p.batch.remove(&self.ks.unread, keys::unread(user, id));
         }
         // Messages, idempotency keys and watermarks: unreachable once the record is gone,
         // removed by the purger in small batches.
@@ -552,7 +592,14 @@ impl Writer {
         self.put_read_state(p, keys::read_state(c.id, &message.sender), state);
         c.last_seq = seq;
         c.last_message_id = Some(id);
+        p.activity_before
+            .entry(c.id)
+            .or_insert(Some(c.last_activity_ms));
         c.last_activity_ms = c.last_activity_ms.max(now_ms);
+        for user in &c.participants {
+            let unread = *user != message.sender;
+            p.unread.insert(keys::unread(user, c.id), unread);
+        }
         p.convs.insert(c.id, Some(c));
         Ok(Appended {
             message,
@@ -611,6 +658,9 @@ impl Writer {
         };
         match target {
             (id, seq) if seq > current.seq => {
+                if seq == c.last_seq {
+                    p.unread.insert(keys::unread(user, conv), false);
+                }
                 let state = ReadState {
                     up_to: id,
                     seq,

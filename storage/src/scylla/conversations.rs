@@ -139,6 +139,17 @@ impl Scylla {
         now_ms: i64,
     ) -> Result<Conversation> {
         let all = crate::rules::group_members(creator, participants)?;
+        let blocked = {
+            let futs: Vec<_> = all
+                .iter()
+                .filter(|u| *u != creator)
+                .map(|u| self.blocked_between(creator, u))
+                .collect();
+            futures_join_all(futs).await
+        }?;
+        if blocked.into_iter().any(|b| b) {
+            return Err(StorageError::Blocked);
+        }
         let kind = ConversationKind::Group {
             title: title.to_owned(),
             creator: creator.to_owned(),
@@ -231,11 +242,16 @@ impl Scylla {
         }?;
         Ok(counts.into_iter().filter(|(_, n)| *n > 0).collect())
     }
-    pub(super) async fn contacts(&self, user: &str) -> Result<Vec<String>> {
+    pub(super) async fn contacts(
+        &self,
+        user: &str,
+        max_participants: usize,
+    ) -> Result<Vec<String>> {
         let set: BTreeSet<String> = self
             .member_conversations(user)
             .await?
             .into_iter()
+            .filter(|c| c.participants.len() <= max_participants)
             .flat_map(|c| c.participants)
             .filter(|p| p != user)
             .collect();

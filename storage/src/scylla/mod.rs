@@ -71,6 +71,41 @@ impl Default for ClaimHint {
 /// The CQL schema, applied by [`Scylla::migrate`].
 pub const SCHEMA: &str = include_str!("../../../deploy/cql/schema.cql");
 
+/// Writes `blocks_by_target` rows for every block (blocks made before that table existed have
+/// none; for the others this rewrites what is there). Page by page; blocks are few.
+async fn backfill_blocked_by(session: &scylla::client::session::Session, ks: &str) -> Result<()> {
+    use scylla::response::{PagingState, PagingStateResponse};
+    let select = format!("SELECT blocker, blocked, created_at FROM {ks}.blocks");
+    let insert = session
+        .prepare(format!(
+            "INSERT INTO {ks}.blocks_by_target (blocked, blocker, created_at) VALUES (?, ?, ?)"
+        ))
+        .await
+        .map_err(unavailable)?;
+    let mut paging = PagingState::start();
+    loop {
+        let (result, next) = session
+            .query_single_page(select.as_str(), &[], paging)
+            .await
+            .map_err(unavailable)?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        for row in rows
+            .rows::<(String, String, Option<i64>)>()
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?
+        {
+            let (blocker, blocked, at) = row.map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            session
+                .execute_unpaged(&insert, (blocked, blocker, at))
+                .await
+                .map_err(unavailable)?;
+        }
+        match next {
+            PagingStateResponse::HasMorePages { state } => paging = state,
+            PagingStateResponse::NoMorePages => return Ok(()),
+        }
+    }
+}
+
 /// Connection settings of the ScyllaDB engine.
 #[derive(Clone, Debug)]
 pub struct ScyllaConfig {
@@ -190,7 +225,7 @@ impl Scylla {
             .await_schema_agreement()
             .await
             .map_err(unavailable)?;
-        Ok(())
+        backfill_blocked_by(&session, keyspace).await
     }
     /// This node's next id at `now_ms`, above `floor` (the id of the seq before).
     fn next_id_after(&self, now_ms: i64, floor: MessageId) -> MessageId {
@@ -417,9 +452,17 @@ impl Storage for Scylla {
         crate::rules::users([user])?;
         Scylla::unread_counts(self, user).await
     }
-    async fn contacts(&self, user: &str) -> Result<Vec<String>> {
+    async fn blocks(&self, user: &str) -> Result<Vec<(String, i64)>> {
         crate::rules::users([user])?;
-        Scylla::contacts(self, user).await
+        Scylla::blocks(self, user).await
+    }
+    async fn block_relations(&self, user: &str) -> Result<Vec<String>> {
+        crate::rules::users([user])?;
+        Scylla::block_relations(self, user).await
+    }
+    async fn contacts(&self, user: &str, max_participants: usize) -> Result<Vec<String>> {
+        crate::rules::users([user])?;
+        Scylla::contacts(self, user, max_participants).await
     }
     async fn set_block(&self, user: &str, target: &str, blocked: bool, now_ms: i64) -> Result<()> {
         crate::rules::users([user, target])?;

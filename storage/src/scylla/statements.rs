@@ -76,6 +76,11 @@ pub(super) struct Safety {
     pub(super) block_insert: PreparedStatement,
     pub(super) block_delete: PreparedStatement,
     pub(super) block_get: PreparedStatement,
+    pub(super) block_list: PreparedStatement,
+    pub(super) block_list_users: PreparedStatement,
+    pub(super) blocked_by_insert: PreparedStatement,
+    pub(super) blocked_by_delete: PreparedStatement,
+    pub(super) blocked_by_list: PreparedStatement,
     pub(super) report_insert: PreparedStatement,
 }
 
@@ -228,6 +233,26 @@ impl Statements {
             .await?,
             block_get: p.prepare(format!(
                 "SELECT blocked FROM {ks}.blocks WHERE blocker = ? AND blocked = ?"
+            ))
+            .await?,
+            block_list: p.prepare(format!(
+                "SELECT blocked, created_at FROM {ks}.blocks WHERE blocker = ?"
+            ))
+            .await?,
+            block_list_users: p.prepare(format!(
+                "SELECT blocked FROM {ks}.blocks WHERE blocker = ?"
+            ))
+            .await?,
+            blocked_by_insert: p.prepare(format!(
+                "INSERT INTO {ks}.blocks_by_target (blocked, blocker, created_at) VALUES (?, ?, ?)"
+            ))
+            .await?,
+            blocked_by_delete: p.prepare(format!(
+                "DELETE FROM {ks}.blocks_by_target WHERE blocked = ? AND blocker = ?"
+            ))
+            .await?,
+            blocked_by_list: p.prepare(format!(
+                "SELECT blocker FROM {ks}.blocks_by_target WHERE blocked = ?"
             ))
             .await?,
             report_insert: p.prepare(format!(

@@ -285,6 +285,18 @@ pub(super) async fn block(c: Call<'_>) -> Reply {
     no_content()
 }
 
+pub(super) async fn blocks(c: Call<'_>) -> Reply {
+    let blocks: Vec<Value> = c
+        .node
+        .chat
+        .blocks_of(&c.user)
+        .await?
+        .into_iter()
+        .map(|(user, at)| json!({ "userId": user, "blockedAt": rfc3339(at) }))
+        .collect();
+    ok(StatusCode::OK, json!({ "blocks": blocks }))
+}
+
 pub(super) async fn unblock(c: Call<'_>, target: &str) -> Reply {
     crate::auth::validate_user_id(target).map_err(invalid)?;
     c.node.chat.set_block(&c.user, target, false, c.now).await?;

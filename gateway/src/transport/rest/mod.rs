@@ -11,6 +11,7 @@
 //! | POST | /api/conversations/:id/messages | send (`Idempotency-Key` = client_msg_id); delivered live |
 //! | POST | /api/conversations/:id/read | `{upTo}`: move the read watermark |
 //! | GET | /api/unread | unread counts |
+//! | GET | /api/blocks | the users I blocked |
 //! | POST | /api/blocks, DELETE /api/blocks/:userId | block / unblock a user |
 //! | POST | /api/reports | report a user (optionally a conversation / message) |
 
@@ -134,6 +135,7 @@ async fn route(node: &Node, req: Request<Incoming>) -> Reply {
             handlers::read(call, conversation_id(id)?).await
         }
         (&Method::GET, ["unread"]) => handlers::unread(call).await,
+        (&Method::GET, ["blocks"]) => handlers::blocks(call).await,
         (&Method::POST, ["blocks"]) => handlers::block(call).await,
         (&Method::DELETE, ["blocks", target]) => {
             let target = percent_decoded(target)?;

@@ -2,7 +2,10 @@
 
 # namespace: wire
 
+# Hidden: a message shown to you only as its place in the conversation (its sender and you
+# have a block between you): no content, no media. Never sent by a client.
 class MessageKind(object):
     Text = 0
     Image = 1
     File = 2
+    Hidden = 3

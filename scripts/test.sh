@@ -79,7 +79,7 @@ cargo test --workspace --locked "$@"
 # --- soak ------------------------------------------------------------------------------------
 # A short soak (scripts/soak.sh): 200 users chatting with typing, read receipts and reconnects
 # every 10 s that resume, 60 s on the debug build; fails on any loss, duplicate, order gap or
-# error, or if the gateway keeps more open files after the clients left than before them.
+# error, or if the gateway keeps more open sockets after the clients left than before them.
 if [ $# -eq 0 ]; then
   say "soak (60 s)"
   cargo build --locked -p gateway -p loadtest

@@ -365,6 +365,10 @@ fn engine(o: &Options, p: &mut Problems) -> Option<Engine> {
         "--storage-commit-delay-us must be 0..=10000",
     );
     p.check(
+        (1..=256).contains(&o.storage_memtable_mib),
+        "--storage-memtable-mib must be 1..=256",
+    );
+    p.check(
         parley_storage::scylla::valid_keyspace(&o.scylla_keyspace),
         "--scylla-keyspace must be a CQL identifier (letters, digits, _)",
     );
@@ -387,6 +391,7 @@ fn engine(o: &Options, p: &mut Problems) -> Option<Engine> {
             node_id: o.node_id,
             max_batch: o.storage_max_batch,
             commit_delay: Duration::from_micros(o.storage_commit_delay_us),
+            memtable_bytes: o.storage_memtable_mib << 20,
             ..EmbeddedConfig::default()
         }));
     }

@@ -199,6 +199,10 @@ pub(crate) struct Options {
     /// fsync (fewer fsyncs and wake-ups per message, more latency), µs. 0: commit at once.
     #[arg(long, env = "PARLEY_STORAGE_COMMIT_DELAY_US", default_value_t = 0)]
     pub(crate) storage_commit_delay_us: u64,
+    /// Embedded storage: memtable size per keyspace, MiB. Memory grows with data up to about
+    /// this much per keyspace written to (plus one being flushed) before it flushes.
+    #[arg(long, env = "PARLEY_STORAGE_MEMTABLE_MIB", default_value_t = 32)]
+    pub(crate) storage_memtable_mib: u64,
     /// On SIGINT/SIGTERM, how long sessions get to drain before the process exits, ms.
     #[arg(long, env = "PARLEY_SHUTDOWN_GRACE_MS", default_value_t = node::DEFAULT_SHUTDOWN_GRACE_MS)]
     pub(crate) shutdown_grace_ms: u64,

@@ -35,6 +35,8 @@ pub struct EmbeddedConfig {
     pub queue: usize,
     /// fjall block cache, bytes.
     pub cache_bytes: u64,
+    /// Memtable size per keyspace, bytes (see `Keyspaces::open`).
+    pub memtable_bytes: u64,
     /// Under concurrent load, how long the writer waits for more requests before a commit
     /// (group commit window). Zero: commit what is queued at once.
     pub commit_delay: std::time::Duration,
@@ -47,6 +49,7 @@ impl Default for EmbeddedConfig {
             max_batch: 2048,
             queue: 16 * 1024,
             cache_bytes: 64 << 20,
+            memtable_bytes: 32 << 20,
             commit_delay: std::time::Duration::ZERO,
         }
     }
@@ -74,12 +77,12 @@ pub(crate) struct Keyspaces {
 }
 
 impl Keyspaces {
-    fn open(db: &Database) -> fjall::Result<Self> {
-        // 32 MiB memtables instead of fjall's 64: inserts walk a smaller skiplist (fewer cache
-        // misses; 8 MiB measured 23 k → 58 k acknowledged appends/s with 512 in flight in
-        // benches/storage.rs, together with mimalloc). Memory: each keyspace written to holds
-        // up to one 32 MiB memtable (plus one being flushed), on top of the block cache.
-        let opts = || KeyspaceCreateOptions::default().max_memtable_size(32 << 20);
+    fn open(db: &Database, memtable_bytes: u64) -> fjall::Result<Self> {
+        // 32 MiB memtables by default instead of fjall's 64: inserts walk a smaller skiplist
+        // (fewer cache misses; 8 MiB measured 23 k → 58 k acknowledged appends/s with 512 in
+        // flight in benches/storage.rs, together with mimalloc). Memory: each keyspace written
+        // to holds up to one memtable (plus one being flushed), on top of the block cache.
+        let opts = || KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes);
         let ks = |name: &str| db.keyspace(name, opts);
         Ok(Self {
             conv: ks("conv")?,
@@ -223,7 +226,7 @@ impl Embedded {
             .cache_size(config.cache_bytes)
             .open()
             .map_err(unavailable)?;
-        let ks = Keyspaces::open(&db).map_err(unavailable)?;
+        let ks = Keyspaces::open(&db, config.memtable_bytes.max(1 << 20)).map_err(unavailable)?;
         if let Format::Upgrade = format {
             build_indexes(&db, &ks)?;
             write_format(dir.as_ref())?;

@@ -295,6 +295,23 @@ impl Chat {
         Ok(page)
     }
 
+    /// The message `id` of `conversation`, for a participant; None when it has no such message.
+    pub(crate) async fn message(
+        &self,
+        user: &str,
+        conversation: ConversationId,
+        id: MessageId,
+    ) -> Result<Option<Message>, ClientError> {
+        self.conversations.for_user(conversation, user).await?;
+        // The newest message strictly older than id + 1: the message itself if it exists.
+        let before = Position {
+            seq: 0,
+            id: MessageId(id.0.saturating_add(1)),
+        };
+        let page = self.storage.history(conversation, Some(before), 1).await?;
+        Ok(page.messages.into_iter().next().filter(|m| m.id == id))
+    }
+
     /// Messages after `after`, oldest first (resume replay; the caller checked access).
     pub(crate) async fn messages_after(
         &self,

@@ -326,6 +326,7 @@ fn settings(o: &Options, p: &mut Problems) -> Settings {
         metrics_token: o.metrics_token.clone().filter(|t| !t.is_empty()),
         rest_rate: (o.rest_requests_per_sec, o.rest_request_burst),
         groups_per_user_per_hour: o.groups_per_user_per_hour,
+        reports_per_user_per_hour: o.reports_per_user_per_hour,
         http_header_timeout: Duration::from_millis(o.http_header_timeout_ms),
         http_body_timeout: Duration::from_millis(o.http_body_timeout_ms),
         http_idle_timeout: Duration::from_millis(o.http_idle_timeout_ms),
@@ -473,6 +474,10 @@ fn other_checks(o: &Options, p: &mut Problems) {
     p.check(
         o.groups_per_user_per_hour >= 1,
         "--groups-per-user-per-hour must be at least 1",
+    );
+    p.check(
+        o.reports_per_user_per_hour >= 1,
+        "--reports-per-user-per-hour must be at least 1",
     );
     if let Some(secret) = &o.jwt_secret {
         p.check(secret.len() >= 16, "JWT_SECRET must be at least 16 bytes");

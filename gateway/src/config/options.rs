@@ -152,6 +152,9 @@ pub(crate) struct Options {
     /// them, so this bounds how many people one account can reach that way).
     #[arg(long, env = "PARLEY_GROUPS_PER_USER_PER_HOUR", default_value_t = node::DEFAULT_GROUPS_PER_USER_PER_HOUR)]
     pub(crate) groups_per_user_per_hour: u32,
+    /// Reports one user may file per hour.
+    #[arg(long, env = "PARLEY_REPORTS_PER_USER_PER_HOUR", default_value_t = node::DEFAULT_REPORTS_PER_USER_PER_HOUR)]
+    pub(crate) reports_per_user_per_hour: u32,
     /// Time an HTTP client gets to send a request's headers, ms.
     #[arg(long, env = "PARLEY_HTTP_HEADER_TIMEOUT_MS", default_value_t = node::DEFAULT_HTTP_HEADER_TIMEOUT_MS)]
     pub(crate) http_header_timeout_ms: u64,

@@ -54,6 +54,8 @@ pub(crate) const DEFAULT_REST_REQUESTS_PER_SEC: f64 = 10.0;
 pub(crate) const DEFAULT_REST_REQUEST_BURST: u32 = 40;
 /// Groups one user may create per hour.
 pub(crate) const DEFAULT_GROUPS_PER_USER_PER_HOUR: u32 = 30;
+/// Reports one user may file per hour.
+pub(crate) const DEFAULT_REPORTS_PER_USER_PER_HOUR: u32 = 20;
 /// On shutdown, how long `/readyz` says 503 before sessions are told to go, ms.
 pub(crate) const DEFAULT_SHUTDOWN_READY_DELAY_MS: u64 = 1_000;
 /// Connections on the node at most (0 at the command line: the open-files limit less 256).
@@ -82,6 +84,7 @@ pub(crate) struct Settings {
     pub(crate) rest_rate: (f64, u32),
     /// Groups one user may create per hour (also the burst).
     pub(crate) groups_per_user_per_hour: u32,
+    pub(crate) reports_per_user_per_hour: u32,
     /// Deadlines of HTTP connections: headers, a whole body, silence between requests.
     pub(crate) http_header_timeout: Duration,
     pub(crate) http_body_timeout: Duration,
@@ -119,6 +122,7 @@ impl Default for Settings {
             metrics_token: None,
             rest_rate: (DEFAULT_REST_REQUESTS_PER_SEC, DEFAULT_REST_REQUEST_BURST),
             groups_per_user_per_hour: DEFAULT_GROUPS_PER_USER_PER_HOUR,
+            reports_per_user_per_hour: DEFAULT_REPORTS_PER_USER_PER_HOUR,
             http_header_timeout: Duration::from_millis(DEFAULT_HTTP_HEADER_TIMEOUT_MS),
             http_body_timeout: Duration::from_millis(DEFAULT_HTTP_BODY_TIMEOUT_MS),
             http_idle_timeout: Duration::from_millis(DEFAULT_HTTP_IDLE_TIMEOUT_MS),
@@ -186,6 +190,8 @@ pub(crate) struct Node {
     pub(crate) rest_limiter: UserLimiter,
     /// Groups a user may create (anyone can put anyone into a group they create).
     pub(crate) group_limiter: UserLimiter,
+    /// Reports per user (`--reports-per-user-per-hour`).
+    pub(crate) report_limiter: UserLimiter,
 }
 
 impl Node {
@@ -207,6 +213,12 @@ impl Node {
             per_hour,
             "too many groups created; try again later",
         );
+        let per_hour = settings.reports_per_user_per_hour;
+        let report_limiter = UserLimiter::with_refusal(
+            f64::from(per_hour) / 3600.0,
+            per_hour,
+            "too many reports; try again later",
+        );
         Self {
             settings,
             limits: Arc::new(limits),
@@ -218,6 +230,7 @@ impl Node {
             outbox_budget,
             rest_limiter,
             group_limiter,
+            report_limiter,
         }
     }
 }

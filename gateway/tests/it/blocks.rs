@@ -292,3 +292,82 @@ async fn a_block_made_on_one_node_holds_on_the_others() {
     assert_eq!(bob.next_message().await.content, "marker");
     assert_eq!(carol.next_message().await.content, "after");
 }
+
+/// A report's ids must resolve (its conversation is the reporter's and the reported user's,
+/// its message is in it and theirs; nobody reports themselves), and a reporter files only so
+/// many per hour.
+#[tokio::test]
+async fn reports_must_name_real_things_and_are_limited_per_reporter() {
+    let gw = Gateway::start(&["--reports-per-user-per-hour", "2"]);
+    let c = direct(&gw, "alice", "bob", "bike").await;
+    let other = direct(&gw, "alice", "carol", "bike").await;
+    let strangers = direct(&gw, "dave", "erin", "bike").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    let mut bob = Client::connect(&gw, "bob").await;
+    let mut carol = Client::connect(&gw, "carol").await;
+    let by_bob = bob
+        .send_text(c, "b1", "pay me outside the site")
+        .await
+        .message_id;
+    let by_alice = alice.send_text(c, "a1", "no thanks").await.message_id;
+    let by_carol = carol.send_text(other, "c1", "hello").await.message_id;
+    let report =
+        |user: &str, conv: Option<ConversationId>, msg: Option<parley_types::MessageId>| {
+            let mut body = serde_json::json!({ "userId": user, "reason": "scam" });
+            if let Some(c) = conv {
+                body["conversationId"] = c.to_string().into();
+            }
+            if let Some(m) = msg {
+                body["messageId"] = m.0.to_string().into();
+            }
+            body.to_string()
+        };
+    let cases = [
+        (report("alice", Some(c), None), 400, "yourself"),
+        (
+            report("bob", None, Some(by_bob)),
+            400,
+            "a message without its conversation",
+        ),
+        (
+            report("dave", Some(strangers), None),
+            403,
+            "a conversation alice is not in",
+        ),
+        (report("carol", Some(c), None), 400, "carol is not in c"),
+        (
+            report("bob", Some(c), Some(parley_types::MessageId(1))),
+            400,
+            "an unknown message",
+        ),
+        (
+            report("bob", Some(c), Some(by_carol)),
+            400,
+            "a message of another conversation",
+        ),
+        (
+            report("bob", Some(c), Some(by_alice)),
+            400,
+            "a message that is not bob's",
+        ),
+    ];
+    for (body, want, what) in &cases {
+        let (status, json, _) = post(&gw, "alice", "/api/reports", body).await;
+        assert_eq!(status, *want, "{what}: {json}");
+    }
+    // The refused ones took nothing from the limit: two pass, the third is refused.
+    for _ in 0..2 {
+        let (status, json, _) = post(
+            &gw,
+            "alice",
+            "/api/reports",
+            &report("bob", Some(c), Some(by_bob)),
+        )
+        .await;
+        assert_eq!(status, 201, "{json}");
+    }
+    let (status, json, headers) =
+        post(&gw, "alice", "/api/reports", &report("bob", None, None)).await;
+    assert_eq!(status, 429, "{json}");
+    assert!(headers.contains_key("retry-after"));
+}

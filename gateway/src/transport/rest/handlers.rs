@@ -321,21 +321,45 @@ pub(super) async fn report(c: Call<'_>) -> Reply {
     if b.reason.trim().is_empty() || b.reason.chars().count() > MAX_REASON_CHARS {
         return Err(invalid("reason must be 1 to 2000 characters"));
     }
+    if b.user_id == *user {
+        return Err(invalid("cannot report yourself"));
+    }
     let conversation = b
         .conversation_id
         .as_deref()
         .map(super::conversation_id)
         .transpose()?;
-    if let Some(conv) = conversation {
-        node.chat.conversations.for_user(conv, &user).await?;
+    let message = b.message_id.map(|m| MessageId(m.0));
+    // Every id must resolve: the conversation is the reporter's and the reported user's, the
+    // message is in it and the reported user sent it.
+    match (conversation, message) {
+        (None, Some(_)) => return Err(invalid("a messageId needs its conversationId")),
+        (None, None) => {}
+        (Some(conv), message) => {
+            let c = node.chat.conversations.for_user(conv, &user).await?;
+            if !c.has_participant(&b.user_id) {
+                return Err(invalid("the reported user is not in that conversation"));
+            }
+            if let Some(id) = message {
+                let m = node.chat.message(&user, conv, id).await?;
+                match m {
+                    None => return Err(invalid("no such message in that conversation")),
+                    Some(m) if m.sender != b.user_id => {
+                        return Err(invalid("that message is not the reported user's"));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
     }
+    node.report_limiter.take(&user, now.mono)?;
     let id = node
         .chat
         .report(NewReport {
             reporter: user.to_string(),
             reported_user: b.user_id,
             conversation,
-            message: b.message_id.map(|m| MessageId(m.0)),
+            message,
             reason: b.reason,
             now_ms: now.wall_ms,
         })

@@ -57,7 +57,12 @@ macro_rules! conformance_tests {
 
 const T0: i64 = 1_800_000_000_000;
 
-fn text(conv: ConversationId, sender: &str, client_msg_id: &str, now_ms: i64) -> NewMessage {
+pub(crate) fn text(
+    conv: ConversationId,
+    sender: &str,
+    client_msg_id: &str,
+    now_ms: i64,
+) -> NewMessage {
     NewMessage {
         conversation: conv,
         sender: sender.into(),

@@ -268,7 +268,7 @@ impl Delivery {
     fn offer_stored(&self, c: &Arc<Conversation>, m: Message) {
         let seq = m.seq;
         let item = Queued {
-            event: message_event(m),
+            event: message_event(m, true),
             conversation: c.clone(),
             ack: None,
         };
@@ -276,15 +276,17 @@ impl Delivery {
     }
 }
 
-/// The MessageNew event of a stored message.
-pub(crate) fn message_event(m: Message) -> Event {
+/// The MessageNew event of a stored message; with `hidden`, also the frame for users with a
+/// block with its sender (see `Event::hidden`).
+pub(crate) fn message_event(m: Message, hidden: bool) -> Event {
     let class = Class::Message {
         conversation: m.conversation,
         seq: m.seq,
     };
-    let hidden = encode_server(&ServerFrame::push(ServerBody::MessageNew(m.hidden())));
+    let hidden =
+        hidden.then(|| encode_server(&ServerFrame::push(ServerBody::MessageNew(m.hidden()))));
     let sender = m.sender.clone();
     let mut event = Event::new(ServerBody::MessageNew(m), class).by(sender);
-    event.hidden = Some(hidden);
+    event.hidden = hidden;
     event
 }

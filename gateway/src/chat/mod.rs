@@ -102,19 +102,13 @@ impl Chat {
             })
             .await?;
         let msg = &appended.message;
-        let mut event = message_event(msg.clone());
+        // Nobody needs the hidden frame if the sender has no blocks (it is not encoded, nor sent
+        // over the bus with every message). A node that learned of a new block before this one
+        // did gets none, and closes that session with resync; its replay has the hidden message.
+        let blocks = self.blocks.relations(user).await;
+        let hidden = !blocks.is_ok_and(|r| r.is_empty());
+        let mut event = message_event(msg.clone(), hidden);
         event.received_at = Some(now.mono);
-        // Nobody needs the hidden frame if the sender has no blocks (it would cross the bus
-        // with every message). A node that learned of a new block before this one did gets
-        // none, and closes that session with resync; its replay has the hidden message.
-        if self
-            .blocks
-            .relations(user)
-            .await
-            .is_ok_and(|r| r.is_empty())
-        {
-            event.hidden = None;
-        }
         if let Some(bus) = &self.bus {
             let written = bus.publish_confirmed(Outgoing {
                 event: event.clone(),

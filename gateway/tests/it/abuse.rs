@@ -211,13 +211,51 @@ async fn ws_from(gw: &Gateway, source: &str, user: &str) -> Result<parley_client
         target: gw.addr,
         source: Some(source.parse::<IpAddr>().unwrap()),
     };
+    connect_via(&via, user).await
+}
+
+async fn quic_from(
+    gw: &Gateway,
+    source: &str,
+    user: &str,
+) -> Result<parley_client::Client, String> {
+    let bind = SocketAddr::new(source.parse().unwrap(), 0);
+    let via = Via::Quic {
+        target: gw.quic_addr,
+        endpoint: parley_client::quic::endpoint(bind).map_err(|e| e.to_string())?,
+        config: quic_config(gw),
+        zero_rtt: false,
+    };
+    connect_via(&via, user).await
+}
+
+async fn connect_via(via: &Via, user: &str) -> Result<parley_client::Client, String> {
     tokio::time::timeout(
         WAIT,
-        parley_client::Client::connect(&via, &token(user), vec![]),
+        parley_client::Client::connect(via, &token(user), vec![]),
     )
     .await
     .map_err(|_| "no answer in time".to_owned())?
     .map_err(|e| e.to_string())
+}
+
+/// Connects (with `connect`) until a place is free again, within [`WAIT`].
+async fn once_admitted<F, Fut>(connect: F) -> parley_client::Client
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<parley_client::Client, String>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(c) = connect().await {
+            return c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -240,44 +278,13 @@ async fn connections_are_capped_per_address_and_per_node() {
     assert!(matches!(r.body, ServerBody::Pong { .. }));
     // A closed connection gives its place back.
     a1.close().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let a3 = loop {
-        if let Ok(c) = ws_from(&gw, "127.0.0.3", "c").await {
-            break c;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the place came back"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let a3 = once_admitted(|| ws_from(&gw, "127.0.0.3", "c")).await;
     for c in [a2, b1, b2, a3] {
         c.close().await;
     }
     let m = metrics(gw.addr).await;
     assert!(metric_value(&m, "parley_connections_refused_total{limit=\"address\"}") >= 1.0);
     assert!(metric_value(&m, "parley_connections_refused_total{limit=\"node\"}") >= 1.0);
-}
-
-async fn quic_from(
-    gw: &Gateway,
-    source: &str,
-    user: &str,
-) -> Result<parley_client::Client, String> {
-    let bind = SocketAddr::new(source.parse().unwrap(), 0);
-    let via = Via::Quic {
-        target: gw.quic_addr,
-        endpoint: parley_client::quic::endpoint(bind).map_err(|e| e.to_string())?,
-        config: quic_config(gw),
-        zero_rtt: false,
-    };
-    tokio::time::timeout(
-        WAIT,
-        parley_client::Client::connect(&via, &token(user), vec![]),
-    )
-    .await
-    .map_err(|_| "no answer in time".to_owned())?
-    .map_err(|e| e.to_string())
 }
 
 /// QUIC connections are admitted (or refused) when they arrive, before any handshake work,
@@ -298,17 +305,7 @@ async fn quic_connections_share_the_caps_with_websockets() {
     assert!(matches!(r.body, ServerBody::Pong { .. }));
     // A closed QUIC connection gives its place back.
     q1.close().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let q3 = loop {
-        if let Ok(c) = quic_from(&gw, "127.0.0.3", "c").await {
-            break c;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the place came back"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let q3 = once_admitted(|| quic_from(&gw, "127.0.0.3", "c")).await;
     for c in [q2, w, q3] {
         c.close().await;
     }

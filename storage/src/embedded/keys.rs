@@ -128,10 +128,6 @@ pub(super) fn unread(user: &str, conv: ConversationId) -> Vec<u8> {
     member(user, conv)
 }
 
-pub(super) fn unread_prefix(user: &str) -> Vec<u8> {
-    member_prefix(user)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

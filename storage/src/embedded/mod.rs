@@ -369,9 +369,14 @@ fn blocked_between(ks: &Keyspaces, a: &str, b: &str) -> Result<bool> {
 
 /// Every conversation `user` takes part in (unordered).
 fn member_conversations(ks: &Keyspaces, user: &str) -> Result<Vec<Conversation>> {
+    conversations_in(&ks.member, ks, user)
+}
+
+/// The conversations of `user`'s keys in `index` (`member` or `unread`: user | conversation).
+fn conversations_in(index: &Keyspace, ks: &Keyspaces, user: &str) -> Result<Vec<Conversation>> {
     let prefix = keys::member_prefix(user);
     let mut out = Vec::new();
-    for guard in ks.member.prefix(&prefix) {
+    for guard in index.prefix(&prefix) {
         let key = guard.key().map_err(unavailable)?;
         let Some(id) = key.get(prefix.len()..prefix.len() + 16) else {
             return Err(StorageError::Corrupt("member key".into()));
@@ -436,20 +441,7 @@ fn activity_page(
 
 /// `user`'s conversations with unread messages, from the `unread` index.
 fn unread_conversations(ks: &Keyspaces, user: &str) -> Result<Vec<Conversation>> {
-    let prefix = keys::unread_prefix(user);
-    let mut out = Vec::new();
-    for guard in ks.unread.prefix(&prefix) {
-        let key = guard.key().map_err(unavailable)?;
-        let Some(id) = key.get(prefix.len()..prefix.len() + 16) else {
-            return Err(StorageError::Corrupt("unread key".into()));
-        };
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(id);
-        if let Some(c) = load_conversation(ks, ConversationId::from_bytes(bytes))? {
-            out.push(c);
-        }
-    }
-    Ok(out)
+    conversations_in(&ks.unread, ks, user)
 }
 
 /// The other users of `user`'s entries in `block` or `blocked_by`, with the time.
@@ -753,6 +745,7 @@ impl Storage for Embedded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conformance::text;
 
     async fn open() -> (tempfile::TempDir, Embedded) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -777,6 +770,11 @@ mod tests {
         }
 
         crate::conformance_tests!(open);
+    }
+
+    async fn direct_id(db: &Embedded, buyer: &str, seller: &str, listing: &str) -> ConversationId {
+        let c = db.create_direct(buyer, seller, listing, 1).await;
+        c.expect("create").conversation.id
     }
 
     /// Keys of `c` left in msg, idem and read.
@@ -815,33 +813,15 @@ mod tests {
         let (gone, kept);
         {
             let db = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("open");
-            gone = db
-                .create_direct("b", "s", "l", 1)
-                .await
-                .expect("create")
-                .conversation
-                .id;
-            kept = db
-                .create_direct("b", "s", "m", 1)
-                .await
-                .expect("create")
-                .conversation
-                .id;
+            gone = direct_id(&db, "b", "s", "l").await;
+            kept = direct_id(&db, "b", "s", "m").await;
             let mut appends = tokio::task::JoinSet::new();
             for i in 0..4500 {
                 let (db, conversation) = (db.clone(), if i % 1500 == 0 { kept } else { gone });
                 appends.spawn(async move {
-                    db.append(NewMessage {
-                        conversation,
-                        sender: "b".into(),
-                        kind: MessageKind::Text,
-                        content: format!("m{i}"),
-                        media: None,
-                        client_msg_id: i.to_string(),
-                        now_ms: 2,
-                    })
-                    .await
-                    .expect("append")
+                    db.append(text(conversation, "b", &i.to_string(), 2))
+                        .await
+                        .expect("append")
                 });
             }
             while appends.join_next().await.is_some() {}
@@ -896,30 +876,10 @@ mod tests {
         let (read, unread);
         {
             let db = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("open");
-            unread = db
-                .create_direct("u", "s1", "l", 1)
-                .await
-                .expect("c")
-                .conversation
-                .id;
-            read = db
-                .create_direct("u", "s2", "l", 1)
-                .await
-                .expect("c")
-                .conversation
-                .id;
+            unread = direct_id(&db, "u", "s1", "l").await;
+            read = direct_id(&db, "u", "s2", "l").await;
             for (c, sender, at) in [(unread, "s1", 5), (read, "u", 9)] {
-                db.append(NewMessage {
-                    conversation: c,
-                    sender: sender.into(),
-                    kind: MessageKind::Text,
-                    content: "x".into(),
-                    media: None,
-                    client_msg_id: "1".into(),
-                    now_ms: at,
-                })
-                .await
-                .expect("append");
+                db.append(text(c, sender, "1", at)).await.expect("append");
             }
             db.set_block("u", "x", true, 3).await.expect("block");
             for ks in [&db.ks.activity, &db.ks.unread, &db.ks.blocked_by] {

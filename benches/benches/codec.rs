@@ -33,6 +33,7 @@ fn message_new() -> ServerFrame {
         client_msg_id: "0f6c1c1e-8e0a-4b8e-9a57-3c4d2b1e0a99".into(),
         created_at_ms: 1_795_637_975_123,
         seq: 0,
+        visibility: Default::default(),
     }))
 }
 

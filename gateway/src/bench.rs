@@ -219,6 +219,7 @@ fn message_event() -> Event {
             client_msg_id: "c".into(),
             created_at_ms: 1,
             seq: 1,
+            visibility: Default::default(),
         }),
         Class::Reliable,
     )

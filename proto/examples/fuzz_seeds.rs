@@ -137,6 +137,7 @@ fn main() {
         client_msg_id: "c-1".into(),
         created_at_ms: WALL_MS,
         seq: 5,
+        visibility: Default::default(),
     };
     let server = [
         ServerBody::MessageNew(message),

@@ -146,8 +146,39 @@ pub trait Storage: Send + Sync + 'static {
     /// who blocked `user`), each once, in id order.
     async fn block_relations(&self, user: &str) -> Result<Vec<String>>;
 
-    /// Stores an abuse report; returns its id.
+    /// Stores an abuse report with its snapshot, open; returns its id (UUID v7: time-ordered).
     async fn report(&self, report: NewReport) -> Result<uuid::Uuid>;
+
+    /// The report `id`, or `None`.
+    async fn report_by_id(&self, id: uuid::Uuid) -> Result<Option<Report>>;
+
+    /// Reports matching `filter`, newest first, strictly older than `before` (a report id),
+    /// at most `limit` (clamped to [`MAX_PAGE`]).
+    async fn reports(
+        &self,
+        filter: &ReportFilter,
+        before: Option<uuid::Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Report>>;
+
+    /// Applies a moderator's action: the target's new standing ([`Standing::after`]), the
+    /// resolution of `entry.report` when set (it must exist — `NotFound` — be open and be
+    /// against `entry.target` — `Invalid` otherwise, and then nothing is written), and the
+    /// entry in the moderation log. Returns the new standing. Two moderators resolving one
+    /// report at once: one wins, the other gets `Invalid`.
+    async fn moderate(&self, entry: ModerationEntry) -> Result<Standing>;
+
+    /// `user`'s standing (the default one when no moderator ever acted on them).
+    async fn standing(&self, user: &str) -> Result<Standing>;
+
+    /// The moderation log, newest first, of one target or of all, strictly older than
+    /// `before`, at most `limit` (clamped to [`MAX_PAGE`]).
+    async fn moderation_log(
+        &self,
+        target: Option<&str>,
+        before: Option<uuid::Uuid>,
+        limit: usize,
+    ) -> Result<Vec<ModerationEntry>>;
 
     /// `Ok` when the engine can serve reads and writes now (readiness probes).
     async fn health(&self) -> Result<()>;

@@ -43,6 +43,12 @@ impl Writer {
         self.0.extend_from_slice(v.as_bytes());
         self
     }
+    /// Bytes with a u32 length.
+    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.u32(v.len() as u32);
+        self.0.extend_from_slice(v);
+        self
+    }
     /// A string with a u16 length (keys; ids are limited well below 64 KiB).
     pub fn key_str(&mut self, v: &str) -> &mut Self {
         let len = v.len().min(u16::MAX as usize);
@@ -109,6 +115,15 @@ impl<'a> Reader<'a> {
     pub fn bytes16(&mut self) -> Result<[u8; 16]> {
         self.array()
     }
+    /// Whether every field has been read.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+    /// Bytes with a u32 length.
+    pub fn bytes(&mut self) -> Result<&'a [u8]> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
     pub fn str(&mut self) -> Result<String> {
         let len = self.u32()? as usize;
         let bytes = self.take(len)?;
@@ -140,6 +155,10 @@ pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
                 .u32(media.height);
         }
     }
+    // Added after the first records were written: absent means `Everyone`.
+    if m.visibility != Visibility::Everyone {
+        w.u8(m.visibility.code());
+    }
     w.finish()
 }
 
@@ -165,6 +184,11 @@ pub(crate) fn decode_message(buf: &[u8]) -> Result<Message> {
             height: r.u32()?,
         }),
     };
+    let visibility = match r.is_empty() {
+        true => Visibility::Everyone,
+        false => Visibility::from_code(r.u8()?)
+            .ok_or_else(|| StorageError::Corrupt("unknown visibility".into()))?,
+    };
     Ok(Message {
         id,
         conversation,
@@ -175,6 +199,7 @@ pub(crate) fn decode_message(buf: &[u8]) -> Result<Message> {
         client_msg_id,
         created_at_ms,
         seq,
+        visibility,
     })
 }
 
@@ -274,19 +299,183 @@ pub(crate) fn decode_read_state(buf: &[u8]) -> Result<ReadState> {
     })
 }
 
-pub(crate) fn encode_report(id: &uuid::Uuid, rep: &NewReport) -> Vec<u8> {
+/// A report as stored: the report, its snapshot, then its resolution (if any).
+pub(crate) fn encode_report(rep: &Report) -> Vec<u8> {
     let mut w = Writer::record();
-    w.bytes16(id.as_bytes())
+    w.bytes16(rep.id.as_bytes())
         .str(&rep.reporter)
         .str(&rep.reported_user)
         .u64(rep.message.map_or(0, |m| m.0))
         .str(&rep.reason)
-        .i64(rep.now_ms);
+        .i64(rep.created_at_ms);
     match rep.conversation {
         Some(c) => w.u8(1).bytes16(c.as_bytes()),
         None => w.u8(0),
     };
+    w.bytes(&encode_snapshot(&rep.snapshot));
+    match &rep.resolution {
+        None => w.u8(0),
+        Some(r) => w.u8(1).bytes(&encode_resolution(r)),
+    };
     w.finish()
+}
+
+pub(crate) fn decode_report(buf: &[u8]) -> Result<Report> {
+    let mut r = Reader::record(buf)?;
+    let id = uuid::Uuid::from_bytes(r.bytes16()?);
+    let reporter = r.str()?;
+    let reported_user = r.str()?;
+    let message = Some(r.u64()?).filter(|&m| m != 0).map(MessageId);
+    let reason = r.str()?;
+    let created_at_ms = r.i64()?;
+    let conversation = match r.u8()? {
+        0 => None,
+        _ => Some(ConversationId::from_bytes(r.bytes16()?)),
+    };
+    // Reports stored before snapshots end here.
+    let (snapshot, resolution) = if r.is_empty() {
+        (ReportSnapshot::default(), None)
+    } else {
+        let snapshot = decode_snapshot(r.bytes()?)?;
+        let resolution = match r.u8()? {
+            0 => None,
+            _ => Some(decode_resolution(r.bytes()?)?),
+        };
+        (snapshot, resolution)
+    };
+    Ok(Report {
+        id,
+        reporter,
+        reported_user,
+        conversation,
+        message,
+        reason,
+        created_at_ms,
+        snapshot,
+        resolution,
+    })
+}
+
+/// A report snapshot (its own record: the ScyllaDB engine stores it as a blob).
+pub(crate) fn encode_snapshot(s: &ReportSnapshot) -> Vec<u8> {
+    let mut w = Writer::record();
+    w.u32(s.participant_count).u32(s.participants.len() as u32);
+    for p in &s.participants {
+        w.str(p);
+    }
+    w.u32(s.messages.len() as u32);
+    for m in &s.messages {
+        w.bytes(&encode_message(m));
+    }
+    w.finish()
+}
+
+pub(crate) fn decode_snapshot(buf: &[u8]) -> Result<ReportSnapshot> {
+    let mut r = Reader::record(buf)?;
+    let participant_count = r.u32()?;
+    let n = r.u32()? as usize;
+    let mut participants = Vec::with_capacity(n.min(MAX_SNAPSHOT_PARTICIPANTS));
+    for _ in 0..n {
+        participants.push(r.str()?);
+    }
+    let n = r.u32()? as usize;
+    let mut messages = Vec::with_capacity(n.min(MAX_SNAPSHOT_MESSAGES));
+    for _ in 0..n {
+        messages.push(decode_message(r.bytes()?)?);
+    }
+    Ok(ReportSnapshot {
+        participants,
+        participant_count,
+        messages,
+    })
+}
+
+/// A resolution (its own record: the ScyllaDB engine stores it as a blob).
+pub(crate) fn encode_resolution(res: &Resolution) -> Vec<u8> {
+    let mut w = Writer::record();
+    w.u8(res.action.code())
+        .i64(res.action.until_ms())
+        .str(&res.moderator)
+        .str(&res.note)
+        .i64(res.at_ms)
+        .bytes16(res.audit_id.as_bytes());
+    w.finish()
+}
+
+pub(crate) fn decode_resolution(buf: &[u8]) -> Result<Resolution> {
+    let mut r = Reader::record(buf)?;
+    let code = r.u8()?;
+    let until = r.i64()?;
+    Ok(Resolution {
+        action: ModAction::from_code(code, until)
+            .ok_or_else(|| StorageError::Corrupt("unknown moderation action".into()))?,
+        moderator: r.str()?,
+        note: r.str()?,
+        at_ms: r.i64()?,
+        audit_id: uuid::Uuid::from_bytes(r.bytes16()?),
+    })
+}
+
+pub(crate) fn encode_entry(e: &ModerationEntry) -> Vec<u8> {
+    let mut w = Writer::record();
+    w.bytes16(e.id.as_bytes())
+        .i64(e.at_ms)
+        .str(&e.moderator)
+        .str(&e.target)
+        .u8(e.action.code())
+        .i64(e.action.until_ms())
+        .str(&e.note);
+    match e.report {
+        None => w.u8(0),
+        Some(id) => w.u8(1).bytes16(id.as_bytes()),
+    };
+    w.finish()
+}
+
+pub(crate) fn decode_entry(buf: &[u8]) -> Result<ModerationEntry> {
+    let mut r = Reader::record(buf)?;
+    let id = uuid::Uuid::from_bytes(r.bytes16()?);
+    let at_ms = r.i64()?;
+    let moderator = r.str()?;
+    let target = r.str()?;
+    let code = r.u8()?;
+    let until = r.i64()?;
+    let note = r.str()?;
+    let report = match r.u8()? {
+        0 => None,
+        _ => Some(uuid::Uuid::from_bytes(r.bytes16()?)),
+    };
+    Ok(ModerationEntry {
+        id,
+        at_ms,
+        moderator,
+        target,
+        action: ModAction::from_code(code, until)
+            .ok_or_else(|| StorageError::Corrupt("unknown moderation action".into()))?,
+        report,
+        note,
+    })
+}
+
+pub(crate) fn encode_standing(s: &Standing) -> Vec<u8> {
+    let mut w = Writer::record();
+    w.u8(u8::from(s.banned) | (u8::from(s.shadowed) << 1))
+        .i64(s.muted_until_ms)
+        .u32(s.warnings)
+        .i64(s.updated_at_ms);
+    w.finish()
+}
+
+pub(crate) fn decode_standing(buf: &[u8]) -> Result<Standing> {
+    let mut r = Reader::record(buf)?;
+    let flags = r.u8()?;
+    Ok(Standing {
+        banned: flags & 1 != 0,
+        shadowed: flags & 2 != 0,
+        muted_until_ms: r.i64()?,
+        warnings: r.u32()?,
+        updated_at_ms: r.i64()?,
+    })
 }
 
 #[cfg(test)]
@@ -315,6 +504,11 @@ mod tests {
             client_msg_id: "c1".into(),
             created_at_ms: 1_800_000_000_000,
             seq: 9,
+            visibility: if media {
+                Visibility::Sender
+            } else {
+                Visibility::Everyone
+            },
         }
     }
 
@@ -324,6 +518,63 @@ mod tests {
             let m = message(media);
             assert_eq!(decode_message(&encode_message(&m)), Ok(m));
         }
+    }
+
+    #[test]
+    fn a_message_stored_before_visibility_reads_as_everyone() {
+        let m = message(false);
+        let mut shadowed = m.clone();
+        shadowed.visibility = Visibility::Sender;
+        let mut bytes = encode_message(&shadowed);
+        assert_eq!(bytes.pop(), Some(1), "the visibility byte comes last");
+        assert_eq!(bytes, encode_message(&m));
+        assert_eq!(decode_message(&bytes), Ok(m));
+    }
+
+    #[test]
+    fn reports_round_trip_with_and_without_resolution() {
+        let mut rep = Report {
+            id: uuid::Uuid::now_v7(),
+            reporter: "bob".into(),
+            reported_user: "ünï".into(),
+            conversation: Some(ConversationId::random()),
+            message: Some(MessageId(42)),
+            reason: "scam".into(),
+            created_at_ms: 7,
+            snapshot: ReportSnapshot {
+                participants: vec!["bob".into(), "ünï".into()],
+                participant_count: 2,
+                messages: vec![message(false), message(true)],
+            },
+            resolution: None,
+        };
+        assert_eq!(decode_report(&encode_report(&rep)), Ok(rep.clone()));
+        rep.resolution = Some(Resolution {
+            action: ModAction::Mute { until_ms: 99 },
+            moderator: "mod".into(),
+            note: "n".into(),
+            at_ms: 8,
+            audit_id: uuid::Uuid::now_v7(),
+        });
+        assert_eq!(decode_report(&encode_report(&rep)), Ok(rep));
+        let e = ModerationEntry {
+            id: uuid::Uuid::now_v7(),
+            at_ms: 1,
+            moderator: "mod".into(),
+            target: "ünï".into(),
+            action: ModAction::Ban,
+            report: None,
+            note: String::new(),
+        };
+        assert_eq!(decode_entry(&encode_entry(&e)), Ok(e));
+        let st = Standing {
+            banned: false,
+            shadowed: true,
+            muted_until_ms: 5,
+            warnings: 2,
+            updated_at_ms: 3,
+        };
+        assert_eq!(decode_standing(&encode_standing(&st)), Ok(st));
     }
 
     #[test]
@@ -348,8 +599,9 @@ mod tests {
 
     #[test]
     fn truncated_records_are_errors_not_panics() {
+        // (The visibility byte is optional: cut off alone, it reads as `Everyone`.)
         let bytes = encode_message(&message(true));
-        for cut in 0..bytes.len() {
+        for cut in 0..bytes.len() - 1 {
             assert!(decode_message(&bytes[..cut]).is_err());
         }
     }

@@ -5,7 +5,10 @@ use std::collections::HashSet;
 use parley_types::rules::{
     MAX_CLIENT_MSG_ID_BYTES, MAX_LISTING_ID_BYTES, MAX_TITLE_CHARS, MAX_USER_ID_BYTES,
 };
-use parley_types::{Conversation, ListCursor, NewMessage, NewReport};
+use parley_types::{
+    Conversation, ListCursor, MAX_MODERATION_NOTE_CHARS, ModerationEntry, NewMessage, NewReport,
+    Report, ReportFilter, Resolution,
+};
 
 use crate::error::{Result, StorageError};
 
@@ -57,6 +60,39 @@ pub(crate) fn group(creator: &str, participants: &[String], title: &str) -> Resu
 /// Checks a report's users (its reason is a value, not a key).
 pub(crate) fn report(r: &NewReport) -> Result<()> {
     users([r.reporter.as_str(), r.reported_user.as_str()])
+}
+
+/// Checks a moderation entry's users and note.
+pub(crate) fn moderation(e: &ModerationEntry) -> Result<()> {
+    users([e.moderator.as_str(), e.target.as_str()])?;
+    if e.note.chars().count() > MAX_MODERATION_NOTE_CHARS {
+        return Err(StorageError::Invalid("a note is at most 2000 characters"));
+    }
+    Ok(())
+}
+
+/// A report's resolution by `e`, checked against the report: open, against `e.target`.
+pub(crate) fn resolve(report: &mut Report, e: &ModerationEntry) -> Result<()> {
+    if report.resolution.is_some() {
+        return Err(StorageError::Invalid("that report is already resolved"));
+    }
+    if report.reported_user != e.target {
+        return Err(StorageError::Invalid("that report is about another user"));
+    }
+    report.resolution = Some(Resolution {
+        action: e.action,
+        moderator: e.moderator.clone(),
+        note: e.note.clone(),
+        at_ms: e.at_ms,
+        audit_id: e.id,
+    });
+    Ok(())
+}
+
+/// Whether a report matches a filter.
+pub(crate) fn report_matches(r: &Report, f: &ReportFilter) -> bool {
+    (!f.open_only || r.resolution.is_none())
+        && f.reported_user.as_ref().is_none_or(|u| *u == r.reported_user)
 }
 
 /// A group's participants: the creator first, then `participants` without duplicates; at least
@@ -117,4 +153,14 @@ pub(crate) fn page(
         id: c.id,
     });
     (rest, next)
+}
+
+/// The time-ordered id a report stored by an earlier version (random id) gets: its time, then
+/// bits of its old id, so copying it again gives the same id.
+pub(crate) fn legacy_report_id(old: uuid::Uuid, created_at_ms: i64) -> uuid::Uuid {
+    let mut b = *old.as_bytes();
+    b[..6].copy_from_slice(&(created_at_ms.max(0) as u64).to_be_bytes()[2..]);
+    b[6] = 0x70 | (b[6] & 0x0f);
+    b[8] = 0x80 | (b[8] & 0x3f);
+    uuid::Uuid::from_bytes(b)
 }

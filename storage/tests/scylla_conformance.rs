@@ -85,6 +85,7 @@ async fn two_nodes_appending_at_once_get_dense_seqs() {
                     media: None,
                     client_msg_id: key,
                     now_ms: 1_800_000_000_000 + i,
+                    visibility: Default::default(),
                 };
                 engine.append(m).await
             })

@@ -1,5 +1,6 @@
 //! Domain types shared by every storage engine and by the gateway. No wire format lives here.
 
+use crate::Visibility;
 use std::fmt;
 use std::str::FromStr;
 
@@ -134,9 +135,16 @@ pub struct Message {
     /// and no repeat, the same for every reader and on every node. Resume, delivery order and
     /// unread counts go by it.
     pub seq: u64,
+    /// Who sees it (shadowed messages: only the sender).
+    pub visibility: Visibility,
 }
 
 impl Message {
+    /// Whether `reader` sees this message's content (others get [`Message::hidden`]).
+    pub fn visible_to(&self, reader: &str) -> bool {
+        self.visibility == Visibility::Everyone || self.sender == reader
+    }
+
     /// The message as a reader with a block between them and its sender sees it: its place
     /// (seq, id, time) and sender, kind `Hidden`, no content, no media.
     pub fn hidden(&self) -> Message {
@@ -150,6 +158,7 @@ impl Message {
             client_msg_id: String::new(),
             created_at_ms: self.created_at_ms,
             seq: self.seq,
+            visibility: Visibility::Everyone,
         }
     }
 }
@@ -182,6 +191,8 @@ pub struct NewMessage {
     pub media: Option<MediaRef>,
     pub client_msg_id: String,
     pub now_ms: i64,
+    /// Who will see it (the sender's standing and moderation decide).
+    pub visibility: Visibility,
 }
 
 impl NewMessage {
@@ -198,6 +209,7 @@ impl NewMessage {
             client_msg_id: self.client_msg_id,
             created_at_ms,
             seq,
+            visibility: self.visibility,
         }
     }
 }
@@ -376,17 +388,6 @@ impl FromStr for ListCursor {
 pub struct ConversationPage {
     pub items: Vec<ConversationSummary>,
     pub next_cursor: Option<ListCursor>,
-}
-
-/// A report of abuse, kept for moderators.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewReport {
-    pub reporter: String,
-    pub reported_user: String,
-    pub conversation: Option<ConversationId>,
-    pub message: Option<MessageId>,
-    pub reason: String,
-    pub now_ms: i64,
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 
 mod domain;
 pub mod ids;
+mod moderation;
 pub mod rules;
 
 pub use domain::*;
+pub use moderation::*;
 
 /// Largest page of history or of a conversation list.
 pub const MAX_PAGE: usize = 100;

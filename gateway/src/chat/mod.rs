@@ -99,6 +99,7 @@ impl Chat {
                 media: m.media,
                 client_msg_id: m.client_msg_id,
                 now_ms: now.wall_ms,
+                visibility: Default::default(),
             })
             .await?;
         let msg = &appended.message;

@@ -324,6 +324,7 @@ fn message_of(m: w::Message<'_>) -> Result<Message, DecodeError> {
         client_msg_id: m.client_msg_id().unwrap_or_default().to_owned(),
         created_at_ms: m.created_at_ms(),
         seq: m.seq(),
+        visibility: Default::default(),
     })
 }
 

@@ -34,6 +34,7 @@ fn sample_message() -> Message {
         client_msg_id: "c-1".into(),
         created_at_ms: 1_800_000_000_000,
         seq: 5,
+        visibility: Default::default(),
     }
 }
 

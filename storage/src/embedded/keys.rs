@@ -155,3 +155,53 @@ mod tests {
         assert!(keys.iter().all(|k| k.starts_with(&activity_prefix("u"))));
     }
 }
+
+/// A list of report ids in `report_queue`.
+#[derive(Clone, Copy)]
+pub(super) enum Queue<'a> {
+    /// Every report.
+    All,
+    /// Reports not resolved yet (removed from it on resolution).
+    Open,
+    /// Reports against one user.
+    Against(&'a str),
+}
+
+/// `report_queue`: queue | report id → empty. Ids are time-ordered, so a queue reads newest
+/// first backwards.
+pub(super) fn report_queue(q: Queue<'_>, id: &uuid::Uuid) -> Vec<u8> {
+    let mut k = report_queue_prefix(q);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub(super) fn report_queue_prefix(q: Queue<'_>) -> Vec<u8> {
+    match q {
+        Queue::All => vec![0],
+        Queue::Open => vec![1],
+        Queue::Against(user) => {
+            let mut w = Writer(vec![2]);
+            w.key_str(user);
+            w.finish()
+        }
+    }
+}
+
+/// `moderation_by_target`: target | entry id → empty (the entries are in `moderation`,
+/// by id).
+pub(super) fn moderation_by_target(target: &str, id: &uuid::Uuid) -> Vec<u8> {
+    let mut k = member_prefix(target);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `standing`: user → their standing.
+pub(super) fn standing(user: &str) -> Vec<u8> {
+    member_prefix(user)
+}
+
+/// The id at the end of a `report_queue` or `moderation_by_target` key.
+pub(super) fn trailing_id(key: &[u8]) -> Option<uuid::Uuid> {
+    let tail = key.len().checked_sub(16).map(|at| &key[at..])?;
+    Some(uuid::Uuid::from_bytes(tail.try_into().ok()?))
+}

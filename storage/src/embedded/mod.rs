@@ -74,6 +74,13 @@ pub(crate) struct Keyspaces {
     unread: Keyspace,
     /// `block` the other way round (see `keys::blocked_by`).
     blocked_by: Keyspace,
+    /// Report ids by queue (see `keys::report_queue`).
+    report_queue: Keyspace,
+    /// Users' standing (see `keys::standing`).
+    standing: Keyspace,
+    /// The moderation log: entry id → entry; and by target (`keys::moderation_by_target`).
+    moderation: Keyspace,
+    moderation_by_target: Keyspace,
 }
 
 impl Keyspaces {
@@ -98,6 +105,10 @@ impl Keyspaces {
             activity: ks("activity")?,
             unread: ks("unread")?,
             blocked_by: ks("blocked_by")?,
+            report_queue: ks("report_queue")?,
+            standing: ks("standing")?,
+            moderation: ks("moderation")?,
+            moderation_by_target: ks("moderation_by_target")?,
         })
     }
 }
@@ -207,6 +218,77 @@ fn build_indexes(db: &Database, ks: &Keyspaces) -> Result<()> {
     Ok(())
 }
 
+/// Puts the reports of a directory written before report queues existed into them, with
+/// time-ordered ids (they had random ones), before the writer starts.
+fn queue_reports(db: &Database, ks: &Keyspaces) -> Result<()> {
+    let mut batch =
+        fjall::OwnedWriteBatch::with_capacity(db.clone(), 64).durability(Some(fjall::PersistMode::SyncAll));
+    let mut n = 0usize;
+    for guard in ks.report.iter() {
+        let (key, value) = guard.into_inner().map_err(unavailable)?;
+        let mut report = crate::record::decode_report(&value)?;
+        if report.id.get_version_num() != 7 {
+            batch.remove(&ks.report, key.to_vec());
+            report.id = crate::rules::legacy_report_id(report.id, report.created_at_ms);
+        }
+        batch.insert(
+            &ks.report,
+            report.id.as_bytes().to_vec(),
+            crate::record::encode_report(&report),
+        );
+        let queues = [
+            Some(keys::Queue::All),
+            report.resolution.is_none().then_some(keys::Queue::Open),
+            Some(keys::Queue::Against(&report.reported_user)),
+        ];
+        for q in queues.into_iter().flatten() {
+            batch.insert(&ks.report_queue, keys::report_queue(q, &report.id), Vec::new());
+        }
+        n += 1;
+    }
+    batch.commit().map_err(unavailable)?;
+    tracing::info!(reports = n, "storage: built the report queues");
+    Ok(())
+}
+
+pub(crate) fn load_report(ks: &Keyspaces, id: uuid::Uuid) -> Result<Option<Report>> {
+    match ks.report.get(id.as_bytes()).map_err(unavailable)? {
+        Some(bytes) => crate::record::decode_report(&bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn load_standing(ks: &Keyspaces, user: &str) -> Result<Standing> {
+    match ks.standing.get(keys::standing(user)).map_err(unavailable)? {
+        Some(bytes) => crate::record::decode_standing(&bytes),
+        None => Ok(Standing::default()),
+    }
+}
+
+/// Ids under `prefix` of a time-ordered index, newest first, strictly older than `before`,
+/// while `keep` takes them (it returns false to stop).
+fn newest_first(
+    index: &Keyspace,
+    prefix: &[u8],
+    before: Option<uuid::Uuid>,
+    mut keep: impl FnMut(uuid::Uuid) -> Result<bool>,
+) -> Result<()> {
+    let mut end = prefix.to_vec();
+    match before {
+        Some(id) => end.extend_from_slice(id.as_bytes()),
+        // Past every 16-byte id under the prefix.
+        None => end.extend_from_slice(&[0xff; 17]),
+    }
+    for guard in index.range(prefix.to_vec()..end).rev() {
+        let key = guard.key().map_err(unavailable)?;
+        let id = keys::trailing_id(&key).ok_or_else(|| StorageError::Corrupt("index key".into()))?;
+        if !keep(id)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
 fn io_error(path: &Path, e: std::io::Error) -> StorageError {
     StorageError::Unavailable(format!("{}: {e}", path.display()))
 }
@@ -230,6 +312,9 @@ impl Embedded {
         if let Format::Upgrade = format {
             build_indexes(&db, &ks)?;
             write_format(dir.as_ref())?;
+        }
+        if ks.report_queue.iter().next().is_none() && ks.report.iter().next().is_some() {
+            queue_reports(&db, &ks)?;
         }
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         // The writer kicks the purger after each delete (and holds its end of the channel
@@ -725,6 +810,80 @@ impl Storage for Embedded {
         self.write(|reply| Op::Report { report, reply }).await
     }
 
+    async fn report_by_id(&self, id: uuid::Uuid) -> Result<Option<Report>> {
+        self.read(move |ks| load_report(ks, id)).await
+    }
+
+    async fn reports(
+        &self,
+        filter: &ReportFilter,
+        before: Option<uuid::Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Report>> {
+        if let Some(u) = &filter.reported_user {
+            crate::rules::users([u.as_str()])?;
+        }
+        let filter = filter.clone();
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.read(move |ks| {
+            let queue = match (&filter.reported_user, filter.open_only) {
+                (Some(u), _) => keys::Queue::Against(u),
+                (None, true) => keys::Queue::Open,
+                (None, false) => keys::Queue::All,
+            };
+            let mut out = Vec::with_capacity(limit);
+            newest_first(&ks.report_queue, &keys::report_queue_prefix(queue), before, |id| {
+                if let Some(r) = load_report(ks, id)?
+                    && crate::rules::report_matches(&r, &filter)
+                {
+                    out.push(r);
+                }
+                Ok(out.len() < limit)
+            })?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn moderate(&self, entry: ModerationEntry) -> Result<Standing> {
+        crate::rules::moderation(&entry)?;
+        self.write(|reply| Op::Moderate { entry, reply }).await
+    }
+
+    async fn standing(&self, user: &str) -> Result<Standing> {
+        crate::rules::users([user])?;
+        let user = user.to_owned();
+        self.read(move |ks| load_standing(ks, &user)).await
+    }
+
+    async fn moderation_log(
+        &self,
+        target: Option<&str>,
+        before: Option<uuid::Uuid>,
+        limit: usize,
+    ) -> Result<Vec<ModerationEntry>> {
+        if let Some(t) = target {
+            crate::rules::users([t])?;
+        }
+        let target = target.map(str::to_owned);
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.read(move |ks| {
+            let mut out = Vec::with_capacity(limit);
+            let (index, prefix) = match &target {
+                Some(t) => (&ks.moderation_by_target, keys::member_prefix(t)),
+                None => (&ks.moderation, Vec::new()),
+            };
+            newest_first(index, &prefix, before, |id| {
+                if let Some(bytes) = ks.moderation.get(id.as_bytes()).map_err(unavailable)? {
+                    out.push(crate::record::decode_entry(&bytes)?);
+                }
+                Ok(out.len() < limit)
+            })?;
+            Ok(out)
+        })
+        .await
+    }
+
     fn alive(&self) -> bool {
         !self.writes.is_closed()
     }
@@ -921,6 +1080,7 @@ mod tests {
                 media: None,
                 client_msg_id: "1".into(),
                 now_ms: 2,
+                visibility: Default::default(),
             })
             .await
             .expect("append");

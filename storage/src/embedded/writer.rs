@@ -11,11 +11,14 @@ use std::sync::mpsc::SyncSender;
 use fjall::{Database, OwnedWriteBatch, PersistMode};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Keyspaces, keys, load_conversation, load_message, seq_at_or_before, unavailable};
+use super::{
+    Keyspaces, keys, load_conversation, load_message, load_report, load_standing,
+    seq_at_or_before, unavailable,
+};
 use crate::error::{Result, StorageError};
 use crate::record::{
     decode_read_state, encode_conversation, encode_message, encode_meta, encode_read_state,
-    encode_report,
+    encode_entry, encode_report, encode_standing,
 };
 use parley_types::ids::IdGenerator;
 use parley_types::*;
@@ -71,6 +74,10 @@ pub(super) enum Op {
         report: NewReport,
         reply: Reply<uuid::Uuid>,
     },
+    Moderate {
+        entry: ModerationEntry,
+        reply: Reply<Standing>,
+    },
 }
 
 /// A reply waiting for its batch's commit.
@@ -81,6 +88,7 @@ enum Done {
     Read(Reply<ReadOutcome>, Result<ReadOutcome>),
     Unit(Reply<()>, Result<()>),
     Report(Reply<uuid::Uuid>, Result<uuid::Uuid>),
+    Standing(Reply<Standing>, Result<Standing>),
 }
 
 impl Done {
@@ -100,6 +108,7 @@ impl Done {
             Done::Read(tx, r) => drop(tx.send(pick(r, err))),
             Done::Unit(tx, r) => drop(tx.send(pick(r, err))),
             Done::Report(tx, r) => drop(tx.send(pick(r, err))),
+            Done::Standing(tx, r) => drop(tx.send(pick(r, err))),
         }
     }
 }
@@ -122,6 +131,9 @@ struct Pending {
     activity_before: HashMap<ConversationId, Option<i64>>,
     /// `unread` keys to set (true) or remove (false).
     unread: HashMap<Vec<u8>, bool>,
+    /// Reports and standings written in this batch.
+    reports: HashMap<uuid::Uuid, Report>,
+    standings: HashMap<String, Standing>,
     done: Vec<Done>,
 }
 
@@ -139,6 +151,8 @@ impl Pending {
             appended: HashMap::new(),
             activity_before: HashMap::new(),
             unread: HashMap::new(),
+            reports: HashMap::new(),
+            standings: HashMap::new(),
             done: Vec::new(),
         }
     }
@@ -386,13 +400,25 @@ impl Writer {
                 p.done.push(Done::Unit(reply, Ok(())));
             }
             Op::Report { report, reply } => {
-                let id = uuid::Uuid::new_v4();
-                p.batch.insert(
-                    &self.ks.report,
-                    id.as_bytes().to_vec(),
-                    encode_report(&id, &report),
-                );
+                let id = time_ordered_id(report.now_ms);
+                let report = Report {
+                    id,
+                    reporter: report.reporter,
+                    reported_user: report.reported_user,
+                    conversation: report.conversation,
+                    message: report.message,
+                    reason: report.reason,
+                    created_at_ms: report.now_ms,
+                    snapshot: report.snapshot,
+                    resolution: None,
+                };
+                self.put_report(p, &report, true);
+                p.reports.insert(id, report);
                 p.done.push(Done::Report(reply, Ok(id)));
+            }
+            Op::Moderate { entry, reply } => {
+                let r = self.moderate(p, entry);
+                p.done.push(Done::Standing(reply, r));
             }
             Op::Delete { id, by, reply } => {
                 let r = self.delete(p, id, &by);
@@ -402,6 +428,65 @@ impl Writer {
     }
 
     /// The conversation as this batch sees it.
+    /// Writes a report and its queue keys (`new`: all, open and against its user; a resolved
+    /// one leaves the open queue).
+    fn put_report(&self, p: &mut Pending, report: &Report, new: bool) {
+        let q = &self.ks.report_queue;
+        p.batch.insert(
+            &self.ks.report,
+            report.id.as_bytes().to_vec(),
+            encode_report(report),
+        );
+        if new {
+            p.batch.insert(q, keys::report_queue(keys::Queue::All, &report.id), Vec::new());
+            p.batch.insert(q, keys::report_queue(keys::Queue::Open, &report.id), Vec::new());
+            let against = keys::Queue::Against(&report.reported_user);
+            p.batch.insert(q, keys::report_queue(against, &report.id), Vec::new());
+        }
+        if report.resolution.is_some() {
+            p.batch
+                .remove(q, keys::report_queue(keys::Queue::Open, &report.id));
+        }
+    }
+
+    /// A moderator's action: the report's resolution (checked first: nothing is written when
+    /// it fails), the target's standing, the log entry.
+    fn moderate(&mut self, p: &mut Pending, e: ModerationEntry) -> Result<Standing> {
+        if let Some(id) = e.report {
+            let mut report = match p.reports.get(&id) {
+                Some(r) => r.clone(),
+                None => load_report(&self.ks, id)?.ok_or(StorageError::NotFound)?,
+            };
+            crate::rules::resolve(&mut report, &e)?;
+            self.put_report(p, &report, false);
+            p.reports.insert(id, report);
+        }
+        let before = match p.standings.get(&e.target) {
+            Some(s) => s.clone(),
+            None => load_standing(&self.ks, &e.target)?,
+        };
+        let after = before.after(e.action, e.at_ms);
+        if after != before {
+            p.batch.insert(
+                &self.ks.standing,
+                keys::standing(&e.target),
+                encode_standing(&after),
+            );
+            p.standings.insert(e.target.clone(), after.clone());
+        }
+        p.batch.insert(
+            &self.ks.moderation,
+            e.id.as_bytes().to_vec(),
+            encode_entry(&e),
+        );
+        p.batch.insert(
+            &self.ks.moderation_by_target,
+            keys::moderation_by_target(&e.target, &e.id),
+            Vec::new(),
+        );
+        Ok(after)
+    }
+
     fn conversation(&mut self, p: &Pending, id: ConversationId) -> Result<Option<Conversation>> {
         if let Some(c) = p.convs.get(&id) {
             return Ok(c.clone());

@@ -106,6 +106,97 @@ async fn backfill_blocked_by(session: &scylla::client::session::Session, ks: &st
     }
 }
 
+/// `ALTER TABLE … ADD` unless the column exists (CQL has no `ADD IF NOT EXISTS` on every
+/// server this runs on).
+async fn add_column(
+    session: &scylla::client::session::Session,
+    ks: &str,
+    table: &str,
+    column: &str,
+    cql_type: &str,
+) -> Result<()> {
+    let found = session
+        .query_unpaged(
+            "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
+            (ks, table, column),
+        )
+        .await
+        .map_err(unavailable)?
+        .into_rows_result()
+        .map_err(unavailable)?
+        .rows_num();
+    if found == 0 {
+        session
+            .query_unpaged(format!("ALTER TABLE {ks}.{table} ADD {column} {cql_type}"), &[])
+            .await
+            .map_err(unavailable)?;
+        session.await_schema_agreement().await.map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Copies the reports of earlier versions (table `reports`) into `moderation_reports` and its
+/// lists, with time-ordered ids made from their time and old id (the same on every run: a
+/// report already copied is left as it is).
+async fn copy_reports(
+    session: &scylla::client::session::Session,
+    nodes: &[String],
+    ks: &str,
+) -> Result<()> {
+    use scylla::response::{PagingState, PagingStateResponse};
+    type Row = (
+        Uuid,
+        Option<String>,
+        Option<String>,
+        Option<Uuid>,
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+    );
+    let engine = Scylla::connect(&ScyllaConfig {
+        nodes: nodes.to_vec(),
+        keyspace: ks.to_owned(),
+        consistency: Consistency::LocalQuorum,
+        node_id: 0,
+    })
+    .await?;
+    let select = format!(
+        "SELECT id, reporter, reported_user, conversation_id, message_id, reason, created_at FROM {ks}.reports"
+    );
+    let mut paging = PagingState::start();
+    loop {
+        let (result, next) = session
+            .query_single_page(select.as_str(), &[], paging)
+            .await
+            .map_err(unavailable)?;
+        let rows = result.into_rows_result().map_err(unavailable)?;
+        for row in rows
+            .rows::<Row>()
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?
+        {
+            let (id, reporter, reported, conv, message, reason, at) =
+                row.map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            let at = at.unwrap_or(0);
+            let report = Report {
+                id: crate::rules::legacy_report_id(id, at),
+                reporter: reporter.unwrap_or_default(),
+                reported_user: reported.unwrap_or_default(),
+                conversation: conv.map(ConversationId),
+                message: message.map(|m| MessageId(m as u64)),
+                reason: reason.unwrap_or_default(),
+                created_at_ms: at,
+                snapshot: ReportSnapshot::default(),
+                resolution: None,
+            };
+            engine.put_new_report(&report).await?;
+        }
+        match next {
+            PagingStateResponse::HasMorePages { state } => paging = state,
+            PagingStateResponse::NoMorePages => return Ok(()),
+        }
+    }
+}
+
 /// Connection settings of the ScyllaDB engine.
 #[derive(Clone, Debug)]
 pub struct ScyllaConfig {
@@ -225,7 +316,9 @@ impl Scylla {
             .await_schema_agreement()
             .await
             .map_err(unavailable)?;
-        backfill_blocked_by(&session, keyspace).await
+        add_column(&session, keyspace, "messages_by_seq", "visibility", "tinyint").await?;
+        backfill_blocked_by(&session, keyspace).await?;
+        copy_reports(&session, nodes, keyspace).await
     }
     /// This node's next id at `now_ms`, above `floor` (the id of the seq before).
     fn next_id_after(&self, now_ms: i64, floor: MessageId) -> MessageId {
@@ -475,6 +568,39 @@ impl Storage for Scylla {
     async fn report(&self, report: NewReport) -> Result<Uuid> {
         crate::rules::report(&report)?;
         Scylla::report(self, report).await
+    }
+    async fn report_by_id(&self, id: Uuid) -> Result<Option<Report>> {
+        Scylla::report_by_id(self, id).await
+    }
+    async fn reports(
+        &self,
+        filter: &ReportFilter,
+        before: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Report>> {
+        if let Some(u) = &filter.reported_user {
+            crate::rules::users([u.as_str()])?;
+        }
+        Scylla::reports(self, filter, before, limit).await
+    }
+    async fn moderate(&self, entry: ModerationEntry) -> Result<Standing> {
+        crate::rules::moderation(&entry)?;
+        Scylla::moderate(self, entry).await
+    }
+    async fn standing(&self, user: &str) -> Result<Standing> {
+        crate::rules::users([user])?;
+        Scylla::standing(self, user).await
+    }
+    async fn moderation_log(
+        &self,
+        target: Option<&str>,
+        before: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<ModerationEntry>> {
+        if let Some(t) = target {
+            crate::rules::users([t])?;
+        }
+        Scylla::moderation_log(self, target, before, limit).await
     }
     async fn health(&self) -> Result<()> {
         self.session

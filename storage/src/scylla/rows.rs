@@ -8,7 +8,7 @@ use crate::error::{Result, StorageError};
 
 /// The columns [`MsgRow`] reads, in the order the statements select them.
 pub(super) const MSG_COLUMNS: &str = "seq, message_id, sender, kind, content, client_msg_id, \
-    created_at, media_url, media_mime, media_size, media_name, media_width, media_height";
+    created_at, media_url, media_mime, media_size, media_name, media_width, media_height, visibility";
 
 /// One row of `messages_by_seq`.
 #[derive(DeserializeRow)]
@@ -26,6 +26,8 @@ pub(super) struct MsgRow {
     media_name: Option<String>,
     media_width: Option<i32>,
     media_height: Option<i32>,
+    /// Absent in rows written before the column existed: `Everyone`.
+    visibility: Option<i8>,
 }
 
 impl MsgRow {
@@ -40,6 +42,8 @@ impl MsgRow {
             width: self.media_width.unwrap_or(0) as u32,
             height: self.media_height.unwrap_or(0) as u32,
         });
+        let visibility = Visibility::from_code(self.visibility.unwrap_or(0) as u8)
+            .ok_or_else(|| StorageError::Corrupt(format!("visibility {:?}", self.visibility)))?;
         Ok(Message {
             id: MessageId(self.message_id as u64),
             conversation,
@@ -50,6 +54,7 @@ impl MsgRow {
             client_msg_id: self.client_msg_id.unwrap_or_default(),
             created_at_ms: self.created_at,
             seq: self.seq as u64,
+            visibility,
         })
     }
 }
@@ -67,6 +72,7 @@ pub(super) struct MsgInsert<'a> {
     content: &'a str,
     client_msg_id: &'a str,
     created_at: i64,
+    visibility: i8,
 }
 
 /// A message with media to insert.
@@ -94,6 +100,7 @@ impl<'a> MsgInsert<'a> {
             content: &m.content,
             client_msg_id: &m.client_msg_id,
             created_at: m.created_at_ms,
+            visibility: m.visibility.code() as i8,
         }
     }
 

@@ -81,7 +81,17 @@ pub(super) struct Safety {
     pub(super) blocked_by_insert: PreparedStatement,
     pub(super) blocked_by_delete: PreparedStatement,
     pub(super) blocked_by_list: PreparedStatement,
-    pub(super) report_insert: PreparedStatement,
+    pub(super) report_put: PreparedStatement,
+    pub(super) report_get: PreparedStatement,
+    pub(super) report_cas: PreparedStatement,
+    pub(super) list_insert: PreparedStatement,
+    pub(super) list_delete: PreparedStatement,
+    pub(super) list_page: PreparedStatement,
+    pub(super) bucket_insert: PreparedStatement,
+    pub(super) buckets: PreparedStatement,
+    pub(super) standing_get: PreparedStatement,
+    pub(super) standing_insert: PreparedStatement,
+    pub(super) standing_cas: PreparedStatement,
 }
 
 impl Statements {
@@ -150,16 +160,16 @@ impl Statements {
     }
 
     async fn messages(p: &Preparer<'_>, ks: &str) -> Result<Messages> {
-        const CLAIM: &str = "conversation_id, bucket, seq, message_id, sender, kind, content, client_msg_id, created_at";
+        const CLAIM: &str = "conversation_id, bucket, seq, message_id, sender, kind, content, client_msg_id, created_at, visibility";
         const MEDIA: &str =
             "media_url, media_mime, media_size, media_name, media_width, media_height";
         Ok(Messages {
             msg_claim: p.prepare(format!(
-                "INSERT INTO {ks}.messages_by_seq ({CLAIM}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+                "INSERT INTO {ks}.messages_by_seq ({CLAIM}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
             ))
             .await?,
             msg_claim_media: p.prepare(format!(
-                "INSERT INTO {ks}.messages_by_seq ({CLAIM}, {MEDIA}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+                "INSERT INTO {ks}.messages_by_seq ({CLAIM}, {MEDIA}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
             ))
             .await?,
             msg_get: p.prepare(format!(
@@ -255,8 +265,48 @@ impl Statements {
                 "SELECT blocker FROM {ks}.blocks_by_target WHERE blocked = ?"
             ))
             .await?,
-            report_insert: p.prepare(format!(
-                "INSERT INTO {ks}.reports (id, reporter, reported_user, conversation_id, message_id, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            report_put: p.prepare(format!(
+                "INSERT INTO {ks}.moderation_reports (id, record) VALUES (?, ?) IF NOT EXISTS"
+            ))
+            .await?,
+            report_get: p.prepare_serial(format!(
+                "SELECT record FROM {ks}.moderation_reports WHERE id = ?"
+            ))
+            .await?,
+            report_cas: p.prepare(format!(
+                "UPDATE {ks}.moderation_reports SET record = ? WHERE id = ? IF record = ?"
+            ))
+            .await?,
+            list_insert: p.prepare(format!(
+                "INSERT INTO {ks}.moderation_lists (list, bucket, id, record) VALUES (?, ?, ?, ?)"
+            ))
+            .await?,
+            list_delete: p.prepare(format!(
+                "DELETE FROM {ks}.moderation_lists WHERE list = ? AND bucket = ? AND id = ?"
+            ))
+            .await?,
+            list_page: p.prepare(format!(
+                "SELECT id, record FROM {ks}.moderation_lists WHERE list = ? AND bucket = ? AND id < ? LIMIT ?"
+            ))
+            .await?,
+            bucket_insert: p.prepare(format!(
+                "INSERT INTO {ks}.moderation_buckets (list, bucket) VALUES (?, ?)"
+            ))
+            .await?,
+            buckets: p.prepare(format!(
+                "SELECT bucket FROM {ks}.moderation_buckets WHERE list = ? AND bucket <= ?"
+            ))
+            .await?,
+            standing_get: p.prepare_serial(format!(
+                "SELECT record FROM {ks}.user_standing WHERE user_id = ?"
+            ))
+            .await?,
+            standing_insert: p.prepare(format!(
+                "INSERT INTO {ks}.user_standing (user_id, record) VALUES (?, ?) IF NOT EXISTS"
+            ))
+            .await?,
+            standing_cas: p.prepare(format!(
+                "UPDATE {ks}.user_standing SET record = ? WHERE user_id = ? IF record = ?"
             ))
             .await?,
         })

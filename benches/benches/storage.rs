@@ -43,6 +43,7 @@ fn message(conv: ConversationId, i: usize) -> NewMessage {
         media: None,
         client_msg_id: format!("m{i}"),
         now_ms: 1_795_637_975_123,
+        visibility: Default::default(),
     }
 }
 

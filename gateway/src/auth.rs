@@ -57,7 +57,14 @@ pub(crate) struct Verified {
     pub(crate) user: String,
     /// Unix ms.
     pub(crate) expires_ms: i64,
+    /// The token carries [`ROLE_CLAIM`] = [`ADMIN_ROLE`]: the admin API is open to it.
+    pub(crate) admin: bool,
 }
+
+/// The JWT claim that names a user's role in Parley.
+pub(crate) const ROLE_CLAIM: &str = "parley_role";
+/// The role of moderators: [`ROLE_CLAIM`] with this value opens `/api/admin/...`.
+pub(crate) const ADMIN_ROLE: &str = "admin";
 
 /// The claims checked here (iss and aud are checked by the JWT library).
 #[derive(serde::Deserialize)]
@@ -68,6 +75,9 @@ struct Checked {
     iat: Option<i64>,
     #[serde(default)]
     nbf: Option<i64>,
+    /// [`ROLE_CLAIM`].
+    #[serde(default)]
+    parley_role: Option<String>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -151,6 +161,7 @@ impl Authenticator {
         self.check_times(&claims, now_ms)?;
         validate_user_id(&claims.sub).map_err(AuthError::Invalid)?;
         Ok(Verified {
+            admin: claims.parley_role.as_deref() == Some(ADMIN_ROLE),
             user: claims.sub,
             expires_ms: claims.exp.saturating_mul(1000),
         })
@@ -314,11 +325,35 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn only_the_admin_role_claim_opens_the_admin_api() {
+        let auth = hs(b"secret");
+        let plain = auth.verify(&mint_hs256(b"secret", "u", 60, NOW), NOW);
+        assert!(!plain.expect("plain").admin);
+        let admin = parley_proto::token::mint_hs256_admin(b"secret", "m", 60, NOW);
+        assert!(auth.verify(&admin, NOW).expect("admin").admin);
+        for role in ["Admin", "moderator", ""] {
+            let claims = Claims {
+                sub: "u".into(),
+                exp: NOW / 1000 + 60,
+                iat: NOW / 1000,
+                parley_role: Some(role.into()),
+            };
+            let t = parley_proto::token::sign(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(b"secret"),
+                &claims,
+            );
+            assert!(!auth.verify(&t, NOW).expect(role).admin, "{role}");
+        }
+    }
+
     fn sign(alg: Algorithm, key: &EncodingKey, user: &str, exp_ms: i64) -> String {
         let claims = Claims {
             sub: user.into(),
             exp: exp_ms / 1000,
             iat: NOW / 1000,
+            parley_role: None,
         };
         parley_proto::token::sign(alg, key, &claims)
     }

@@ -187,6 +187,7 @@ pub fn inbox_across_threads(n: usize) {
                     received_at: None,
                     ack: None,
                     ack_only: false,
+                    close: None,
                 };
                 if tx.send(d).await.is_err() {
                     break;

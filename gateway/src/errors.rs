@@ -9,7 +9,7 @@ pub(crate) fn http_status(code: ErrorCode) -> u16 {
     use ErrorCode::*;
     match code {
         AuthFailed | TokenExpired | NotAuthenticated => 401,
-        Forbidden | Blocked => 403,
+        Forbidden | Blocked | Banned | Muted => 403,
         NotFound => 404,
         FrameTooLarge => 413,
         RateLimited | TooManySessions => 429,

@@ -39,6 +39,11 @@ pub(crate) struct Event {
     /// What those users get instead, if anything: a message's place in line (kind Hidden),
     /// so their seqs stay dense. Without it (typing, receipts, presence) they get nothing.
     pub(crate) hidden: Option<Bytes>,
+    /// Only the actor's sessions get `frame`; everyone else gets `hidden` (a shadowed
+    /// message: visible to its sender only).
+    pub(crate) actor_only: bool,
+    /// After the frame, close each receiving session with this error (a ban).
+    pub(crate) close: Option<parley_proto::ErrorCode>,
 }
 
 impl Event {
@@ -52,6 +57,8 @@ impl Event {
             received_at: None,
             actor: None,
             hidden: None,
+            actor_only: false,
+            close: None,
         }
     }
 

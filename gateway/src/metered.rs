@@ -184,6 +184,35 @@ impl<A: Around> Storage for Wrapped<A> {
     async fn report(&self, report: NewReport) -> Result<uuid::Uuid> {
         self.around.around(W, self.inner.report(report)).await
     }
+    async fn report_by_id(&self, id: uuid::Uuid) -> Result<Option<Report>> {
+        self.around.around(R, self.inner.report_by_id(id)).await
+    }
+    async fn reports(
+        &self,
+        filter: &ReportFilter,
+        before: Option<uuid::Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Report>> {
+        self.around
+            .around(R, self.inner.reports(filter, before, limit))
+            .await
+    }
+    async fn moderate(&self, entry: ModerationEntry) -> Result<Standing> {
+        self.around.around(W, self.inner.moderate(entry)).await
+    }
+    async fn standing(&self, user: &str) -> Result<Standing> {
+        self.around.around(R, self.inner.standing(user)).await
+    }
+    async fn moderation_log(
+        &self,
+        target: Option<&str>,
+        before: Option<uuid::Uuid>,
+        limit: usize,
+    ) -> Result<Vec<ModerationEntry>> {
+        self.around
+            .around(R, self.inner.moderation_log(target, before, limit))
+            .await
+    }
     async fn health(&self) -> Result<()> {
         self.around.around(Call::Health, self.inner.health()).await
     }

@@ -118,6 +118,9 @@ impl Shard {
                     Pushed::Gap => metrics.resync(),
                     Pushed::Repeat | Pushed::Closed => {}
                 }
+                if let Some(code) = d.close {
+                    outbox.close(code);
+                }
             }
         }
         metrics.delivered(queued);

@@ -36,6 +36,10 @@ pub enum ErrorCode {
     Forbidden = 1201,
     /// A block between the users forbids it.
     Blocked = 1202,
+    /// A moderator banned the user: the session is closed, new ones and REST calls refused.
+    Banned = 1203,
+    /// A moderator muted the user: sending is refused until the time the message names.
+    Muted = 1204,
     /// The request is invalid (a field is missing, empty or malformed).
     Invalid = 1300,
     /// The message is longer than the configured maximum.
@@ -80,6 +84,8 @@ impl ErrorCode {
             NotFound,
             Forbidden,
             Blocked,
+            Banned,
+            Muted,
             Invalid,
             MessageTooLong,
             RateLimited,
@@ -112,6 +118,8 @@ impl ErrorCode {
             NotFound => "not_found",
             Forbidden => "forbidden",
             Blocked => "blocked",
+            Banned => "banned",
+            Muted => "muted",
             Invalid => "invalid",
             MessageTooLong => "message_too_long",
             RateLimited => "rate_limited",

@@ -16,6 +16,9 @@ pub struct Claims {
     /// Issued at, Unix seconds.
     #[serde(default)]
     pub iat: i64,
+    /// The user's role in Parley: `"admin"` opens the admin API (moderators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parley_role: Option<String>,
 }
 
 /// An HS256 token for `user` valid for `ttl_secs` from `now_ms`.
@@ -25,6 +28,19 @@ pub fn mint_hs256(secret: &[u8], user: &str, ttl_secs: i64, now_ms: i64) -> Stri
         sub: user.to_owned(),
         exp: now + ttl_secs,
         iat: now,
+        parley_role: None,
+    };
+    sign(Algorithm::HS256, &EncodingKey::from_secret(secret), &claims)
+}
+
+/// An HS256 token like [`mint_hs256`]'s with the admin role (`parley_role: "admin"`).
+pub fn mint_hs256_admin(secret: &[u8], user: &str, ttl_secs: i64, now_ms: i64) -> String {
+    let now = now_ms / 1000;
+    let claims = Claims {
+        sub: user.to_owned(),
+        exp: now + ttl_secs,
+        iat: now,
+        parley_role: Some("admin".into()),
     };
     sign(Algorithm::HS256, &EncodingKey::from_secret(secret), &claims)
 }

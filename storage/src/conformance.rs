@@ -891,7 +891,12 @@ fn report_of(reporter: &str, reported: &str, reason: &str, now_ms: i64) -> NewRe
     }
 }
 
-fn entry(target: &str, action: ModAction, report: Option<uuid::Uuid>, at_ms: i64) -> ModerationEntry {
+fn entry(
+    target: &str,
+    action: ModAction,
+    report: Option<uuid::Uuid>,
+    at_ms: i64,
+) -> ModerationEntry {
     ModerationEntry {
         id: time_ordered_id(at_ms),
         at_ms,
@@ -908,7 +913,10 @@ pub async fn reports_keep_their_snapshot_and_list_newest_first<S: Storage>(s: Ar
     let mut msgs = Vec::new();
     for i in 0..3 {
         let sender = if i == 1 { "s" } else { "b" };
-        let m = s.append(text(c.id, sender, &format!("m{i}"), T0 + i)).await.expect("m");
+        let m = s
+            .append(text(c.id, sender, &format!("m{i}"), T0 + i))
+            .await
+            .expect("m");
         msgs.push(m.message);
     }
     let snapshot = ReportSnapshot {
@@ -931,24 +939,45 @@ pub async fn reports_keep_their_snapshot_and_list_newest_first<S: Storage>(s: Ar
     assert_eq!(stored.snapshot, snapshot);
     assert_eq!(stored.message, Some(msgs[1].id));
     assert_eq!(stored.conversation, Some(c.id));
-    assert_eq!((stored.reporter.as_str(), stored.reported_user.as_str()), ("b", "s"));
+    assert_eq!(
+        (stored.reporter.as_str(), stored.reported_user.as_str()),
+        ("b", "s")
+    );
     assert_eq!(stored.created_at_ms, T0 + 10);
     assert_eq!(stored.resolution, None);
     assert_eq!(s.report_by_id(uuid::Uuid::nil()).await.expect("get"), None);
 
-    let second = s.report(report_of("x", "y", "spam", T0 + 20)).await.expect("r2");
-    let third = s.report(report_of("b", "s", "again", T0 + 30)).await.expect("r3");
+    let second = s
+        .report(report_of("x", "y", "spam", T0 + 20))
+        .await
+        .expect("r2");
+    let third = s
+        .report(report_of("b", "s", "again", T0 + 30))
+        .await
+        .expect("r3");
     let ids = |rs: Vec<parley_types::Report>| rs.into_iter().map(|r| r.id).collect::<Vec<_>>();
     let all = ReportFilter::default();
-    assert_eq!(ids(s.reports(&all, None, 10).await.expect("all")), [third, second, first]);
+    assert_eq!(
+        ids(s.reports(&all, None, 10).await.expect("all")),
+        [third, second, first]
+    );
     // Pages chain through `before`.
-    assert_eq!(ids(s.reports(&all, None, 2).await.expect("p1")), [third, second]);
-    assert_eq!(ids(s.reports(&all, Some(second), 2).await.expect("p2")), [first]);
+    assert_eq!(
+        ids(s.reports(&all, None, 2).await.expect("p1")),
+        [third, second]
+    );
+    assert_eq!(
+        ids(s.reports(&all, Some(second), 2).await.expect("p2")),
+        [first]
+    );
     let against_s = ReportFilter {
         reported_user: Some("s".into()),
         ..Default::default()
     };
-    assert_eq!(ids(s.reports(&against_s, None, 10).await.expect("s")), [third, first]);
+    assert_eq!(
+        ids(s.reports(&against_s, None, 10).await.expect("s")),
+        [third, first]
+    );
     let nobody = ReportFilter {
         reported_user: Some("nobody".into()),
         ..Default::default()
@@ -957,9 +986,15 @@ pub async fn reports_keep_their_snapshot_and_list_newest_first<S: Storage>(s: Ar
 }
 
 pub async fn moderation_resolves_a_report_once_and_changes_standing<S: Storage>(s: Arc<S>) {
-    assert_eq!(s.standing("s").await.expect("standing"), Standing::default());
+    assert_eq!(
+        s.standing("s").await.expect("standing"),
+        Standing::default()
+    );
     let r1 = s.report(report_of("b", "s", "scam", T0)).await.expect("r1");
-    let r2 = s.report(report_of("c", "s", "scam", T0 + 1)).await.expect("r2");
+    let r2 = s
+        .report(report_of("c", "s", "scam", T0 + 1))
+        .await
+        .expect("r2");
     let open = ReportFilter {
         open_only: true,
         ..Default::default()
@@ -968,19 +1003,31 @@ pub async fn moderation_resolves_a_report_once_and_changes_standing<S: Storage>(
 
     // A report against someone else, or unknown: refused, nothing written.
     assert_eq!(
-        s.moderate(entry("b", ModAction::Ban, Some(r1), T0 + 2)).await,
+        s.moderate(entry("b", ModAction::Ban, Some(r1), T0 + 2))
+            .await,
         Err(StorageError::Invalid("that report is about another user"))
     );
     assert_eq!(
-        s.moderate(entry("s", ModAction::Ban, Some(uuid::Uuid::nil()), T0 + 2)).await,
+        s.moderate(entry("s", ModAction::Ban, Some(uuid::Uuid::nil()), T0 + 2))
+            .await,
         Err(StorageError::NotFound)
     );
     assert_eq!(s.standing("b").await.expect("b"), Standing::default());
-    assert!(s.moderation_log(None, None, 10).await.expect("log").is_empty());
+    assert!(
+        s.moderation_log(None, None, 10)
+            .await
+            .expect("log")
+            .is_empty()
+    );
 
     let until = T0 + 3_600_000;
     let muted = s
-        .moderate(entry("s", ModAction::Mute { until_ms: until }, Some(r1), T0 + 3))
+        .moderate(entry(
+            "s",
+            ModAction::Mute { until_ms: until },
+            Some(r1),
+            T0 + 3,
+        ))
         .await
         .expect("mute");
     assert_eq!(muted.muted_until_ms, until);
@@ -991,7 +1038,8 @@ pub async fn moderation_resolves_a_report_once_and_changes_standing<S: Storage>(
     assert_eq!((res.moderator.as_str(), res.at_ms), ("mod", T0 + 3));
     // Once only.
     assert_eq!(
-        s.moderate(entry("s", ModAction::Ban, Some(r1), T0 + 4)).await,
+        s.moderate(entry("s", ModAction::Ban, Some(r1), T0 + 4))
+            .await,
         Err(StorageError::Invalid("that report is already resolved"))
     );
     let still_open: Vec<_> = s.reports(&open, None, 10).await.expect("open");
@@ -1000,11 +1048,18 @@ pub async fn moderation_resolves_a_report_once_and_changes_standing<S: Storage>(
         open_only: true,
         reported_user: Some("s".into()),
     };
-    assert_eq!(s.reports(&open_against_s, None, 10).await.expect("o").len(), 1);
+    assert_eq!(
+        s.reports(&open_against_s, None, 10).await.expect("o").len(),
+        1
+    );
 
     // Actions without a report, then the log.
-    s.moderate(entry("s", ModAction::Warn, None, T0 + 5)).await.expect("warn");
-    s.moderate(entry("s", ModAction::Shadow, None, T0 + 6)).await.expect("shadow");
+    s.moderate(entry("s", ModAction::Warn, None, T0 + 5))
+        .await
+        .expect("warn");
+    s.moderate(entry("s", ModAction::Shadow, None, T0 + 6))
+        .await
+        .expect("shadow");
     let banned = s
         .moderate(entry("s", ModAction::Ban, Some(r2), T0 + 7))
         .await
@@ -1020,14 +1075,19 @@ pub async fn moderation_resolves_a_report_once_and_changes_standing<S: Storage>(
         }
     );
     assert_eq!(s.standing("s").await.expect("standing"), banned);
-    s.moderate(entry("other", ModAction::Warn, None, T0 + 8)).await.expect("warn other");
+    s.moderate(entry("other", ModAction::Warn, None, T0 + 8))
+        .await
+        .expect("warn other");
     let unbanned = s
         .moderate(entry("s", ModAction::Unban, None, T0 + 9))
         .await
         .expect("unban");
     assert!(!unbanned.banned && unbanned.shadowed);
     let log = s.moderation_log(None, None, 10).await.expect("log");
-    let actions: Vec<_> = log.iter().map(|e| (e.target.as_str(), e.action.as_str())).collect();
+    let actions: Vec<_> = log
+        .iter()
+        .map(|e| (e.target.as_str(), e.action.as_str()))
+        .collect();
     assert_eq!(
         actions,
         [
@@ -1042,8 +1102,14 @@ pub async fn moderation_resolves_a_report_once_and_changes_standing<S: Storage>(
     assert_eq!(log[2].report, Some(r2));
     assert_eq!(log[2].note, "ban s");
     let of_s = s.moderation_log(Some("s"), None, 2).await.expect("of s");
-    assert_eq!(of_s.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["unban", "ban"]);
-    let older = s.moderation_log(Some("s"), Some(of_s[1].id), 10).await.expect("older");
+    assert_eq!(
+        of_s.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["unban", "ban"]
+    );
+    let older = s
+        .moderation_log(Some("s"), Some(of_s[1].id), 10)
+        .await
+        .expect("older");
     assert_eq!(
         older.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
         ["shadow", "warn", "mute"]
@@ -1059,14 +1125,19 @@ pub async fn shadowed_messages_keep_their_visibility<S: Storage>(s: Arc<S>) {
     let stored = s.append(shadowed.clone()).await.expect("append").message;
     assert_eq!(stored.visibility, Visibility::Sender);
     assert!(stored.visible_to("s") && !stored.visible_to("b"));
-    s.append(text(c.id, "b", "plain", T0 + 1)).await.expect("plain");
+    s.append(text(c.id, "b", "plain", T0 + 1))
+        .await
+        .expect("plain");
     let retry = s.append(shadowed).await.expect("retry");
     assert!(retry.duplicate);
     assert_eq!(retry.message.visibility, Visibility::Sender);
     let page = s.history(c.id, None, 10).await.expect("history");
     let vis: Vec<_> = page.messages.iter().map(|m| m.visibility).collect();
     assert_eq!(vis, [Visibility::Everyone, Visibility::Sender]);
-    let after = s.messages_after(c.id, Position::default(), 10).await.expect("after");
+    let after = s
+        .messages_after(c.id, Position::default(), 10)
+        .await
+        .expect("after");
     assert_eq!(after[0], stored);
 }
 

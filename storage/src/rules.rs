@@ -92,7 +92,9 @@ pub(crate) fn resolve(report: &mut Report, e: &ModerationEntry) -> Result<()> {
 /// Whether a report matches a filter.
 pub(crate) fn report_matches(r: &Report, f: &ReportFilter) -> bool {
     (!f.open_only || r.resolution.is_none())
-        && f.reported_user.as_ref().is_none_or(|u| *u == r.reported_user)
+        && f.reported_user
+            .as_ref()
+            .is_none_or(|u| *u == r.reported_user)
 }
 
 /// A group's participants: the creator first, then `participants` without duplicates; at least

@@ -100,3 +100,69 @@ async fn two_nodes_appending_at_once_get_dense_seqs() {
         assert_eq!(all[m.seq as usize - 1], *m, "acked as stored");
     }
 }
+
+/// Reports stored in the `reports` table of earlier versions are copied by `migrate` into the
+/// moderation tables once: running it again neither duplicates them nor reopens one resolved
+/// in the meantime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_copies_earlier_reports_once() {
+    use parley_storage::Storage;
+    use parley_types::{ModAction, ModerationEntry, ReportFilter, time_ordered_id};
+    let keyspace = format!("conformance_{}", uuid::Uuid::new_v4().simple());
+    on(&keyspace, 1).await;
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_node(contact_point())
+        .build()
+        .await
+        .expect("session");
+    let old_id = uuid::Uuid::new_v4();
+    session
+        .query_unpaged(
+            format!(
+                "INSERT INTO {keyspace}.reports (id, reporter, reported_user, reason, created_at) VALUES (?, 'b', 's', 'old scam', 1800000000000)"
+            ),
+            (old_id,),
+        )
+        .await
+        .expect("legacy row");
+    let engine = on(&keyspace, 1).await;
+    let open = ReportFilter {
+        open_only: true,
+        ..Default::default()
+    };
+    let listed = engine.reports(&open, None, 10).await.expect("open");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let r = &listed[0];
+    assert_eq!((r.reporter.as_str(), r.reported_user.as_str()), ("b", "s"));
+    assert_eq!(
+        (r.reason.as_str(), r.created_at_ms),
+        ("old scam", 1_800_000_000_000)
+    );
+    assert_eq!(r.id.get_version_num(), 7);
+    engine
+        .moderate(ModerationEntry {
+            id: time_ordered_id(1_800_000_000_001),
+            at_ms: 1_800_000_000_001,
+            moderator: "mod".into(),
+            target: "s".into(),
+            action: ModAction::Dismiss,
+            report: Some(r.id),
+            note: String::new(),
+        })
+        .await
+        .expect("dismiss");
+    let again = on(&keyspace, 1).await;
+    assert!(
+        again
+            .reports(&open, None, 10)
+            .await
+            .expect("open")
+            .is_empty()
+    );
+    let all = again
+        .reports(&ReportFilter::default(), None, 10)
+        .await
+        .expect("all");
+    assert_eq!(all.len(), 1);
+    assert!(all[0].resolution.is_some());
+}

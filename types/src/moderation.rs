@@ -79,7 +79,9 @@ pub enum ModAction {
     /// Count a warning against the user (they can read their standing).
     Warn,
     /// Refuse the user's sends until this Unix ms.
-    Mute { until_ms: i64 },
+    Mute {
+        until_ms: i64,
+    },
     Unmute,
     /// Close the user's sessions everywhere and refuse new ones and every request.
     Ban,
@@ -230,7 +232,11 @@ pub const MAX_MODERATION_NOTE_CHARS: usize = 2_000;
 pub fn time_ordered_id(now_ms: i64) -> uuid::Uuid {
     let ms = now_ms.max(0) as u64;
     let nanos = ((ms % 1000) * 1_000_000) as u32;
-    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, nanos))
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        ms / 1000,
+        nanos,
+    ))
 }
 
 /// The Unix ms a [`time_ordered_id`] was made at (0 for an id of another version).

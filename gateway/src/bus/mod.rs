@@ -358,7 +358,7 @@ impl Bus {
                 self.stats.received.fetch_add(1, Ordering::Relaxed);
                 let lag = wall_ms().saturating_sub(e.sent_at_ms).max(0) as u64;
                 self.stats.lag.observe(Duration::from_millis(lag));
-                handler.event(e).await;
+                handler.event(*e).await;
             }
             Some(Record::Resync { origin }) if origin != self.config.node_id => {
                 self.gap(handler, "a node dropped events while the bus was away");

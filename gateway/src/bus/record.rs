@@ -44,6 +44,8 @@ pub(crate) enum Invalidate {
     Conversation(ConversationId),
     /// These users' blocks (one of them blocked or unblocked the other).
     Blocks(Vec<String>),
+    /// These users' standing (a moderator acted on them): a banned one's sessions close.
+    Standing(Vec<String>),
 }
 
 /// What a node publishes: the event and who gets it.
@@ -68,6 +70,8 @@ pub(crate) struct BusEvent {
     pub(crate) actor: Option<String>,
     /// The frame for users with a block with the actor (see `Event::hidden`).
     pub(crate) hidden: Option<Bytes>,
+    /// See `Event::actor_only`.
+    pub(crate) actor_only: bool,
     pub(crate) frame: Bytes,
 }
 
@@ -81,6 +85,8 @@ impl BusEvent {
             received_at: None,
             actor: self.actor.map(Arc::from),
             hidden: self.hidden,
+            actor_only: self.actor_only,
+            close: None,
         };
         (event, self.target, self.invalidate)
     }
@@ -89,7 +95,7 @@ impl BusEvent {
 /// A record in the log: an event, or a node's resync marker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Record {
-    Event(BusEvent),
+    Event(Box<BusEvent>),
     /// The origin dropped events (its publish queue overflowed): readers resync.
     Resync {
         origin: u16,
@@ -115,15 +121,15 @@ impl Record {
                 let origin = b.try_get_u16().ok()?;
                 b.is_empty().then_some(Record::Resync { origin })
             }
-            EVENT => decode_event(b, false).map(Record::Event),
-            EVENT_BY => decode_event(b, true).map(Record::Event),
+            EVENT => decode_event(b, false).map(|e| Record::Event(Box::new(e))),
+            EVENT_BY => decode_event(b, true).map(|e| Record::Event(Box::new(e))),
             _ => None,
         }
     }
 
     /// The record of an event `origin` publishes at `sent_at_ms`.
     pub(crate) fn event(origin: u16, sent_at_ms: i64, o: Outgoing) -> Self {
-        Record::Event(BusEvent {
+        Record::Event(Box::new(BusEvent {
             origin,
             sent_at_ms,
             kind: o.event.kind,
@@ -132,8 +138,9 @@ impl Record {
             invalidate: o.invalidate,
             actor: o.event.actor.map(|a| a.to_string()),
             hidden: o.event.hidden,
+            actor_only: o.event.actor_only,
             frame: o.event.frame,
-        })
+        }))
     }
 }
 
@@ -172,12 +179,17 @@ fn encode_event(e: &BusEvent) -> Bytes {
             b.put_u8(2);
             put_users(&mut b, users);
         }
+        Some(Invalidate::Standing(users)) => {
+            b.put_u8(3);
+            put_users(&mut b, users);
+        }
         None => b.put_u8(0),
     }
     put_opt_str(&mut b, e.actor.as_deref());
     match &e.hidden {
         Some(h) => {
-            b.put_u8(1);
+            // 2: only the actor gets the frame, everyone else this.
+            b.put_u8(if e.actor_only { 2 } else { 1 });
             b.put_u32(h.len() as u32);
             b.put_slice(h);
         }
@@ -222,11 +234,16 @@ fn decode_event(mut b: Bytes, with_actor: bool) -> Option<BusEvent> {
         0 => None,
         1 => Some(Invalidate::Conversation(get_conv(&mut b)?)),
         2 => Some(Invalidate::Blocks(get_users(&mut b)?)),
+        3 => Some(Invalidate::Standing(get_users(&mut b)?)),
         _ => return None,
     };
-    let (actor, hidden) = match with_actor {
-        true => (get_opt_str(&mut b)?, get_opt_bytes(&mut b)?),
-        false => (None, None),
+    let (actor, actor_only, hidden) = match with_actor {
+        true => {
+            let actor = get_opt_str(&mut b)?;
+            let actor_only = b.first() == Some(&2);
+            (actor, actor_only, get_opt_bytes(&mut b)?)
+        }
+        false => (None, false, None),
     };
     let n = b.try_get_u32().ok()? as usize;
     if b.remaining() != n {
@@ -240,6 +257,7 @@ fn decode_event(mut b: Bytes, with_actor: bool) -> Option<BusEvent> {
         target,
         invalidate,
         actor,
+        actor_only,
         hidden,
         frame: b,
     })
@@ -326,6 +344,7 @@ mod tests {
             invalidate: None,
             actor: None,
             hidden: None,
+            actor_only: false,
             frame: Bytes::from_static(frame),
         }
     }
@@ -342,6 +361,9 @@ mod tests {
         presence.invalidate = Some(Invalidate::Conversation(c));
         presence.actor = Some("bé".into());
         presence.hidden = Some(Bytes::from_static(b"in its place"));
+        let mut shadowed = presence.clone();
+        shadowed.actor_only = true;
+        shadowed.invalidate = Some(Invalidate::Standing(vec!["bé".into()]));
         let mut blocked = event(
             FrameKind::Presence,
             Class::Ephemeral,
@@ -350,7 +372,7 @@ mod tests {
         );
         blocked.invalidate = Some(Invalidate::Blocks(vec!["a".into(), "b".into()]));
         let records = [
-            Record::Event(event(
+            Record::Event(Box::new(event(
                 FrameKind::MessageNew,
                 Class::Message {
                     conversation: c,
@@ -361,10 +383,11 @@ mod tests {
                     skip_user: None,
                 },
                 b"frame",
-            )),
-            Record::Event(presence),
-            Record::Event(blocked),
-            Record::Event(event(
+            ))),
+            Record::Event(Box::new(presence)),
+            Record::Event(Box::new(shadowed)),
+            Record::Event(Box::new(blocked)),
+            Record::Event(Box::new(event(
                 FrameKind::Typing,
                 Class::Ephemeral,
                 Target::Conversation {
@@ -372,7 +395,7 @@ mod tests {
                     skip_user: Some("typist".into()),
                 },
                 b"t",
-            )),
+            ))),
             Record::Resync { origin: 9 },
         ];
         for r in records {

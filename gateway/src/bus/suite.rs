@@ -144,6 +144,8 @@ fn message(conversation: ConversationId, n: u64) -> Outgoing {
             received_at: None,
             actor: None,
             hidden: None,
+            actor_only: false,
+            close: None,
         },
         target: Target::Conversation {
             id: conversation,

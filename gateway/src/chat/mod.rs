@@ -13,7 +13,9 @@ use parley_proto::{Ack, ErrorCode, SendMessage, ServerBody, ServerFrame};
 use parley_storage::Storage;
 use parley_types::{
     Appended, Conversation, ConversationId, ConversationPage, ConversationSummary, Created,
-    HistoryPage, ListCursor, Message, MessageId, NewMessage, NewReport, Position, ReadOutcome,
+    HistoryPage, ListCursor, MAX_SNAPSHOT_MESSAGES, MAX_SNAPSHOT_PARTICIPANTS, Message, MessageId,
+    ModerationEntry, NewMessage, NewReport, Position, ReadOutcome, ReportSnapshot, Standing,
+    Visibility,
 };
 
 use crate::bus::{Bus, Invalidate, Outgoing, Target};
@@ -25,6 +27,7 @@ use crate::state::conversations::Conversations;
 use crate::state::fanout::{Fanout, SessionAck};
 use crate::state::limiter::UserLimiter;
 use crate::state::routes::Routes;
+use crate::state::standings::Standings;
 use delivery::{Delivery, message_event};
 
 /// Where a Send's Ack goes: the sending session and the request's seq.
@@ -39,6 +42,7 @@ pub(crate) struct Chat {
     storage: Arc<dyn Storage>,
     pub(crate) conversations: Arc<Conversations>,
     pub(crate) blocks: Arc<Blocks>,
+    pub(crate) standings: Standings,
     pub(crate) routes: Arc<Routes>,
     /// Messages in seq order, and everything else, to this node's sessions.
     pub(crate) delivery: Arc<Delivery>,
@@ -56,11 +60,13 @@ impl Chat {
         bus: Option<Arc<Bus>>,
     ) -> Self {
         let conversations = Arc::new(Conversations::new(storage.clone()));
+        let standings = Standings::new(storage.clone());
         let alone = bus.is_none();
         let delivery = Delivery::new(fanout, storage.clone(), conversations.clone(), alone);
         Self {
             conversations,
             blocks,
+            standings,
             storage,
             routes,
             delivery: Arc::new(delivery),
@@ -87,7 +93,12 @@ impl Chat {
         reply: Option<Reply>,
     ) -> Result<Appended, ClientError> {
         let conversation = self.conversations.for_user(m.conversation, user).await?;
+        let standing = self.may_send(user, now).await?;
         self.limiter.take(user, now.mono)?;
+        let visibility = match standing.shadowed {
+            true => Visibility::Sender,
+            false => Visibility::Everyone,
+        };
         let in_flight = self.delivery.begin(m.conversation);
         let appended = self
             .storage
@@ -99,7 +110,7 @@ impl Chat {
                 media: m.media,
                 client_msg_id: m.client_msg_id,
                 now_ms: now.wall_ms,
-                visibility: Default::default(),
+                visibility,
             })
             .await?;
         let msg = &appended.message;
@@ -107,8 +118,10 @@ impl Chat {
         // over the bus with every message). A node that learned of a new block before this one
         // did gets none, and closes that session with resync; its replay has the hidden message.
         let blocks = self.blocks.relations(user).await;
-        let hidden = !blocks.is_ok_and(|r| r.is_empty());
+        let shadowed = msg.visibility == Visibility::Sender;
+        let hidden = shadowed || !blocks.is_ok_and(|r| r.is_empty());
         let mut event = message_event(msg.clone(), hidden);
+        event.actor_only = shadowed;
         event.received_at = Some(now.mono);
         if let Some(bus) = &self.bus {
             let written = bus.publish_confirmed(Outgoing {
@@ -283,7 +296,7 @@ impl Chat {
         // Messages of users with a block between them and the reader: only their place.
         let blocked = self.blocks.relations(user).await?;
         for m in &mut page.messages {
-            if blocked.contains(&m.sender) {
+            if blocked.contains(&m.sender) || !m.visible_to(user) {
                 *m = m.hidden();
             }
         }
@@ -304,7 +317,133 @@ impl Chat {
             id: MessageId(id.0.saturating_add(1)),
         };
         let page = self.storage.history(conversation, Some(before), 1).await?;
-        Ok(page.messages.into_iter().next().filter(|m| m.id == id))
+        Ok(page
+            .messages
+            .into_iter()
+            .next()
+            .filter(|m| m.id == id && m.visible_to(user)))
+    }
+
+    /// What a report keeps of `conversation`: its participants and the messages around
+    /// `message` (or its newest ones), as stored — moderators see what readers could not.
+    pub(crate) async fn report_snapshot(
+        &self,
+        conversation: ConversationId,
+        message: Option<MessageId>,
+    ) -> Result<ReportSnapshot, ClientError> {
+        let c = self.conversations.get(conversation).await?;
+        let half = MAX_SNAPSHOT_MESSAGES / 2;
+        let mut messages = match message {
+            None => {
+                let page = self
+                    .storage
+                    .history(conversation, None, MAX_SNAPSHOT_MESSAGES);
+                let mut m = page.await?.messages;
+                m.reverse();
+                m
+            }
+            Some(id) => {
+                // The message and up to `half` before it (newest first, reversed), then up to
+                // `half` after it.
+                let upto = Position {
+                    seq: 0,
+                    id: MessageId(id.0.saturating_add(1)),
+                };
+                let page = self.storage.history(conversation, Some(upto), half + 1);
+                let mut m = page.await?.messages;
+                m.reverse();
+                if let Some(last) = m.last() {
+                    let after = Position::of(last);
+                    m.extend(
+                        self.storage
+                            .messages_after(conversation, after, half)
+                            .await?,
+                    );
+                }
+                m
+            }
+        };
+        messages.truncate(MAX_SNAPSHOT_MESSAGES);
+        Ok(ReportSnapshot {
+            participants: c
+                .participants
+                .iter()
+                .take(MAX_SNAPSHOT_PARTICIPANTS)
+                .cloned()
+                .collect(),
+            participant_count: c.participants.len() as u32,
+            messages,
+        })
+    }
+
+    /// `user`'s standing, if they may send at `now` (not banned, not muted).
+    async fn may_send(&self, user: &str, now: Now) -> Result<Arc<Standing>, ClientError> {
+        let standing = self.standings.of(user).await?;
+        if standing.banned {
+            return Err(banned());
+        }
+        if standing.muted_at(now.wall_ms) {
+            let left_s = (standing.muted_until_ms - now.wall_ms + 999) / 1000;
+            return Err(ClientError::new(
+                ErrorCode::Muted,
+                format!("a moderator muted you; you can send again in {left_s} s"),
+            ));
+        }
+        Ok(standing)
+    }
+
+    /// `Err(banned)` for a banned user (every REST call and session start asks).
+    pub(crate) async fn not_banned(&self, user: &str) -> Result<(), ClientError> {
+        match self.standings.of(user).await?.banned {
+            true => Err(banned()),
+            false => Ok(()),
+        }
+    }
+
+    /// A moderator's action (checked by the caller): stored with its log entry; every node
+    /// forgets the user's cached standing, and a banned user's sessions close everywhere.
+    pub(crate) async fn moderate(
+        &self,
+        entry: ModerationEntry,
+        now: Now,
+    ) -> Result<Standing, ClientError> {
+        let target = entry.target.clone();
+        let standing = self.storage.moderate(entry).await?;
+        let users = vec![target.clone()];
+        self.standings.forget(&users);
+        if let Some(bus) = &self.bus {
+            let written = bus.publish_confirmed(Outgoing {
+                event: nothing(now),
+                target: Target::Users(Vec::new()),
+                invalidate: Some(Invalidate::Standing(users)),
+            });
+            bus.wait_written(written).await;
+        }
+        self.close_if_banned(&target).await;
+        Ok(standing)
+    }
+
+    /// Closes `user`'s sessions on this node with `banned` if they are banned now.
+    pub(crate) async fn close_if_banned(&self, user: &str) {
+        if !self.standings.of(user).await.is_ok_and(|s| s.banned) {
+            return;
+        }
+        let b = banned();
+        let mut event = Event::new(
+            ServerBody::Error {
+                code: b.code.code(),
+                message: b.message,
+                fatal: true,
+            },
+            Class::Reliable,
+        );
+        event.close = Some(ErrorCode::Banned);
+        self.fanout().send([user], None, None, event).await;
+    }
+
+    /// Reports, the moderation log and standings, for moderators.
+    pub(crate) fn storage(&self) -> &dyn Storage {
+        &*self.storage
     }
 
     /// Messages after `after`, oldest first (resume replay; the caller checked access).
@@ -331,7 +470,7 @@ impl Chat {
         let blocked = self.blocks.relations(user).await?;
         for item in &mut page.items {
             if let Some(m) = &mut item.last_message
-                && blocked.contains(&m.sender)
+                && (blocked.contains(&m.sender) || !m.visible_to(user))
             {
                 *m = m.hidden();
             }
@@ -362,15 +501,8 @@ impl Chat {
         let users = vec![user.to_owned(), target.to_owned()];
         self.blocks.forget(&users);
         if let Some(bus) = &self.bus {
-            // An event for nobody that carries the invalidation.
             let written = bus.publish_confirmed(Outgoing {
-                event: Event::new(
-                    ServerBody::Pong {
-                        nonce: 0,
-                        server_time_ms: now.wall_ms,
-                    },
-                    Class::Reliable,
-                ),
+                event: nothing(now),
                 target: Target::Users(Vec::new()),
                 invalidate: Some(Invalidate::Blocks(users)),
             });
@@ -409,6 +541,21 @@ impl Chat {
             });
         }
     }
+}
+
+/// An event for nobody, to carry an invalidation over the bus.
+fn nothing(now: Now) -> Event {
+    Event::new(
+        ServerBody::Pong {
+            nonce: 0,
+            server_time_ms: now.wall_ms,
+        },
+        Class::Reliable,
+    )
+}
+
+fn banned() -> ClientError {
+    ClientError::new(ErrorCode::Banned, "a moderator banned this account")
 }
 
 /// The Ack of a Send: the stored message's id, time and seq.

@@ -49,6 +49,20 @@ impl Executor {
         }
         self.shard
             .register(&user, self.session_id, self.outbox.clone());
+        // After registering: a ban from now on finds this session to close; one before is
+        // in the standing read here. (Storage that cannot say does not end the session.)
+        if let Err(e) = node.chat.not_banned(&user).await
+            && e.code == ErrorCode::Banned
+        {
+            let body = ServerBody::Error {
+                code: e.code.code(),
+                message: e.message,
+                fatal: true,
+            };
+            self.reply(ServerFrame::push(body)).await;
+            self.outbox.close(e.code);
+            return;
+        }
         if node.chat.came_online(&user, first_here).await {
             node.chat.announce_presence(&user, true, 0).await;
         }
@@ -109,7 +123,7 @@ impl Executor {
             let n = batch.len();
             for mut m in batch {
                 after = Position::of(&m);
-                if blocked.contains(&m.sender) {
+                if blocked.contains(&m.sender) || !m.visible_to(user) {
                     m = m.hidden();
                 }
                 let frame = encode_server(&ServerFrame::push(ServerBody::MessageNew(m)));

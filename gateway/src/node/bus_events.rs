@@ -21,6 +21,12 @@ impl BusHandler for BusEvents {
         match invalidate {
             Some(Invalidate::Conversation(c)) => chat.conversations.forget(c),
             Some(Invalidate::Blocks(users)) => chat.blocks.forget(&users),
+            Some(Invalidate::Standing(users)) => {
+                chat.standings.forget(&users);
+                for user in &users {
+                    chat.close_if_banned(user).await;
+                }
+            }
             None => {}
         }
         match target {

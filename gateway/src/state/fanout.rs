@@ -47,6 +47,8 @@ pub(crate) struct Delivery {
     pub(crate) ack: Option<SessionAck>,
     /// Only the Ack goes out (a retried Send of a message delivered already).
     pub(crate) ack_only: bool,
+    /// After the frame, close each session with this error.
+    pub(crate) close: Option<parley_proto::ErrorCode>,
 }
 
 /// The shards' inboxes, addressed through the routes.
@@ -113,6 +115,7 @@ impl Fanout {
             received_at: None,
             ack: Some(ack),
             ack_only: true,
+            close: None,
         };
         let _ = inbox.send(delivery).await;
     }
@@ -143,13 +146,16 @@ impl Fanout {
             },
         };
         let mut per_shard: Vec<Vec<Arc<str>>> = vec![Vec::new(); self.inboxes.len()];
-        // Users with a block with the actor: the hidden frame, if the event has one.
+        // Users with a block with the actor (and, for an actor-only event, everyone but the
+        // actor): the hidden frame, if the event has one.
         let mut hidden_per_shard: Vec<Vec<Arc<str>>> = Vec::new();
         for user in users {
             if Some(user) == skip_user {
                 continue;
             }
-            let lists = if blocked.as_ref().is_some_and(|b| b.contains(user)) {
+            let hide = blocked.as_ref().is_some_and(|b| b.contains(user))
+                || (event.actor_only && event.actor.as_deref() != Some(user));
+            let lists = if hide {
                 if event.hidden.is_none() {
                     continue;
                 }
@@ -180,6 +186,7 @@ impl Fanout {
                     received_at: None,
                     ack: None,
                     ack_only: false,
+                    close: None,
                 };
                 // Messages only (the only events with a hidden frame): never dropped.
                 let _ = inbox.send(delivery).await;
@@ -203,6 +210,7 @@ impl Fanout {
                 received_at: event.received_at,
                 ack,
                 ack_only: false,
+                close: event.close,
             };
             if event.class == Class::Ephemeral {
                 if inbox.try_send(delivery).is_err() {

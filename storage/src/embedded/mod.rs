@@ -221,8 +221,8 @@ fn build_indexes(db: &Database, ks: &Keyspaces) -> Result<()> {
 /// Puts the reports of a directory written before report queues existed into them, with
 /// time-ordered ids (they had random ones), before the writer starts.
 fn queue_reports(db: &Database, ks: &Keyspaces) -> Result<()> {
-    let mut batch =
-        fjall::OwnedWriteBatch::with_capacity(db.clone(), 64).durability(Some(fjall::PersistMode::SyncAll));
+    let mut batch = fjall::OwnedWriteBatch::with_capacity(db.clone(), 64)
+        .durability(Some(fjall::PersistMode::SyncAll));
     let mut n = 0usize;
     for guard in ks.report.iter() {
         let (key, value) = guard.into_inner().map_err(unavailable)?;
@@ -242,7 +242,11 @@ fn queue_reports(db: &Database, ks: &Keyspaces) -> Result<()> {
             Some(keys::Queue::Against(&report.reported_user)),
         ];
         for q in queues.into_iter().flatten() {
-            batch.insert(&ks.report_queue, keys::report_queue(q, &report.id), Vec::new());
+            batch.insert(
+                &ks.report_queue,
+                keys::report_queue(q, &report.id),
+                Vec::new(),
+            );
         }
         n += 1;
     }
@@ -281,7 +285,8 @@ fn newest_first(
     }
     for guard in index.range(prefix.to_vec()..end).rev() {
         let key = guard.key().map_err(unavailable)?;
-        let id = keys::trailing_id(&key).ok_or_else(|| StorageError::Corrupt("index key".into()))?;
+        let id =
+            keys::trailing_id(&key).ok_or_else(|| StorageError::Corrupt("index key".into()))?;
         if !keep(id)? {
             break;
         }
@@ -832,14 +837,19 @@ impl Storage for Embedded {
                 (None, false) => keys::Queue::All,
             };
             let mut out = Vec::with_capacity(limit);
-            newest_first(&ks.report_queue, &keys::report_queue_prefix(queue), before, |id| {
-                if let Some(r) = load_report(ks, id)?
-                    && crate::rules::report_matches(&r, &filter)
-                {
-                    out.push(r);
-                }
-                Ok(out.len() < limit)
-            })?;
+            newest_first(
+                &ks.report_queue,
+                &keys::report_queue_prefix(queue),
+                before,
+                |id| {
+                    if let Some(r) = load_report(ks, id)?
+                        && crate::rules::report_matches(&r, &filter)
+                    {
+                        out.push(r);
+                    }
+                    Ok(out.len() < limit)
+                },
+            )?;
             Ok(out)
         })
         .await

@@ -12,13 +12,13 @@ use fjall::{Database, OwnedWriteBatch, PersistMode};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Keyspaces, keys, load_conversation, load_message, load_report, load_standing,
-    seq_at_or_before, unavailable,
+    Keyspaces, keys, load_conversation, load_message, load_report, load_standing, seq_at_or_before,
+    unavailable,
 };
 use crate::error::{Result, StorageError};
 use crate::record::{
-    decode_read_state, encode_conversation, encode_message, encode_meta, encode_read_state,
-    encode_entry, encode_report, encode_standing,
+    decode_read_state, encode_conversation, encode_entry, encode_message, encode_meta,
+    encode_read_state, encode_report, encode_standing,
 };
 use parley_types::ids::IdGenerator;
 use parley_types::*;
@@ -438,10 +438,19 @@ impl Writer {
             encode_report(report),
         );
         if new {
-            p.batch.insert(q, keys::report_queue(keys::Queue::All, &report.id), Vec::new());
-            p.batch.insert(q, keys::report_queue(keys::Queue::Open, &report.id), Vec::new());
+            p.batch.insert(
+                q,
+                keys::report_queue(keys::Queue::All, &report.id),
+                Vec::new(),
+            );
+            p.batch.insert(
+                q,
+                keys::report_queue(keys::Queue::Open, &report.id),
+                Vec::new(),
+            );
             let against = keys::Queue::Against(&report.reported_user);
-            p.batch.insert(q, keys::report_queue(against, &report.id), Vec::new());
+            p.batch
+                .insert(q, keys::report_queue(against, &report.id), Vec::new());
         }
         if report.resolution.is_some() {
             p.batch

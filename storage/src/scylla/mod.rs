@@ -127,10 +127,16 @@ async fn add_column(
         .rows_num();
     if found == 0 {
         session
-            .query_unpaged(format!("ALTER TABLE {ks}.{table} ADD {column} {cql_type}"), &[])
+            .query_unpaged(
+                format!("ALTER TABLE {ks}.{table} ADD {column} {cql_type}"),
+                &[],
+            )
             .await
             .map_err(unavailable)?;
-        session.await_schema_agreement().await.map_err(unavailable)?;
+        session
+            .await_schema_agreement()
+            .await
+            .map_err(unavailable)?;
     }
     Ok(())
 }
@@ -316,7 +322,14 @@ impl Scylla {
             .await_schema_agreement()
             .await
             .map_err(unavailable)?;
-        add_column(&session, keyspace, "messages_by_seq", "visibility", "tinyint").await?;
+        add_column(
+            &session,
+            keyspace,
+            "messages_by_seq",
+            "visibility",
+            "tinyint",
+        )
+        .await?;
         backfill_blocked_by(&session, keyspace).await?;
         copy_reports(&session, nodes, keyspace).await
     }

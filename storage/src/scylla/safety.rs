@@ -77,9 +77,7 @@ impl Scylla {
     pub(super) async fn put_new_report(&self, report: &Report) -> Result<()> {
         let s = &self.st.safety;
         let id = report.id.as_bytes().as_slice();
-        let stored = self
-            .lwt(&s.report_put, (id, encode_report(report)))
-            .await?;
+        let stored = self.lwt(&s.report_put, (id, encode_report(report))).await?;
         let against = format!("against:{}", report.reported_user);
         let mut lists = vec![REPORTS, against.as_str()];
         if stored.applied() && report.resolution.is_none() {
@@ -96,7 +94,10 @@ impl Scylla {
         let bucket = bucket_of(id);
         tokio::try_join!(
             self.exec(&s.bucket_insert, (list, bucket)),
-            self.exec(&s.list_insert, (list, bucket, id.as_bytes().as_slice(), record)),
+            self.exec(
+                &s.list_insert,
+                (list, bucket, id.as_bytes().as_slice(), record)
+            ),
         )?;
         Ok(())
     }
@@ -257,7 +258,9 @@ impl Scylla {
             Some(t) => format!("log:{t}"),
             None => LOG.to_owned(),
         };
-        let page = self.list_page(&list, before, limit.clamp(1, MAX_PAGE)).await?;
+        let page = self
+            .list_page(&list, before, limit.clamp(1, MAX_PAGE))
+            .await?;
         page.into_iter()
             .filter_map(|(_, record)| record)
             .map(|r| decode_entry(&r))

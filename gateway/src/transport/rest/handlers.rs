@@ -5,6 +5,7 @@ use hyper::{Response, StatusCode};
 use parley_proto::SendMessage;
 use parley_types::{
     ConversationId, ListCursor, MediaRef, MessageId, MessageKind, NewReport, Position,
+    ReportSnapshot,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -353,6 +354,10 @@ pub(super) async fn report(c: Call<'_>) -> Reply {
         }
     }
     node.report_limiter.take(&user, now.mono)?;
+    let snapshot = match conversation {
+        Some(conv) => node.chat.report_snapshot(conv, message).await?,
+        None => ReportSnapshot::default(),
+    };
     let id = node
         .chat
         .report(NewReport {
@@ -362,6 +367,7 @@ pub(super) async fn report(c: Call<'_>) -> Reply {
             message,
             reason: b.reason,
             now_ms: now.wall_ms,
+            snapshot,
         })
         .await?;
     ok(StatusCode::CREATED, json!({ "id": id.to_string() }))

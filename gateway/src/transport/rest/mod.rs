@@ -14,7 +14,20 @@
 //! | GET | /api/blocks | the users I blocked |
 //! | POST | /api/blocks, DELETE /api/blocks/:userId | block / unblock a user |
 //! | POST | /api/reports | report a user (optionally a conversation / message) |
+//! | GET | /api/standing | my standing (warnings, muted until, banned) |
+//!
+//! With the role claim `parley_role: "admin"` in the token, the admin API (`admin`):
+//!
+//! | method | path | does |
+//! |---|---|---|
+//! | GET | /api/admin/reports?status=open\|all&userId=&before=&limit= | reports, newest first |
+//! | GET | /api/admin/reports/:id | one report with its snapshot and resolution |
+//! | POST | /api/admin/reports/:id/resolve | `{action, durationSecs?, note?}` on the reported user |
+//! | GET | /api/admin/users/:id | a user's standing |
+//! | POST | /api/admin/users/:id/actions | `{action, durationSecs?, note?}` without a report |
+//! | GET | /api/admin/log?userId=&before=&limit= | the moderation log, newest first |
 
+mod admin;
 mod handlers;
 mod json;
 
@@ -55,6 +68,8 @@ pub(crate) async fn handle(node: &Node, req: Request<Incoming>) -> Response<Body
 struct Call<'a> {
     node: &'a Node,
     user: Arc<str>,
+    /// The token has the admin role.
+    admin: bool,
     now: Now,
     query: Query<'a>,
     req: Request<Incoming>,
@@ -102,14 +117,17 @@ impl Call<'_> {
 
 async fn route(node: &Node, req: Request<Incoming>) -> Reply {
     let now = Now::get();
-    let user: Arc<str> = authenticate(node, &req, now)?.into();
+    let verified = authenticate(node, &req, now)?;
+    let user: Arc<str> = verified.user.into();
     node.rest_limiter.take(&user, now.mono)?;
+    node.chat.not_banned(&user).await?;
     let method = req.method().clone();
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let query_string = req.uri().query().map(str::to_owned);
     let call = Call {
         node,
         user,
+        admin: verified.admin,
         now,
         query: Query::parse(query_string.as_deref()),
         req,
@@ -142,6 +160,32 @@ async fn route(node: &Node, req: Request<Incoming>) -> Reply {
             handlers::unblock(call, &target).await
         }
         (&Method::POST, ["reports"]) => handlers::report(call).await,
+        (&Method::GET, ["standing"]) => admin::own_standing(call).await,
+        (_, ["admin", rest @ ..]) => {
+            if !call.admin {
+                return Err(ClientError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "the admin API needs a token with {} \"{}\"",
+                        crate::auth::ROLE_CLAIM,
+                        crate::auth::ADMIN_ROLE
+                    ),
+                ));
+            }
+            match (&method, rest) {
+                (&Method::GET, ["reports"]) => admin::reports(call).await,
+                (&Method::GET, ["reports", id]) => admin::report(call, report_id(id)?).await,
+                (&Method::POST, ["reports", id, "resolve"]) => {
+                    admin::resolve(call, report_id(id)?).await
+                }
+                (&Method::GET, ["users", id]) => admin::standing(call, &percent_decoded(id)?).await,
+                (&Method::POST, ["users", id, "actions"]) => {
+                    admin::act(call, &percent_decoded(id)?).await
+                }
+                (&Method::GET, ["log"]) => admin::log(call).await,
+                _ => Err(ClientError::new(ErrorCode::NotFound, "no such route")),
+            }
+        }
         _ => Err(ClientError::new(ErrorCode::NotFound, "no such route")),
     }
 }
@@ -169,7 +213,16 @@ fn percent_decoded(segment: &str) -> Result<String, ClientError> {
     String::from_utf8(out).map_err(|_| bad())
 }
 
-fn authenticate(node: &Node, req: &Request<Incoming>, now: Now) -> Result<String, ClientError> {
+fn report_id(s: &str) -> Result<uuid::Uuid, ClientError> {
+    s.parse()
+        .map_err(|_| ClientError::new(ErrorCode::NotFound, "no such report"))
+}
+
+fn authenticate(
+    node: &Node,
+    req: &Request<Incoming>,
+    now: Now,
+) -> Result<crate::auth::Verified, ClientError> {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -181,7 +234,6 @@ fn authenticate(node: &Node, req: &Request<Incoming>, now: Now) -> Result<String
         .ok_or_else(|| ClientError::new(ErrorCode::AuthFailed, "expected a Bearer token"))?;
     node.auth
         .verify(token.trim(), now.wall_ms)
-        .map(|v| v.user)
         .map_err(|e| match e {
             AuthError::Expired => ClientError::new(ErrorCode::TokenExpired, "token expired"),
             AuthError::Invalid(why) => {

@@ -1,0 +1,284 @@
+//! Moderators work reports (the evidence kept at report time outlives its deletion) and act
+//! on users through the admin API (tokens with `parley_role: "admin"`): a mute refuses sends
+//! until it ends, a ban closes the user's sessions — on every node — and refuses new ones and
+//! every REST call, a shadow-ban makes their new messages visible to themselves only. Every
+//! action is in the moderation log.
+
+use crate::support::*;
+use parley_client::token::mint_hs256_admin;
+use parley_proto::*;
+use parley_types::{ConversationId, MessageKind};
+use serde_json::{Value, json};
+
+const MODERATOR: &str = "mod-1";
+
+fn admin_token() -> String {
+    mint_hs256_admin(SECRET.as_bytes(), MODERATOR, 3600, wall_ms())
+}
+
+async fn admin(gw: &Gateway, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let (status, json, _) = http(gw.addr, method, path, Some(&admin_token()), body, &[]).await;
+    (status, json)
+}
+
+async fn act(gw: &Gateway, user: &str, body: Value) -> Value {
+    let path = format!("/api/admin/users/{user}/actions");
+    let (status, json) = admin(gw, "POST", &path, Some(&body.to_string())).await;
+    assert_eq!(status, 200, "{body}: {json}");
+    json
+}
+
+/// A Send's answer: the Ack, or the Error's code.
+async fn try_send(c: &mut Client, conv: ConversationId, id: &str, text: &str) -> Result<Ack, u16> {
+    let f = c.request(send_text(conv, id, text)).await;
+    match f.body {
+        ServerBody::Ack(a) => Ok(a),
+        ServerBody::Error { code, .. } => Err(code),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn contents(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["content"].as_str().expect("content"))
+        .collect()
+}
+
+#[tokio::test]
+async fn reports_keep_their_evidence_and_moderators_resolve_them() {
+    let gw = Gateway::start(&[]);
+    let c = direct(&gw, "alice", "bob", "bike").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    let mut bob = Client::connect(&gw, "bob").await;
+    alice.send_text(c, "a1", "is it still for sale?").await;
+    let scam = bob
+        .send_text(c, "b1", "pay me by wire outside the site")
+        .await
+        .message_id;
+    alice.send_text(c, "a2", "no thanks").await;
+    let body = json!({
+        "userId": "bob",
+        "conversationId": c.to_string(),
+        "messageId": scam.0.to_string(),
+        "reason": "asks for payment off the site",
+    });
+    let (status, json, _) = post(&gw, "alice", "/api/reports", &body.to_string()).await;
+    assert_eq!(status, 201, "{json}");
+    let report_id = json["id"].as_str().expect("id").to_owned();
+    // Bob deletes the conversation: the evidence stays with the report.
+    let (status, json, _) = delete(&gw, "bob", &format!("/api/conversations/{c}")).await;
+    assert_eq!(status, 204, "{json}");
+
+    // Users cannot reach the admin API, not even with a good token.
+    let (status, json, _) = get(&gw, "alice", "/api/admin/reports").await;
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{json}"
+    );
+
+    let (status, listed) = admin(&gw, "GET", "/api/admin/reports", None).await;
+    assert_eq!(status, 200, "{listed}");
+    let reports = listed["reports"].as_array().expect("reports");
+    assert_eq!(reports.len(), 1, "{listed}");
+    let r = &reports[0];
+    assert_eq!(r["id"], report_id.as_str());
+    assert_eq!(
+        (r["reporterId"].as_str(), r["reportedUserId"].as_str()),
+        (Some("alice"), Some("bob"))
+    );
+    assert_eq!(r["status"], "open");
+    assert_eq!(r["messageId"], scam.0.to_string());
+    assert_eq!(
+        contents(&r["snapshot"]["messages"]),
+        [
+            "is it still for sale?",
+            "pay me by wire outside the site",
+            "no thanks"
+        ]
+    );
+    assert_eq!(r["snapshot"]["participantIds"], json!(["alice", "bob"]));
+
+    // Resolve with a one-hour mute: bob cannot send (socket or REST) until it ends.
+    let resolve = format!("/api/admin/reports/{report_id}/resolve");
+    let mute = json!({ "action": "mute", "durationSecs": 3600, "note": "first offence" });
+    let (status, standing) = admin(&gw, "POST", &resolve, Some(&mute.to_string())).await;
+    assert_eq!(status, 200, "{standing}");
+    assert!(standing["mutedUntil"].is_string(), "{standing}");
+    let c2 = direct(&gw, "carol", "bob", "lamp").await;
+    assert_eq!(
+        try_send(&mut bob, c2, "b2", "hello").await.map(|_| ()),
+        Err(1204)
+    );
+    let path = format!("/api/conversations/{c2}/messages");
+    let (status, json, _) = post(&gw, "bob", &path, r#"{"content":"hi"}"#).await;
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (403, Some("muted")),
+        "{json}"
+    );
+    let (status, own, _) = get(&gw, "bob", "/api/standing").await;
+    assert_eq!(
+        (status, own["mutedUntil"].is_string()),
+        (200, true),
+        "{own}"
+    );
+    assert_eq!(own["banned"], false);
+
+    // Once only; the report is resolved, and the action is in the log.
+    let (status, json) = admin(&gw, "POST", &resolve, Some(r#"{"action":"ban"}"#)).await;
+    assert_eq!(status, 400, "{json}");
+    let (status, one) = admin(&gw, "GET", &format!("/api/admin/reports/{report_id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["status"], "resolved");
+    assert_eq!(one["resolution"]["action"], "mute");
+    assert_eq!(one["resolution"]["moderatorId"], MODERATOR);
+    let (_, open) = admin(&gw, "GET", "/api/admin/reports?status=open", None).await;
+    assert_eq!(open["reports"], json!([]), "{open}");
+    let (_, log) = admin(&gw, "GET", "/api/admin/log?userId=bob", None).await;
+    let entries = log["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{log}");
+    assert_eq!(
+        (entries[0]["action"].as_str(), entries[0]["note"].as_str()),
+        (Some("mute"), Some("first offence"))
+    );
+    assert_eq!(entries[0]["reportId"], report_id.as_str());
+
+    // Unmute: bob sends again.
+    act(&gw, "bob", json!({ "action": "unmute" })).await;
+    try_send(&mut bob, c2, "b3", "hello again")
+        .await
+        .expect("unmuted");
+
+    // Bad actions are clear errors.
+    for body in [
+        json!({ "action": "mute" }),
+        json!({ "action": "ban", "durationSecs": 5 }),
+        json!({ "action": "explode" }),
+        json!({ "action": "dismiss" }),
+    ] {
+        let (status, json) = admin(
+            &gw,
+            "POST",
+            "/api/admin/users/bob/actions",
+            Some(&body.to_string()),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}: {json}");
+    }
+    let (status, _) = admin(&gw, "GET", "/api/admin/reports/not-a-report", None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_ban_closes_every_session_and_refuses_new_ones_until_lifted() {
+    let gw = Gateway::start(&[]);
+    let c = direct(&gw, "alice", "bob", "bike").await;
+    let mut ws = Client::connect(&gw, "bob").await;
+    let quic = quic_config(&gw);
+    let mut q = Client::quic(gw.addr, &quic, "bob", vec![]).await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    ws.send_text(c, "b1", "hi").await;
+    assert_eq!(alice.next_message().await.content, "hi");
+
+    let standing = act(&gw, "bob", json!({ "action": "ban", "note": "scammer" })).await;
+    assert_eq!(standing["banned"], true);
+    for c in [&mut ws, &mut q] {
+        let closed = c.closed().await;
+        assert_eq!(closed.error, Some(1203), "{closed:?}");
+    }
+    // A new session is told and closed; REST is refused.
+    let mut again = Client::connect(&gw, "bob").await;
+    assert_eq!(again.closed().await.error, Some(1203));
+    let (status, json, _) = get(&gw, "bob", "/api/conversations").await;
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (403, Some("banned")),
+        "{json}"
+    );
+
+    act(&gw, "bob", json!({ "action": "unban" })).await;
+    let mut back = Client::connect(&gw, "bob").await;
+    back.send_text(c, "b2", "back").await;
+    assert_eq!(alice.next_message().await.content, "back");
+    let (status, _, _) = get(&gw, "bob", "/api/conversations").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_shadowed_users_messages_reach_only_themselves() {
+    let gw = Gateway::start(&[]);
+    let c = direct(&gw, "alice", "bob", "bike").await;
+    let mut bob = Client::connect(&gw, "bob").await;
+    let mut bob_phone = Client::connect(&gw, "bob").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    act(&gw, "bob", json!({ "action": "shadow" })).await;
+
+    let ack = bob.send_text(c, "b1", "click my phishing link").await;
+    alice.send_text(c, "a1", "marker").await;
+    // Alice gets its place only; bob's other device gets it whole.
+    let seen = alice.next_message().await;
+    assert_eq!(
+        (seen.kind, seen.content.as_str(), seen.seq),
+        (MessageKind::Hidden, "", ack.message_seq)
+    );
+    assert_eq!(
+        bob_phone.next_message().await.content,
+        "click my phishing link"
+    );
+    assert_eq!(bob_phone.next_message().await.content, "marker");
+    // History and the conversation list: the same.
+    let path = format!("/api/conversations/{c}/messages");
+    let (_, theirs, _) = get(&gw, "alice", &path).await;
+    assert_eq!(contents(&theirs["messages"]), ["marker", ""]);
+    assert_eq!(theirs["messages"][1]["type"], "hidden");
+    let (_, mine, _) = get(&gw, "bob", &path).await;
+    assert_eq!(
+        contents(&mine["messages"]),
+        ["marker", "click my phishing link"]
+    );
+    // A resume from before it: alice still gets only its place.
+    let mut alice_again =
+        Client::connect_resume(&gw, "alice", vec![resume_point(c, Default::default())]).await;
+    let replayed = alice_again.next_message().await;
+    assert_eq!(
+        (replayed.kind, replayed.seq),
+        (MessageKind::Hidden, ack.message_seq)
+    );
+
+    // Lifted: new messages are visible, the shadowed one stays hidden.
+    act(&gw, "bob", json!({ "action": "unshadow" })).await;
+    bob.send_text(c, "b2", "sorry").await;
+    assert_eq!(alice.next_message().await.content, "sorry");
+    let (_, theirs, _) = get(&gw, "alice", &path).await;
+    assert_eq!(contents(&theirs["messages"]), ["sorry", "marker", ""]);
+}
+
+/// A ban made on node 1 closes the user's session on node 2 and holds there (node 2 had the
+/// user's standing cached from before the ban).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_made_on_one_node_closes_sessions_on_the_others() {
+    let redis = RedisServer::start();
+    let ks = keyspace();
+    let n1 = cluster_node(&redis, &ks, 1, &["--shards", "1"]);
+    let n2 = cluster_node(&redis, &ks, 2, &["--shards", "1"]);
+    let c = direct(&n2, "alice", "bob", "bike").await;
+    let mut bob = Client::connect(&n2, "bob").await;
+    let mut alice = Client::connect(&n2, "alice").await;
+    // Node 2 caches bob's standing (good) on this send.
+    bob.send_text(c, "b1", "before").await;
+    assert_eq!(alice.next_message().await.content, "before");
+
+    act(&n1, "bob", json!({ "action": "ban" })).await;
+    assert_eq!(bob.closed().await.error, Some(1203));
+    let mut again = Client::connect(&n2, "bob").await;
+    assert_eq!(again.closed().await.error, Some(1203));
+    let (status, json, _) = get(&n2, "bob", "/api/conversations").await;
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (403, Some("banned")),
+        "{json}"
+    );
+}

@@ -107,6 +107,7 @@ impl FanoutBench {
             auth: Authenticator::new(Some(SECRET), None, crate::auth::TokenRules::default())
                 .expect("auth"),
             send_rate: (1e9, u32::MAX),
+            moderation: Arc::new(crate::moderation::Moderation::disabled()),
         };
         let node = assemble(parts, storage, vec![inbox_tx], None);
         let (stop, shutdown) = watch::channel(false);

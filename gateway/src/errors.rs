@@ -12,6 +12,7 @@ pub(crate) fn http_status(code: ErrorCode) -> u16 {
         Forbidden | Blocked | Banned | Muted => 403,
         NotFound => 404,
         FrameTooLarge => 413,
+        Moderated => 422,
         RateLimited | TooManySessions => 429,
         StorageUnavailable | ShuttingDown => 503,
         Internal => 500,

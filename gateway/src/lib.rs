@@ -20,6 +20,7 @@ mod files;
 mod layers;
 mod metered;
 mod metrics;
+mod moderation;
 mod node;
 mod outbox;
 mod ratelimit;

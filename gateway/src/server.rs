@@ -21,6 +21,7 @@ use crate::chat::Chat;
 use crate::config::Config;
 use crate::metered::{Metered, Timing};
 use crate::metrics::Metrics;
+use crate::moderation::Moderation;
 use crate::node::BusEvents;
 use crate::node::{Node, Settings};
 use crate::session::SessionLimits;
@@ -175,11 +176,21 @@ fn build_node(
         }
         None => None,
     };
+    let moderation = match &config.moderation {
+        Some((path, _)) => Moderation::from_file(path.clone())
+            .map_err(|e| anyhow::anyhow!("moderation rules: {e}"))?,
+        None => Moderation::disabled(),
+    };
+    let moderation = Arc::new(moderation);
+    if let Some((_, every)) = config.moderation {
+        services.spawn(moderation.clone().watch(every));
+    }
     let parts = Parts {
         settings: config.node,
         limits: config.session,
         auth,
         send_rate: config.send_rate,
+        moderation,
     };
     Ok(assemble(parts, storage, inboxes, bus))
 }
@@ -191,6 +202,7 @@ pub(crate) struct Parts {
     pub(crate) auth: Authenticator,
     /// Sends per second per user, and the burst above it.
     pub(crate) send_rate: (f64, u32),
+    pub(crate) moderation: Arc<Moderation>,
 }
 
 /// Puts a node together (the running server and the in-process test harness alike).
@@ -207,7 +219,15 @@ pub(crate) fn assemble(
     let fanout = Fanout::new(inboxes, routes.clone(), blocks.clone());
     let (rate, burst) = parts.send_rate;
     let limiter = UserLimiter::new(rate, burst);
-    let chat = Chat::new(storage, routes, blocks, fanout, limiter, bus);
+    let chat = Chat::new(
+        storage,
+        routes,
+        blocks,
+        fanout,
+        limiter,
+        bus,
+        parts.moderation,
+    );
     Arc::new(Node::new(
         parts.settings,
         parts.limits,

@@ -40,6 +40,8 @@ pub enum ErrorCode {
     Banned = 1203,
     /// A moderator muted the user: sending is refused until the time the message names.
     Muted = 1204,
+    /// A moderation rule refused the message (the error's message says why); nothing stored.
+    Moderated = 1205,
     /// The request is invalid (a field is missing, empty or malformed).
     Invalid = 1300,
     /// The message is longer than the configured maximum.
@@ -86,6 +88,7 @@ impl ErrorCode {
             Blocked,
             Banned,
             Muted,
+            Moderated,
             Invalid,
             MessageTooLong,
             RateLimited,
@@ -120,6 +123,7 @@ impl ErrorCode {
             Blocked => "blocked",
             Banned => "banned",
             Muted => "muted",
+            Moderated => "moderated",
             Invalid => "invalid",
             MessageTooLong => "message_too_long",
             RateLimited => "rate_limited",

@@ -22,6 +22,7 @@ use crate::bus::{Bus, Invalidate, Outgoing, Target};
 use crate::clock::Now;
 use crate::errors::ClientError;
 use crate::event::{Class, Event};
+use crate::moderation::{Action, Facts, Moderation, Verdict};
 use crate::state::blocks::Blocks;
 use crate::state::conversations::Conversations;
 use crate::state::fanout::{Fanout, SessionAck};
@@ -48,6 +49,8 @@ pub(crate) struct Chat {
     pub(crate) delivery: Arc<Delivery>,
     limiter: UserLimiter,
     pub(crate) bus: Option<Arc<Bus>>,
+    /// The rules every message's text is checked against before it is stored.
+    pub(crate) moderation: Arc<Moderation>,
 }
 
 impl Chat {
@@ -58,6 +61,7 @@ impl Chat {
         fanout: Fanout,
         limiter: UserLimiter,
         bus: Option<Arc<Bus>>,
+        moderation: Arc<Moderation>,
     ) -> Self {
         let conversations = Arc::new(Conversations::new(storage.clone()));
         let standings = Standings::new(storage.clone());
@@ -72,6 +76,7 @@ impl Chat {
             delivery: Arc::new(delivery),
             limiter,
             bus,
+            moderation,
         }
     }
 
@@ -95,7 +100,15 @@ impl Chat {
         let conversation = self.conversations.for_user(m.conversation, user).await?;
         let standing = self.may_send(user, now).await?;
         self.limiter.take(user, now.mono)?;
-        let visibility = match standing.shadowed {
+        let verdict = self.check_text(user, &m.content, m.conversation).await?;
+        let action = verdict.as_ref().map(|v| v.action);
+        if let Some(v) = verdict.as_ref().filter(|v| v.action == Action::Bounce) {
+            return Err(ClientError::new(
+                ErrorCode::Moderated,
+                v.message.to_string(),
+            ));
+        }
+        let visibility = match standing.shadowed || action == Some(Action::Shadow) {
             true => Visibility::Sender,
             false => Visibility::Everyone,
         };
@@ -139,10 +152,60 @@ impl Chat {
             conversation: msg.conversation,
             seq: msg.seq,
         });
+        // Filed before the Ack: a sender who has the Ack finds the report there.
+        if let Some(v) = verdict.filter(|v| v.action == Action::Flag && !appended.duplicate) {
+            self.flag(user, msg, &v, now).await;
+        }
         self.delivery
             .offer_local(in_flight, conversation, msg.seq, event, ack)
             .await;
         Ok(appended)
+    }
+
+    /// The moderation rules' decision on a message's text (None: no rule matched).
+    async fn check_text(
+        &self,
+        user: &str,
+        text: &str,
+        conversation: ConversationId,
+    ) -> Result<Option<Verdict>, ClientError> {
+        let rules = self.moderation.rules();
+        if rules.len() == 0 || text.is_empty() {
+            return Ok(None);
+        }
+        let seen = crate::moderation::text::see(text);
+        let mut facts = Facts::default();
+        if rules.needs_history(&seen) {
+            // The cached conversation's last seq is not kept current: ask storage.
+            let c = self.storage.conversation(conversation).await?;
+            facts.earlier_messages = c.map_or(0, |c| c.last_seq);
+        }
+        let verdict = rules.check(&seen, facts);
+        if let Some(v) = &verdict {
+            self.moderation.record(v, user);
+        }
+        Ok(verdict)
+    }
+
+    /// Files a flagged message as a report for moderators (reporter `parley:moderation`),
+    /// with its snapshot. The message is delivered already; a failure here is logged.
+    async fn flag(&self, user: &str, m: &Message, v: &Verdict, now: Now) {
+        let filed = async {
+            let snapshot = self.report_snapshot(m.conversation, Some(m.id)).await?;
+            let report = NewReport {
+                reporter: MODERATION_REPORTER.to_owned(),
+                reported_user: user.to_owned(),
+                conversation: Some(m.conversation),
+                message: Some(m.id),
+                reason: format!("moderation rule {}", v.rule),
+                now_ms: now.wall_ms,
+                snapshot,
+            };
+            Ok::<_, ClientError>(self.storage.report(report).await?)
+        };
+        if let Err(e) = filed.await {
+            tracing::warn!(rule = %v.rule, error = %e.message, "flagged message not filed as a report");
+        }
     }
 
     /// Moves the reader's watermark; when it moved, tells the other participants (and the
@@ -542,6 +605,9 @@ impl Chat {
         }
     }
 }
+
+/// The reporter of the reports moderation rules file (`flag`).
+pub(crate) const MODERATION_REPORTER: &str = "parley:moderation";
 
 /// An event for nobody, to carry an invalidation over the bus.
 fn nothing(now: Now) -> Event {

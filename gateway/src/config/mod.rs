@@ -68,6 +68,8 @@ pub(crate) struct Config {
     pub(crate) shard_inbox: usize,
     pub(crate) engine: Engine,
     pub(crate) cluster: Option<Cluster>,
+    /// The moderation rules file, and how often it is checked for changes.
+    pub(crate) moderation: Option<(PathBuf, Duration)>,
 }
 
 /// Problems found while validating, reported together.
@@ -125,6 +127,10 @@ impl Config {
             // `engine` is None only when a problem was recorded above.
             engine: engine.ok_or("invalid storage settings")?,
             cluster,
+            moderation: o
+                .moderation_rules
+                .clone()
+                .map(|path| (path, Duration::from_millis(o.moderation_reload_ms))),
         })
     }
 
@@ -454,6 +460,10 @@ fn cluster(o: &Options, p: &mut Problems) -> Option<Cluster> {
 
 fn other_checks(o: &Options, p: &mut Problems) {
     p.check(o.shards <= 1024, "--shards must be at most 1024");
+    p.check(
+        (100..=3_600_000).contains(&o.moderation_reload_ms),
+        "--moderation-reload-ms must be 100..=3600000",
+    );
     p.check(o.shard_inbox >= 16, "--shard-inbox must be at least 16");
     p.check(
         o.user_messages_per_sec > 0.0 && o.user_messages_per_sec.is_finite(),

@@ -152,6 +152,13 @@ pub(crate) struct Options {
     /// them, so this bounds how many people one account can reach that way).
     #[arg(long, env = "PARLEY_GROUPS_PER_USER_PER_HOUR", default_value_t = node::DEFAULT_GROUPS_PER_USER_PER_HOUR)]
     pub(crate) groups_per_user_per_hour: u32,
+    /// A moderation rules file (JSON; see README "Moderation"): every message's text is checked
+    /// against it before it is stored. Read again when it changes.
+    #[arg(long, env = "PARLEY_MODERATION_RULES")]
+    pub(crate) moderation_rules: Option<std::path::PathBuf>,
+    /// How often the moderation rules file is checked for changes, ms.
+    #[arg(long, env = "PARLEY_MODERATION_RELOAD_MS", default_value_t = 2000)]
+    pub(crate) moderation_reload_ms: u64,
     /// Reports one user may file per hour.
     #[arg(long, env = "PARLEY_REPORTS_PER_USER_PER_HOUR", default_value_t = node::DEFAULT_REPORTS_PER_USER_PER_HOUR)]
     pub(crate) reports_per_user_per_hour: u32,

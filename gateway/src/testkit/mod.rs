@@ -196,6 +196,7 @@ impl TestNode {
             auth: Authenticator::new(Some(SECRET), None, crate::auth::TokenRules::default())
                 .expect("auth"),
             send_rate: o.send_rate,
+            moderation: Arc::new(crate::moderation::Moderation::disabled()),
         };
         let node = assemble(parts, storage, inboxes, bus);
         if let Some(bus) = &node.chat.bus {

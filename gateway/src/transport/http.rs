@@ -153,7 +153,7 @@ fn metrics_refusal(
 
 fn metrics(node: &Node) -> Response<Body> {
     use std::sync::atomic::Ordering::Relaxed;
-    let text = node.metrics.render(&crate::metrics::NodeGauges {
+    let mut text = node.metrics.render(&crate::metrics::NodeGauges {
         online_users: node.chat.routes.online_users(),
         resident_bytes: resident_bytes().unwrap_or(0),
         inbox_full_drops: node.chat.fanout().inbox_full_drops.load(Relaxed),
@@ -184,6 +184,7 @@ fn metrics(node: &Node) -> Response<Body> {
             }
         }),
     });
+    node.chat.moderation.render(&mut text);
     let mut resp = Response::new(Body::new(Bytes::from(text)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

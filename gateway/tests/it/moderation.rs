@@ -282,3 +282,195 @@ async fn a_ban_made_on_one_node_closes_sessions_on_the_others() {
         "{json}"
     );
 }
+
+const RULES: &str = r#"{"rules": [
+  {"id": "own-links", "action": "allow", "link_domains": ["marketplace.example"]},
+  {"id": "pay-off-site", "action": "bounce", "terms": ["western union", "pay outside"],
+   "message": "Please keep payments on the marketplace."},
+  {"id": "early-contact", "action": "flag", "contact_details": true, "first_messages": 3},
+  {"id": "shorteners", "action": "shadow", "link_domains": ["bit.ly"]}
+]}"#;
+
+/// Waits until the node's metric `series` exceeds `above`.
+async fn metric_above(gw: &Gateway, series: &str, above: f64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metric_value(&metrics(gw.addr).await, series) <= above {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} stayed at {above}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn moderation_rules_bounce_flag_and_shadow_before_storage_and_reload_on_change() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("rules.json");
+    std::fs::write(&file, RULES).expect("rules");
+    let path = file.to_str().expect("path");
+    let gw = Gateway::start(&["--moderation-rules", path, "--moderation-reload-ms", "100"]);
+    let c = direct(&gw, "alice", "bob", "bike").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    let mut bob = Client::connect(&gw, "bob").await;
+    let mut bob_phone = Client::connect(&gw, "bob").await;
+
+    // Bounce, however it is dressed up: nothing stored, the rule's message to the sender.
+    let f = bob
+        .request(send_text(
+            c,
+            "b1",
+            "send it by ｗｅｓｔｅｒｎ u\u{200B}nion",
+        ))
+        .await;
+    match &f.body {
+        ServerBody::Error { code, message, .. } => {
+            assert_eq!(
+                (*code, message.as_str()),
+                (1205, "Please keep payments on the marketplace.")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let path_msgs = format!("/api/conversations/{c}/messages");
+    let (status, json, _) = post(
+        &gw,
+        "bob",
+        &path_msgs,
+        r#"{"content":"pay outside the site"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (422, Some("moderated")),
+        "{json}"
+    );
+    let (_, history, _) = get(&gw, "alice", &path_msgs).await;
+    assert_eq!(history["messages"], json!([]), "{history}");
+    // An allow rule listed first exempts the marketplace's own links.
+    bob.send_text(
+        c,
+        "b2",
+        "western union? no: https://marketplace.example/pay",
+    )
+    .await;
+    assert_eq!(alice.next_message().await.seq, 1);
+
+    // Flag: delivered, and filed for moderators with the evidence.
+    let flagged = alice.send_text(c, "a1", "call me on +44 7700 900123").await;
+    assert_eq!(
+        bob.next_message().await.content,
+        "call me on +44 7700 900123"
+    );
+    let (_, reports) = admin(&gw, "GET", "/api/admin/reports", None).await;
+    let r = &reports["reports"][0];
+    assert_eq!(
+        (r["reporterId"].as_str(), r["reportedUserId"].as_str()),
+        (Some("parley:moderation"), Some("alice")),
+        "{reports}"
+    );
+    assert_eq!(r["messageId"], flagged.message_id.0.to_string());
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("early-contact"),
+        "{r}"
+    );
+    // Past the conversation's first three messages, contact details pass.
+    alice.send_text(c, "a2", "ok").await;
+    alice
+        .send_text(c, "a3", "mail me at alice@example.com")
+        .await;
+    let (_, reports) = admin(&gw, "GET", "/api/admin/reports", None).await;
+    assert_eq!(
+        reports["reports"].as_array().map(Vec::len),
+        Some(1),
+        "{reports}"
+    );
+
+    // Shadow: bob sees it as sent (on every device), alice only its place.
+    let shadowed = bob.send_text(c, "b3", "great deal: bit.ly/xyz").await;
+    let seen = loop {
+        let m = alice.next_message().await;
+        if m.seq == shadowed.message_seq {
+            break m;
+        }
+    };
+    assert_eq!(
+        (seen.kind, seen.content.as_str()),
+        (MessageKind::Hidden, "")
+    );
+    let mine = loop {
+        let m = bob_phone.next_message().await;
+        if m.seq == shadowed.message_seq {
+            break m;
+        }
+    };
+    assert_eq!(mine.content, "great deal: bit.ly/xyz");
+
+    let text = metrics(gw.addr).await;
+    let decided = |rule: &str, action: &str| {
+        metric_value(
+            &text,
+            &format!("parley_moderation_decisions_total{{rule=\"{rule}\",action=\"{action}\"}}"),
+        )
+    };
+    assert_eq!(decided("pay-off-site", "bounce"), 2.0);
+    assert_eq!(decided("early-contact", "flag"), 1.0);
+    assert_eq!(decided("shorteners", "shadow"), 1.0);
+    assert_eq!(decided("own-links", "allow"), 1.0);
+
+    // A changed file is in force without a restart.
+    let reloads = metric_value(&text, "parley_moderation_reloads_total");
+    let more = RULES.replace(
+        r#"{"id": "shorteners""#,
+        r#"{"id": "lego", "action": "bounce", "terms": ["lego"]},
+  {"id": "shorteners""#,
+    );
+    std::fs::write(&file, more).expect("rules");
+    metric_above(&gw, "parley_moderation_reloads_total", reloads).await;
+    assert_eq!(
+        try_send(&mut bob, c, "b4", "LEGO castle").await.map(|_| ()),
+        Err(1205)
+    );
+    // A broken file is refused whole: the rules before it stay.
+    let errors = metric_value(
+        &metrics(gw.addr).await,
+        "parley_moderation_reload_errors_total",
+    );
+    std::fs::write(
+        &file,
+        r#"{"rules": [{"id": "x", "action": "hold", "terms": ["y"]}]}"#,
+    )
+    .expect("rules");
+    metric_above(&gw, "parley_moderation_reload_errors_total", errors).await;
+    assert_eq!(
+        try_send(&mut bob, c, "b5", "lego again").await.map(|_| ()),
+        Err(1205)
+    );
+    assert_eq!(
+        metric_value(&metrics(gw.addr).await, "parley_moderation_rules"),
+        5.0
+    );
+}
+
+#[tokio::test]
+async fn a_node_does_not_start_with_rules_it_cannot_enforce() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("rules.json");
+    std::fs::write(&file, r#"{"rules": [{"id": "x", "action": "flag"}]}"#).expect("rules");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args([
+            "--port",
+            "0",
+            "--moderation-rules",
+            file.to_str().expect("path"),
+        ])
+        .env("PARLEY_DATA_DIR", dir.path().join("data"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no matcher"), "{stderr}");
+}

@@ -226,3 +226,75 @@ fn message_event() -> Event {
         Class::Reliable,
     )
 }
+
+/// The moderation stage on one message (`moderation::text::see` then the rules' check) with
+/// a rule set like a marketplace's: `terms` term-list entries over a few rules, `regexes`
+/// patterns, link and contact rules.
+pub struct ModerationBench {
+    rules: crate::moderation::RuleSet,
+}
+
+impl ModerationBench {
+    /// `terms` 0 and `regexes` 0: no rules (what the check costs is then the text's folding
+    /// and link / contact search alone).
+    pub fn new(terms: usize, regexes: usize) -> Self {
+        if terms == 0 && regexes == 0 {
+            return Self {
+                rules: crate::moderation::RuleSet::default(),
+            };
+        }
+        // Pseudo-words of 5 to 12 letters from a fixed LCG: not in ordinary text, like the
+        // slurs and scam phrases of a real list.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut word = || {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let len = 5 + (x >> 60) as usize % 8;
+            (0..len)
+                .map(|i| (b'a' + ((x >> (i * 5)) % 26) as u8) as char)
+                .collect::<String>()
+        };
+        let lists: Vec<serde_json::Value> = (0..4)
+            .map(|r| {
+                let terms: Vec<String> = (0..terms / 4)
+                    .map(|i| match i % 3 {
+                        0 => format!("{} {}", word(), word()),
+                        _ => word(),
+                    })
+                    .collect();
+                let action = ["flag", "bounce", "shadow", "flag"][r];
+                serde_json::json!({ "id": format!("terms-{r}"), "action": action, "terms": terms })
+            })
+            .collect();
+        let patterns: Vec<String> = (0..regexes)
+            .map(|i| match i % 5 {
+                0 => format!(r"\bbc1[a-z0-9]{{{},{}}}\b", 20 + i % 7, 40 + i % 7),
+                1 => format!(
+                    r"\b\d{{4}}[- ]?\d{{4}}[- ]?\d{{4}}[- ]?\d{{{}}}\b",
+                    1 + i % 4
+                ),
+                2 => format!(r"\b{}\s*(?:dot|\.)\s*(?:com|net)\b", word()),
+                3 => format!(r"\bpay\s*(?:me|us)?\s*(?:via|by|with)\s+{}\b", word()),
+                _ => format!(r"\b(?:whats\s*app|telegram|signal)\s*[:+]?\s*{}\b", word()),
+            })
+            .collect();
+        let mut rules = lists;
+        rules.push(serde_json::json!({ "id": "own", "action": "allow", "link_domains": ["marketplace.example"] }));
+        rules.push(serde_json::json!({ "id": "patterns", "action": "flag", "regex": patterns }));
+        rules.push(serde_json::json!({ "id": "contact", "action": "flag", "contact_details": true, "first_messages": 3 }));
+        rules.push(serde_json::json!({ "id": "short", "action": "shadow", "link_domains": ["bit.ly", "tinyurl.com", "t.co"] }));
+        let file = serde_json::json!({ "rules": rules }).to_string();
+        Self {
+            rules: crate::moderation::RuleSet::parse(file.as_bytes()).expect("bench rules"),
+        }
+    }
+
+    /// Checks one message as the send path does; whether a rule matched.
+    pub fn check(&self, text: &str) -> bool {
+        let seen = crate::moderation::text::see(text);
+        let facts = crate::moderation::Facts {
+            earlier_messages: 10,
+            ..Default::default()
+        };
+        self.rules.check(&seen, &facts).is_some()
+    }
+}

@@ -15,6 +15,8 @@ const RULES: &[(&str, &[&str])] = &[
     ("ratelimit", &[]),
     ("metrics", &[]),
     ("auth", &[]),
+    // The moderation rules and their state: text in, decisions out.
+    ("moderation", &[]),
     ("outbox", &["event"]),
     // The sans-I/O session core: no node, no storage, no config, no I/O.
     ("session", &["auth", "clock", "ratelimit"]),
@@ -25,7 +27,15 @@ const RULES: &[(&str, &[&str])] = &[
     // The chat operations: state, storage and the bus.
     (
         "chat",
-        &["auth", "bus", "clock", "errors", "event", "state"],
+        &[
+            "auth",
+            "bus",
+            "clock",
+            "errors",
+            "event",
+            "moderation",
+            "state",
+        ],
     ),
     // The composition root of a node.
     (
@@ -69,6 +79,7 @@ const RULES: &[(&str, &[&str])] = &[
             "config",
             "metered",
             "metrics",
+            "moderation",
             "node",
             "session",
             "shard",

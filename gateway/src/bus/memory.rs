@@ -44,6 +44,7 @@ struct State {
     node_users: HashMap<u16, HashSet<String>>,
     seen: HashMap<String, i64>,
     claims: HashMap<u16, Instant>,
+    windows: HashMap<String, HashMap<String, i64>>,
 }
 
 /// The shared "Redis" of one process's nodes.
@@ -246,6 +247,20 @@ impl Log for MemoryLog {
     async fn seen(&self, users: &[&str]) -> Result<Vec<Option<i64>>, BusError> {
         let s = self.broker.up()?;
         Ok(users.iter().map(|u| s.seen.get(*u).copied()).collect())
+    }
+
+    async fn window_add(
+        &self,
+        key: &str,
+        member: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u64, BusError> {
+        let mut s = self.broker.up()?;
+        let set = s.windows.entry(key.to_owned()).or_default();
+        set.insert(member.to_owned(), now_ms);
+        set.retain(|_, at| *at > now_ms - window_ms);
+        Ok(set.len() as u64)
     }
 
     async fn leave(&self, node: u16) -> Result<(), BusError> {

@@ -118,6 +118,16 @@ pub(crate) trait Log: Send + Sync + 'static {
     async fn seen(&self, users: &[&str]) -> Result<Vec<Option<i64>>, BusError>;
     /// Removes `node`'s heartbeat and listing (a clean leave).
     async fn leave(&self, node: u16) -> Result<(), BusError>;
+    /// Puts `member` in the set `key` at `now_ms`, forgets members older than `window_ms`
+    /// and returns how many distinct members are left (the set expires with its window):
+    /// spam counting across the cluster.
+    async fn window_add(
+        &self,
+        key: &str,
+        member: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u64, BusError>;
 }
 
 /// Reads every partition from its position. Positions survive reconnections.
@@ -385,6 +395,17 @@ impl Bus {
             .filter(|(_, a)| *a)
             .map(|((_, c), _)| *c)
             .sum())
+    }
+
+    /// See [`Log::window_add`].
+    pub(crate) async fn window_add(
+        &self,
+        key: &str,
+        member: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u64, BusError> {
+        self.log.window_add(key, member, now_ms, window_ms).await
     }
 
     /// A session of `user` opened here; `true` when the user just came online cluster-wide.

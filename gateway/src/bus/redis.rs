@@ -228,6 +228,29 @@ impl Log for RedisLog {
             .await
             .map_err(err)
     }
+
+    async fn window_add(
+        &self,
+        key: &str,
+        member: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u64, BusError> {
+        // One round trip, applied as one (MULTI): a sorted set scored by time.
+        let (count,): (u64,) = redis::pipe()
+            .atomic()
+            .zadd(key, member, now_ms)
+            .ignore()
+            .zrembyscore(key, "-inf", now_ms - window_ms)
+            .ignore()
+            .zcard(key)
+            .pexpire(key, window_ms)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(count)
+    }
 }
 
 /// Reads every partition's stream from the last id seen.

@@ -330,6 +330,25 @@ pub(super) async fn a_log_that_lost_everything_is_a_gap(b: &dyn Backend) {
     seen.until("the next event", |s| s.events.len() >= 2).await;
 }
 
+/// Spam counting: distinct members within the window, the same for every node's handle.
+pub(super) async fn windowed_sets_count_distinct_members_across_nodes(b: &dyn Backend) {
+    let (one, two) = (b.log().await, b.log().await);
+    let t = 1_800_000_000_000;
+    let w = 60_000;
+    assert_eq!(one.window_add("k", "c1", t, w).await.expect("add"), 1);
+    assert_eq!(two.window_add("k", "c1", t + 1, w).await.expect("add"), 1);
+    assert_eq!(two.window_add("k", "c2", t + 2, w).await.expect("add"), 2);
+    assert_eq!(
+        one.window_add("other", "c1", t + 3, w).await.expect("add"),
+        1
+    );
+    // c1 was last added at t + 1: out of the window at t + 1 + w.
+    assert_eq!(
+        one.window_add("k", "c3", t + 1 + w, w).await.expect("add"),
+        2
+    );
+}
+
 /// One `#[tokio::test]` per case, each on a fresh backend from `$backend`.
 macro_rules! bus_suite {
     ($backend:expr) => {
@@ -341,6 +360,7 @@ macro_rules! bus_suite {
             events_queued_while_the_log_was_away_arrive_without_a_gap,
             a_publisher_that_dropped_events_makes_the_others_resync,
             a_log_that_lost_everything_is_a_gap,
+            windowed_sets_count_distinct_members_across_nodes,
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {

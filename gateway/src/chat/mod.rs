@@ -22,7 +22,7 @@ use crate::bus::{Bus, Invalidate, Outgoing, Target};
 use crate::clock::Now;
 use crate::errors::ClientError;
 use crate::event::{Class, Event};
-use crate::moderation::{Action, Facts, Moderation, Verdict};
+use crate::moderation::{Action, Counter, Facts, LocalCounter, Moderation, Verdict};
 use crate::state::blocks::Blocks;
 use crate::state::conversations::Conversations;
 use crate::state::fanout::{Fanout, SessionAck};
@@ -51,6 +51,8 @@ pub(crate) struct Chat {
     pub(crate) bus: Option<Arc<Bus>>,
     /// The rules every message's text is checked against before it is stored.
     pub(crate) moderation: Arc<Moderation>,
+    /// Where `same_text` rules count (this node's memory, or Redis in a cluster).
+    spam: Arc<dyn Counter>,
 }
 
 impl Chat {
@@ -65,6 +67,10 @@ impl Chat {
     ) -> Self {
         let conversations = Arc::new(Conversations::new(storage.clone()));
         let standings = Standings::new(storage.clone());
+        let spam: Arc<dyn Counter> = match &bus {
+            Some(bus) => Arc::new(BusCounter(bus.clone())),
+            None => Arc::new(LocalCounter::default()),
+        };
         let alone = bus.is_none();
         let delivery = Delivery::new(fanout, storage.clone(), conversations.clone(), alone);
         Self {
@@ -77,6 +83,7 @@ impl Chat {
             limiter,
             bus,
             moderation,
+            spam,
         }
     }
 
@@ -100,7 +107,9 @@ impl Chat {
         let conversation = self.conversations.for_user(m.conversation, user).await?;
         let standing = self.may_send(user, now).await?;
         self.limiter.take(user, now.mono)?;
-        let verdict = self.check_text(user, &m.content, m.conversation).await?;
+        let verdict = self
+            .check_text(user, &m.content, m.conversation, now.wall_ms)
+            .await?;
         let action = verdict.as_ref().map(|v| v.action);
         if let Some(v) = verdict.as_ref().filter(|v| v.action == Action::Bounce) {
             return Err(ClientError::new(
@@ -168,6 +177,7 @@ impl Chat {
         user: &str,
         text: &str,
         conversation: ConversationId,
+        now_ms: i64,
     ) -> Result<Option<Verdict>, ClientError> {
         let rules = self.moderation.rules();
         if rules.len() == 0 || text.is_empty() {
@@ -175,12 +185,20 @@ impl Chat {
         }
         let seen = crate::moderation::text::see(text);
         let mut facts = Facts::default();
-        if rules.needs_history(&seen) {
+        let member = conversation.to_string();
+        for c in rules.same_text_counts(&seen, user) {
+            // A counter that cannot answer counts nothing (spam rules fail open).
+            match self.spam.add(&c.key, &member, now_ms, c.window_ms).await {
+                Ok(n) => facts.same_text.push((c.rule, n)),
+                Err(e) => tracing::warn!(error = %e, "spam counter unavailable"),
+            }
+        }
+        if rules.needs_history(&seen, &facts) {
             // The cached conversation's last seq is not kept current: ask storage.
             let c = self.storage.conversation(conversation).await?;
             facts.earlier_messages = c.map_or(0, |c| c.last_seq);
         }
-        let verdict = rules.check(&seen, facts);
+        let verdict = rules.check(&seen, &facts);
         if let Some(v) = &verdict {
             self.moderation.record(v, user);
         }
@@ -603,6 +621,26 @@ impl Chat {
                 invalidate,
             });
         }
+    }
+}
+
+/// Spam counting in Redis, through the bus's connection: the same sender's text counted
+/// across every node.
+struct BusCounter(Arc<Bus>);
+
+#[async_trait::async_trait]
+impl Counter for BusCounter {
+    async fn add(
+        &self,
+        key: &str,
+        member: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<u64, String> {
+        self.0
+            .window_add(key, member, now_ms, window_ms)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

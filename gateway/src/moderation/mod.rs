@@ -9,6 +9,7 @@
 //! rule and action and logged with the rule id — never the text.
 
 pub(crate) mod rules;
+pub(crate) mod spam;
 pub(crate) mod text;
 
 use std::fmt::Write as _;
@@ -20,6 +21,7 @@ use std::time::{Duration, SystemTime};
 use dashmap::DashMap;
 
 pub(crate) use rules::{Action, Facts, RuleSet, Verdict};
+pub(crate) use spam::{Counter, LocalCounter};
 
 /// The rules in force, where they come from, and what they decided.
 pub(crate) struct Moderation {

@@ -88,6 +88,28 @@ struct Spec {
     link_only: bool,
     #[serde(default)]
     first_messages: Option<u64>,
+    #[serde(default)]
+    same_text: Option<SameTextSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SameTextSpec {
+    conversations: u64,
+    window_secs: u64,
+    #[serde(default = "default_min_letters")]
+    min_letters: usize,
+}
+
+fn default_min_letters() -> usize {
+    12
+}
+
+/// "The same sender put this text into `conversations` conversations within the window."
+struct SameText {
+    conversations: u64,
+    window_ms: i64,
+    min_letters: usize,
 }
 
 /// One compiled rule.
@@ -102,6 +124,7 @@ struct Rule {
     contact_details: bool,
     link_only: bool,
     first_messages: Option<u64>,
+    same_text: Option<SameText>,
 }
 
 /// The decision on one message.
@@ -114,10 +137,22 @@ pub(crate) struct Verdict {
 }
 
 /// What a rule is checked against besides the text.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Facts {
     /// Messages in the conversation before this one.
     pub(crate) earlier_messages: u64,
+    /// For `same_text` rules, by rule position: the conversations the sender put this text
+    /// into within the rule's window (this one included).
+    pub(crate) same_text: Vec<(usize, u64)>,
+}
+
+/// A counter a `same_text` rule needs fed for a message: the rule's position, the key (rule,
+/// sender, text fingerprint) and the window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SameTextCount {
+    pub(crate) rule: usize,
+    pub(crate) key: String,
+    pub(crate) window_ms: i64,
 }
 
 /// A loaded rules file.
@@ -147,19 +182,36 @@ impl RuleSet {
         self.rules.len()
     }
 
+    /// The counters this message feeds (`same_text` rules, when the text is long enough).
+    pub(crate) fn same_text_counts(&self, seen: &Seen, sender: &str) -> Vec<SameTextCount> {
+        let mut out = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let Some(st) = &r.same_text else { continue };
+            if let Some(fp) = super::spam::fingerprint(&seen.folded, st.min_letters) {
+                out.push(SameTextCount {
+                    rule: i,
+                    key: format!("spam:{}:{sender}:{fp}", r.id),
+                    window_ms: st.window_ms,
+                });
+            }
+        }
+        out
+    }
+
     /// Whether a rule with a `first_messages` condition matches the text (the caller then
     /// needs to know how many messages the conversation has).
-    pub(crate) fn needs_history(&self, seen: &Seen) -> bool {
+    pub(crate) fn needs_history(&self, seen: &Seen, facts: &Facts) -> bool {
         self.rules
             .iter()
-            .any(|r| r.first_messages.is_some() && r.matchers_match(seen))
+            .enumerate()
+            .any(|(i, r)| r.first_messages.is_some() && r.matchers_match(i, seen, facts))
     }
 
     /// The decision on a message, if any rule matched.
-    pub(crate) fn check(&self, seen: &Seen, facts: Facts) -> Option<Verdict> {
+    pub(crate) fn check(&self, seen: &Seen, facts: &Facts) -> Option<Verdict> {
         let mut best: Option<&Rule> = None;
-        for rule in &self.rules {
-            if best.is_some_and(|b| b.action >= rule.action) || !rule.matches(seen, facts) {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if best.is_some_and(|b| b.action >= rule.action) || !rule.matches(i, seen, facts) {
                 continue;
             }
             if rule.action == Action::Allow {
@@ -186,13 +238,35 @@ impl Rule {
             || !s.link_domains.is_empty()
             || !s.links_except.is_empty()
             || s.contact_details
-            || s.link_only;
+            || s.link_only
+            || s.same_text.is_some();
         if !matchers {
             return Err(
-                "no matcher (terms, regex, link_domains, links_except, contact_details, link_only)"
+                "no matcher (terms, regex, link_domains, links_except, contact_details, \
+                 link_only, same_text)"
                     .into(),
             );
         }
+        let same_text = match s.same_text {
+            None => None,
+            Some(st) => {
+                if !(2..=1_000).contains(&st.conversations)
+                    || !(1..=7 * 86_400).contains(&st.window_secs)
+                    || !(1..=1_000).contains(&st.min_letters)
+                {
+                    return Err(
+                        "same_text: conversations 2..=1000, window_secs 1..=604800, \
+                         min_letters 1..=1000"
+                            .into(),
+                    );
+                }
+                Some(SameText {
+                    conversations: st.conversations,
+                    window_ms: (st.window_secs * 1000) as i64,
+                    min_letters: st.min_letters,
+                })
+            }
+        };
         let terms: Vec<String> = s.terms.iter().map(|t| fold(t).trim().to_owned()).collect();
         if terms.iter().any(String::is_empty) {
             return Err("an empty term".into());
@@ -243,20 +317,28 @@ impl Rule {
             contact_details: s.contact_details,
             link_only: s.link_only,
             first_messages: s.first_messages,
+            same_text,
         })
     }
 
-    fn matches(&self, seen: &Seen, facts: Facts) -> bool {
+    fn matches(&self, i: usize, seen: &Seen, facts: &Facts) -> bool {
         if self
             .first_messages
             .is_some_and(|n| facts.earlier_messages >= n)
         {
             return false;
         }
-        self.matchers_match(seen)
+        self.matchers_match(i, seen, facts)
     }
 
-    fn matchers_match(&self, seen: &Seen) -> bool {
+    /// `i`: this rule's position (its `same_text` count in `facts`).
+    fn matchers_match(&self, i: usize, seen: &Seen, facts: &Facts) -> bool {
+        let repeated = self.same_text.as_ref().is_some_and(|st| {
+            facts
+                .same_text
+                .iter()
+                .any(|(rule, n)| *rule == i && *n >= st.conversations)
+        });
         let in_list = |host: &str, list: &[String]| {
             list.iter().any(|d| {
                 host == d
@@ -265,7 +347,8 @@ impl Rule {
                         && host.as_bytes()[host.len() - d.len() - 1] == b'.')
             })
         };
-        (self.contact_details && seen.emails + seen.phones > 0)
+        repeated
+            || (self.contact_details && seen.emails + seen.phones > 0)
             || (self.link_only && seen.link_only)
             || (!self.link_domains.is_empty()
                 && seen
@@ -316,8 +399,9 @@ mod tests {
     fn decide(r: &RuleSet, text: &str, earlier: u64) -> Option<(String, Action)> {
         let facts = Facts {
             earlier_messages: earlier,
+            ..Default::default()
         };
-        r.check(&see(text), facts)
+        r.check(&see(text), &facts)
             .map(|v| (v.rule.to_string(), v.action))
     }
 
@@ -365,6 +449,34 @@ mod tests {
         // Whole words only; a domain's suffix is not a subdomain.
         assert_eq!(decide(&r, "western unionville", 9), None);
         assert_eq!(decide(&r, "see notbit.ly/x", 9), None);
+    }
+
+    #[test]
+    fn same_text_matches_once_the_count_reaches_the_threshold() {
+        let r = rules(
+            r#"{"rules": [{"id": "copy-paste", "action": "shadow",
+                "same_text": {"conversations": 3, "window_secs": 600}}]}"#,
+        );
+        let seen = see("Great deal!! Visit my shop today 1");
+        let counts = r.same_text_counts(&seen, "spammer");
+        assert_eq!(counts.len(), 1);
+        assert!(counts[0].key.starts_with("spam:copy-paste:spammer:"));
+        assert_eq!(counts[0].window_ms, 600_000);
+        // Near-same text, same key; short texts are not counted.
+        assert_eq!(
+            r.same_text_counts(&see("great deal visit my shop TODAY 2"), "spammer"),
+            counts
+        );
+        assert!(r.same_text_counts(&see("ok!"), "spammer").is_empty());
+        let facts = |n| Facts {
+            same_text: vec![(0, n)],
+            ..Default::default()
+        };
+        assert_eq!(r.check(&seen, &facts(2)), None);
+        assert_eq!(
+            r.check(&seen, &facts(3)).map(|v| v.action),
+            Some(Action::Shadow)
+        );
     }
 
     #[test]

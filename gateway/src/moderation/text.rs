@@ -33,17 +33,18 @@ fn invisible(c: char) -> bool {
 static LINK: LazyLock<Regex> = LazyLock::new(|| {
     // A scheme or www. link, or a bare host with a TLD of letters; then the rest of it.
     Regex::new(
-        r"(?i)\b(?:(?:https?|ftp)://|www\.)?((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24})\b(?:[/?#:][^\s]*)?",
+        r"(?i)(?-u:\b)(?:(?:https?|ftp)://|www\.)?((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24})(?-u:\b)(?:[/?#:][^\s]*)?",
     )
     .unwrap_or_else(|e| unreachable!("link pattern: {e}"))
 });
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,24}\b")
+    Regex::new(r"(?i)(?-u:\b)[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,24}(?-u:\b)")
         .unwrap_or_else(|e| unreachable!("email pattern: {e}"))
 });
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
     // Digits with the separators people use; counted as a phone number with 8 to 15 digits.
-    Regex::new(r"\+?\(?\d[\d\s().-]{6,20}\d").unwrap_or_else(|e| unreachable!("phone pattern: {e}"))
+    Regex::new(r"\+?\(?[0-9][0-9 \t().-]{6,20}[0-9]")
+        .unwrap_or_else(|e| unreachable!("phone pattern: {e}"))
 });
 
 /// The folded form of `text` alone (rule terms go through this too, so they match what
@@ -54,6 +55,10 @@ pub(crate) fn fold(text: &str) -> String {
 }
 
 fn cure(nfkc: &str) -> String {
+    // decancer changes nothing in ASCII but the case (checked in the tests).
+    if nfkc.is_ascii() {
+        return nfkc.to_ascii_lowercase();
+    }
     match decancer::cure(nfkc, decancer::Options::default()) {
         Ok(cured) => cured.to_string().to_lowercase(),
         // Text decancer refuses (malformed surrogates cannot occur in a str; this is for
@@ -64,14 +69,29 @@ fn cure(nfkc: &str) -> String {
 
 /// Everything the rules need of `text`.
 pub(crate) fn see(text: &str) -> Seen {
-    let nfkc: String = text.chars().filter(|c| !invisible(*c)).nfkc().collect();
-    let emails = EMAIL.find_iter(&nfkc).count();
-    // Links: not the domains of the e-mail addresses.
-    let without_emails = EMAIL.replace_all(&nfkc, " ");
+    let nfkc: String = match text.is_ascii() {
+        // ASCII is its own NFKC and has no invisible characters.
+        true => text.to_owned(),
+        false => text.chars().filter(|c| !invisible(*c)).nfkc().collect(),
+    };
+    // Each search only where it can find something (most messages have no '@', no '.'
+    // between letters, and fewer than 8 digits).
+    let (emails, without_emails) = match nfkc.contains('@') {
+        true => (
+            EMAIL.find_iter(&nfkc).count(),
+            // Links: not the domains of the e-mail addresses.
+            EMAIL.replace_all(&nfkc, " "),
+        ),
+        false => (0, std::borrow::Cow::Borrowed(nfkc.as_str())),
+    };
     let mut link_hosts = Vec::new();
     let mut rest = String::with_capacity(without_emails.len());
     let mut last = 0;
-    for m in LINK.captures_iter(&without_emails) {
+    let links = match without_emails.contains('.') {
+        true => LINK.captures_iter(&without_emails).collect(),
+        false => Vec::new(),
+    };
+    for m in links {
         let (Some(all), Some(host)) = (m.get(0), m.get(1)) else {
             continue;
         };
@@ -81,10 +101,14 @@ pub(crate) fn see(text: &str) -> Seen {
         last = all.end();
     }
     rest.push_str(&without_emails[last..]);
-    let phones = PHONE
-        .find_iter(&nfkc)
-        .filter(|m| (8..=15).contains(&m.as_str().chars().filter(char::is_ascii_digit).count()))
-        .count();
+    let digits = nfkc.bytes().filter(u8::is_ascii_digit).count();
+    let phones = match digits >= 8 {
+        true => PHONE
+            .find_iter(&nfkc)
+            .filter(|m| (8..=15).contains(&m.as_str().bytes().filter(u8::is_ascii_digit).count()))
+            .count(),
+        false => 0,
+    };
     let link_only = !link_hosts.is_empty() && rest.chars().all(|c| !c.is_alphanumeric());
     Seen {
         folded: cure(&nfkc),
@@ -108,6 +132,14 @@ mod tests {
         );
         assert_eq!(fold("ＰＡＹＰＡＬ"), "paypal");
         assert_eq!(fold("Ünïcödé"), fold("ünïcödé"));
+    }
+
+    #[test]
+    fn ascii_folds_to_its_lower_case_as_decancer_does() {
+        let all: String = (32u8..127).map(char::from).collect();
+        let cured = decancer::cure(&all, decancer::Options::default()).expect("cure");
+        assert_eq!(cured.to_string(), all.to_ascii_lowercase());
+        assert_eq!(fold(&all), all.to_ascii_lowercase());
     }
 
     #[test]

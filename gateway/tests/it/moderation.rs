@@ -474,3 +474,55 @@ async fn a_node_does_not_start_with_rules_it_cannot_enforce() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no matcher"), "{stderr}");
 }
+
+/// The same text into many conversations is counted across the cluster (in Redis): a
+/// spammer who spreads it over two nodes is shadowed from the third conversation on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_text_into_many_conversations_is_caught_across_nodes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("rules.json");
+    let rules = r#"{"rules": [{"id": "copy-paste", "action": "shadow",
+        "same_text": {"conversations": 3, "window_secs": 600, "min_letters": 12}}]}"#;
+    std::fs::write(&file, rules).expect("rules");
+    let path = file.to_str().expect("path");
+    let redis = RedisServer::start();
+    let ks = keyspace();
+    let n1 = cluster_node(&redis, &ks, 1, &["--moderation-rules", path]);
+    let n2 = cluster_node(&redis, &ks, 2, &["--moderation-rules", path]);
+    let buyers = ["b1", "b2", "b3"];
+    let mut convs = Vec::new();
+    for b in buyers {
+        convs.push(direct(&n1, b, "spammer", "phone").await);
+    }
+    let mut on1 = Client::connect(&n1, "spammer").await;
+    let mut on2 = Client::connect(&n2, "spammer").await;
+    let mut third = Client::connect(&n1, "b3").await;
+    let text = "Cheap phones!!! Order at my shop now";
+    on1.send_text(convs[0], "s1", text).await;
+    // Near-same (digits and punctuation differ), from the other node.
+    on2.send_text(convs[1], "s2", "cheap phones, order at my shop now 2")
+        .await;
+    // Short texts are not counted.
+    on1.send_text(convs[2], "s3", "hi").await;
+    assert_eq!(third.next_message().await.content, "hi");
+    let ack = on1.send_text(convs[2], "s4", text).await;
+    let seen = third.next_message().await;
+    assert_eq!(
+        (seen.kind, seen.seq),
+        (MessageKind::Hidden, ack.message_seq)
+    );
+    // The first two went out whole.
+    let (_, first, _) = get(
+        &n1,
+        "b1",
+        &format!("/api/conversations/{}/messages", convs[0]),
+    )
+    .await;
+    assert_eq!(contents(&first["messages"]), [text]);
+    let m = metrics(n1.addr).await;
+    let shadowed = metric_value(
+        &m,
+        r#"parley_moderation_decisions_total{rule="copy-paste",action="shadow"}"#,
+    );
+    assert_eq!(shadowed, 1.0);
+}

@@ -176,8 +176,15 @@ fn build_node(
         }
         None => None,
     };
+    let classifier = match &config.classifier {
+        Some((url, timeout, concurrency)) => Some(
+            crate::moderation::classifier::Classifier::new(url, *timeout, *concurrency)
+                .map_err(|e| anyhow::anyhow!("moderation classifier: {e}"))?,
+        ),
+        None => None,
+    };
     let moderation = match &config.moderation {
-        Some((path, _)) => Moderation::from_file(path.clone())
+        Some((path, _)) => Moderation::from_file(path.clone(), classifier)
             .map_err(|e| anyhow::anyhow!("moderation rules: {e}"))?,
         None => Moderation::disabled(),
     };

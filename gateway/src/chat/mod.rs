@@ -193,6 +193,16 @@ impl Chat {
                 Err(e) => tracing::warn!(error = %e, "spam counter unavailable"),
             }
         }
+        if rules.uses_classifier()
+            && let Some(classifier) = &self.moderation.classifier
+        {
+            let ask = crate::moderation::classifier::Ask {
+                text,
+                sender: user,
+                conversation: &member,
+            };
+            facts.classifier = Some(classifier.score(ask).await.ok());
+        }
         if rules.needs_history(&seen, &facts) {
             // The cached conversation's last seq is not kept current: ask storage.
             let c = self.storage.conversation(conversation).await?;

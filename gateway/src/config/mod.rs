@@ -70,6 +70,8 @@ pub(crate) struct Config {
     pub(crate) cluster: Option<Cluster>,
     /// The moderation rules file, and how often it is checked for changes.
     pub(crate) moderation: Option<(PathBuf, Duration)>,
+    /// The classifier's URL, timeout and concurrency cap.
+    pub(crate) classifier: Option<(String, Duration, usize)>,
 }
 
 /// Problems found while validating, reported together.
@@ -131,6 +133,13 @@ impl Config {
                 .moderation_rules
                 .clone()
                 .map(|path| (path, Duration::from_millis(o.moderation_reload_ms))),
+            classifier: o.moderation_classifier_url.clone().map(|url| {
+                (
+                    url,
+                    Duration::from_millis(o.moderation_classifier_timeout_ms),
+                    o.moderation_classifier_concurrency,
+                )
+            }),
         })
     }
 
@@ -463,6 +472,18 @@ fn other_checks(o: &Options, p: &mut Problems) {
     p.check(
         (100..=3_600_000).contains(&o.moderation_reload_ms),
         "--moderation-reload-ms must be 100..=3600000",
+    );
+    p.check(
+        (1..=10_000).contains(&o.moderation_classifier_timeout_ms),
+        "--moderation-classifier-timeout-ms must be 1..=10000",
+    );
+    p.check(
+        (1..=10_000).contains(&o.moderation_classifier_concurrency),
+        "--moderation-classifier-concurrency must be 1..=10000",
+    );
+    p.check(
+        o.moderation_classifier_url.is_none() || o.moderation_rules.is_some(),
+        "--moderation-classifier-url needs --moderation-rules (rules decide what a score does)",
     );
     p.check(o.shard_inbox >= 16, "--shard-inbox must be at least 16");
     p.check(

@@ -159,6 +159,25 @@ pub(crate) struct Options {
     /// How often the moderation rules file is checked for changes, ms.
     #[arg(long, env = "PARLEY_MODERATION_RELOAD_MS", default_value_t = 2000)]
     pub(crate) moderation_reload_ms: u64,
+    /// An external classifier for `classifier` moderation rules: `http://host:port/path`
+    /// (see README "Moderation").
+    #[arg(long, env = "PARLEY_MODERATION_CLASSIFIER_URL")]
+    pub(crate) moderation_classifier_url: Option<String>,
+    /// Time a classifier call may take (connect included), ms; past it the rule fails open or
+    /// closed as it says.
+    #[arg(
+        long,
+        env = "PARLEY_MODERATION_CLASSIFIER_TIMEOUT_MS",
+        default_value_t = 250
+    )]
+    pub(crate) moderation_classifier_timeout_ms: u64,
+    /// Classifier calls in flight at most; past that a message is not sent to it.
+    #[arg(
+        long,
+        env = "PARLEY_MODERATION_CLASSIFIER_CONCURRENCY",
+        default_value_t = 64
+    )]
+    pub(crate) moderation_classifier_concurrency: usize,
     /// Reports one user may file per hour.
     #[arg(long, env = "PARLEY_REPORTS_PER_USER_PER_HOUR", default_value_t = node::DEFAULT_REPORTS_PER_USER_PER_HOUR)]
     pub(crate) reports_per_user_per_hour: u32,

@@ -8,6 +8,7 @@
 //! logged and counted (`parley_moderation_reload_errors_total`). Every decision is counted per
 //! rule and action and logged with the rule id — never the text.
 
+pub(crate) mod classifier;
 pub(crate) mod rules;
 pub(crate) mod spam;
 pub(crate) mod text;
@@ -28,6 +29,8 @@ pub(crate) struct Moderation {
     /// Swapped whole on a reload; each check clones the `Arc` in a short critical section.
     rules: Mutex<Arc<RuleSet>>,
     source: Option<Source>,
+    /// The external classifier, when configured.
+    pub(crate) classifier: Option<classifier::Classifier>,
     decisions: DashMap<(Arc<str>, Action), AtomicU64>,
     reload_errors: AtomicU64,
     reloads: AtomicU64,
@@ -35,6 +38,8 @@ pub(crate) struct Moderation {
 
 struct Source {
     path: PathBuf,
+    /// A classifier is configured (rules may use it).
+    classifier: bool,
     /// Modification time and length of the file last read (changed: read again).
     stamp: Mutex<Option<(SystemTime, u64)>>,
 }
@@ -42,25 +47,34 @@ struct Source {
 impl Moderation {
     /// No rules: every message is allowed.
     pub(crate) fn disabled() -> Self {
-        Self::with(RuleSet::default(), None)
+        Self::with(RuleSet::default(), None, None)
     }
 
     /// The rules of `path`; an error (with the reason) when it cannot be read or is invalid
     /// (the node does not start with rules it cannot enforce).
-    pub(crate) fn from_file(path: PathBuf) -> Result<Self, String> {
+    pub(crate) fn from_file(
+        path: PathBuf,
+        classifier: Option<classifier::Classifier>,
+    ) -> Result<Self, String> {
         let source = Source {
             path,
             stamp: Mutex::new(None),
+            classifier: classifier.is_some(),
         };
         let (rules, stamp) = source.read()?;
         *source.stamp.lock().unwrap_or_else(|e| e.into_inner()) = Some(stamp);
-        Ok(Self::with(rules, Some(source)))
+        Ok(Self::with(rules, Some(source), classifier))
     }
 
-    fn with(rules: RuleSet, source: Option<Source>) -> Self {
+    fn with(
+        rules: RuleSet,
+        source: Option<Source>,
+        classifier: Option<classifier::Classifier>,
+    ) -> Self {
         Self {
             rules: Mutex::new(Arc::new(rules)),
             source,
+            classifier,
             decisions: DashMap::new(),
             reload_errors: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
@@ -130,6 +144,9 @@ impl Moderation {
 
     /// The `parley_moderation_*` metrics.
     pub(crate) fn render(&self, out: &mut String) {
+        if let Some(c) = &self.classifier {
+            c.render(out);
+        }
         out.push_str("# HELP parley_moderation_decisions_total Messages a moderation rule matched, by rule and action.\n");
         out.push_str("# TYPE parley_moderation_decisions_total counter\n");
         let mut rows: Vec<_> = self
@@ -169,6 +186,11 @@ impl Source {
         }
         let bytes = std::fs::read(&self.path).map_err(|e| format!("{path}: {e}"))?;
         let rules = RuleSet::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
+        if rules.uses_classifier() && !self.classifier {
+            return Err(format!(
+                "{path}: a classifier rule needs --moderation-classifier-url"
+            ));
+        }
         let stamp = (
             meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             meta.len(),

@@ -90,6 +90,27 @@ struct Spec {
     first_messages: Option<u64>,
     #[serde(default)]
     same_text: Option<SameTextSpec>,
+    #[serde(default)]
+    classifier: Option<ClassifierSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassifierSpec {
+    min_score: f32,
+    #[serde(default)]
+    fail: FailMode,
+}
+
+/// What a classifier rule does when the classifier gives no score (down, slow, busy).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FailMode {
+    /// The rule does not match: messages go on unchecked.
+    #[default]
+    Open,
+    /// The rule matches: nothing unchecked gets through.
+    Closed,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +146,8 @@ struct Rule {
     link_only: bool,
     first_messages: Option<u64>,
     same_text: Option<SameText>,
+    /// The score at or above which it matches, and what no score means.
+    classifier: Option<(f32, FailMode)>,
 }
 
 /// The decision on one message.
@@ -144,6 +167,8 @@ pub(crate) struct Facts {
     /// For `same_text` rules, by rule position: the conversations the sender put this text
     /// into within the rule's window (this one included).
     pub(crate) same_text: Vec<(usize, u64)>,
+    /// The classifier's score (`Some(None)`: it gave none; `None`: not asked).
+    pub(crate) classifier: Option<Option<f32>>,
 }
 
 /// A counter a `same_text` rule needs fed for a message: the rule's position, the key (rule,
@@ -180,6 +205,11 @@ impl RuleSet {
 
     pub(crate) fn len(&self) -> usize {
         self.rules.len()
+    }
+
+    /// Whether a rule asks the classifier.
+    pub(crate) fn uses_classifier(&self) -> bool {
+        self.rules.iter().any(|r| r.classifier.is_some())
     }
 
     /// The counters this message feeds (`same_text` rules, when the text is long enough).
@@ -239,11 +269,12 @@ impl Rule {
             || !s.links_except.is_empty()
             || s.contact_details
             || s.link_only
-            || s.same_text.is_some();
+            || s.same_text.is_some()
+            || s.classifier.is_some();
         if !matchers {
             return Err(
                 "no matcher (terms, regex, link_domains, links_except, contact_details, \
-                 link_only, same_text)"
+                 link_only, same_text, classifier)"
                     .into(),
             );
         }
@@ -318,6 +349,13 @@ impl Rule {
             link_only: s.link_only,
             first_messages: s.first_messages,
             same_text,
+            classifier: match s.classifier {
+                None => None,
+                Some(c) if !(0.0..=1.0).contains(&c.min_score) => {
+                    return Err("classifier: min_score is 0 to 1".into());
+                }
+                Some(c) => Some((c.min_score, c.fail)),
+            },
         })
     }
 
@@ -347,7 +385,15 @@ impl Rule {
                         && host.as_bytes()[host.len() - d.len() - 1] == b'.')
             })
         };
+        let classified = self
+            .classifier
+            .is_some_and(|(min, fail)| match facts.classifier {
+                Some(Some(score)) => score >= min,
+                Some(None) => fail == FailMode::Closed,
+                None => false,
+            });
         repeated
+            || classified
             || (self.contact_details && seen.emails + seen.phones > 0)
             || (self.link_only && seen.link_only)
             || (!self.link_domains.is_empty()
@@ -477,6 +523,29 @@ mod tests {
             r.check(&seen, &facts(3)).map(|v| v.action),
             Some(Action::Shadow)
         );
+    }
+
+    #[test]
+    fn classifier_rules_match_on_the_score_and_fail_as_configured() {
+        let r = rules(
+            r#"{"rules": [
+                {"id": "abuse", "action": "bounce", "classifier": {"min_score": 0.9, "fail": "closed"}},
+                {"id": "maybe", "action": "flag", "classifier": {"min_score": 0.5}}
+            ]}"#,
+        );
+        assert!(r.uses_classifier());
+        let seen = see("anything");
+        let with = |score| Facts {
+            classifier: Some(score),
+            ..Default::default()
+        };
+        let decided = |f: Facts| r.check(&seen, &f).map(|v| v.rule.to_string());
+        assert_eq!(decided(with(Some(0.95))), Some("abuse".into()));
+        assert_eq!(decided(with(Some(0.6))), Some("maybe".into()));
+        assert_eq!(decided(with(Some(0.1))), None);
+        // No score: the closed rule matches, the open one does not.
+        assert_eq!(decided(with(None)), Some("abuse".into()));
+        assert_eq!(decided(Facts::default()), None);
     }
 
     #[test]

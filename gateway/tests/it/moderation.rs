@@ -526,3 +526,136 @@ async fn the_same_text_into_many_conversations_is_caught_across_nodes() {
     );
     assert_eq!(shadowed, 1.0);
 }
+
+/// The classifier of `gateway/tests/classifier/serve.py` (alt-profanity-check), on a free port;
+/// killed when dropped. Needs the test venv's Python (scripts/test.sh puts it first in PATH).
+struct ClassifierService {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ClassifierService {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/classifier/serve.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 (scripts/test.sh puts target/test-venv/bin first in PATH)");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("classifier port");
+        let port: u16 = line.trim().parse().unwrap_or_else(|_| {
+            panic!("the classifier did not start (alt-profanity-check installed? see scripts/test-requirements.txt): {line:?}")
+        });
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}/classify"),
+        }
+    }
+}
+
+impl Drop for ClassifierService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_real_classifier_scores_messages_and_its_rules_fail_as_configured() {
+    let mut service = ClassifierService::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let closed = dir.path().join("closed.json");
+    std::fs::write(
+        &closed,
+        r#"{"rules": [{"id": "profanity", "action": "bounce",
+            "message": "Please keep it civil.",
+            "classifier": {"min_score": 0.9, "fail": "closed"}}]}"#,
+    )
+    .expect("rules");
+    let gw = Gateway::start(&[
+        "--moderation-rules",
+        closed.to_str().expect("path"),
+        "--moderation-classifier-url",
+        &service.url,
+        "--moderation-classifier-timeout-ms",
+        "2000",
+    ]);
+    let c = direct(&gw, "alice", "bob", "bike").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    let mut bob = Client::connect(&gw, "bob").await;
+    bob.send_text(c, "b1", "Is the bike still available?").await;
+    assert_eq!(
+        alice.next_message().await.content,
+        "Is the bike still available?"
+    );
+    for (id, text) in [
+        ("b2", "you are a fucking idiot"),
+        ("b3", "you are a fucking idiot"),
+    ] {
+        assert_eq!(
+            try_send(&mut bob, c, id, text).await.map(|_| ()),
+            Err(1205),
+            "{text}"
+        );
+    }
+    let m = metrics(gw.addr).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            r#"parley_moderation_decisions_total{rule="profanity",action="bounce"}"#
+        ),
+        2.0
+    );
+    // The second was the same text: scored from the cache.
+    assert_eq!(
+        metric_value(&m, "parley_moderation_classifier_cache_hits_total"),
+        1.0
+    );
+    assert_eq!(
+        metric_value(&m, "parley_moderation_classifier_seconds_count"),
+        2.0
+    );
+
+    // The classifier dies: this rule fails closed, so nothing unscored gets through.
+    let _ = service.child.kill();
+    let _ = service.child.wait();
+    assert_eq!(
+        try_send(&mut bob, c, "b4", "see you on Friday")
+            .await
+            .map(|_| ()),
+        Err(1205)
+    );
+    let m = metrics(gw.addr).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            r#"parley_moderation_classifier_failures_total{reason="unavailable"}"#
+        ),
+        1.0
+    );
+
+    // A fail-open rule lets messages through while the classifier is down.
+    let open = dir.path().join("open.json");
+    std::fs::write(
+        &open,
+        r#"{"rules": [{"id": "profanity", "action": "bounce",
+            "classifier": {"min_score": 0.9, "fail": "open"}}]}"#,
+    )
+    .expect("rules");
+    let gw2 = Gateway::start(&[
+        "--moderation-rules",
+        open.to_str().expect("path"),
+        "--moderation-classifier-url",
+        &service.url,
+    ]);
+    let c2 = direct(&gw2, "alice", "bob", "bike").await;
+    let mut bob2 = Client::connect(&gw2, "bob").await;
+    try_send(&mut bob2, c2, "b1", "see you on Friday")
+        .await
+        .expect("fails open");
+}

@@ -19,6 +19,10 @@ fn moderation(c: &mut Criterion) {
              I can also meet near the station on Saturday after ten.",
         ),
         (
+            "loadtest-64B",
+            "lt|117|2345|1764617000123456789|xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        ),
+        (
             "confusables-64B",
             "Ｈｉ! Ｉｓ ｔｈｅ ｂｉｋｅ ｓｔｉｌｌ ａｖａｉｌａｂｌｅ? ｔｏｍｏｒｒｏｗ ｏｋ",
         ),

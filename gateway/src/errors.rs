@@ -13,6 +13,7 @@ pub(crate) fn http_status(code: ErrorCode) -> u16 {
         NotFound => 404,
         FrameTooLarge => 413,
         Moderated => 422,
+        Held => 202,
         RateLimited | TooManySessions => 429,
         StorageUnavailable | ShuttingDown => 503,
         Internal => 500,

@@ -42,6 +42,9 @@ pub enum ErrorCode {
     Muted = 1204,
     /// A moderation rule refused the message (the error's message says why); nothing stored.
     Moderated = 1205,
+    /// A moderation rule held the message for review: not delivered (nor stored in the
+    /// conversation) unless a moderator releases it.
+    Held = 1206,
     /// The request is invalid (a field is missing, empty or malformed).
     Invalid = 1300,
     /// The message is longer than the configured maximum.
@@ -89,6 +92,7 @@ impl ErrorCode {
             Banned,
             Muted,
             Moderated,
+            Held,
             Invalid,
             MessageTooLong,
             RateLimited,
@@ -124,6 +128,7 @@ impl ErrorCode {
             Banned => "banned",
             Muted => "muted",
             Moderated => "moderated",
+            Held => "held",
             Invalid => "invalid",
             MessageTooLong => "message_too_long",
             RateLimited => "rate_limited",

@@ -861,6 +861,7 @@ pub async fn reports_are_stored<S: Storage>(s: Arc<S>) {
             reason: "spam".into(),
             now_ms: T0,
             snapshot: ReportSnapshot::default(),
+            held: None,
         })
         .await
         .expect("report");
@@ -873,6 +874,7 @@ pub async fn reports_are_stored<S: Storage>(s: Arc<S>) {
             reason: "again".into(),
             now_ms: T0,
             snapshot: ReportSnapshot::default(),
+            held: None,
         })
         .await
         .expect("report");
@@ -888,6 +890,7 @@ fn report_of(reporter: &str, reported: &str, reason: &str, now_ms: i64) -> NewRe
         reason: reason.into(),
         now_ms,
         snapshot: ReportSnapshot::default(),
+        held: None,
     }
 }
 

@@ -317,6 +317,13 @@ pub(crate) fn encode_report(rep: &Report) -> Vec<u8> {
         None => w.u8(0),
         Some(r) => w.u8(1).bytes(&encode_resolution(r)),
     };
+    // Added after reports with resolutions were written: absent means none.
+    if let Some(h) = &rep.held {
+        w.u8(h.kind.code())
+            .str(&h.content)
+            .str(&h.client_msg_id)
+            .i64(h.created_at_ms);
+    }
     w.finish()
 }
 
@@ -343,6 +350,16 @@ pub(crate) fn decode_report(buf: &[u8]) -> Result<Report> {
         };
         (snapshot, resolution)
     };
+    let held = match r.is_empty() {
+        true => None,
+        false => Some(HeldMessage {
+            kind: MessageKind::from_code(r.u8()?)
+                .ok_or_else(|| StorageError::Corrupt("unknown message kind".into()))?,
+            content: r.str()?,
+            client_msg_id: r.str()?,
+            created_at_ms: r.i64()?,
+        }),
+    };
     Ok(Report {
         id,
         reporter,
@@ -353,6 +370,7 @@ pub(crate) fn decode_report(buf: &[u8]) -> Result<Report> {
         created_at_ms,
         snapshot,
         resolution,
+        held,
     })
 }
 
@@ -547,7 +565,15 @@ mod tests {
                 messages: vec![message(false), message(true)],
             },
             resolution: None,
+            held: None,
         };
+        assert_eq!(decode_report(&encode_report(&rep)), Ok(rep.clone()));
+        rep.held = Some(HeldMessage {
+            kind: MessageKind::Text,
+            content: "my wallet bc1q…".into(),
+            client_msg_id: "c9".into(),
+            created_at_ms: 6,
+        });
         assert_eq!(decode_report(&encode_report(&rep)), Ok(rep.clone()));
         rep.resolution = Some(Resolution {
             action: ModAction::Mute { until_ms: 99 },

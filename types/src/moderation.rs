@@ -57,7 +57,7 @@ impl Standing {
     pub fn after(&self, action: ModAction, now_ms: i64) -> Standing {
         let mut s = self.clone();
         match action {
-            ModAction::Dismiss => return s,
+            ModAction::Dismiss | ModAction::Release => return s,
             ModAction::Warn => s.warnings = s.warnings.saturating_add(1),
             ModAction::Mute { until_ms } => s.muted_until_ms = until_ms,
             ModAction::Unmute => s.muted_until_ms = 0,
@@ -89,6 +89,8 @@ pub enum ModAction {
     /// Make the user's new messages visible only to themselves.
     Shadow,
     Unshadow,
+    /// Close a report of a held message by sending the message (nothing happens to the user).
+    Release,
 }
 
 impl ModAction {
@@ -103,6 +105,7 @@ impl ModAction {
             ModAction::Unban => 5,
             ModAction::Shadow => 6,
             ModAction::Unshadow => 7,
+            ModAction::Release => 8,
         }
     }
 
@@ -117,6 +120,7 @@ impl ModAction {
             5 => ModAction::Unban,
             6 => ModAction::Shadow,
             7 => ModAction::Unshadow,
+            8 => ModAction::Release,
             _ => return None,
         })
     }
@@ -132,6 +136,7 @@ impl ModAction {
             ModAction::Unban => "unban",
             ModAction::Shadow => "shadow",
             ModAction::Unshadow => "unshadow",
+            ModAction::Release => "release",
         }
     }
 
@@ -172,6 +177,17 @@ pub struct NewReport {
     pub reason: String,
     pub now_ms: i64,
     pub snapshot: ReportSnapshot,
+    /// A message a moderation rule held: not in the conversation until a moderator releases it.
+    pub held: Option<HeldMessage>,
+}
+
+/// A message held for review (kept with its report, not in the conversation yet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldMessage {
+    pub kind: crate::MessageKind,
+    pub content: String,
+    pub client_msg_id: String,
+    pub created_at_ms: i64,
 }
 
 /// A stored report, with its resolution once a moderator acted on it.
@@ -187,6 +203,8 @@ pub struct Report {
     pub created_at_ms: i64,
     pub snapshot: ReportSnapshot,
     pub resolution: Option<Resolution>,
+    /// The held message, for reports of held messages.
+    pub held: Option<HeldMessage>,
 }
 
 /// How a report was closed.

@@ -13,9 +13,9 @@ use parley_proto::{Ack, ErrorCode, SendMessage, ServerBody, ServerFrame};
 use parley_storage::Storage;
 use parley_types::{
     Appended, Conversation, ConversationId, ConversationPage, ConversationSummary, Created,
-    HistoryPage, ListCursor, MAX_SNAPSHOT_MESSAGES, MAX_SNAPSHOT_PARTICIPANTS, Message, MessageId,
-    ModerationEntry, NewMessage, NewReport, Position, ReadOutcome, ReportSnapshot, Standing,
-    Visibility,
+    HeldMessage, HistoryPage, ListCursor, MAX_SNAPSHOT_MESSAGES, MAX_SNAPSHOT_PARTICIPANTS,
+    Message, MessageId, ModerationEntry, NewMessage, NewReport, Position, ReadOutcome, Report,
+    ReportSnapshot, Standing, Visibility,
 };
 
 use crate::bus::{Bus, Invalidate, Outgoing, Target};
@@ -117,10 +117,31 @@ impl Chat {
                 v.message.to_string(),
             ));
         }
+        if let Some(v) = verdict.as_ref().filter(|v| v.action == Action::Hold) {
+            self.hold(user, &m, v, now).await?;
+            return Err(ClientError::new(ErrorCode::Held, v.message.to_string()));
+        }
         let visibility = match standing.shadowed || action == Some(Action::Shadow) {
             true => Visibility::Sender,
             false => Visibility::Everyone,
         };
+        let flag = verdict.filter(|v| v.action == Action::Flag);
+        self.store_and_deliver(user, conversation, m, visibility, flag, now, reply)
+            .await
+    }
+
+    /// Stores a checked message and delivers it (see `send_message`).
+    #[allow(clippy::too_many_arguments)]
+    async fn store_and_deliver(
+        &self,
+        user: &Arc<str>,
+        conversation: Arc<Conversation>,
+        m: SendMessage,
+        visibility: Visibility,
+        flag: Option<Verdict>,
+        now: Now,
+        reply: Option<Reply>,
+    ) -> Result<Appended, ClientError> {
         let in_flight = self.delivery.begin(m.conversation);
         let appended = self
             .storage
@@ -162,13 +183,86 @@ impl Chat {
             seq: msg.seq,
         });
         // Filed before the Ack: a sender who has the Ack finds the report there.
-        if let Some(v) = verdict.filter(|v| v.action == Action::Flag && !appended.duplicate) {
+        if let Some(v) = flag.filter(|_| !appended.duplicate) {
             self.flag(user, msg, &v, now).await;
         }
         self.delivery
             .offer_local(in_flight, conversation, msg.seq, event, ack)
             .await;
         Ok(appended)
+    }
+
+    /// Keeps a message a rule held with a report for moderators (not in the conversation).
+    async fn hold(
+        &self,
+        user: &str,
+        m: &SendMessage,
+        v: &Verdict,
+        now: Now,
+    ) -> Result<(), ClientError> {
+        if m.media.is_some() {
+            // Held messages are text; one with media is refused instead.
+            return Err(ClientError::new(
+                ErrorCode::Moderated,
+                v.message.to_string(),
+            ));
+        }
+        let snapshot = self.report_snapshot(m.conversation, None).await?;
+        self.storage
+            .report(NewReport {
+                reporter: MODERATION_REPORTER.to_owned(),
+                reported_user: user.to_owned(),
+                conversation: Some(m.conversation),
+                message: None,
+                reason: format!("held by moderation rule {}", v.rule),
+                now_ms: now.wall_ms,
+                snapshot,
+                held: Some(HeldMessage {
+                    kind: m.kind,
+                    content: m.content.clone(),
+                    client_msg_id: m.client_msg_id.clone(),
+                    created_at_ms: now.wall_ms,
+                }),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A moderator releases a held message: the report is resolved (once: a second release
+    /// fails), then the message is sent as its sender would have (it gets its place in the
+    /// conversation now), if they are still in the conversation.
+    pub(crate) async fn release(
+        &self,
+        report: &Report,
+        entry: ModerationEntry,
+        now: Now,
+    ) -> Result<Appended, ClientError> {
+        let (Some(held), Some(conv)) = (report.held.clone(), report.conversation) else {
+            return Err(ClientError::new(
+                ErrorCode::Invalid,
+                "that report holds no message",
+            ));
+        };
+        self.moderate(entry, now).await?;
+        let sender: Arc<str> = report.reported_user.as_str().into();
+        let conversation = self.conversations.for_user(conv, &sender).await?;
+        let m = SendMessage {
+            conversation: conv,
+            client_msg_id: held.client_msg_id,
+            kind: held.kind,
+            content: held.content,
+            media: None,
+        };
+        self.store_and_deliver(
+            &sender,
+            conversation,
+            m,
+            Visibility::Everyone,
+            None,
+            now,
+            None,
+        )
+        .await
     }
 
     /// The moderation rules' decision on a message's text (None: no rule matched).
@@ -228,6 +322,7 @@ impl Chat {
                 reason: format!("moderation rule {}", v.rule),
                 now_ms: now.wall_ms,
                 snapshot,
+                held: None,
             };
             Ok::<_, ClientError>(self.storage.report(report).await?)
         };

@@ -19,7 +19,7 @@
 //! an e-mail address or phone number; `link_only`: nothing but links) and its condition holds
 //! (`first_messages: n`: only among a conversation's first `n` messages). Rules run in file
 //! order; an `allow` match ends the check (an exception, listed before what it exempts from);
-//! otherwise the most severe action of the matches wins: bounce > shadow > flag.
+//! otherwise the most severe action of the matches wins: bounce > hold > shadow > flag.
 
 use std::sync::Arc;
 
@@ -39,6 +39,9 @@ pub(crate) enum Action {
     Flag,
     /// Stored for its sender only (shadow): they see it as sent, nobody else gets it.
     Shadow,
+    /// Kept with a report for moderators, not in the conversation, until one releases it
+    /// (the sender gets error `held` with the rule's message).
+    Hold,
     /// Refused with error `moderated` and the rule's message; nothing stored.
     Bounce,
 }
@@ -49,6 +52,7 @@ impl Action {
             Action::Allow => "allow",
             Action::Flag => "flag",
             Action::Shadow => "shadow",
+            Action::Hold => "hold",
             Action::Bounce => "bounce",
         }
     }
@@ -557,7 +561,7 @@ mod tests {
                 "no matcher",
             ),
             (
-                r#"{"rules": [{"id": "x", "action": "hold", "terms": ["a"]}]}"#,
+                r#"{"rules": [{"id": "x", "action": "delete", "terms": ["a"]}]}"#,
                 "unknown variant",
             ),
             (

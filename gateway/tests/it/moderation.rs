@@ -441,7 +441,7 @@ async fn moderation_rules_bounce_flag_and_shadow_before_storage_and_reload_on_ch
     );
     std::fs::write(
         &file,
-        r#"{"rules": [{"id": "x", "action": "hold", "terms": ["y"]}]}"#,
+        r#"{"rules": [{"id": "x", "action": "delete", "terms": ["y"]}]}"#,
     )
     .expect("rules");
     metric_above(&gw, "parley_moderation_reload_errors_total", errors).await;
@@ -658,4 +658,77 @@ async fn a_real_classifier_scores_messages_and_its_rules_fail_as_configured() {
     try_send(&mut bob2, c2, "b1", "see you on Friday")
         .await
         .expect("fails open");
+}
+
+/// A held message is not in the conversation (no seq, nobody gets it) until a moderator
+/// releases it; then it is sent as its sender's, once.
+#[tokio::test]
+async fn a_held_message_waits_for_a_moderator_to_release_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("rules.json");
+    std::fs::write(
+        &file,
+        r#"{"rules": [{"id": "wallets", "action": "hold",
+            "message": "Your message is waiting for review.",
+            "regex": ["\\bbc1[a-z0-9]{25,60}\\b"]}]}"#,
+    )
+    .expect("rules");
+    let gw = Gateway::start(&["--moderation-rules", file.to_str().expect("path")]);
+    let c = direct(&gw, "alice", "bob", "bike").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    let mut bob = Client::connect(&gw, "bob").await;
+    let wallet = "pay to bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq please";
+    let f = bob.request(send_text(c, "b1", wallet)).await;
+    match &f.body {
+        ServerBody::Error {
+            code,
+            message,
+            fatal,
+        } => {
+            assert_eq!(
+                (*code, message.as_str(), *fatal),
+                (1206, "Your message is waiting for review.", false)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Not in the conversation: the next message takes seq 1.
+    let marker = bob.send_text(c, "b2", "hello?").await;
+    assert_eq!(marker.message_seq, 1);
+    assert_eq!(alice.next_message().await.content, "hello?");
+    // Over REST: 202, held.
+    let path = format!("/api/conversations/{c}/messages");
+    let body = json!({ "content": wallet }).to_string();
+    let (status, json, _) = post(&gw, "bob", &path, &body).await;
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (202, Some("held")),
+        "{json}"
+    );
+
+    let (_, listed) = admin(&gw, "GET", "/api/admin/reports", None).await;
+    let reports = listed["reports"].as_array().expect("reports");
+    assert_eq!(reports.len(), 2, "{listed}");
+    // The first held (oldest: last in the list).
+    let r = &reports[1];
+    assert_eq!(r["heldMessage"]["content"], wallet, "{r}");
+    assert_eq!(r["heldMessage"]["clientMsgId"], "b1");
+    let release = format!(
+        "/api/admin/reports/{}/release",
+        r["id"].as_str().expect("id")
+    );
+    let (status, sent) = admin(&gw, "POST", &release, Some(r#"{"note": "a real wallet"}"#)).await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(sent["message"]["seq"], 2);
+    let m = alice.next_message().await;
+    assert_eq!(
+        (m.content.as_str(), m.sender.as_str(), m.seq),
+        (wallet, "bob", 2)
+    );
+    assert_eq!(bob.next_message().await.seq, 2);
+    // Once only.
+    let (status, json) = admin(&gw, "POST", &release, Some("{}")).await;
+    assert_eq!(status, 400, "{json}");
+    let (_, log) = admin(&gw, "GET", "/api/admin/log", None).await;
+    assert_eq!(log["entries"][0]["action"], "release", "{log}");
 }

@@ -411,6 +411,7 @@ impl Writer {
                     created_at_ms: report.now_ms,
                     snapshot: report.snapshot,
                     resolution: None,
+                    held: report.held,
                 };
                 self.put_report(p, &report, true);
                 p.reports.insert(id, report);

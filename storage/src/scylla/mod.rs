@@ -193,6 +193,7 @@ async fn copy_reports(
                 created_at_ms: at,
                 snapshot: ReportSnapshot::default(),
                 resolution: None,
+                held: None,
             };
             engine.put_new_report(&report).await?;
         }

@@ -67,6 +67,7 @@ impl Scylla {
             created_at_ms: report.now_ms,
             snapshot: report.snapshot,
             resolution: None,
+            held: report.held,
         };
         self.put_new_report(&report).await?;
         Ok(id)

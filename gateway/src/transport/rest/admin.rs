@@ -88,6 +88,11 @@ impl ActionBody {
     fn action(&self, now_ms: i64) -> Result<ModAction, ClientError> {
         let action = match self.action.as_str() {
             "dismiss" => ModAction::Dismiss,
+            "release" => {
+                return Err(invalid(
+                    "release sends a held message: use /api/admin/reports/:id/release",
+                ));
+            }
             "warn" => ModAction::Warn,
             "mute" => {
                 let secs = self
@@ -132,6 +137,35 @@ pub(super) async fn resolve(c: Call<'_>, id: uuid::Uuid) -> Reply {
     )?;
     let standing = node.chat.moderate(entry, now).await?;
     ok(standing_json(&report.reported_user, &standing, now.wall_ms))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReleaseBody {
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /api/admin/reports/:id/release`: sends a held message (once) and closes its report.
+pub(super) async fn release(c: Call<'_>, id: uuid::Uuid) -> Reply {
+    let (node, moderator, now) = (c.node, c.user.clone(), c.now);
+    let report = node.chat.storage().report_by_id(id).await?;
+    let report = report.ok_or_else(no_such_report)?;
+    let body: ReleaseBody = parse(c.json().await?)?;
+    if body.note.chars().count() > parley_types::MAX_MODERATION_NOTE_CHARS {
+        return Err(invalid("note is at most 2000 characters"));
+    }
+    let entry = ModerationEntry {
+        id: time_ordered_id(now.wall_ms),
+        at_ms: now.wall_ms,
+        moderator: moderator.to_string(),
+        target: report.reported_user.clone(),
+        action: ModAction::Release,
+        report: Some(id),
+        note: body.note,
+    };
+    let appended = node.chat.release(&report, entry, now).await?;
+    ok(json!({ "message": message_json(&appended.message) }))
 }
 
 /// `POST /api/admin/users/:id/actions`: an action without a report.
@@ -254,6 +288,12 @@ fn report_json(r: &Report) -> Value {
         "reason": r.reason,
         "createdAt": rfc3339(r.created_at_ms),
         "status": if r.resolution.is_some() { "resolved" } else { "open" },
+        "heldMessage": r.held.as_ref().map(|h| json!({
+            "type": h.kind.as_str(),
+            "content": h.content,
+            "clientMsgId": h.client_msg_id,
+            "createdAt": rfc3339(h.created_at_ms),
+        })),
         "snapshot": {
             "participantIds": r.snapshot.participants,
             "participantCount": r.snapshot.participant_count,

@@ -368,6 +368,7 @@ pub(super) async fn report(c: Call<'_>) -> Reply {
             reason: b.reason,
             now_ms: now.wall_ms,
             snapshot,
+            held: None,
         })
         .await?;
     ok(StatusCode::CREATED, json!({ "id": id.to_string() }))

@@ -23,6 +23,7 @@
 //! | GET | /api/admin/reports?status=open\|all&userId=&before=&limit= | reports, newest first |
 //! | GET | /api/admin/reports/:id | one report with its snapshot and resolution |
 //! | POST | /api/admin/reports/:id/resolve | `{action, durationSecs?, note?}` on the reported user |
+//! | POST | /api/admin/reports/:id/release | `{note?}`: send a held message, close its report |
 //! | GET | /api/admin/users/:id | a user's standing |
 //! | POST | /api/admin/users/:id/actions | `{action, durationSecs?, note?}` without a report |
 //! | GET | /api/admin/log?userId=&before=&limit= | the moderation log, newest first |
@@ -177,6 +178,9 @@ async fn route(node: &Node, req: Request<Incoming>) -> Reply {
                 (&Method::GET, ["reports", id]) => admin::report(call, report_id(id)?).await,
                 (&Method::POST, ["reports", id, "resolve"]) => {
                     admin::resolve(call, report_id(id)?).await
+                }
+                (&Method::POST, ["reports", id, "release"]) => {
+                    admin::release(call, report_id(id)?).await
                 }
                 (&Method::GET, ["users", id]) => admin::standing(call, &percent_decoded(id)?).await,
                 (&Method::POST, ["users", id, "actions"]) => {

@@ -38,10 +38,6 @@ run() {
   python3 - "$name" "$before" "$after" "$clk" "$sent" "$out/$name.run.json" <<'PY'
 import json, sys
 name, before, after, clk, sent, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-d = json.load(open(path))
-def pct(h, p):
-    for k in ("deliver", "ack"):
-        pass
 cpu_us = (after - before) / clk * 1e6
 print(f"{name}: sent {sent}, server CPU {cpu_us/ max(sent,1):.1f} us/msg")
 PY

@@ -23,24 +23,21 @@ pub struct Claims {
 
 /// An HS256 token for `user` valid for `ttl_secs` from `now_ms`.
 pub fn mint_hs256(secret: &[u8], user: &str, ttl_secs: i64, now_ms: i64) -> String {
-    let now = now_ms / 1000;
-    let claims = Claims {
-        sub: user.to_owned(),
-        exp: now + ttl_secs,
-        iat: now,
-        parley_role: None,
-    };
-    sign(Algorithm::HS256, &EncodingKey::from_secret(secret), &claims)
+    mint(secret, user, ttl_secs, now_ms, None)
 }
 
 /// An HS256 token like [`mint_hs256`]'s with the admin role (`parley_role: "admin"`).
 pub fn mint_hs256_admin(secret: &[u8], user: &str, ttl_secs: i64, now_ms: i64) -> String {
+    mint(secret, user, ttl_secs, now_ms, Some("admin"))
+}
+
+fn mint(secret: &[u8], user: &str, ttl_secs: i64, now_ms: i64, role: Option<&str>) -> String {
     let now = now_ms / 1000;
     let claims = Claims {
         sub: user.to_owned(),
         exp: now + ttl_secs,
         iat: now,
-        parley_role: Some("admin".into()),
+        parley_role: role.map(str::to_owned),
     };
     sign(Algorithm::HS256, &EncodingKey::from_secret(secret), &claims)
 }

@@ -181,6 +181,24 @@ pub struct NewReport {
     pub held: Option<HeldMessage>,
 }
 
+impl NewReport {
+    /// The stored report this becomes with the `id` its engine assigned (open).
+    pub fn into_report(self, id: uuid::Uuid) -> Report {
+        Report {
+            id,
+            reporter: self.reporter,
+            reported_user: self.reported_user,
+            conversation: self.conversation,
+            message: self.message,
+            reason: self.reason,
+            created_at_ms: self.now_ms,
+            snapshot: self.snapshot,
+            resolution: None,
+            held: self.held,
+        }
+    }
+}
+
 /// A message held for review (kept with its report, not in the conversation yet).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeldMessage {

@@ -401,18 +401,7 @@ impl Writer {
             }
             Op::Report { report, reply } => {
                 let id = time_ordered_id(report.now_ms);
-                let report = Report {
-                    id,
-                    reporter: report.reporter,
-                    reported_user: report.reported_user,
-                    conversation: report.conversation,
-                    message: report.message,
-                    reason: report.reason,
-                    created_at_ms: report.now_ms,
-                    snapshot: report.snapshot,
-                    resolution: None,
-                    held: report.held,
-                };
+                let report = report.into_report(id);
                 self.put_report(p, &report, true);
                 p.reports.insert(id, report);
                 p.done.push(Done::Report(reply, Ok(id)));

@@ -57,18 +57,7 @@ impl Scylla {
     }
     pub(super) async fn report(&self, report: NewReport) -> Result<Uuid> {
         let id = time_ordered_id(report.now_ms);
-        let report = Report {
-            id,
-            reporter: report.reporter,
-            reported_user: report.reported_user,
-            conversation: report.conversation,
-            message: report.message,
-            reason: report.reason,
-            created_at_ms: report.now_ms,
-            snapshot: report.snapshot,
-            resolution: None,
-            held: report.held,
-        };
+        let report = report.into_report(id);
         self.put_new_report(&report).await?;
         Ok(id)
     }

@@ -44,12 +44,7 @@ pub(super) async fn reports(c: Call<'_>) -> Reply {
     if let Some(u) = &reported_user {
         crate::auth::validate_user_id(u).map_err(invalid)?;
     }
-    let before = c
-        .query
-        .get("before")
-        .map(|b| b.parse::<uuid::Uuid>())
-        .transpose()
-        .map_err(|_| invalid("before must be a report id"))?;
+    let before = before(&c, "a report id")?;
     let limit = c.query.limit(PAGE_DEFAULT)?;
     let filter = ReportFilter {
         open_only,
@@ -218,12 +213,7 @@ pub(super) async fn log(c: Call<'_>) -> Reply {
     if let Some(u) = target {
         crate::auth::validate_user_id(u).map_err(invalid)?;
     }
-    let before = c
-        .query
-        .get("before")
-        .map(|b| b.parse::<uuid::Uuid>())
-        .transpose()
-        .map_err(|_| invalid("before must be a log entry id"))?;
+    let before = before(&c, "a log entry id")?;
     let limit = c.query.limit(PAGE_DEFAULT)?;
     let page = c
         .node
@@ -248,6 +238,15 @@ pub(super) async fn log(c: Call<'_>) -> Reply {
         })
         .collect();
     ok(json!({ "entries": entries, "nextBefore": next.flatten() }))
+}
+
+/// `?before=`: the id a page starts below (`what` names it in the error).
+fn before(c: &Call<'_>, what: &str) -> Result<Option<uuid::Uuid>, ClientError> {
+    c.query
+        .get("before")
+        .map(|b| b.parse::<uuid::Uuid>())
+        .transpose()
+        .map_err(|_| invalid(format!("before must be {what}")))
 }
 
 fn mute_end(action: ModAction) -> Option<String> {

@@ -8,7 +8,8 @@
 # Needs: Rust (rustup), Python 3.11 with venv, and root or sudo for apt-get when a Debian package
 # below is missing. What it sets up:
 #   - a Python venv in target/test-venv: flatc 25.12.19 (schema freshness test), kosoku
-#     (Autobahn cases), aioquic (independent QUIC client)
+#     (Autobahn cases), aioquic (independent QUIC client), alt-profanity-check (the real
+#     classifier behind the moderation tests, gateway/tests/classifier/serve.py)
 #   - redis-server (Debian package); the tests start their own instances from it
 #   - Apache Cassandra 5.0 from Maven Central's jars (deploy/dev/cassandra), Java 17 and Maven
 #     from Debian when missing; started on 127.0.0.1:$PARLEY_TEST_CQL_PORT (default 19042) and

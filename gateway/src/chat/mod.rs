@@ -605,15 +605,22 @@ impl Chat {
             });
             bus.wait_written(written).await;
         }
-        self.close_if_banned(&target).await;
+        if standing.banned {
+            self.close_sessions(&target).await;
+        }
         Ok(standing)
     }
 
-    /// Closes `user`'s sessions on this node with `banned` if they are banned now.
+    /// Closes `user`'s sessions on this node with `banned` if they are banned now (another
+    /// node's moderator acted on them).
     pub(crate) async fn close_if_banned(&self, user: &str) {
-        if !self.standings.of(user).await.is_ok_and(|s| s.banned) {
-            return;
+        if self.standings.of(user).await.is_ok_and(|s| s.banned) {
+            self.close_sessions(user).await;
         }
+    }
+
+    /// Closes `user`'s sessions on this node with `banned`.
+    async fn close_sessions(&self, user: &str) {
         let b = banned();
         let mut event = Event::new(
             ServerBody::Error {

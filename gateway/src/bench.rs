@@ -108,6 +108,13 @@ impl FanoutBench {
                 .expect("auth"),
             send_rate: (1e9, u32::MAX),
             moderation: Arc::new(crate::moderation::Moderation::disabled()),
+            media: Arc::new(
+                crate::media::Media::on_disk(
+                    dir.path().join("media"),
+                    crate::media::MediaConfig::with_key(b"bench-media-url-key".to_vec()),
+                )
+                .expect("media dir"),
+            ),
         };
         let node = assemble(parts, storage, vec![inbox_tx], None);
         let (stop, shutdown) = watch::channel(false);

@@ -17,6 +17,8 @@ const RULES: &[(&str, &[&str])] = &[
     ("auth", &[]),
     // The moderation rules and their state: text in, decisions out.
     ("moderation", &[]),
+    // Uploads, renditions, the blob store and signed URLs: bytes in, records out.
+    ("media", &[]),
     ("outbox", &["event"]),
     // The sans-I/O session core: no node, no storage, no config, no I/O.
     ("session", &["auth", "clock", "ratelimit"]),
@@ -33,6 +35,7 @@ const RULES: &[(&str, &[&str])] = &[
             "clock",
             "errors",
             "event",
+            "media",
             "moderation",
             "state",
         ],
@@ -59,6 +62,7 @@ const RULES: &[(&str, &[&str])] = &[
             "driver",
             "errors",
             "files",
+            "media",
             "metrics",
             "node",
             "outbox",
@@ -69,7 +73,10 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     // Wiring: may use anything below; nothing uses it but the command line.
-    ("config", &["auth", "bus", "files", "node", "session"]),
+    (
+        "config",
+        &["auth", "bus", "files", "media", "node", "session"],
+    ),
     (
         "server",
         &[
@@ -77,6 +84,7 @@ const RULES: &[(&str, &[&str])] = &[
             "bus",
             "chat",
             "config",
+            "media",
             "metered",
             "metrics",
             "moderation",

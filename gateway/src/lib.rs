@@ -18,6 +18,7 @@ mod event;
 mod files;
 #[cfg(test)]
 mod layers;
+mod media;
 mod metered;
 mod metrics;
 mod moderation;

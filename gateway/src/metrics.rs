@@ -191,6 +191,11 @@ pub(crate) struct Metrics {
     pub(crate) send_to_deliver: Histogram,
     storage: [Histogram; 2],
     storage_errors: AtomicU64,
+    /// Uploads stored (images, files), bytes received and stored, image processing time.
+    uploads: [AtomicU64; 2],
+    upload_bytes_in: AtomicU64,
+    upload_bytes_stored: AtomicU64,
+    pub(crate) image_processing: Histogram,
 }
 
 /// Node-wide values read when `/metrics` is rendered (they live with their owners).
@@ -261,6 +266,10 @@ impl Metrics {
             send_to_deliver: Histogram::default(),
             storage: [Histogram::default(), Histogram::default()],
             storage_errors: AtomicU64::new(0),
+            uploads: [AtomicU64::new(0), AtomicU64::new(0)],
+            upload_bytes_in: AtomicU64::new(0),
+            upload_bytes_stored: AtomicU64::new(0),
+            image_processing: Histogram::default(),
         }
     }
 
@@ -279,6 +288,22 @@ impl Metrics {
         self.storage[op as usize].observe(took);
         if !ok {
             self.storage_errors.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// An upload was stored: `bytes_in` received, `bytes_stored` kept (renditions for images).
+    pub(crate) fn media_upload(
+        &self,
+        image: bool,
+        bytes_in: u64,
+        bytes_stored: u64,
+        processing: Duration,
+    ) {
+        self.uploads[usize::from(!image)].fetch_add(1, Relaxed);
+        self.upload_bytes_in.fetch_add(bytes_in, Relaxed);
+        self.upload_bytes_stored.fetch_add(bytes_stored, Relaxed);
+        if image {
+            self.image_processing.observe(processing);
         }
     }
 
@@ -309,6 +334,10 @@ impl Metrics {
         ] {
             self.storage[op as usize].render(&mut out, "parley_storage_seconds", label);
         }
+        out.push_str("# HELP parley_media_image_processing_seconds An uploaded image's decode, resize and encode on the blocking pool.\n");
+        out.push_str("# TYPE parley_media_image_processing_seconds histogram\n");
+        self.image_processing
+            .render(&mut out, "parley_media_image_processing_seconds", "");
         render_node(&mut out, node);
         out
     }
@@ -359,9 +388,28 @@ impl Metrics {
                 "Storage calls that failed.",
                 self.storage_errors.load(Relaxed),
             ),
+            (
+                "parley_media_upload_bytes_in_total",
+                "Bytes of uploads stored, as received.",
+                self.upload_bytes_in.load(Relaxed),
+            ),
+            (
+                "parley_media_upload_bytes_stored_total",
+                "Bytes kept for those uploads (images: the renditions, never the original).",
+                self.upload_bytes_stored.load(Relaxed),
+            ),
         ] {
             counter(out, name, help, v);
         }
+        labelled(
+            out,
+            "parley_media_uploads_total",
+            "Uploads stored, by kind.",
+            ["image", "file"]
+                .iter()
+                .zip(&self.uploads)
+                .map(|(k, c)| (format!("kind=\"{k}\""), c.load(Relaxed))),
+        );
         labelled(
             out,
             "parley_errors_total",

@@ -17,8 +17,9 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::Authenticator;
 use crate::bus::Bus;
 use crate::bus::redis::RedisLog;
-use crate::chat::Chat;
+use crate::chat::{Chat, Stages};
 use crate::config::Config;
+use crate::media::Media;
 use crate::metered::{Metered, Timing};
 use crate::metrics::Metrics;
 use crate::moderation::Moderation;
@@ -192,12 +193,14 @@ fn build_node(
     if let Some((_, every)) = config.moderation {
         services.spawn(moderation.clone().watch(every));
     }
+    let media = media(&config).context("media store")?;
     let parts = Parts {
         settings: config.node,
         limits: config.session,
         auth,
         send_rate: config.send_rate,
         moderation,
+        media,
     };
     Ok(assemble(parts, storage, inboxes, bus))
 }
@@ -210,6 +213,29 @@ pub(crate) struct Parts {
     /// Sends per second per user, and the burst above it.
     pub(crate) send_rate: (f64, u32),
     pub(crate) moderation: Arc<Moderation>,
+    pub(crate) media: Arc<Media>,
+}
+
+/// The media service: the store under `--media-dir`, URLs signed with `--media-url-keys` or
+/// a key derived from the JWT secret.
+fn media(config: &Config) -> anyhow::Result<Arc<Media>> {
+    let mut m = config.media.clone();
+    if m.url_keys.is_empty() {
+        let secret = config.resolve_secret().context("JWT secret")?;
+        m.url_keys = vec![("0".into(), media_key_from(&secret.bytes))];
+    }
+    let media = Media::on_disk(config.media_dir.clone(), m)
+        .with_context(|| format!("open {}", config.media_dir.display()))?;
+    Ok(Arc::new(media))
+}
+
+/// The media URL key derived from the JWT secret (so one shared secret is enough for a
+/// cluster), never the secret itself.
+pub(crate) fn media_key_from(secret: &[u8]) -> Vec<u8> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    ring::hmac::sign(&key, b"parley media url key v1")
+        .as_ref()
+        .to_vec()
 }
 
 /// Puts a node together (the running server and the in-process test harness alike).
@@ -233,7 +259,10 @@ pub(crate) fn assemble(
         fanout,
         limiter,
         bus,
-        parts.moderation,
+        Stages {
+            moderation: parts.moderation,
+            media: parts.media,
+        },
     );
     Arc::new(Node::new(
         parts.settings,

@@ -23,6 +23,8 @@ fn client_bodies(c: ConversationId) -> Vec<ClientBody> {
         name: "a.jpg".into(),
         width: 640,
         height: 480,
+        id: "0190f0f0-0000-7000-8000-000000000001".into(),
+        ..MediaRef::default()
     };
     vec![
         ClientBody::Hello(Hello {

@@ -49,6 +49,11 @@ pub enum ErrorCode {
     Invalid = 1300,
     /// The message is longer than the configured maximum.
     MessageTooLong = 1301,
+    /// An upload's bytes are of a type the server does not accept (typed by content, never by
+    /// the name or the header).
+    MediaUnsupported = 1302,
+    /// An upload is larger than its type's limit (bytes, or an image's pixels).
+    MediaTooLarge = 1303,
     /// Too many requests; slow down.
     RateLimited = 1400,
     /// The user has as many sessions on this node as it allows; close one first.
@@ -95,6 +100,8 @@ impl ErrorCode {
             Held,
             Invalid,
             MessageTooLong,
+            MediaUnsupported,
+            MediaTooLarge,
             RateLimited,
             TooManySessions,
             SlowConsumer,
@@ -131,6 +138,8 @@ impl ErrorCode {
             Held => "held",
             Invalid => "invalid",
             MessageTooLong => "message_too_long",
+            MediaUnsupported => "media_unsupported",
+            MediaTooLarge => "media_too_large",
             RateLimited => "rate_limited",
             TooManySessions => "too_many_sessions",
             SlowConsumer => "slow_consumer",

@@ -579,7 +579,10 @@ impl<'a> Uuid {
 pub enum MediaRefOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
-/// A reference to media stored elsewhere (upload happens out of band).
+/// Media a message carries. A client sends only `media_id`, the id `POST /api/media` gave
+/// it (protocol 1.3); the server fills the rest from the upload when it shows the message:
+/// `url` and `thumbnail_url` are signed and expire (fetch them soon; a later history page has
+/// fresh ones). Messages stored before uploads existed carry an outside `url` and no id.
 pub struct MediaRef<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -599,6 +602,12 @@ impl<'a> MediaRef<'a> {
   pub const VT_NAME: ::flatbuffers::VOffsetT = 10;
   pub const VT_WIDTH: ::flatbuffers::VOffsetT = 12;
   pub const VT_HEIGHT: ::flatbuffers::VOffsetT = 14;
+  pub const VT_MEDIA_ID: ::flatbuffers::VOffsetT = 16;
+  pub const VT_THUMBNAIL_URL: ::flatbuffers::VOffsetT = 18;
+  pub const VT_THUMBNAIL_WIDTH: ::flatbuffers::VOffsetT = 20;
+  pub const VT_THUMBNAIL_HEIGHT: ::flatbuffers::VOffsetT = 22;
+  pub const VT_PLACEHOLDER: ::flatbuffers::VOffsetT = 24;
+  pub const VT_DURATION_MS: ::flatbuffers::VOffsetT = 26;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -611,6 +620,12 @@ impl<'a> MediaRef<'a> {
   ) -> ::flatbuffers::WIPOffset<MediaRef<'bldr>> {
     let mut builder = MediaRefBuilder::new(_fbb);
     builder.add_size_bytes(args.size_bytes);
+    builder.add_duration_ms(args.duration_ms);
+    if let Some(x) = args.placeholder { builder.add_placeholder(x); }
+    builder.add_thumbnail_height(args.thumbnail_height);
+    builder.add_thumbnail_width(args.thumbnail_width);
+    if let Some(x) = args.thumbnail_url { builder.add_thumbnail_url(x); }
+    if let Some(x) = args.media_id { builder.add_media_id(x); }
     builder.add_height(args.height);
     builder.add_width(args.width);
     if let Some(x) = args.name { builder.add_name(x); }
@@ -662,6 +677,50 @@ impl<'a> MediaRef<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(MediaRef::VT_HEIGHT, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn media_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(MediaRef::VT_MEDIA_ID, None)}
+  }
+  #[inline]
+  pub fn thumbnail_url(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(MediaRef::VT_THUMBNAIL_URL, None)}
+  }
+  #[inline]
+  pub fn thumbnail_width(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(MediaRef::VT_THUMBNAIL_WIDTH, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn thumbnail_height(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(MediaRef::VT_THUMBNAIL_HEIGHT, Some(0)).unwrap()}
+  }
+  /// `#rrggbb`: a colour to show while the image loads.
+  #[inline]
+  pub fn placeholder(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(MediaRef::VT_PLACEHOLDER, None)}
+  }
+  /// Audio: its length in ms.
+  #[inline]
+  pub fn duration_ms(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(MediaRef::VT_DURATION_MS, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for MediaRef<'_> {
@@ -676,6 +735,12 @@ impl ::flatbuffers::Verifiable for MediaRef<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
      .visit_field::<u32>("width", Self::VT_WIDTH, false)?
      .visit_field::<u32>("height", Self::VT_HEIGHT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("media_id", Self::VT_MEDIA_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("thumbnail_url", Self::VT_THUMBNAIL_URL, false)?
+     .visit_field::<u32>("thumbnail_width", Self::VT_THUMBNAIL_WIDTH, false)?
+     .visit_field::<u32>("thumbnail_height", Self::VT_THUMBNAIL_HEIGHT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("placeholder", Self::VT_PLACEHOLDER, false)?
+     .visit_field::<u32>("duration_ms", Self::VT_DURATION_MS, false)?
      .finish();
     Ok(())
   }
@@ -687,6 +752,12 @@ pub struct MediaRefArgs<'a> {
     pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub width: u32,
     pub height: u32,
+    pub media_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub thumbnail_url: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub thumbnail_width: u32,
+    pub thumbnail_height: u32,
+    pub placeholder: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub duration_ms: u32,
 }
 impl<'a> Default for MediaRefArgs<'a> {
   #[inline]
@@ -698,6 +769,12 @@ impl<'a> Default for MediaRefArgs<'a> {
       name: None,
       width: 0,
       height: 0,
+      media_id: None,
+      thumbnail_url: None,
+      thumbnail_width: 0,
+      thumbnail_height: 0,
+      placeholder: None,
+      duration_ms: 0,
     }
   }
 }
@@ -732,6 +809,30 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MediaRefBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u32>(MediaRef::VT_HEIGHT, height, 0);
   }
   #[inline]
+  pub fn add_media_id(&mut self, media_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MediaRef::VT_MEDIA_ID, media_id);
+  }
+  #[inline]
+  pub fn add_thumbnail_url(&mut self, thumbnail_url: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MediaRef::VT_THUMBNAIL_URL, thumbnail_url);
+  }
+  #[inline]
+  pub fn add_thumbnail_width(&mut self, thumbnail_width: u32) {
+    self.fbb_.push_slot::<u32>(MediaRef::VT_THUMBNAIL_WIDTH, thumbnail_width, 0);
+  }
+  #[inline]
+  pub fn add_thumbnail_height(&mut self, thumbnail_height: u32) {
+    self.fbb_.push_slot::<u32>(MediaRef::VT_THUMBNAIL_HEIGHT, thumbnail_height, 0);
+  }
+  #[inline]
+  pub fn add_placeholder(&mut self, placeholder: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MediaRef::VT_PLACEHOLDER, placeholder);
+  }
+  #[inline]
+  pub fn add_duration_ms(&mut self, duration_ms: u32) {
+    self.fbb_.push_slot::<u32>(MediaRef::VT_DURATION_MS, duration_ms, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MediaRefBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     MediaRefBuilder {
@@ -755,6 +856,12 @@ impl ::core::fmt::Debug for MediaRef<'_> {
       ds.field("name", &self.name());
       ds.field("width", &self.width());
       ds.field("height", &self.height());
+      ds.field("media_id", &self.media_id());
+      ds.field("thumbnail_url", &self.thumbnail_url());
+      ds.field("thumbnail_width", &self.thumbnail_width());
+      ds.field("thumbnail_height", &self.thumbnail_height());
+      ds.field("placeholder", &self.placeholder());
+      ds.field("duration_ms", &self.duration_ms());
       ds.finish()
   }
 }

@@ -8,9 +8,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use parley_types::{
-    Conversation, ConversationId, Message, MessageId, MessageKind, ModAction, ModerationEntry,
-    NewMessage, NewReport, Position, ReportFilter, ReportSnapshot, Standing, Visibility,
-    time_ordered_id,
+    Conversation, ConversationId, MediaRef, Message, MessageId, MessageKind, ModAction,
+    ModerationEntry, NewMessage, NewReport, Position, ReportFilter, ReportSnapshot, Standing,
+    Visibility, time_ordered_id,
 };
 
 use crate::{MAX_GROUP_PARTICIPANTS, MAX_PAGE, Storage, StorageError};
@@ -47,6 +47,7 @@ macro_rules! conformance_tests {
             contacts_are_users_sharing_a_conversation,
             blocks_are_listed_and_known_both_ways,
             a_group_cannot_include_someone_blocked_either_way,
+            uploaded_media_round_trips,
         );
     };
     (@cases $factory:expr; $($case:ident,)*) => {
@@ -1142,6 +1143,45 @@ pub async fn shadowed_messages_keep_their_visibility<S: Storage>(s: Arc<S>) {
         .await
         .expect("after");
     assert_eq!(after[0], stored);
+}
+
+/// A message with an upload keeps every field of it (URLs are the gateway's, never stored),
+/// and one with an outside URL (stored before uploads existed) keeps reading as one.
+pub async fn uploaded_media_round_trips<S: Storage>(s: Arc<S>) {
+    let c = direct(&*s, "b", "s", "l").await;
+    let upload = MediaRef {
+        mime_type: "image/jpeg".into(),
+        size_bytes: 123_456,
+        name: "castle.jpg".into(),
+        width: 2048,
+        height: 1365,
+        id: "0190f0f0-0000-7000-8000-000000000001".into(),
+        thumb_width: 320,
+        thumb_height: 213,
+        placeholder: "#8a7b6c".into(),
+        ..MediaRef::default()
+    };
+    let outside = MediaRef {
+        url: "https://example.com/x.png".into(),
+        mime_type: "image/png".into(),
+        size_bytes: 10,
+        name: "x.png".into(),
+        width: 1,
+        height: 1,
+        ..MediaRef::default()
+    };
+    for (i, media) in [upload, outside].into_iter().enumerate() {
+        let sent = NewMessage {
+            kind: MessageKind::Image,
+            content: String::new(),
+            media: Some(media.clone()),
+            ..text(c.id, "s", &format!("m{i}"), T0 + i as i64)
+        };
+        let stored = s.append(sent).await.expect("append").message;
+        assert_eq!(stored.media.as_ref(), Some(&media));
+        let page = s.history(c.id, None, 1).await.expect("history");
+        assert_eq!(page.messages[0].media.as_ref(), Some(&media));
+    }
 }
 
 pub async fn contacts_are_users_sharing_a_conversation<S: Storage>(s: Arc<S>) {

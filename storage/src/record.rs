@@ -155,9 +155,18 @@ pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
                 .u32(media.height);
         }
     }
-    // Added after the first records were written: absent means `Everyone`.
-    if m.visibility != Visibility::Everyone {
+    // Added after the first records were written: absent means `Everyone`, then the
+    // upload's fields (absent: an outside URL, or no media).
+    let upload = m.media.as_ref().filter(|x| !x.id.is_empty());
+    if m.visibility != Visibility::Everyone || upload.is_some() {
         w.u8(m.visibility.code());
+    }
+    if let Some(x) = upload {
+        w.str(&x.id)
+            .u32(x.thumb_width)
+            .u32(x.thumb_height)
+            .str(&x.placeholder)
+            .u32(x.duration_ms);
     }
     w.finish()
 }
@@ -182,6 +191,7 @@ pub(crate) fn decode_message(buf: &[u8]) -> Result<Message> {
             name: r.str()?,
             width: r.u32()?,
             height: r.u32()?,
+            ..MediaRef::default()
         }),
     };
     let visibility = match r.is_empty() {
@@ -189,6 +199,14 @@ pub(crate) fn decode_message(buf: &[u8]) -> Result<Message> {
         false => Visibility::from_code(r.u8()?)
             .ok_or_else(|| StorageError::Corrupt("unknown visibility".into()))?,
     };
+    let mut media = media;
+    if let Some(x) = media.as_mut().filter(|_| !r.is_empty()) {
+        x.id = r.str()?;
+        x.thumb_width = r.u32()?;
+        x.thumb_height = r.u32()?;
+        x.placeholder = r.str()?;
+        x.duration_ms = r.u32()?;
+    }
     Ok(Message {
         id,
         conversation,
@@ -518,6 +536,7 @@ mod tests {
                 name: "x.png".into(),
                 width: 3,
                 height: 4,
+                ..MediaRef::default()
             }),
             client_msg_id: "c1".into(),
             created_at_ms: 1_800_000_000_000,
@@ -534,6 +553,27 @@ mod tests {
     fn messages_round_trip() {
         for media in [false, true] {
             let m = message(media);
+            assert_eq!(decode_message(&encode_message(&m)), Ok(m));
+        }
+    }
+
+    #[test]
+    fn an_upload_round_trips_with_either_visibility() {
+        for visibility in [Visibility::Everyone, Visibility::Sender] {
+            let mut m = message(true);
+            m.visibility = visibility;
+            m.media = Some(MediaRef {
+                mime_type: "image/jpeg".into(),
+                size_bytes: 1234,
+                name: "toy.jpg".into(),
+                width: 2048,
+                height: 1536,
+                id: "0190f0f0-0000-7000-8000-000000000001".into(),
+                thumb_width: 320,
+                thumb_height: 240,
+                placeholder: "#a0b0c0".into(),
+                ..MediaRef::default()
+            });
             assert_eq!(decode_message(&encode_message(&m)), Ok(m));
         }
     }

@@ -107,15 +107,30 @@ impl MessageKind {
     }
 }
 
-/// A reference to media stored outside the chat (uploaded out of band).
+/// The media a message carries: an upload to this server (`id` set; `url` and `thumb_url`
+/// are signed for each reader when the message is shown, never stored), or, in messages
+/// stored before uploads existed, an outside URL.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct MediaRef {
+    /// Empty in storage for uploads; filled for readers.
     pub url: String,
     pub mime_type: String,
     pub size_bytes: u64,
     pub name: String,
+    /// The display rendition's size (images), pixels.
     pub width: u32,
     pub height: u32,
+    /// The server-issued media id ("" for an outside URL).
+    pub id: String,
+    /// The thumbnail's size (0: none).
+    pub thumb_width: u32,
+    pub thumb_height: u32,
+    /// A colour (`#rrggbb`) to show while the image loads.
+    pub placeholder: String,
+    /// Length of audio, ms (0: not audio or unknown).
+    pub duration_ms: u32,
+    /// The thumbnail's URL, filled for readers.
+    pub thumb_url: String,
 }
 
 /// A stored message.

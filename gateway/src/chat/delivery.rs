@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::clock::Now;
 use crate::event::{Class, Event};
+use crate::media::Media;
 use crate::state::conversations::Conversations;
 use crate::state::fanout::{Fanout, SessionAck};
 use crate::state::sequencer::{Filled, Next, Offer, Sequencer, Wake};
@@ -41,6 +42,8 @@ pub(crate) struct Delivery {
     pub(crate) lines: Sequencer<Queued>,
     storage: Arc<dyn Storage>,
     conversations: Arc<Conversations>,
+    /// Signs the URLs of media in messages read from storage.
+    media: Arc<Media>,
 }
 
 /// A local append announced to its line; dropped without [`Delivery::offer_local`] (the append
@@ -75,12 +78,14 @@ impl Delivery {
         storage: Arc<dyn Storage>,
         conversations: Arc<Conversations>,
         sees_every_append: bool,
+        media: Arc<Media>,
     ) -> Self {
         Self {
             fanout,
             lines: Sequencer::new(sees_every_append),
             storage,
             conversations,
+            media,
         }
     }
 
@@ -265,8 +270,9 @@ impl Delivery {
 
     /// Offers a message read from storage to its line (filling: it is held, or a repeat, until
     /// the fill is done).
-    fn offer_stored(&self, c: &Arc<Conversation>, m: Message) {
+    fn offer_stored(&self, c: &Arc<Conversation>, mut m: Message) {
         let seq = m.seq;
+        self.media.show(&mut m, crate::clock::wall_ms());
         let item = Queued {
             event: message_event(m, true),
             conversation: c.clone(),

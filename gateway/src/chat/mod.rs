@@ -14,14 +14,15 @@ use parley_storage::Storage;
 use parley_types::{
     Appended, Conversation, ConversationId, ConversationPage, ConversationSummary, Created,
     HeldMessage, HistoryPage, ListCursor, MAX_SNAPSHOT_MESSAGES, MAX_SNAPSHOT_PARTICIPANTS,
-    Message, MessageId, ModerationEntry, NewMessage, NewReport, Position, ReadOutcome, Report,
-    ReportSnapshot, Standing, Visibility,
+    Message, MessageId, MessageKind, ModerationEntry, NewMessage, NewReport, Position, ReadOutcome,
+    Report, ReportSnapshot, Standing, Visibility,
 };
 
 use crate::bus::{Bus, Invalidate, Outgoing, Target};
 use crate::clock::Now;
 use crate::errors::ClientError;
 use crate::event::{Class, Event};
+use crate::media::{Media, MediaError, MediaKind};
 use crate::moderation::{Action, Counter, Facts, LocalCounter, Moderation, Verdict};
 use crate::state::blocks::Blocks;
 use crate::state::conversations::Conversations;
@@ -36,6 +37,13 @@ use delivery::{Delivery, message_event};
 pub(crate) struct Reply {
     pub(crate) session: u64,
     pub(crate) seq: u32,
+}
+
+/// What a message passes through before it is stored: the moderation rules and, for media,
+/// the upload it names.
+pub(crate) struct Stages {
+    pub(crate) moderation: Arc<Moderation>,
+    pub(crate) media: Arc<Media>,
 }
 
 /// The chat operations and the node parts they use.
@@ -53,6 +61,8 @@ pub(crate) struct Chat {
     pub(crate) moderation: Arc<Moderation>,
     /// Where `same_text` rules count (this node's memory, or Redis in a cluster).
     spam: Arc<dyn Counter>,
+    /// Uploads: a message's media id is checked here; its URLs are signed for readers.
+    pub(crate) media: Arc<Media>,
 }
 
 impl Chat {
@@ -63,8 +73,9 @@ impl Chat {
         fanout: Fanout,
         limiter: UserLimiter,
         bus: Option<Arc<Bus>>,
-        moderation: Arc<Moderation>,
+        stages: Stages,
     ) -> Self {
+        let Stages { moderation, media } = stages;
         let conversations = Arc::new(Conversations::new(storage.clone()));
         let standings = Standings::new(storage.clone());
         let spam: Arc<dyn Counter> = match &bus {
@@ -72,7 +83,13 @@ impl Chat {
             None => Arc::new(LocalCounter::default()),
         };
         let alone = bus.is_none();
-        let delivery = Delivery::new(fanout, storage.clone(), conversations.clone(), alone);
+        let delivery = Delivery::new(
+            fanout,
+            storage.clone(),
+            conversations.clone(),
+            alone,
+            media.clone(),
+        );
         Self {
             conversations,
             blocks,
@@ -84,6 +101,7 @@ impl Chat {
             bus,
             moderation,
             spam,
+            media,
         }
     }
 
@@ -107,6 +125,11 @@ impl Chat {
         let conversation = self.conversations.for_user(m.conversation, user).await?;
         let standing = self.may_send(user, now).await?;
         self.limiter.take(user, now.mono)?;
+        let mut m = m;
+        m.media = match m.media.take() {
+            Some(asked) => Some(self.attach(user, &m, &asked.id).await?),
+            None => None,
+        };
         let verdict = self
             .check_text(user, &m.content, m.conversation, now.wall_ms)
             .await?;
@@ -128,6 +151,43 @@ impl Chat {
         let flag = verdict.filter(|v| v.action == Action::Flag);
         self.store_and_deliver(user, conversation, m, visibility, flag, now, reply)
             .await
+    }
+
+    /// The media a message carries, from the upload's id: the sender's, uploaded for this
+    /// conversation, of the message's kind.
+    async fn attach(
+        &self,
+        user: &str,
+        m: &SendMessage,
+        id: &str,
+    ) -> Result<parley_types::MediaRef, ClientError> {
+        let (kind, media) = self
+            .media
+            .for_message(id, user, m.conversation)
+            .await
+            .map_err(|e| match e {
+                MediaError::NotFound => ClientError::new(ErrorCode::NotFound, "no such media"),
+                MediaError::Forbidden(why) => ClientError::new(ErrorCode::Forbidden, why),
+                MediaError::Store(e) => {
+                    tracing::warn!(error = %e, "media store");
+                    ClientError::new(ErrorCode::StorageUnavailable, "media store unavailable")
+                }
+                other => ClientError::new(ErrorCode::Invalid, format!("{other:?}")),
+            })?;
+        let matches = matches!(
+            (m.kind, kind),
+            (MessageKind::Image, MediaKind::Image) | (MessageKind::File, MediaKind::File)
+        );
+        if !matches {
+            return Err(ClientError::new(
+                ErrorCode::Invalid,
+                match kind {
+                    MediaKind::Image => "that media is an image: send it as kind image",
+                    MediaKind::File => "that media is a file: send it as kind file",
+                },
+            ));
+        }
+        Ok(media)
     }
 
     /// Stores a checked message and delivers it (see `send_message`).
@@ -156,6 +216,8 @@ impl Chat {
                 visibility,
             })
             .await?;
+        let mut appended = appended;
+        self.media.show(&mut appended.message, now.wall_ms);
         let msg = &appended.message;
         // Nobody needs the hidden frame if the sender has no blocks (it is not encoded, nor sent
         // over the bus with every message). A node that learned of a new block before this one
@@ -481,10 +543,12 @@ impl Chat {
         let mut page = self.storage.history(conversation, before, limit).await?;
         // Messages of users with a block between them and the reader: only their place.
         let blocked = self.blocks.relations(user).await?;
+        let now_ms = crate::clock::wall_ms();
         for m in &mut page.messages {
             if blocked.contains(&m.sender) || !m.visible_to(user) {
                 *m = m.hidden();
             }
+            self.media.show(m, now_ms);
         }
         Ok(page)
     }
@@ -646,10 +710,15 @@ impl Chat {
         after: Position,
         limit: usize,
     ) -> Result<Vec<Message>, ClientError> {
-        Ok(self
+        let mut messages = self
             .storage
             .messages_after(conversation, after, limit)
-            .await?)
+            .await?;
+        let now_ms = crate::clock::wall_ms();
+        for m in &mut messages {
+            self.media.show(m, now_ms);
+        }
+        Ok(messages)
     }
 
     /// One page of `user`'s conversations.
@@ -661,11 +730,13 @@ impl Chat {
     ) -> Result<ConversationPage, ClientError> {
         let mut page = self.storage.list_conversations(user, cursor, limit).await?;
         let blocked = self.blocks.relations(user).await?;
+        let now_ms = crate::clock::wall_ms();
         for item in &mut page.items {
-            if let Some(m) = &mut item.last_message
-                && (blocked.contains(&m.sender) || !m.visible_to(user))
-            {
-                *m = m.hidden();
+            if let Some(m) = &mut item.last_message {
+                if blocked.contains(&m.sender) || !m.visible_to(user) {
+                    *m = m.hidden();
+                }
+                self.media.show(m, now_ms);
             }
         }
         Ok(page)

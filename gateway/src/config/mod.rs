@@ -15,6 +15,7 @@ use parley_storage::scylla::ScyllaConfig;
 
 use crate::bus::BusConfig;
 use crate::files::write_private;
+use crate::media::MediaConfig;
 use crate::node::Settings;
 use crate::session::SessionLimits;
 
@@ -72,6 +73,10 @@ pub(crate) struct Config {
     pub(crate) moderation: Option<(PathBuf, Duration)>,
     /// The classifier's URL, timeout and concurrency cap.
     pub(crate) classifier: Option<(String, Duration, usize)>,
+    /// Uploads and media URLs (no keys: derived from the JWT secret at start).
+    pub(crate) media: MediaConfig,
+    /// Where the embedded media store keeps its files.
+    pub(crate) media_dir: PathBuf,
 }
 
 /// Problems found while validating, reported together.
@@ -94,6 +99,7 @@ impl Config {
         let node = settings(o, &mut p);
         let engine = engine(o, &mut p);
         let cluster = cluster(o, &mut p);
+        let media = media(o, &mut p);
         other_checks(o, &mut p);
         if !p.0.is_empty() {
             return Err(p.0.join("\n"));
@@ -140,6 +146,11 @@ impl Config {
                     o.moderation_classifier_concurrency,
                 )
             }),
+            media,
+            media_dir: o
+                .media_dir
+                .clone()
+                .unwrap_or_else(|| o.data_dir.join("media")),
         })
     }
 
@@ -360,7 +371,73 @@ fn settings(o: &Options, p: &mut Problems) -> Settings {
             n => n,
         },
         max_connections_per_ip: o.max_connections_per_ip,
+        media_uploads_per_hour: o.media_uploads_per_hour,
+        media_upload_timeout: Duration::from_millis(o.media_upload_timeout_ms),
     }
+}
+
+/// The media settings (`url_keys` empty: derive one from the JWT secret at start).
+fn media(o: &Options, p: &mut Problems) -> MediaConfig {
+    let mut m = MediaConfig::with_key(Vec::new());
+    m.url_keys.clear();
+    if let Some(keys) = &o.media_url_keys {
+        for pair in keys.split(',').filter(|k| !k.trim().is_empty()) {
+            match pair.trim().split_once(':') {
+                Some((kid, secret))
+                    if !kid.is_empty()
+                        && kid.len() <= 16
+                        && kid.bytes().all(|b| b.is_ascii_alphanumeric())
+                        && secret.len() >= 16 =>
+                {
+                    m.url_keys
+                        .push((kid.to_owned(), secret.as_bytes().to_vec()));
+                }
+                _ => p.check(
+                    false,
+                    "--media-url-keys must be kid:secret pairs (kid 1-16 letters or digits, \
+                     secret at least 16 bytes), comma-separated",
+                ),
+            }
+        }
+    }
+    let base = o.media_base_url.trim_end_matches('/');
+    p.check(
+        base.is_empty() || base.starts_with("https://") || base.starts_with("http://"),
+        "--media-base-url must be an http(s) URL",
+    );
+    m.base_url = base.to_owned();
+    p.check(
+        o.media_url_ttl_s >= 60,
+        "--media-url-ttl-s must be at least 60",
+    );
+    m.url_ttl_s = o.media_url_ttl_s;
+    p.check(
+        o.media_max_image_bytes >= 1024 && o.media_max_file_bytes >= 1024,
+        "--media-max-image-bytes and --media-max-file-bytes must be at least 1024",
+    );
+    m.max_image_bytes = o.media_max_image_bytes;
+    m.max_file_bytes = o.media_max_file_bytes;
+    p.check(
+        o.media_max_image_pixels >= 1_000_000,
+        "--media-max-image-pixels must be at least 1000000",
+    );
+    m.images.max_pixels = o.media_max_image_pixels;
+    if let Some(types) = &o.media_file_types {
+        m.file_types = types
+            .split(',')
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+    }
+    p.check(
+        o.media_uploads_per_hour >= 1,
+        "--media-uploads-per-hour must be at least 1",
+    );
+    p.check(
+        o.media_upload_timeout_ms >= 1000,
+        "--media-upload-timeout-ms must be at least 1000",
+    );
+    m
 }
 
 /// The soft limit on open files of this process (`/proc/self/limits`; None elsewhere).
@@ -454,6 +531,11 @@ fn cluster(o: &Options, p: &mut Problems) -> Option<Cluster> {
         o.jwt_secret.is_some() || o.jwt_public_key.is_some(),
         "--redis needs JWT_SECRET (or JWT_PUBLIC_KEY_FILE) shared by every node: \
          a generated development secret is per node",
+    );
+    p.check(
+        o.jwt_secret.is_some() || o.media_url_keys.is_some(),
+        "--redis with only JWT_PUBLIC_KEY_FILE needs --media-url-keys shared by every node \
+         (media URLs are otherwise signed with a key derived from JWT_SECRET)",
     );
     Some(Cluster {
         redis_url: url.clone(),

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::media;
 use crate::node;
 use crate::session::limits;
 
@@ -302,6 +303,41 @@ pub(crate) struct Options {
     /// balancer, where every client has the proxy's address).
     #[arg(long, env = "PARLEY_MAX_CONNECTIONS_PER_IP", default_value_t = node::DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub(crate) max_connections_per_ip: u32,
+    /// Directory of uploaded media (blobs and records). Default: `media/` in the data
+    /// directory. Nodes of a cluster must share it (any node serves any media).
+    #[arg(long, env = "PARLEY_MEDIA_DIR")]
+    pub(crate) media_dir: Option<PathBuf>,
+    /// Keys that sign media URLs, `kid:secret,kid:secret` (secrets at least 16 bytes): the
+    /// first signs, all verify (rotation). Unset: one key derived from the HS256 JWT secret.
+    #[arg(long, env = "PARLEY_MEDIA_URL_KEYS", hide_env_values = true)]
+    pub(crate) media_url_keys: Option<String>,
+    /// Prefix of media URLs: a CDN whose origin is this gateway's `/media/` route, e.g.
+    /// `https://cdn.example.com`. Empty: URLs relative to the gateway (`/media/...`).
+    #[arg(long, env = "CDN_BASE_URL", default_value = "")]
+    pub(crate) media_base_url: String,
+    /// A media URL is good for at least this many seconds (and at most an hour more: expiries
+    /// are rounded up to the hour so a CDN caches one URL).
+    #[arg(long, env = "PARLEY_MEDIA_URL_TTL_S", default_value_t = media::DEFAULT_URL_TTL_S)]
+    pub(crate) media_url_ttl_s: u64,
+    /// Largest image upload, bytes.
+    #[arg(long, env = "PARLEY_MEDIA_MAX_IMAGE_BYTES", default_value_t = media::DEFAULT_MAX_IMAGE_BYTES)]
+    pub(crate) media_max_image_bytes: usize,
+    /// Largest file upload, bytes.
+    #[arg(long, env = "PARLEY_MEDIA_MAX_FILE_BYTES", default_value_t = media::DEFAULT_MAX_FILE_BYTES)]
+    pub(crate) media_max_file_bytes: usize,
+    /// Images over this many pixels are refused before they are decoded.
+    #[arg(long, env = "PARLEY_MEDIA_MAX_IMAGE_PIXELS", default_value_t = media::DEFAULT_MAX_IMAGE_PIXELS)]
+    pub(crate) media_max_image_pixels: u64,
+    /// MIME types of files accepted, comma-separated (images: always JPEG, PNG, WebP, GIF).
+    /// Default: PDF, plain text, zip, office documents, audio (Ogg, MP3, M4A, AAC), MP4.
+    #[arg(long, env = "PARLEY_MEDIA_FILE_TYPES")]
+    pub(crate) media_file_types: Option<String>,
+    /// Uploads one user may make per hour.
+    #[arg(long, env = "PARLEY_MEDIA_UPLOADS_PER_HOUR", default_value_t = node::DEFAULT_MEDIA_UPLOADS_PER_HOUR)]
+    pub(crate) media_uploads_per_hour: u32,
+    /// Time a client gets to send a whole upload, ms.
+    #[arg(long, env = "PARLEY_MEDIA_UPLOAD_TIMEOUT_MS", default_value_t = node::DEFAULT_MEDIA_UPLOAD_TIMEOUT_MS)]
+    pub(crate) media_upload_timeout_ms: u64,
     /// Serve test-only endpoints (/test/echo for the Autobahn suite). Never in production.
     #[arg(long, env = "PARLEY_TEST_ENDPOINTS", default_value_t = false)]
     pub(crate) test_endpoints: bool,

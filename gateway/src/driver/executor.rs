@@ -114,7 +114,7 @@ impl Executor {
                     seq,
                 };
                 let sent = chat
-                    .send_message(&user, message, Now::get(), Some(reply))
+                    .send_message(&user, *message, Now::get(), Some(reply))
                     .await;
                 // The Ack comes in line with the conversation's messages (chat::delivery).
                 (seq, sent.map(|_| Vec::new()))

@@ -56,6 +56,10 @@ pub(crate) const DEFAULT_REST_REQUEST_BURST: u32 = 40;
 pub(crate) const DEFAULT_GROUPS_PER_USER_PER_HOUR: u32 = 30;
 /// Reports one user may file per hour.
 pub(crate) const DEFAULT_REPORTS_PER_USER_PER_HOUR: u32 = 20;
+/// Uploads one user may make per hour.
+pub(crate) const DEFAULT_MEDIA_UPLOADS_PER_HOUR: u32 = 300;
+/// Time a client gets to send a whole upload, ms.
+pub(crate) const DEFAULT_MEDIA_UPLOAD_TIMEOUT_MS: u64 = 120_000;
 /// On shutdown, how long `/readyz` says 503 before sessions are told to go, ms.
 pub(crate) const DEFAULT_SHUTDOWN_READY_DELAY_MS: u64 = 1_000;
 /// Connections on the node at most (0 at the command line: the open-files limit less 256).
@@ -108,6 +112,10 @@ pub(crate) struct Settings {
     pub(crate) max_connections: usize,
     /// Connections from one address at most (0: no limit).
     pub(crate) max_connections_per_ip: u32,
+    /// Uploads one user may make per hour.
+    pub(crate) media_uploads_per_hour: u32,
+    /// Time a client gets to send a whole upload.
+    pub(crate) media_upload_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -136,6 +144,8 @@ impl Default for Settings {
             test_endpoints: false,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            media_uploads_per_hour: DEFAULT_MEDIA_UPLOADS_PER_HOUR,
+            media_upload_timeout: Duration::from_millis(DEFAULT_MEDIA_UPLOAD_TIMEOUT_MS),
         }
     }
 }
@@ -192,6 +202,8 @@ pub(crate) struct Node {
     pub(crate) group_limiter: UserLimiter,
     /// Reports per user (`--reports-per-user-per-hour`).
     pub(crate) report_limiter: UserLimiter,
+    /// Uploads per user (`--media-uploads-per-hour`).
+    pub(crate) upload_limiter: UserLimiter,
 }
 
 impl Node {
@@ -219,6 +231,12 @@ impl Node {
             per_hour,
             "too many reports; try again later",
         );
+        let per_hour = settings.media_uploads_per_hour;
+        let upload_limiter = UserLimiter::with_refusal(
+            f64::from(per_hour) / 3600.0,
+            per_hour,
+            "upload quota reached; try again later",
+        );
         Self {
             settings,
             limits: Arc::new(limits),
@@ -231,6 +249,7 @@ impl Node {
             rest_limiter,
             group_limiter,
             report_limiter,
+            upload_limiter,
         }
     }
 }

@@ -29,8 +29,6 @@ pub(crate) const HISTORY_DEFAULT: usize = 50;
 pub(crate) const CONVERSATIONS_DEFAULT: usize = 20;
 /// Conversations one session may show as typing at once.
 pub(crate) const MAX_TYPING: usize = 32;
-const MAX_MEDIA_URL: usize = 2048;
-const MAX_MEDIA_FIELD: usize = 255;
 
 /// How a frame reached the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +78,7 @@ pub(crate) enum Command {
     },
     Send {
         seq: u32,
-        message: SendMessage,
+        message: Box<SendMessage>,
     },
     /// Relay a typing state (`seq` 0 when the server itself ends it).
     Typing {
@@ -518,7 +516,10 @@ impl Session {
             ClientBody::Join { conversation } => Command::Join { seq, conversation },
             ClientBody::Leave { conversation } => Command::Leave { seq, conversation },
             ClientBody::Send(message) => match validate_send(&self.limits, &message) {
-                Ok(()) => Command::Send { seq, message },
+                Ok(()) => Command::Send {
+                    seq,
+                    message: Box::new(message),
+                },
                 Err((code, why)) => return error(out, seq, code, why),
             },
             ClientBody::Typing {
@@ -683,15 +684,13 @@ pub(crate) fn validate_send(
             invalid("image and file messages need media")
         }
         (_, Some(media)) => {
-            let url = media.url.as_str();
-            if url.len() > MAX_MEDIA_URL
-                || !(url.starts_with("https://") || url.starts_with("http://"))
-                || url.chars().any(|c| c.is_control() || c.is_whitespace())
-            {
-                return invalid("media url must be an http(s) URL of at most 2048 bytes");
+            if !media.url.is_empty() {
+                return invalid(
+                    "outside media URLs are refused: upload with POST /api/media and send its id",
+                );
             }
-            if media.name.len() > MAX_MEDIA_FIELD || media.mime_type.len() > MAX_MEDIA_FIELD {
-                return invalid("media name and mime type are at most 255 bytes");
+            if media.id.parse::<uuid::Uuid>().is_err() {
+                return invalid("media_id must be the id POST /api/media returned");
             }
             Ok(())
         }

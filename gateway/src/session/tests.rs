@@ -410,36 +410,46 @@ fn send_fields_are_validated() {
         error_of(&h.send(5, send_text(c, "a\nb", "hi"))),
         (invalid, false)
     );
-    let media = |kind, url: &str| {
+    // Media is an upload's id; the server fills the rest. An outside URL is refused.
+    let media = |kind, id: &str, url: &str| {
         ClientBody::Send(SendMessage {
             conversation: c,
             client_msg_id: "m".into(),
             kind,
             content: String::new(),
-            media: (!url.is_empty()).then(|| MediaRef {
+            media: (!(id.is_empty() && url.is_empty())).then(|| MediaRef {
+                id: id.into(),
                 url: url.into(),
-                mime_type: "image/png".into(),
-                size_bytes: 1,
-                name: "a.png".into(),
-                width: 1,
-                height: 1,
+                ..MediaRef::default()
             }),
         })
     };
+    let upload = "0190f0f0-0000-7000-8000-000000000001";
     assert_eq!(
-        error_of(&h.send(6, media(MessageKind::Image, ""))),
+        error_of(&h.send(6, media(MessageKind::Image, "", ""))),
         (invalid, false)
     );
     assert_eq!(
-        error_of(&h.send(7, media(MessageKind::Image, "javascript:alert(1)"))),
+        error_of(&h.send(
+            7,
+            media(MessageKind::Image, "", "https://tracker.example/a.png")
+        )),
         (invalid, false)
     );
     assert_eq!(
-        error_of(&h.send(8, media(MessageKind::Text, "https://cdn/a.png"))),
+        error_of(&h.send(8, media(MessageKind::Image, "not-an-id", ""))),
+        (invalid, false)
+    );
+    assert_eq!(
+        error_of(&h.send(9, media(MessageKind::Image, upload, "https://x/a.png"))),
+        (invalid, false)
+    );
+    assert_eq!(
+        error_of(&h.send(10, media(MessageKind::Text, upload, ""))),
         (invalid, false)
     );
     assert!(matches!(
-        command(&h.send(9, media(MessageKind::Image, "https://cdn/a.png"))),
+        command(&h.send(11, media(MessageKind::File, upload, ""))),
         Command::Send { .. }
     ));
 }

@@ -124,6 +124,12 @@ pub(crate) struct Options {
     pub(crate) storage_of: Option<Shared>,
 }
 
+/// A media service over a directory, URLs signed with a key of [`SECRET`].
+pub(crate) fn test_media(dir: &std::path::Path) -> Arc<crate::media::Media> {
+    let config = crate::media::MediaConfig::with_key(crate::server::media_key_from(SECRET));
+    Arc::new(crate::media::Media::on_disk(dir.to_path_buf(), config).expect("media dir"))
+}
+
 /// A node's storage, to give to another node of the same in-process cluster.
 #[derive(Clone)]
 pub(crate) struct Shared {
@@ -197,6 +203,7 @@ impl TestNode {
                 .expect("auth"),
             send_rate: o.send_rate,
             moderation: Arc::new(crate::moderation::Moderation::disabled()),
+            media: test_media(&shared._dir.path().join("media")),
         };
         let node = assemble(parts, storage, inboxes, bus);
         if let Some(bus) = &node.chat.bus {

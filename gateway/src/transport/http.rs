@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 use super::deadline::Deadlines;
 use super::response::{Body, error, json};
-use super::{rest, ws};
+use super::{media, rest, ws};
 use crate::node::Node;
 use crate::shard::{ConnGuard, Shard};
 use crate::state::admission::Admitted;
@@ -74,6 +74,9 @@ async fn route(
             upgrade(&shard, &mut req, true, admitted)
         }
         (_, p) if p.starts_with("/api/") => rest::handle(node, req).await,
+        (&Method::GET | &Method::HEAD, p) if p.starts_with("/media/") => {
+            media::serve(node, req).await
+        }
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     };
     cors(node, origin, &mut resp);

@@ -4,6 +4,7 @@
 
 pub(crate) mod deadline;
 pub(crate) mod http;
+pub(crate) mod media;
 pub(crate) mod quic;
 pub(crate) mod response;
 pub(crate) mod rest;

@@ -11,6 +11,7 @@ mod cluster;
 mod durability;
 mod ledger;
 mod lifecycle;
+mod media;
 mod moderation;
 mod quic;
 mod quic_aioquic;

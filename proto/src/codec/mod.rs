@@ -94,6 +94,12 @@ fn media_of(m: Option<w::MediaRef<'_>>) -> Option<MediaRef> {
         name: m.name().unwrap_or_default().to_owned(),
         width: m.width(),
         height: m.height(),
+        id: m.media_id().unwrap_or_default().to_owned(),
+        thumb_width: m.thumbnail_width(),
+        thumb_height: m.thumbnail_height(),
+        placeholder: m.placeholder().unwrap_or_default().to_owned(),
+        duration_ms: m.duration_ms(),
+        thumb_url: m.thumbnail_url().unwrap_or_default().to_owned(),
     })
 }
 
@@ -131,6 +137,9 @@ fn media<'a>(fbb: &mut Fbb, m: &MediaRef) -> WIPOffset<w::MediaRef<'a>> {
     let url = opt_str(fbb, &m.url);
     let mime_type = opt_str(fbb, &m.mime_type);
     let name = opt_str(fbb, &m.name);
+    let media_id = opt_str(fbb, &m.id);
+    let thumbnail_url = opt_str(fbb, &m.thumb_url);
+    let placeholder = opt_str(fbb, &m.placeholder);
     w::MediaRef::create(
         fbb,
         &w::MediaRefArgs {
@@ -140,6 +149,12 @@ fn media<'a>(fbb: &mut Fbb, m: &MediaRef) -> WIPOffset<w::MediaRef<'a>> {
             name,
             width: m.width,
             height: m.height,
+            media_id,
+            thumbnail_url,
+            thumbnail_width: m.thumb_width,
+            thumbnail_height: m.thumb_height,
+            placeholder,
+            duration_ms: m.duration_ms,
         },
     )
 }

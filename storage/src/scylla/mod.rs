@@ -323,14 +323,16 @@ impl Scylla {
             .await_schema_agreement()
             .await
             .map_err(unavailable)?;
-        add_column(
-            &session,
-            keyspace,
-            "messages_by_seq",
-            "visibility",
-            "tinyint",
-        )
-        .await?;
+        for (column, kind) in [
+            ("visibility", "tinyint"),
+            ("media_id", "text"),
+            ("media_thumb_width", "int"),
+            ("media_thumb_height", "int"),
+            ("media_placeholder", "text"),
+            ("media_duration_ms", "int"),
+        ] {
+            add_column(&session, keyspace, "messages_by_seq", column, kind).await?;
+        }
         backfill_blocked_by(&session, keyspace).await?;
         copy_reports(&session, nodes, keyspace).await
     }

@@ -8,7 +8,8 @@ use crate::error::{Result, StorageError};
 
 /// The columns [`MsgRow`] reads, in the order the statements select them.
 pub(super) const MSG_COLUMNS: &str = "seq, message_id, sender, kind, content, client_msg_id, \
-    created_at, media_url, media_mime, media_size, media_name, media_width, media_height, visibility";
+    created_at, media_url, media_mime, media_size, media_name, media_width, media_height, visibility, \
+    media_id, media_thumb_width, media_thumb_height, media_placeholder, media_duration_ms";
 
 /// One row of `messages_by_seq`.
 #[derive(DeserializeRow)]
@@ -28,6 +29,12 @@ pub(super) struct MsgRow {
     media_height: Option<i32>,
     /// Absent in rows written before the column existed: `Everyone`.
     visibility: Option<i8>,
+    /// An upload's fields (absent: an outside URL, or no media).
+    media_id: Option<String>,
+    media_thumb_width: Option<i32>,
+    media_thumb_height: Option<i32>,
+    media_placeholder: Option<String>,
+    media_duration_ms: Option<i32>,
 }
 
 impl MsgRow {
@@ -41,6 +48,12 @@ impl MsgRow {
             name: self.media_name.unwrap_or_default(),
             width: self.media_width.unwrap_or(0) as u32,
             height: self.media_height.unwrap_or(0) as u32,
+            id: self.media_id.unwrap_or_default(),
+            thumb_width: self.media_thumb_width.unwrap_or(0) as u32,
+            thumb_height: self.media_thumb_height.unwrap_or(0) as u32,
+            placeholder: self.media_placeholder.unwrap_or_default(),
+            duration_ms: self.media_duration_ms.unwrap_or(0) as u32,
+            thumb_url: String::new(),
         });
         let visibility = Visibility::from_code(self.visibility.unwrap_or(0) as u8)
             .ok_or_else(|| StorageError::Corrupt(format!("visibility {:?}", self.visibility)))?;
@@ -86,6 +99,11 @@ pub(super) struct MsgInsertMedia<'a> {
     media_name: &'a str,
     media_width: i32,
     media_height: i32,
+    media_id: &'a str,
+    media_thumb_width: i32,
+    media_thumb_height: i32,
+    media_placeholder: &'a str,
+    media_duration_ms: i32,
 }
 
 impl<'a> MsgInsert<'a> {
@@ -113,6 +131,11 @@ impl<'a> MsgInsert<'a> {
             media_name: &media.name,
             media_width: media.width as i32,
             media_height: media.height as i32,
+            media_id: &media.id,
+            media_thumb_width: media.thumb_width as i32,
+            media_thumb_height: media.thumb_height as i32,
+            media_placeholder: &media.placeholder,
+            media_duration_ms: media.duration_ms as i32,
         }
     }
 }

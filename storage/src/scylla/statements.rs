@@ -161,15 +161,15 @@ impl Statements {
 
     async fn messages(p: &Preparer<'_>, ks: &str) -> Result<Messages> {
         const CLAIM: &str = "conversation_id, bucket, seq, message_id, sender, kind, content, client_msg_id, created_at, visibility";
-        const MEDIA: &str =
-            "media_url, media_mime, media_size, media_name, media_width, media_height";
+        const MEDIA: &str = "media_url, media_mime, media_size, media_name, media_width, media_height, \
+             media_id, media_thumb_width, media_thumb_height, media_placeholder, media_duration_ms";
         Ok(Messages {
             msg_claim: p.prepare(format!(
                 "INSERT INTO {ks}.messages_by_seq ({CLAIM}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
             ))
             .await?,
             msg_claim_media: p.prepare(format!(
-                "INSERT INTO {ks}.messages_by_seq ({CLAIM}, {MEDIA}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+                "INSERT INTO {ks}.messages_by_seq ({CLAIM}, {MEDIA}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
             ))
             .await?,
             msg_get: p.prepare(format!(

@@ -15,6 +15,8 @@
 //! | POST | /api/blocks, DELETE /api/blocks/:userId | block / unblock a user |
 //! | POST | /api/reports | report a user (optionally a conversation / message) |
 //! | GET | /api/standing | my standing (warnings, muted until, banned) |
+//! | POST | /api/media?conversation=&name= | upload (raw body; typed by its bytes) → `{id, url, …}` |
+//! | GET | /api/media/:id | my upload's record, with fresh URLs |
 //!
 //! With the role claim `parley_role: "admin"` in the token, the admin API (`admin`):
 //!
@@ -31,6 +33,7 @@
 mod admin;
 mod handlers;
 mod json;
+mod media;
 
 use std::sync::Arc;
 
@@ -162,6 +165,8 @@ async fn route(node: &Node, req: Request<Incoming>) -> Reply {
         }
         (&Method::POST, ["reports"]) => handlers::report(call).await,
         (&Method::GET, ["standing"]) => admin::own_standing(call).await,
+        (&Method::POST, ["media"]) => media::upload(call).await,
+        (&Method::GET, ["media", id]) => media::get(call, id).await,
         (_, ["admin", rest @ ..]) => {
             if !call.admin {
                 return Err(ClientError::new(

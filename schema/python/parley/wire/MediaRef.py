@@ -6,7 +6,10 @@ import flatbuffers
 from flatbuffers.compat import import_numpy
 np = import_numpy()
 
-# A reference to media stored elsewhere (upload happens out of band).
+# Media a message carries. A client sends only `media_id`, the id `POST /api/media` gave
+# it (protocol 1.3); the server fills the rest from the upload when it shows the message:
+# `url` and `thumbnail_url` are signed and expire (fetch them soon; a later history page has
+# fresh ones). Messages stored before uploads existed carry an outside `url` and no id.
 class MediaRef(object):
     __slots__ = ['_tab']
 
@@ -67,8 +70,52 @@ class MediaRef(object):
             return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
         return 0
 
+    # MediaRef
+    def MediaId(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+    # MediaRef
+    def ThumbnailUrl(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+    # MediaRef
+    def ThumbnailWidth(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
+        return 0
+
+    # MediaRef
+    def ThumbnailHeight(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
+        return 0
+
+    # `#rrggbb`: a colour to show while the image loads.
+    # MediaRef
+    def Placeholder(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+    # Audio: its length in ms.
+    # MediaRef
+    def DurationMs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
+        return 0
+
 def MediaRefStart(builder):
-    builder.StartObject(6)
+    builder.StartObject(12)
 
 def Start(builder):
     MediaRefStart(builder)
@@ -108,6 +155,42 @@ def MediaRefAddHeight(builder, height):
 
 def AddHeight(builder, height):
     MediaRefAddHeight(builder, height)
+
+def MediaRefAddMediaId(builder, mediaId):
+    builder.PrependUOffsetTRelativeSlot(6, flatbuffers.number_types.UOffsetTFlags.py_type(mediaId), 0)
+
+def AddMediaId(builder, mediaId):
+    MediaRefAddMediaId(builder, mediaId)
+
+def MediaRefAddThumbnailUrl(builder, thumbnailUrl):
+    builder.PrependUOffsetTRelativeSlot(7, flatbuffers.number_types.UOffsetTFlags.py_type(thumbnailUrl), 0)
+
+def AddThumbnailUrl(builder, thumbnailUrl):
+    MediaRefAddThumbnailUrl(builder, thumbnailUrl)
+
+def MediaRefAddThumbnailWidth(builder, thumbnailWidth):
+    builder.PrependUint32Slot(8, thumbnailWidth, 0)
+
+def AddThumbnailWidth(builder, thumbnailWidth):
+    MediaRefAddThumbnailWidth(builder, thumbnailWidth)
+
+def MediaRefAddThumbnailHeight(builder, thumbnailHeight):
+    builder.PrependUint32Slot(9, thumbnailHeight, 0)
+
+def AddThumbnailHeight(builder, thumbnailHeight):
+    MediaRefAddThumbnailHeight(builder, thumbnailHeight)
+
+def MediaRefAddPlaceholder(builder, placeholder):
+    builder.PrependUOffsetTRelativeSlot(10, flatbuffers.number_types.UOffsetTFlags.py_type(placeholder), 0)
+
+def AddPlaceholder(builder, placeholder):
+    MediaRefAddPlaceholder(builder, placeholder)
+
+def MediaRefAddDurationMs(builder, durationMs):
+    builder.PrependUint32Slot(11, durationMs, 0)
+
+def AddDurationMs(builder, durationMs):
+    MediaRefAddDurationMs(builder, durationMs)
 
 def MediaRefEnd(builder):
     return builder.EndObject()

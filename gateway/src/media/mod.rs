@@ -1,0 +1,475 @@
+//! Media: uploads typed by their bytes, images re-encoded without their metadata, files kept
+//! as they are, a record per upload, the blob store and signed URLs. A leaf: bytes in,
+//! records and URLs out. The transport serves uploads and downloads; the chat checks a
+//! message's media id here and has its URLs filled for each reader.
+//!
+//! Keys in the store: `blobs/<sha256 of the bytes>` (content-addressed: the same rendition
+//! uploaded twice is stored once) and `records/<media id>` (the record, JSON). The blobs are
+//! written before the record, so a record never names a missing blob.
+
+mod kinds;
+mod picture;
+mod sign;
+pub(crate) mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use parley_types::{ConversationId, MediaRef};
+use ring::digest;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+pub(crate) use kinds::DEFAULT_FILE_TYPES;
+pub(crate) use picture::ImageRules;
+pub(crate) use sign::Refused;
+use sign::UrlSigner;
+use store::MediaStore;
+
+/// Largest image upload, bytes.
+pub(crate) const DEFAULT_MAX_IMAGE_BYTES: usize = 10 << 20;
+/// Largest file upload, bytes.
+pub(crate) const DEFAULT_MAX_FILE_BYTES: usize = 25 << 20;
+/// Images over this many pixels are refused before they are decoded.
+pub(crate) const DEFAULT_MAX_IMAGE_PIXELS: u64 = 50_000_000;
+/// Images decoded at once on a node.
+pub(crate) const DEFAULT_IMAGE_CONCURRENCY: usize = 2;
+/// Uploads whose bodies a node holds at once.
+pub(crate) const DEFAULT_UPLOAD_CONCURRENCY: usize = 16;
+/// A media URL is good for at least this long, s…
+pub(crate) const DEFAULT_URL_TTL_S: u64 = 24 * 3600;
+/// …and at most this much longer (readers within one bucket share a URL), s.
+pub(crate) const DEFAULT_URL_BUCKET_S: u64 = 3600;
+/// Longest an upload waits for an image decoder before it is refused as busy.
+const IMAGE_QUEUE_WAIT: Duration = Duration::from_secs(30);
+/// Records kept in memory (they never change).
+const RECORD_CACHE: usize = 10_000;
+
+/// How uploads are checked, rendered and linked.
+#[derive(Debug, Clone)]
+pub(crate) struct MediaConfig {
+    pub(crate) max_image_bytes: usize,
+    pub(crate) max_file_bytes: usize,
+    /// MIME types of files accepted (images are always JPEG, PNG, WebP and GIF).
+    pub(crate) file_types: Vec<String>,
+    pub(crate) images: ImageRules,
+    pub(crate) image_concurrency: usize,
+    pub(crate) upload_concurrency: usize,
+    /// (key id, key) pairs that sign URLs: the first signs, all verify.
+    pub(crate) url_keys: Vec<(String, Vec<u8>)>,
+    pub(crate) url_ttl_s: u64,
+    pub(crate) url_bucket_s: u64,
+    /// Prefix of media URLs, e.g. a CDN whose origin is this gateway ("" = relative).
+    pub(crate) base_url: String,
+}
+
+impl MediaConfig {
+    /// The defaults, with URLs signed by `key`.
+    pub(crate) fn with_key(key: Vec<u8>) -> Self {
+        Self {
+            max_image_bytes: DEFAULT_MAX_IMAGE_BYTES,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            file_types: DEFAULT_FILE_TYPES.iter().map(|s| s.to_string()).collect(),
+            images: ImageRules {
+                max_pixels: DEFAULT_MAX_IMAGE_PIXELS,
+                display_px: 2048,
+                thumb_px: 320,
+                display_quality: 82,
+                thumb_quality: 70,
+            },
+            image_concurrency: DEFAULT_IMAGE_CONCURRENCY,
+            upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY,
+            url_keys: vec![("0".into(), key)],
+            url_ttl_s: DEFAULT_URL_TTL_S,
+            url_bucket_s: DEFAULT_URL_BUCKET_S,
+            base_url: String::new(),
+        }
+    }
+
+    /// The largest upload of any type.
+    pub(crate) fn max_upload_bytes(&self) -> usize {
+        self.max_image_bytes.max(self.max_file_bytes)
+    }
+}
+
+/// Image (rendered by the server) or file (kept as is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum MediaKind {
+    Image,
+    File,
+}
+
+/// One stored form of an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Rendition {
+    /// `display` or `thumb` (images), `file` (files).
+    pub(crate) variant: String,
+    /// The blob's key in the store.
+    pub(crate) key: String,
+    pub(crate) mime_type: String,
+    pub(crate) size_bytes: u64,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    /// Hex SHA-256 of the bytes (also the `ETag`).
+    pub(crate) sha256: String,
+}
+
+/// What the server knows of one upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MediaRecord {
+    pub(crate) id: Uuid,
+    pub(crate) owner: String,
+    /// The conversation it was uploaded for (its id).
+    pub(crate) conversation: Uuid,
+    pub(crate) kind: MediaKind,
+    /// The file name the uploader gave (shown, and used for downloads).
+    pub(crate) name: String,
+    /// Bytes and hex SHA-256 of what was uploaded (for images: not kept).
+    pub(crate) upload_bytes: u64,
+    pub(crate) upload_sha256: String,
+    /// Images: the upload's size, pixels, upright.
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) placeholder: String,
+    pub(crate) renditions: Vec<Rendition>,
+    pub(crate) created_ms: i64,
+}
+
+impl MediaRecord {
+    pub(crate) fn rendition(&self, variant: &str) -> Option<&Rendition> {
+        self.renditions.iter().find(|r| r.variant == variant)
+    }
+
+    /// The rendition a message shows: display (images) or the file itself.
+    fn main(&self) -> Option<&Rendition> {
+        self.renditions.first()
+    }
+}
+
+/// Why an upload, a lookup or a download failed.
+#[derive(Debug)]
+pub(crate) enum MediaError {
+    /// The bytes are not an accepted type.
+    Unsupported(String),
+    /// Over a byte or pixel limit.
+    TooLarge(String),
+    /// Not a valid upload (undecodable image, bad name, …).
+    Invalid(String),
+    NotFound,
+    /// Not the caller's, or not for that conversation.
+    Forbidden(&'static str),
+    /// Too many uploads at once on this node: try again shortly.
+    Busy,
+    /// The store failed.
+    Store(std::io::Error),
+}
+
+impl From<std::io::Error> for MediaError {
+    fn from(e: std::io::Error) -> Self {
+        MediaError::Store(e)
+    }
+}
+
+/// An upload as the transport hands it over.
+pub(crate) struct Upload {
+    pub(crate) owner: String,
+    pub(crate) conversation: ConversationId,
+    pub(crate) name: String,
+    pub(crate) bytes: Bytes,
+    pub(crate) now_ms: i64,
+}
+
+/// What an upload cost (for metrics).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Cost {
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_stored: u64,
+    /// Time an image took on the blocking pool (decode, resize, encode).
+    pub(crate) processing: Duration,
+}
+
+pub(crate) struct Media {
+    store: Arc<dyn MediaStore>,
+    signer: UrlSigner,
+    config: MediaConfig,
+    decoders: Arc<Semaphore>,
+    uploads: Arc<Semaphore>,
+    records: DashMap<Uuid, Arc<MediaRecord>>,
+}
+
+impl Media {
+    pub(crate) fn new(store: Arc<dyn MediaStore>, config: MediaConfig) -> Self {
+        Self {
+            store,
+            signer: UrlSigner::new(
+                &config.url_keys,
+                config.url_ttl_s,
+                config.url_bucket_s,
+                &config.base_url,
+            ),
+            decoders: Arc::new(Semaphore::new(config.image_concurrency.max(1))),
+            uploads: Arc::new(Semaphore::new(config.upload_concurrency.max(1))),
+            config,
+            records: DashMap::new(),
+        }
+    }
+
+    /// Media in a directory (the embedded engine).
+    pub(crate) fn on_disk(dir: std::path::PathBuf, config: MediaConfig) -> std::io::Result<Self> {
+        Ok(Self::new(Arc::new(store::FsStore::open(dir)?), config))
+    }
+
+    pub(crate) fn config(&self) -> &MediaConfig {
+        &self.config
+    }
+
+    /// A place for one upload's body, or Busy when the node holds as many as it allows (taken
+    /// before the body is read, so bodies in memory are bounded).
+    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, MediaError> {
+        self.uploads
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| MediaError::Busy)
+    }
+
+    /// Checks, renders and stores an upload.
+    pub(crate) async fn upload(&self, up: Upload) -> Result<(Arc<MediaRecord>, Cost), MediaError> {
+        let name = clean_name(&up.name)?;
+        let sniffed =
+            kinds::sniff(&up.bytes, &self.config.file_types).map_err(MediaError::Unsupported)?;
+        let limit = match sniffed {
+            kinds::Sniffed::Image(_) => self.config.max_image_bytes,
+            kinds::Sniffed::File { .. } => self.config.max_file_bytes,
+        };
+        if up.bytes.len() > limit {
+            return Err(MediaError::TooLarge(format!(
+                "the upload is {} bytes; at most {limit} are accepted for its type",
+                up.bytes.len()
+            )));
+        }
+        let upload_sha256 = sha256(&up.bytes);
+        let mut record = MediaRecord {
+            id: Uuid::now_v7(),
+            owner: up.owner,
+            conversation: up.conversation.0,
+            kind: MediaKind::File,
+            name,
+            upload_bytes: up.bytes.len() as u64,
+            upload_sha256,
+            width: 0,
+            height: 0,
+            placeholder: String::new(),
+            renditions: Vec::new(),
+            created_ms: up.now_ms,
+        };
+        let mut cost = Cost {
+            bytes_in: up.bytes.len() as u64,
+            ..Cost::default()
+        };
+        let mut blobs = Vec::new();
+        match sniffed {
+            kinds::Sniffed::Image(format) => {
+                let _permit = tokio::time::timeout(IMAGE_QUEUE_WAIT, self.decoders.acquire())
+                    .await
+                    .map_err(|_| MediaError::Busy)?
+                    .map_err(|_| MediaError::Busy)?;
+                let rules = self.config.images.clone();
+                let bytes = up.bytes.clone();
+                let (processed, took) = tokio::task::spawn_blocking(move || {
+                    let start = std::time::Instant::now();
+                    let out = picture::process(&bytes, format, &rules);
+                    (out, start.elapsed())
+                })
+                .await
+                .map_err(|e| MediaError::Store(std::io::Error::other(e.to_string())))?;
+                cost.processing = took;
+                let p = processed.map_err(|e| match e {
+                    picture::ImageError::TooLarge(why) => MediaError::TooLarge(why),
+                    picture::ImageError::Undecodable(why) => {
+                        MediaError::Invalid(format!("the image cannot be decoded: {why}"))
+                    }
+                })?;
+                record.kind = MediaKind::Image;
+                (record.width, record.height) = p.original;
+                record.placeholder = p.placeholder;
+                for (variant, e) in [("display", p.display), ("thumb", p.thumb)] {
+                    let r = rendition(variant, e.mime, e.width, e.height, &e.bytes);
+                    blobs.push((r.key.clone(), Bytes::from(e.bytes)));
+                    record.renditions.push(r);
+                }
+            }
+            kinds::Sniffed::File { mime, .. } => {
+                let mut r = rendition("file", mime, 0, 0, &up.bytes);
+                r.sha256 = record.upload_sha256.clone();
+                blobs.push((r.key.clone(), up.bytes));
+                record.renditions.push(r);
+            }
+        }
+        for (key, bytes) in blobs {
+            cost.bytes_stored += bytes.len() as u64;
+            self.store.put(&key, bytes).await?;
+        }
+        let json = serde_json::to_vec(&record)
+            .map_err(|e| MediaError::Store(std::io::Error::other(e.to_string())))?;
+        self.store.put(&record_key(record.id), json.into()).await?;
+        let record = Arc::new(record);
+        self.remember(record.clone());
+        Ok((record, cost))
+    }
+
+    /// The record of `id`, if there is one.
+    pub(crate) async fn record(&self, id: Uuid) -> Result<Option<Arc<MediaRecord>>, MediaError> {
+        if let Some(r) = self.records.get(&id) {
+            return Ok(Some(r.clone()));
+        }
+        let Some(json) = self.store.read(&record_key(id), 0..u64::MAX).await? else {
+            return Ok(None);
+        };
+        let record: MediaRecord = serde_json::from_slice(&json).map_err(|e| {
+            MediaError::Store(std::io::Error::other(format!("media record {id}: {e}")))
+        })?;
+        let record = Arc::new(record);
+        self.remember(record.clone());
+        Ok(Some(record))
+    }
+
+    fn remember(&self, record: Arc<MediaRecord>) {
+        if self.records.len() >= RECORD_CACHE {
+            self.records.clear();
+        }
+        self.records.insert(record.id, record);
+    }
+
+    /// The media a message by `sender` in `conversation` carries, from its id: only the
+    /// uploader may send it, only in the conversation it was uploaded for.
+    pub(crate) async fn for_message(
+        &self,
+        id: &str,
+        sender: &str,
+        conversation: ConversationId,
+    ) -> Result<(MediaKind, MediaRef), MediaError> {
+        let id: Uuid = id.parse().map_err(|_| MediaError::NotFound)?;
+        let record = self.record(id).await?.ok_or(MediaError::NotFound)?;
+        if record.owner != sender {
+            return Err(MediaError::Forbidden(
+                "that media was uploaded by someone else",
+            ));
+        }
+        if record.conversation != conversation.0 {
+            return Err(MediaError::Forbidden(
+                "that media was uploaded for another conversation",
+            ));
+        }
+        let main = record.main().ok_or(MediaError::NotFound)?;
+        let thumb = record.rendition("thumb");
+        let media = MediaRef {
+            mime_type: main.mime_type.clone(),
+            size_bytes: main.size_bytes,
+            name: record.name.clone(),
+            width: main.width,
+            height: main.height,
+            id: record.id.to_string(),
+            thumb_width: thumb.map_or(0, |t| t.width),
+            thumb_height: thumb.map_or(0, |t| t.height),
+            placeholder: record.placeholder.clone(),
+            ..MediaRef::default()
+        };
+        Ok((record.kind, media))
+    }
+
+    /// Fills an upload's signed URLs for a reader at `now_ms` (outside URLs stay).
+    pub(crate) fn present(&self, m: &mut MediaRef, now_ms: i64) {
+        if m.id.is_empty() {
+            return;
+        }
+        let now_s = (now_ms.max(0) / 1000) as u64;
+        let main = match m.mime_type.starts_with("image/") && m.thumb_width > 0 {
+            true => "display",
+            false => "file",
+        };
+        m.url = self.signer.url(&m.id, main, now_s);
+        if m.thumb_width > 0 {
+            m.thumb_url = self.signer.url(&m.id, "thumb", now_s);
+        }
+    }
+
+    /// [`Media::present`] for a message's media, if it has any.
+    pub(crate) fn show(&self, m: &mut parley_types::Message, now_ms: i64) {
+        if let Some(media) = &mut m.media {
+            self.present(media, now_ms);
+        }
+    }
+
+    /// The URL of a record's `variant` (upload responses).
+    pub(crate) fn url(&self, id: Uuid, variant: &str, now_ms: i64) -> String {
+        self.signer
+            .url(&id.to_string(), variant, (now_ms.max(0) / 1000) as u64)
+    }
+
+    /// Checks a download URL's signature; Ok gives its expiry (Unix s).
+    pub(crate) fn verify(
+        &self,
+        id: &str,
+        variant: &str,
+        query: Option<&str>,
+        now_ms: i64,
+    ) -> Result<u64, Refused> {
+        self.signer
+            .verify(id, variant, query, (now_ms.max(0) / 1000) as u64)
+    }
+
+    /// Bytes `range` of a rendition.
+    pub(crate) async fn read(
+        &self,
+        rendition: &Rendition,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, MediaError> {
+        self.store
+            .read(&rendition.key, range)
+            .await?
+            .ok_or(MediaError::NotFound)
+    }
+}
+
+fn record_key(id: Uuid) -> String {
+    format!("records/{id}")
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    sign::to_hex(digest::digest(&digest::SHA256, bytes).as_ref())
+}
+
+fn rendition(variant: &str, mime: &str, width: u32, height: u32, bytes: &[u8]) -> Rendition {
+    let sha = sha256(bytes);
+    Rendition {
+        variant: variant.into(),
+        key: format!("blobs/{}/{sha}", &sha[..2]),
+        mime_type: mime.into(),
+        size_bytes: bytes.len() as u64,
+        width,
+        height,
+        sha256: sha,
+    }
+}
+
+/// The uploader's file name, shown to readers and offered on download: at most 255 bytes, no
+/// path, no control or bidi-override characters.
+fn clean_name(name: &str) -> Result<String, MediaError> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("").trim();
+    if base.len() > 255 {
+        return Err(MediaError::Invalid("name is longer than 255 bytes".into()));
+    }
+    if base
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+    {
+        return Err(MediaError::Invalid(
+            "name has control or direction-override characters".into(),
+        ));
+    }
+    Ok(base.to_owned())
+}

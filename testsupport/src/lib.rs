@@ -4,6 +4,8 @@
 //! with a clear message; nothing skips.
 #![allow(clippy::unwrap_used)]
 
+pub mod media;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;

@@ -7,6 +7,7 @@
 //! uploaded twice is stored once) and `records/<media id>` (the record, JSON). The blobs are
 //! written before the record, so a record never names a missing blob.
 
+mod audio;
 mod kinds;
 mod picture;
 mod sign;
@@ -135,6 +136,9 @@ pub(crate) struct MediaRecord {
     pub(crate) width: u32,
     pub(crate) height: u32,
     pub(crate) placeholder: String,
+    /// Audio (and MP4): the length its container states, ms (0: unknown).
+    #[serde(default)]
+    pub(crate) duration_ms: u32,
     pub(crate) renditions: Vec<Rendition>,
     pub(crate) created_ms: i64,
 }
@@ -263,6 +267,7 @@ impl Media {
             width: 0,
             height: 0,
             placeholder: String::new(),
+            duration_ms: 0,
             renditions: Vec::new(),
             created_ms: up.now_ms,
         };
@@ -303,6 +308,9 @@ impl Media {
                 }
             }
             kinds::Sniffed::File { mime, .. } => {
+                if mime.starts_with("audio/") || mime.starts_with("video/") {
+                    record.duration_ms = audio::duration_ms(&up.bytes).unwrap_or(0);
+                }
                 let mut r = rendition("file", mime, 0, 0, &up.bytes);
                 r.sha256 = record.upload_sha256.clone();
                 blobs.push((r.key.clone(), up.bytes));
@@ -376,6 +384,7 @@ impl Media {
             thumb_width: thumb.map_or(0, |t| t.width),
             thumb_height: thumb.map_or(0, |t| t.height),
             placeholder: record.placeholder.clone(),
+            duration_ms: record.duration_ms,
             ..MediaRef::default()
         };
         Ok((record.kind, media))

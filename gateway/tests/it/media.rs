@@ -577,3 +577,44 @@ async fn real_photos_are_stored_smaller_than_uploaded() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_voice_message_has_its_length_and_can_be_sought() {
+    let gw = Gateway::start(&[]);
+    let conv = direct(&gw, "buyer", "seller", "voice").await;
+    let mut seller = Client::connect(&gw, "seller").await;
+    for (name, bytes, ms) in [
+        (
+            "note.opus",
+            parley_testsupport::media::ogg_opus(4_250),
+            4_250,
+        ),
+        ("note.m4a", parley_testsupport::media::m4a(61_500), 61_500),
+    ] {
+        let (status, up) =
+            upload(&gw, "buyer", &conv.to_string(), name, bytes.clone(), "x/y").await;
+        assert_eq!(status, 201, "{name}: {up}");
+        assert_eq!(
+            (up["type"].as_str(), up["durationMs"].as_u64()),
+            (Some("file"), Some(ms)),
+            "{name}"
+        );
+        assert!(
+            up["mimeType"].as_str().unwrap().starts_with("audio/"),
+            "{up}"
+        );
+        let id = up["id"].as_str().unwrap();
+        let body = format!(r#"{{"type":"file","media":{{"id":"{id}"}}}}"#);
+        let path = format!("/api/conversations/{conv}/messages");
+        assert_eq!(post(&gw, "buyer", &path, &body).await.0, 201);
+        let media = seller.next_message().await.media.unwrap();
+        assert_eq!(u64::from(media.duration_ms), ms, "{name}");
+        // Players seek with ranges.
+        let (status, h, part) = fetch(&gw, &media.url, &[("range", "bytes=4-7")]).await;
+        assert_eq!((status, &part[..]), (206, &bytes[4..8]), "{name}");
+        assert_eq!(
+            header(&h, "content-range"),
+            format!("bytes 4-7/{}", bytes.len())
+        );
+    }
+}

@@ -92,6 +92,7 @@ pub(super) fn message_json(m: &Message) -> Value {
             "thumbWidth": (x.thumb_width > 0).then_some(x.thumb_width),
             "thumbHeight": (x.thumb_height > 0).then_some(x.thumb_height),
             "placeholder": (!x.placeholder.is_empty()).then_some(x.placeholder.as_str()),
+            "durationMs": (x.duration_ms > 0).then_some(x.duration_ms),
         })),
         "clientMsgId": m.client_msg_id,
         "createdAt": rfc3339(m.created_at_ms),

@@ -128,6 +128,7 @@ fn media_json(node: &crate::node::Node, r: &Arc<MediaRecord>, now_ms: i64) -> Va
         "thumbWidth": thumb.map(|t| t.width),
         "thumbHeight": thumb.map(|t| t.height),
         "placeholder": (!r.placeholder.is_empty()).then_some(r.placeholder.as_str()),
+        "durationMs": (r.duration_ms > 0).then_some(r.duration_ms),
         "uploadBytes": r.upload_bytes,
         "uploadSha256": r.upload_sha256,
         "originalWidth": (r.kind == MediaKind::Image).then_some(r.width),

@@ -111,7 +111,10 @@ impl FanoutBench {
             media: Arc::new(
                 crate::media::Media::on_disk(
                     dir.path().join("media"),
-                    crate::media::MediaConfig::with_key(b"bench-media-url-key".to_vec()),
+                    crate::media::MediaConfig::with_keys(vec![(
+                        "0".into(),
+                        b"bench-media-url-key".to_vec(),
+                    )]),
                 )
                 .expect("media dir"),
             ),

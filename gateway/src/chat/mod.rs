@@ -22,7 +22,7 @@ use crate::bus::{Bus, Invalidate, Outgoing, Target};
 use crate::clock::Now;
 use crate::errors::ClientError;
 use crate::event::{Class, Event};
-use crate::media::{Media, MediaError, MediaKind};
+use crate::media::{Media, MediaKind};
 use crate::moderation::{Action, Counter, Facts, LocalCounter, Moderation, Verdict};
 use crate::state::blocks::Blocks;
 use crate::state::conversations::Conversations;
@@ -118,14 +118,13 @@ impl Chat {
     pub(crate) async fn send_message(
         &self,
         user: &Arc<str>,
-        m: SendMessage,
+        mut m: SendMessage,
         now: Now,
         reply: Option<Reply>,
     ) -> Result<Appended, ClientError> {
         let conversation = self.conversations.for_user(m.conversation, user).await?;
         let standing = self.may_send(user, now).await?;
         self.limiter.take(user, now.mono)?;
-        let mut m = m;
         m.media = match m.media.take() {
             Some(asked) => Some(self.attach(user, &m, &asked.id).await?),
             None => None,
@@ -165,14 +164,9 @@ impl Chat {
             .media
             .for_message(id, user, m.conversation)
             .await
-            .map_err(|e| match e {
-                MediaError::NotFound => ClientError::new(ErrorCode::NotFound, "no such media"),
-                MediaError::Forbidden(why) => ClientError::new(ErrorCode::Forbidden, why),
-                MediaError::Store(e) => {
-                    tracing::warn!(error = %e, "media store");
-                    ClientError::new(ErrorCode::StorageUnavailable, "media store unavailable")
-                }
-                other => ClientError::new(ErrorCode::Invalid, format!("{other:?}")),
+            .map_err(|e| {
+                let (code, message) = e.into_client();
+                ClientError::new(code, message)
             })?;
         let matches = matches!(
             (m.kind, kind),

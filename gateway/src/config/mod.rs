@@ -378,8 +378,7 @@ fn settings(o: &Options, p: &mut Problems) -> Settings {
 
 /// The media settings (`url_keys` empty: derive one from the JWT secret at start).
 fn media(o: &Options, p: &mut Problems) -> MediaConfig {
-    let mut m = MediaConfig::with_key(Vec::new());
-    m.url_keys.clear();
+    let mut m = MediaConfig::with_keys(Vec::new());
     if let Some(keys) = &o.media_url_keys {
         for pair in keys.split(',').filter(|k| !k.trim().is_empty()) {
             match pair.trim().split_once(':') {

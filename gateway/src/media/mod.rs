@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dashmap::DashMap;
+use parley_proto::ErrorCode;
 use parley_types::{ConversationId, MediaRef};
 use ring::digest;
 use serde::{Deserialize, Serialize};
@@ -68,8 +69,8 @@ pub(crate) struct MediaConfig {
 }
 
 impl MediaConfig {
-    /// The defaults, with URLs signed by `key`.
-    pub(crate) fn with_key(key: Vec<u8>) -> Self {
+    /// The defaults, with URLs signed by `url_keys` ((key id, key) pairs; the first signs).
+    pub(crate) fn with_keys(url_keys: Vec<(String, Vec<u8>)>) -> Self {
         Self {
             max_image_bytes: DEFAULT_MAX_IMAGE_BYTES,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
@@ -83,7 +84,7 @@ impl MediaConfig {
             },
             image_concurrency: DEFAULT_IMAGE_CONCURRENCY,
             upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY,
-            url_keys: vec![("0".into(), key)],
+            url_keys,
             url_ttl_s: DEFAULT_URL_TTL_S,
             url_bucket_s: DEFAULT_URL_BUCKET_S,
             base_url: String::new(),
@@ -170,6 +171,30 @@ pub(crate) enum MediaError {
     Busy,
     /// The store failed.
     Store(std::io::Error),
+}
+
+impl MediaError {
+    /// The code and message a client gets (a store failure is logged here, not shown).
+    pub(crate) fn into_client(self) -> (ErrorCode, String) {
+        match self {
+            MediaError::Unsupported(why) => (ErrorCode::MediaUnsupported, why),
+            MediaError::TooLarge(why) => (ErrorCode::MediaTooLarge, why),
+            MediaError::Invalid(why) => (ErrorCode::Invalid, why),
+            MediaError::NotFound => (ErrorCode::NotFound, "no such media".into()),
+            MediaError::Forbidden(why) => (ErrorCode::Forbidden, why.into()),
+            MediaError::Busy => (
+                ErrorCode::StorageUnavailable,
+                "too many uploads on this node right now; try again shortly".into(),
+            ),
+            MediaError::Store(e) => {
+                tracing::warn!(error = %e, "media store");
+                (
+                    ErrorCode::StorageUnavailable,
+                    "media store unavailable".into(),
+                )
+            }
+        }
+    }
 }
 
 impl From<std::io::Error> for MediaError {

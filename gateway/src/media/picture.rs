@@ -85,9 +85,9 @@ pub(crate) fn process(
     let mut img = DynamicImage::from_decoder(decoder).map_err(undecodable)?;
     img.apply_orientation(orientation);
     let original = (img.width(), img.height());
-    let alpha = img.color().has_alpha() && has_transparency(&img);
-    let display = fit(&img, rules.display_px);
-    drop(img);
+    // Checked on the display rendition: at most 2048² pixels copied, not the whole upload.
+    let display = fit(img, rules.display_px);
+    let alpha = display.color().has_alpha() && has_transparency(&display);
     let thumb = display.thumbnail(rules.thumb_px, rules.thumb_px);
     let placeholder = mean_colour(&thumb);
     Ok(Processed {
@@ -99,10 +99,10 @@ pub(crate) fn process(
 }
 
 /// `img` scaled down so its longest side is at most `px` (never up).
-fn fit(img: &DynamicImage, px: u32) -> DynamicImage {
+fn fit(img: DynamicImage, px: u32) -> DynamicImage {
     match img.width().max(img.height()) > px {
         true => img.resize(px, px, FilterType::Triangle),
-        false => img.clone(),
+        false => img,
     }
 }
 

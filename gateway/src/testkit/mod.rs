@@ -126,7 +126,10 @@ pub(crate) struct Options {
 
 /// A media service over a directory, URLs signed with a key of [`SECRET`].
 pub(crate) fn test_media(dir: &std::path::Path) -> Arc<crate::media::Media> {
-    let config = crate::media::MediaConfig::with_key(crate::server::media_key_from(SECRET));
+    let config = crate::media::MediaConfig::with_keys(vec![(
+        "0".into(),
+        crate::server::media_key_from(SECRET),
+    )]);
     Arc::new(crate::media::Media::on_disk(dir.to_path_buf(), config).expect("media dir"))
 }
 

@@ -5,8 +5,6 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use image::codecs::jpeg::JpegEncoder;
 use image::{GenericImageView, ImageFormat, Rgb, RgbImage};
 use parley_proto::{ClientBody, SendMessage, ServerBody};
@@ -17,7 +15,8 @@ use tokio::net::TcpStream;
 
 use crate::support::*;
 
-/// One HTTP request with a binary body; status, headers and the raw body.
+/// One HTTP request with a binary body; status, headers and the raw body. Decoding and
+/// re-encoding a photo is real work: a loaded machine may take seconds.
 async fn raw(
     addr: SocketAddr,
     method: &str,
@@ -26,31 +25,7 @@ async fn raw(
     body: Vec<u8>,
     headers: &[(&str, &str)],
 ) -> (u16, hyper::HeaderMap, Bytes) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req.body(Full::new(Bytes::from(body))).unwrap();
-    // Decoding and re-encoding a photo is real work: a loaded machine may take seconds.
-    let resp = tokio::time::timeout(WAIT * 6, sender.send_request(req))
-        .await
-        .expect("http response in time")
-        .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, bytes)
+    request(addr, method, path, token, body.into(), headers, WAIT * 6).await
 }
 
 /// Uploads `bytes` as `user` for `conversation`; status and JSON.
@@ -487,10 +462,7 @@ async fn a_message_carries_only_its_senders_upload_for_that_conversation() {
     };
     let mut seller = Client::connect(&gw, "seller").await;
     let mut buyer = Client::connect(&gw, "buyer").await;
-    let code_of = |f: parley_proto::ServerFrame| match f.body {
-        ServerBody::Error { code, .. } => code,
-        other => panic!("expected an error, got {other:?}"),
-    };
+    let code_of = |f: parley_proto::ServerFrame| error_code(&f).expect("an error");
     // Someone else's upload; the right upload in another conversation; an unknown id.
     let f = seller
         .request(send(MessageKind::Image, by_id(&id), conv))

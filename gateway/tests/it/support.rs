@@ -464,6 +464,27 @@ pub async fn http(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> (u16, Value, hyper::HeaderMap) {
+    let body = Bytes::from(body.unwrap_or("").to_owned());
+    let (status, headers, bytes) = request(addr, method, path, token, body, headers, WAIT).await;
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, json, headers)
+}
+
+/// One HTTP request with any body, answered within `deadline`: status, headers, raw body.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Bytes,
+    headers: &[(&str, &str)],
+    deadline: Duration,
+) -> (u16, hyper::HeaderMap, Bytes) {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -479,23 +500,15 @@ pub async fn http(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req
-        .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
-        .unwrap();
-    let resp = tokio::time::timeout(WAIT, sender.send_request(req))
+    let req = req.body(Full::new(body)).unwrap();
+    let resp = tokio::time::timeout(deadline, sender.send_request(req))
         .await
         .expect("http response in time")
         .unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
-    };
-    (status, json, headers)
+    (status, headers, bytes)
 }
 
 /// GET `path` as `user`.

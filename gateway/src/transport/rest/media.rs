@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::StatusCode;
 use hyper::header::{self, HeaderValue};
 use parley_proto::ErrorCode;
@@ -41,41 +39,25 @@ pub(super) async fn upload(c: Call<'_>) -> Reply {
     })?;
     let _admitted = media.admit().map_err(error)?;
     let limit = media.config().max_upload_bytes();
-    let too_large = || {
-        ClientError::new(
-            ErrorCode::MediaTooLarge,
-            format!("uploads are at most {limit} bytes"),
-        )
-    };
-    let declared = c
-        .req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let read = Limited::new(c.req.into_body(), limit).collect();
-    let bytes: Bytes = tokio::time::timeout(node.settings.media_upload_timeout, read)
-        .await
-        .map_err(|_| invalid("the upload did not arrive in time"))?
-        .map_err(
-            |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
-                Some(_) => too_large(),
-                None => invalid("the upload's body could not be read"),
-            },
-        )?
-        .to_bytes();
+    let too_large = ClientError::new(
+        ErrorCode::MediaTooLarge,
+        format!("uploads are at most {limit} bytes"),
+    );
+    let deadline = node.settings.media_upload_timeout;
+    let late = "the upload did not arrive in time";
+    let user = c.user.clone();
+    let now = c.now;
+    let bytes = c.body(limit, deadline, too_large, late).await?;
     if bytes.is_empty() {
         return Err(invalid("the upload is empty"));
     }
     let (record, cost) = media
         .upload(Upload {
-            owner: c.user.to_string(),
+            owner: user.to_string(),
             conversation,
             name: name.unwrap_or_default(),
             bytes,
-            now_ms: c.now.wall_ms,
+            now_ms: now.wall_ms,
         })
         .await
         .map_err(error)?;
@@ -85,7 +67,7 @@ pub(super) async fn upload(c: Call<'_>) -> Reply {
         cost.bytes_stored,
         cost.processing,
     );
-    let body = media_json(node, &record, c.now.wall_ms);
+    let body = media_json(node, &record, now.wall_ms);
     let mut resp = json_response(StatusCode::CREATED, body.to_string());
     if let Ok(v) = HeaderValue::from_str(&format!("/api/media/{}", record.id)) {
         resp.headers_mut().insert(header::LOCATION, v);
@@ -137,20 +119,7 @@ fn media_json(node: &crate::node::Node, r: &Arc<MediaRecord>, now_ms: i64) -> Va
     })
 }
 
-pub(super) fn error(e: MediaError) -> ClientError {
-    match e {
-        MediaError::Unsupported(why) => ClientError::new(ErrorCode::MediaUnsupported, why),
-        MediaError::TooLarge(why) => ClientError::new(ErrorCode::MediaTooLarge, why),
-        MediaError::Invalid(why) => ClientError::new(ErrorCode::Invalid, why),
-        MediaError::NotFound => ClientError::new(ErrorCode::NotFound, "no such media"),
-        MediaError::Forbidden(why) => ClientError::new(ErrorCode::Forbidden, why),
-        MediaError::Busy => ClientError::new(
-            ErrorCode::StorageUnavailable,
-            "too many uploads on this node right now; try again shortly",
-        ),
-        MediaError::Store(e) => {
-            tracing::warn!(error = %e, "media store");
-            ClientError::new(ErrorCode::StorageUnavailable, "media store unavailable")
-        }
-    }
+fn error(e: MediaError) -> ClientError {
+    let (code, message) = e.into_client();
+    ClientError::new(code, message)
 }

@@ -81,32 +81,47 @@ struct Call<'a> {
 
 impl Call<'_> {
     /// The JSON body, at most `--max-body-bytes`, all of it within `--http-body-timeout-ms` (a
-    /// trickling body holds nothing longer). A `Content-Length` over the limit is refused
-    /// before a byte of the body is read.
+    /// trickling body holds nothing longer).
     async fn json(self) -> Result<Value, ClientError> {
         let limit = self.node.settings.max_body_bytes;
-        let too_large = || {
-            ClientError::new(
-                ErrorCode::FrameTooLarge,
-                format!("request body larger than {limit} bytes"),
-            )
-        };
+        let deadline = self.node.settings.http_body_timeout;
+        let too_large = ClientError::new(
+            ErrorCode::FrameTooLarge,
+            format!("request body larger than {limit} bytes"),
+        );
+        let late = "the request body did not arrive in time";
+        let body = self.body(limit, deadline, too_large, late).await?;
+        serde_json::from_slice(&body).map_err(|e| invalid(format!("body is not valid JSON: {e}")))
+    }
+
+    /// The body, at most `limit` bytes (else `too_large`), all of it within `deadline` (else
+    /// `late`). A `Content-Length` over the limit is refused before a byte of it is read.
+    async fn body(
+        self,
+        limit: usize,
+        deadline: std::time::Duration,
+        too_large: ClientError,
+        late: &str,
+    ) -> Result<Bytes, ClientError> {
         let declared = self
             .req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
+            return Err(too_large);
         }
         let read = Limited::new(self.req.into_body(), limit).collect();
-        let deadline = self.node.settings.http_body_timeout;
-        let body: Bytes = tokio::time::timeout(deadline, read)
+        Ok(tokio::time::timeout(deadline, read)
             .await
-            .map_err(|_| invalid("the request body did not arrive in time"))?
-            .map_err(|_| too_large())?
-            .to_bytes();
-        serde_json::from_slice(&body).map_err(|e| invalid(format!("body is not valid JSON: {e}")))
+            .map_err(|_| invalid(late))?
+            .map_err(
+                |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                    Some(_) => too_large,
+                    None => invalid("the request body could not be read"),
+                },
+            )?
+            .to_bytes())
     }
 
     fn header(&self, name: &str) -> Result<Option<String>, ClientError> {

@@ -92,5 +92,11 @@ fi
 # A bounded run of every fuzz target (scripts/fuzz.sh; 30 s each), with the whole suite only.
 if [ $# -eq 0 ] && [ "${PARLEY_FUZZ_SECONDS:-30}" != 0 ]; then
   say "fuzzing (${PARLEY_FUZZ_SECONDS:-30} s per target)"
+  if [ "${CI:-}" = true ]; then
+    # The fuzz targets build apart (nightly, sanitizers); on CI's throwaway clone the debug
+    # build is done with, and its disk is needed.
+    say "CI: removing target/debug before the fuzz build"
+    rm -rf "$root/target/debug"
+  fi
   scripts/fuzz.sh
 fi

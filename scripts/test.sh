@@ -11,6 +11,8 @@
 #     (Autobahn cases), aioquic (independent QUIC client), alt-profanity-check (the real
 #     classifier behind the moderation tests, gateway/tests/classifier/serve.py)
 #   - redis-server (Debian package); the tests start their own instances from it
+#   - s3s-fs 0.14.1 (crates.io, built into target/tools), an S3 server that checks signatures,
+#     and nginx (Debian), a caching proxy standing in for a CDN: both started by the tests
 #   - Apache Cassandra 5.0 from Maven Central's jars (deploy/dev/cassandra), Java 17 and Maven
 #     from Debian when missing; started on 127.0.0.1:$PARLEY_TEST_CQL_PORT (default 19042) and
 #     stopped at exit. Set PARLEY_CASSANDRA=host:port to use a CQL server you already run.
@@ -56,6 +58,24 @@ fi
 PARLEY_REDIS_SERVER=$(command -v redis-server) || die "redis-server not found after installing"
 export PARLEY_REDIS_SERVER
 say "redis: $("$PARLEY_REDIS_SERVER" --version | cut -d' ' -f1-3)"
+
+# --- S3 and a CDN stand-in (media tests) ------------------------------------------------------
+# s3s-fs serves a directory as an S3 endpoint and verifies SigV4 signatures (the S3 media
+# engine's tests run against it); built once into target/tools (~3 min here). nginx with
+# proxy_cache stands in for a CDN in front of the media route.
+s3s=$root/target/tools/bin/s3s-fs
+if [ ! -x "$s3s" ]; then
+  say "building s3s-fs 0.14.1 into target/tools (once)"
+  cargo install --quiet --locked --root "$root/target/tools" s3s-fs --version 0.14.1 \
+    --features binary || die "could not build s3s-fs"
+fi
+export PARLEY_S3_SERVER=$s3s
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  apt_install nginx-light
+fi
+PARLEY_NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+export PARLEY_NGINX
+say "nginx: $("$PARLEY_NGINX" -v 2>&1)"
 
 # --- Cassandra -------------------------------------------------------------------------------
 kit=$root/deploy/dev/cassandra/cassandra-test.sh

@@ -194,6 +194,8 @@ pub(crate) struct Metrics {
     /// Uploads stored (images, files), bytes received and stored, image processing time.
     uploads: [AtomicU64; 2],
     upload_bytes_in: AtomicU64,
+    media_reads: AtomicU64,
+    media_read_bytes: AtomicU64,
     upload_bytes_stored: AtomicU64,
     pub(crate) image_processing: Histogram,
 }
@@ -268,6 +270,8 @@ impl Metrics {
             storage_errors: AtomicU64::new(0),
             uploads: [AtomicU64::new(0), AtomicU64::new(0)],
             upload_bytes_in: AtomicU64::new(0),
+            media_reads: AtomicU64::new(0),
+            media_read_bytes: AtomicU64::new(0),
             upload_bytes_stored: AtomicU64::new(0),
             image_processing: Histogram::default(),
         }
@@ -305,6 +309,12 @@ impl Metrics {
         if image {
             self.image_processing.observe(processing);
         }
+    }
+
+    /// The origin served `bytes` of a stored blob (a CDN in front makes these rare).
+    pub(crate) fn media_read(&self, bytes: u64) {
+        self.media_reads.fetch_add(1, Relaxed);
+        self.media_read_bytes.fetch_add(bytes, Relaxed);
     }
 
     /// The Prometheus text format.
@@ -397,6 +407,16 @@ impl Metrics {
                 "parley_media_upload_bytes_stored_total",
                 "Bytes kept for those uploads (images: the renditions, never the original).",
                 self.upload_bytes_stored.load(Relaxed),
+            ),
+            (
+                "parley_media_origin_reads_total",
+                "Media bodies the /media/ route read from the store and served.",
+                self.media_reads.load(Relaxed),
+            ),
+            (
+                "parley_media_origin_read_bytes_total",
+                "Bytes of those bodies.",
+                self.media_read_bytes.load(Relaxed),
             ),
         ] {
             counter(out, name, help, v);

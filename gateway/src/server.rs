@@ -19,7 +19,9 @@ use crate::bus::Bus;
 use crate::bus::redis::RedisLog;
 use crate::chat::{Chat, Stages};
 use crate::config::Config;
+use crate::config::MediaStoreConfig;
 use crate::media::Media;
+use crate::media::s3::S3Store;
 use crate::metered::{Metered, Timing};
 use crate::metrics::Metrics;
 use crate::moderation::Moderation;
@@ -216,16 +218,23 @@ pub(crate) struct Parts {
     pub(crate) media: Arc<Media>,
 }
 
-/// The media service: the store under `--media-dir`, URLs signed with `--media-url-keys` or
-/// a key derived from the JWT secret.
+/// The media service: the store `config` names, URLs signed with `--media-url-keys` or
+/// a key derived from the HS256 secret.
 fn media(config: &Config) -> anyhow::Result<Arc<Media>> {
     let mut m = config.media.clone();
     if m.url_keys.is_empty() {
         let secret = config.resolve_secret().context("JWT secret")?;
         m.url_keys = vec![("0".into(), media_key_from(&secret.bytes))];
     }
-    let media = Media::on_disk(config.media_dir.clone(), m)
-        .with_context(|| format!("open {}", config.media_dir.display()))?;
+    let media = match &config.media_store {
+        MediaStoreConfig::Dir(dir) => {
+            Media::on_disk(dir.clone(), m).with_context(|| format!("open {}", dir.display()))?
+        }
+        MediaStoreConfig::S3(s3) => {
+            let store = S3Store::open(s3).with_context(|| format!("S3 bucket {}", s3.bucket))?;
+            Media::new(Arc::new(store), m)
+        }
+    };
     Ok(Arc::new(media))
 }
 

@@ -77,13 +77,7 @@ impl RedisServer {
                 panic!("{bin} not found ({e}): scripts/test.sh installs redis-server")
             });
         *self.child.lock().unwrap() = Some(child);
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("redis-server did not start on port {}", self.port);
+        wait_for_port(self.port, "redis-server");
     }
 
     /// Stops it and starts it again with nothing (Redis restarted without persistence).
@@ -112,4 +106,199 @@ impl Drop for RedisServer {
             let _ = c.wait();
         }
     }
+}
+
+/// An S3-compatible server of a test's own: `s3s-fs` serving a temp directory, which checks
+/// every request's SigV4 signature. `PARLEY_S3_SERVER` names the binary (`scripts/test.sh`
+/// builds it). One bucket, [`S3Server::BUCKET`], exists from the start.
+pub struct S3Server {
+    child: Mutex<Option<Child>>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl S3Server {
+    pub const BUCKET: &'static str = "media";
+    pub const ACCESS_KEY_ID: &'static str = "PARLEYTESTKEY";
+    pub const SECRET_ACCESS_KEY: &'static str = "parley-test-secret-access-key";
+
+    pub fn start() -> Self {
+        let s = Self {
+            child: Mutex::new(None),
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(s.dir.path().join(Self::BUCKET)).unwrap();
+        s.restart();
+        s
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The gateway flags (and the environment it reads the keys from) for this server.
+    pub fn gateway_args(&self) -> Vec<String> {
+        vec![
+            "--media-s3-bucket".into(),
+            Self::BUCKET.into(),
+            "--media-s3-endpoint".into(),
+            self.endpoint(),
+            "--media-s3-access-key-id".into(),
+            Self::ACCESS_KEY_ID.into(),
+            "--media-s3-secret-access-key".into(),
+            Self::SECRET_ACCESS_KEY.into(),
+        ]
+    }
+
+    /// Objects stored, as paths relative to the bucket.
+    pub fn objects(&self) -> Vec<String> {
+        fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(root, &p, out);
+                } else if let Ok(rel) = p.strip_prefix(root) {
+                    let rel = rel.to_string_lossy().into_owned();
+                    // s3s-fs keeps its own bookkeeping beside the objects.
+                    if !rel.starts_with('.') && !rel.contains("/.") {
+                        out.push(rel);
+                    }
+                }
+            }
+        }
+        let root = self.dir.path().join(Self::BUCKET);
+        let mut out = Vec::new();
+        walk(&root, &root, &mut out);
+        out.sort();
+        out
+    }
+
+    /// Starts it (again) on the same port and directory; waits until it answers.
+    pub fn restart(&self) {
+        let bin = std::env::var("PARLEY_S3_SERVER").unwrap_or_else(|_| {
+            panic!("PARLEY_S3_SERVER is not set: run scripts/test.sh (it builds s3s-fs)")
+        });
+        let child = Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", Self::ACCESS_KEY_ID])
+            .args(["--secret-key", Self::SECRET_ACCESS_KEY])
+            .arg(self.dir.path())
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin} did not start ({e}): scripts/test.sh builds it"));
+        *self.child.lock().unwrap() = Some(child);
+        wait_for_port(self.port, "s3s-fs");
+    }
+
+    /// Kills it (the store goes away under the gateway).
+    pub fn stop(&self) {
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A caching reverse proxy in front of an origin, as a CDN would be: Debian's nginx with
+/// `proxy_cache`, on a loopback port of its own. Each response carries `X-Cache-Status`
+/// (MISS, HIT, …). `PARLEY_NGINX` names the binary (`scripts/test.sh` installs nginx).
+pub struct CachingProxy {
+    child: Mutex<Option<Child>>,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl CachingProxy {
+    /// Listens on `port` (from [`free_port`]: the origin may need the CDN's URL before the
+    /// CDN starts) and proxies `/media/` to `origin`, caching what the origin lets it cache.
+    pub fn start(port: u16, origin: std::net::SocketAddr) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        // As root, nginx's workers would run as `nobody` and could not write the cache here.
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        let conf = format!(
+            "{user}worker_processes 1;
+error_log {d}/error.log warn;
+pid {d}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  proxy_cache_path {d}/cache levels=1:2 keys_zone=media:1m max_size=64m inactive=1h use_temp_path=off;
+  server {{
+    listen 127.0.0.1:{port};
+    location /media/ {{
+      proxy_pass http://{origin};
+      proxy_http_version 1.1;
+      proxy_cache media;
+      proxy_cache_key $request_uri;
+      add_header X-Cache-Status $upstream_cache_status always;
+    }}
+  }}
+}}
+",
+            user = if root { "user root;\n" } else { "" },
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let bin = std::env::var("PARLEY_NGINX").unwrap_or_else(|_| "nginx".into());
+        let child = Command::new(&bin)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-c")
+            .arg(&path)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin} did not start ({e}): scripts/test.sh installs nginx"));
+        let proxy = Self {
+            child: Mutex::new(Some(child)),
+            port,
+            _dir: dir,
+        };
+        wait_for_port(port, "nginx");
+        proxy
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+impl Drop for CachingProxy {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits until something accepts on 127.0.0.1:`port` (10 s at most).
+fn wait_for_port(port: u16, what: &str) {
+    for _ in 0..400 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{what} did not start on port {port}");
 }

@@ -16,6 +16,7 @@ use parley_storage::scylla::ScyllaConfig;
 use crate::bus::BusConfig;
 use crate::files::write_private;
 use crate::media::MediaConfig;
+use crate::media::s3::S3Config;
 use crate::node::Settings;
 use crate::session::SessionLimits;
 
@@ -75,8 +76,17 @@ pub(crate) struct Config {
     pub(crate) classifier: Option<(String, Duration, usize)>,
     /// Uploads and media URLs (no keys: derived from the JWT secret at start).
     pub(crate) media: MediaConfig,
-    /// Where the embedded media store keeps its files.
-    pub(crate) media_dir: PathBuf,
+    /// Where media bytes live.
+    pub(crate) media_store: MediaStoreConfig,
+}
+
+/// Where media bytes live.
+#[derive(Debug, Clone)]
+pub(crate) enum MediaStoreConfig {
+    /// Files in a directory (the embedded default: the data dir's `media/`).
+    Dir(PathBuf),
+    /// An S3-compatible bucket (a cluster).
+    S3(S3Config),
 }
 
 /// Problems found while validating, reported together.
@@ -100,6 +110,7 @@ impl Config {
         let engine = engine(o, &mut p);
         let cluster = cluster(o, &mut p);
         let media = media(o, &mut p);
+        let media_store = media_store(o, &mut p);
         other_checks(o, &mut p);
         if !p.0.is_empty() {
             return Err(p.0.join("\n"));
@@ -147,10 +158,7 @@ impl Config {
                 )
             }),
             media,
-            media_dir: o
-                .media_dir
-                .clone()
-                .unwrap_or_else(|| o.data_dir.join("media")),
+            media_store,
         })
     }
 
@@ -437,6 +445,61 @@ fn media(o: &Options, p: &mut Problems) -> MediaConfig {
         "--media-upload-timeout-ms must be at least 1000",
     );
     m
+}
+
+/// Where media bytes live: the S3 bucket if one is named, else the directory.
+fn media_store(o: &Options, p: &mut Problems) -> MediaStoreConfig {
+    let Some(bucket) = &o.media_s3_bucket else {
+        return MediaStoreConfig::Dir(
+            o.media_dir
+                .clone()
+                .unwrap_or_else(|| o.data_dir.join("media")),
+        );
+    };
+    p.check(
+        o.media_dir.is_none(),
+        "--media-dir and --media-s3-bucket name two stores: give one",
+    );
+    p.check(
+        !bucket.is_empty()
+            && bucket.len() <= 63
+            && bucket
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-')),
+        "--media-s3-bucket must be an S3 bucket name (lowercase letters, digits, '.', '-')",
+    );
+    if let Some(e) = &o.media_s3_endpoint {
+        p.check(
+            e.starts_with("http://") || e.starts_with("https://"),
+            "--media-s3-endpoint must be an http(s) URL",
+        );
+    }
+    let key = |v: &Option<String>| v.clone().filter(|k| !k.is_empty());
+    let (id, secret) = (
+        key(&o.media_s3_access_key_id),
+        key(&o.media_s3_secret_access_key),
+    );
+    p.check(
+        id.is_some() && secret.is_some(),
+        "--media-s3-bucket needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or \
+         --media-s3-access-key-id and --media-s3-secret-access-key)",
+    );
+    p.check(
+        o.media_s3_timeout_ms >= 100,
+        "--media-s3-timeout-ms must be at least 100",
+    );
+    MediaStoreConfig::S3(S3Config {
+        bucket: bucket.clone(),
+        endpoint: o
+            .media_s3_endpoint
+            .as_ref()
+            .map(|e| e.trim_end_matches('/').to_owned()),
+        region: o.media_s3_region.clone(),
+        prefix: o.media_s3_prefix.clone(),
+        access_key_id: id.unwrap_or_default(),
+        secret_access_key: secret.unwrap_or_default(),
+        request_timeout: Duration::from_millis(o.media_s3_timeout_ms),
+    })
 }
 
 /// The soft limit on open files of this process (`/proc/self/limits`; None elsewhere).

@@ -304,9 +304,34 @@ pub(crate) struct Options {
     #[arg(long, env = "PARLEY_MAX_CONNECTIONS_PER_IP", default_value_t = node::DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub(crate) max_connections_per_ip: u32,
     /// Directory of uploaded media (blobs and records). Default: `media/` in the data
-    /// directory. Nodes of a cluster must share it (any node serves any media).
+    /// directory. Nodes of a cluster share an S3 bucket instead (`--media-s3-bucket`), or
+    /// this directory on a shared filesystem.
     #[arg(long, env = "PARLEY_MEDIA_DIR")]
     pub(crate) media_dir: Option<PathBuf>,
+    /// S3 bucket for media: the cluster engine (every node reads and writes the same bucket,
+    /// so any node serves any upload). Unset: the directory store (`--media-dir`).
+    #[arg(long, env = "PARLEY_MEDIA_S3_BUCKET")]
+    pub(crate) media_s3_bucket: Option<String>,
+    /// An S3-compatible server instead of AWS, e.g. `http://127.0.0.1:9000` (path-style
+    /// requests; `http://` allowed here only).
+    #[arg(long, env = "PARLEY_MEDIA_S3_ENDPOINT")]
+    pub(crate) media_s3_endpoint: Option<String>,
+    /// The bucket's region.
+    #[arg(long, env = "PARLEY_MEDIA_S3_REGION", default_value = "us-east-1")]
+    pub(crate) media_s3_region: String,
+    /// Media keys go under this prefix in the bucket (e.g. `parley`); empty: its root.
+    #[arg(long, env = "PARLEY_MEDIA_S3_PREFIX", default_value = "")]
+    pub(crate) media_s3_prefix: String,
+    /// Access key id for the bucket (prefer the environment variable to the flag).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub(crate) media_s3_access_key_id: Option<String>,
+    /// Secret access key for the bucket (prefer the environment variable to the flag).
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub(crate) media_s3_secret_access_key: Option<String>,
+    /// One S3 request's deadline, ms (retries included: a dead store fails an upload or a
+    /// download within about this long).
+    #[arg(long, env = "PARLEY_MEDIA_S3_TIMEOUT_MS", default_value_t = 10_000)]
+    pub(crate) media_s3_timeout_ms: u64,
     /// Keys that sign media URLs, `kid:secret,kid:secret` (secrets at least 16 bytes): the
     /// first signs, all verify (rotation). Unset: one key derived from the HS256 JWT secret.
     #[arg(long, env = "PARLEY_MEDIA_URL_KEYS", hide_env_values = true)]

@@ -10,6 +10,7 @@
 mod audio;
 mod kinds;
 mod picture;
+pub(crate) mod s3;
 mod sign;
 pub(crate) mod store;
 

@@ -142,6 +142,7 @@ pub(crate) async fn serve(node: &Node, req: Request<Incoming>) -> Response<Body>
     }
     match media.read(rendition, start..end).await {
         Ok(bytes) if bytes.len() as u64 == end - start => {
+            node.metrics.media_read(bytes.len() as u64);
             *resp.body_mut() = Body::new(bytes);
             resp
         }

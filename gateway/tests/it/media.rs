@@ -590,3 +590,137 @@ async fn a_voice_message_has_its_length_and_can_be_sought() {
         );
     }
 }
+
+/// A cluster shares one bucket: an upload made on node 1 is sent from node 2, and both nodes
+/// serve it, from the same objects in the S3 server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_serves_any_upload_from_any_node() {
+    let redis = RedisServer::start();
+    let s3 = S3Server::start();
+    let ks = keyspace();
+    let args = s3.gateway_args();
+    let mut extra: Vec<&str> = args.iter().map(String::as_str).collect();
+    extra.extend(["--shards", "1"]);
+    let n1 = cluster_node(&redis, &ks, 1, &extra);
+    let n2 = cluster_node(&redis, &ks, 2, &extra);
+    let conv = direct(&n1, "buyer", "seller", "cluster").await;
+    let (status, up) = upload(
+        &n1,
+        "buyer",
+        &conv.to_string(),
+        "p.jpg",
+        photo(640, 480),
+        "image/jpeg",
+    )
+    .await;
+    assert_eq!(status, 201, "{up}");
+    let id = up["id"].as_str().unwrap().to_owned();
+    let objects = s3.objects();
+    assert!(objects.contains(&format!("records/{id}")), "{objects:?}");
+    assert_eq!(
+        objects.iter().filter(|o| o.starts_with("blobs/")).count(),
+        2,
+        "display and thumbnail: {objects:?}"
+    );
+
+    // Sent from node 2 (which never saw the upload), delivered on node 1.
+    let mut seller = Client::connect(&n1, "seller").await;
+    let mut buyer = Client::connect(&n2, "buyer").await;
+    let f = buyer
+        .request(ClientBody::Send(SendMessage {
+            conversation: conv,
+            client_msg_id: "cluster-photo".into(),
+            kind: MessageKind::Image,
+            content: String::new(),
+            media: Some(MediaRef {
+                id: id.clone(),
+                ..MediaRef::default()
+            }),
+        }))
+        .await;
+    assert!(matches!(f.body, ServerBody::Ack(_)), "{:?}", f.body);
+    let media = seller.next_message().await.media.unwrap();
+    assert_eq!((media.width, media.height), (640, 480));
+    let (s1, h1, b1) = fetch(&n1, &media.url, &[]).await;
+    let (s2, h2, b2) = fetch(&n2, &media.url, &[]).await;
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(b1, b2);
+    assert_eq!(header(&h1, "etag"), header(&h2, "etag"));
+    assert_eq!(image::guess_format(&b1).unwrap(), ImageFormat::Jpeg);
+    let (status, _, thumb) = fetch(&n2, &media.thumb_url, &[("range", "bytes=0-99")]).await;
+    assert_eq!((status, thumb.len()), (206, 100));
+}
+
+/// With the S3 server gone, an upload and a download fail with a clear 503 within the
+/// store's deadline, and work again once it is back; nothing is half stored.
+#[tokio::test]
+async fn a_dead_store_is_a_clear_error_and_recovers() {
+    let s3 = S3Server::start();
+    let mut args = s3.gateway_args();
+    args.extend(["--media-s3-timeout-ms".into(), "2000".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let gw = Gateway::start(&args);
+    let conv = direct(&gw, "buyer", "seller", "outage").await.to_string();
+    let (status, v) = upload(&gw, "buyer", &conv, "a.txt", b"hello".to_vec(), "text/plain").await;
+    assert_eq!(status, 201, "{v}");
+    let url = v["url"].as_str().unwrap().to_owned();
+
+    s3.stop();
+    let (status, v) = upload(&gw, "buyer", &conv, "b.txt", b"again".to_vec(), "text/plain").await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "storage_unavailable", "{v}");
+    let (status, _, _) = fetch(&gw, &url, &[]).await;
+    assert_eq!(status, 503);
+
+    s3.restart();
+    let (status, _, body) = fetch(&gw, &url, &[]).await;
+    assert_eq!((status, &body[..]), (200, &b"hello"[..]));
+    let (status, v) = upload(&gw, "buyer", &conv, "b.txt", b"again".to_vec(), "text/plain").await;
+    assert_eq!(status, 201, "{v}");
+}
+
+/// A CDN in front of the origin (nginx with proxy_cache): URLs carry its base, the first
+/// fetch goes through to the gateway, the second is served from the cache without touching
+/// the gateway, and a tampered URL is refused, never cached.
+#[tokio::test]
+async fn a_caching_proxy_serves_repeat_fetches_from_its_cache() {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let gw = Gateway::start(&["--media-base-url", &base]);
+    let cdn = CachingProxy::start(port, gw.addr);
+    let conv = direct(&gw, "buyer", "seller", "cdn").await.to_string();
+    let text: Vec<u8> = (0..20_000).map(|i| b'a' + (i % 26) as u8).collect();
+    let (status, v) = upload(&gw, "buyer", &conv, "notes.txt", text.clone(), "text/plain").await;
+    assert_eq!(status, 201, "{v}");
+    let url = v["url"].as_str().unwrap();
+    let path = url.strip_prefix(&base).unwrap_or_else(|| panic!("{url}"));
+    let reads = |m: &str| metric_value(m, "parley_media_origin_reads_total");
+    let at = cdn.addr();
+    let via_cdn = |headers: &'static [(&'static str, &'static str)], path: String| async move {
+        request(at, "GET", &path, None, Bytes::new(), headers, WAIT).await
+    };
+
+    let before = reads(&metrics(gw.addr).await);
+    let (status, h, body) = via_cdn(&[], path.to_owned()).await;
+    assert_eq!((status, header(&h, "x-cache-status")), (200, "MISS"));
+    assert_eq!(body, text);
+    let after_miss = reads(&metrics(gw.addr).await);
+    assert_eq!(after_miss, before + 1.0);
+
+    let (status, h, body) = via_cdn(&[], path.to_owned()).await;
+    assert_eq!((status, header(&h, "x-cache-status")), (200, "HIT"));
+    assert_eq!(body, text);
+    assert_eq!(header(&h, "x-content-type-options"), "nosniff");
+    // A range is cut from the cached copy.
+    let (status, h, body) = via_cdn(&[("range", "bytes=100-199")], path.to_owned()).await;
+    assert_eq!((status, header(&h, "x-cache-status")), (206, "HIT"));
+    assert_eq!(&body[..], &text[100..200]);
+    assert_eq!(reads(&metrics(gw.addr).await), after_miss);
+
+    let tampered = path.replacen("hm=", "hm=0", 1);
+    for _ in 0..2 {
+        let (status, h, _) = via_cdn(&[], tampered.clone()).await;
+        assert_eq!(status, 403);
+        assert_ne!(header(&h, "x-cache-status"), "HIT");
+    }
+}

@@ -170,6 +170,28 @@ enum Command {
         #[arg(long, default_value = "20s")]
         reconnect_every: String,
     },
+    /// Uploaders posting photos of one size back to back (see README "Load testing"),
+    /// optionally while pairs chat: upload latency and throughput, the gateway's CPU per
+    /// upload, memory and bytes stored, and the chat's latency during the uploads.
+    Media {
+        #[command(flatten)]
+        common: Common,
+        /// Concurrent uploaders (each one upload at a time).
+        #[arg(long, default_value_t = 4)]
+        uploaders: usize,
+        /// Photo size, megapixels (4:3 JPEG at quality 90).
+        #[arg(long, default_value_t = 4.0)]
+        megapixels: f64,
+        /// The gateway's pid, for its CPU time (and RSS) from /proc.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Buyer/seller pairs chatting meanwhile (0: none).
+        #[arg(long, default_value_t = 0)]
+        chat_pairs: usize,
+        /// Messages per second per chatting user.
+        #[arg(long, default_value_t = 2.0)]
+        chat_rate: f64,
+    },
     /// Merge JSON results of runs made at the same time (several processes or machines).
     Merge {
         files: Vec<PathBuf>,
@@ -368,6 +390,23 @@ fn describe(command: &Command) -> (Common, &'static str, BTreeMap<String, String
                 ("reconnect_every".into(), reconnect_every.clone()),
             ]),
         ),
+        Command::Media {
+            common,
+            uploaders,
+            megapixels,
+            chat_pairs,
+            chat_rate,
+            ..
+        } => (
+            common.clone(),
+            "media",
+            BTreeMap::from([
+                ("uploaders".into(), uploaders.to_string()),
+                ("megapixels".into(), megapixels.to_string()),
+                ("chat_pairs".into(), chat_pairs.to_string()),
+                ("chat_rate_per_user".into(), chat_rate.to_string()),
+            ]),
+        ),
         Command::Merge { .. } => unreachable_merge(),
     }
 }
@@ -377,6 +416,7 @@ struct Outcome {
     measured_s: f64,
     server: Option<report::ServerMemory>,
     chat: Option<scenario::chat::Outcome>,
+    media: Option<report::MediaFigures>,
 }
 
 async fn chat_run(
@@ -389,6 +429,7 @@ async fn chat_run(
         measured_s: outcome.measured_s,
         server: None,
         chat: Some(outcome),
+        media: None,
     })
 }
 
@@ -436,6 +477,7 @@ async fn run_one(command: Command, ctx: &Arc<Ctx>) -> anyhow::Result<Outcome> {
                 measured_s,
                 server,
                 chat: None,
+                media: None,
             }
         }
         Command::Direct {
@@ -473,6 +515,7 @@ async fn run_one(command: Command, ctx: &Arc<Ctx>) -> anyhow::Result<Outcome> {
                 measured_s: scenario::history::run(ctx.clone(), options).await?,
                 server: None,
                 chat: None,
+                media: None,
             }
         }
         Command::Mixed {
@@ -484,6 +527,35 @@ async fn run_one(command: Command, ctx: &Arc<Ctx>) -> anyhow::Result<Outcome> {
             let topology = scenario::direct_topology(ctx, pairs).await?;
             let reconnect_every = Some(parse_duration(&reconnect_every)?);
             chat_run(ctx, topology, mixed(rate, reconnect_every)).await?
+        }
+        Command::Media {
+            uploaders,
+            megapixels,
+            server_pid,
+            chat_pairs,
+            chat_rate,
+            ..
+        } => {
+            let options = scenario::media::Options {
+                uploaders,
+                megapixels,
+                server_pid,
+            };
+            let uploads = scenario::media::run(ctx.clone(), options);
+            let ((measured_s, figures), chat) = if chat_pairs > 0 {
+                let topology = scenario::direct_topology(ctx, chat_pairs).await?;
+                let chat = scenario::chat::run(ctx.clone(), topology, steady(chat_rate, 64));
+                let (uploads, chat) = tokio::join!(uploads, chat);
+                (uploads?, Some(chat?))
+            } else {
+                (uploads.await?, None)
+            };
+            Outcome {
+                measured_s,
+                server: None,
+                chat,
+                media: Some(figures),
+            }
         }
         Command::Merge { .. } => unreachable_merge(),
     })
@@ -514,6 +586,7 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
     report.targets = ctx.targets.iter().map(ToString::to_string).collect();
     report.started_at_ms = started_at_ms;
     report.server = outcome.server;
+    report.media = outcome.media;
     if let Some(o) = outcome.chat {
         report.expected_deliveries = o.expected_deliveries;
         report.lost = o.lost;
@@ -572,7 +645,8 @@ fn main() -> ExitCode {
                 | Command::Direct { common, .. }
                 | Command::Rooms { common, .. }
                 | Command::History { common, .. }
-                | Command::Mixed { common, .. } => common.threads,
+                | Command::Mixed { common, .. }
+                | Command::Media { common, .. } => common.threads,
                 Command::Merge { .. } => 1,
             };
             let mut rt = tokio::runtime::Builder::new_multi_thread();

@@ -61,6 +61,29 @@ pub struct ServerMemory {
     pub bytes_per_connection: f64,
 }
 
+/// What the `media` scenario measured on the server.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MediaFigures {
+    pub megapixels: f64,
+    pub uploaders: u64,
+    /// Uploads answered 201; refused for now (429/503, retried after `Retry-After`); failed
+    /// otherwise.
+    pub uploads: u64,
+    #[serde(default)]
+    pub busy: u64,
+    pub failed: u64,
+    pub uploads_per_s: f64,
+    /// Bytes the gateway received for stored uploads, and kept for them (its counters).
+    pub bytes_in: u64,
+    pub bytes_stored: u64,
+    /// Gateway CPU (user + system) per stored upload, given its pid.
+    pub server_cpu_s_per_upload: Option<f64>,
+    pub rss_before_bytes: u64,
+    /// The largest of samples every 100 ms while uploading.
+    pub rss_peak_bytes: u64,
+    pub rss_after_bytes: u64,
+}
+
 /// Everything a run reports; the `--json` file.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Report {
@@ -94,6 +117,8 @@ pub struct Report {
     pub latency: BTreeMap<String, Latency>,
     pub timeline: Vec<Second>,
     pub server: Option<ServerMemory>,
+    #[serde(default)]
+    pub media: Option<MediaFigures>,
     /// How many runs this report merges (1 for a single run).
     pub merged_runs: u32,
 }
@@ -106,6 +131,7 @@ fn series_name(s: Series) -> &'static str {
         Series::Reconnect => "reconnect",
         Series::History => "history",
         Series::List => "list",
+        Series::Upload => "upload",
     }
 }
 
@@ -274,6 +300,36 @@ impl Report {
                 m.rss_after_bytes as f64 / 1048576.0,
                 m.connections,
                 m.bytes_per_connection
+            );
+        }
+        if let Some(m) = &self.media {
+            let mib = |b: u64| b as f64 / 1048576.0;
+            let _ = writeln!(
+                s,
+                "media      {} uploads of {} MP ({} refused busy, {} failed) by {} uploaders: \
+                 {:.2}/s; stored {:.1} MiB of {:.1} MiB received ({:.2})",
+                m.uploads,
+                m.megapixels,
+                m.busy,
+                m.failed,
+                m.uploaders,
+                m.uploads_per_s,
+                mib(m.bytes_stored),
+                mib(m.bytes_in),
+                m.bytes_stored as f64 / m.bytes_in.max(1) as f64
+            );
+            let cpu = m
+                .server_cpu_s_per_upload
+                .map_or("? (no --server-pid)".to_owned(), |c| {
+                    format!("{:.1} ms", c * 1000.0)
+                });
+            let _ = writeln!(
+                s,
+                "server     CPU per upload {cpu}; RSS {:.1} MiB before, {:.1} MiB peak, \
+                 {:.1} MiB after",
+                mib(m.rss_before_bytes),
+                mib(m.rss_peak_bytes),
+                mib(m.rss_after_bytes)
             );
         }
         let _ = writeln!(

@@ -36,15 +36,18 @@ pub enum Series {
     History,
     /// Conversations request → ConversationPage.
     List,
+    /// Upload request sent → its answer (the photo processed and stored).
+    Upload,
 }
 
-pub const SERIES: [Series; 6] = [
+pub const SERIES: [Series; 7] = [
     Series::Deliver,
     Series::Ack,
     Series::Connect,
     Series::Reconnect,
     Series::History,
     Series::List,
+    Series::Upload,
 ];
 
 /// Counters and histograms of one thread for the current second.

@@ -27,17 +27,9 @@ pub struct Options {
 /// The gateway's resident memory: from /proc when we have its pid, else from its /metrics.
 async fn server_rss(opts: &Options) -> Option<u64> {
     if let Some(pid) = opts.server_pid {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let kb: u64 = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        return Some(kb * 1024);
+        return crate::http::rss_of(pid);
     }
-    let text = raw_get(opts.metrics?, "/metrics").await?;
+    let text = crate::http::get_text(opts.metrics?, "/metrics").await?;
     text.lines()
         .find(|l| l.starts_with("process_resident_memory_bytes "))?
         .rsplit(' ')
@@ -45,17 +37,6 @@ async fn server_rss(opts: &Options) -> Option<u64> {
         .parse::<f64>()
         .ok()
         .map(|v| v as u64)
-}
-
-async fn raw_get(addr: SocketAddr, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.ok()?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
 }
 
 /// Holds one connection until `stop`, with heartbeats; returns whether it stayed up.

@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod connect;
 pub mod history;
+pub mod media;
 
 use std::sync::Arc;
 

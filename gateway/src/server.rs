@@ -232,7 +232,7 @@ fn media(config: &Config) -> anyhow::Result<Arc<Media>> {
         }
         MediaStoreConfig::S3(s3) => {
             let store = S3Store::open(s3).with_context(|| format!("S3 bucket {}", s3.bucket))?;
-            Media::new(Arc::new(store), m)
+            Media::new(Arc::new(store), m).context("start the image workers")?
         }
     };
     Ok(Arc::new(media))

@@ -268,7 +268,9 @@ http {{
             .args(["-g", "daemon off;"])
             .stdout(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("{bin} did not start ({e}): scripts/test.sh installs nginx"));
+            .unwrap_or_else(|e| {
+                panic!("{bin} did not start ({e}): scripts/test.sh installs nginx")
+            });
         let proxy = Self {
             child: Mutex::new(Some(child)),
             port,

@@ -429,6 +429,14 @@ fn media(o: &Options, p: &mut Problems) -> MediaConfig {
         "--media-max-image-pixels must be at least 1000000",
     );
     m.images.max_pixels = o.media_max_image_pixels;
+    p.check(
+        o.media_image_workers <= 256,
+        "--media-image-workers must be at most 256",
+    );
+    m.image_concurrency = match o.media_image_workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2)),
+        n => n,
+    };
     if let Some(types) = &o.media_file_types {
         m.file_types = types
             .split(',')

@@ -353,6 +353,10 @@ pub(crate) struct Options {
     /// Images over this many pixels are refused before they are decoded.
     #[arg(long, env = "PARLEY_MEDIA_MAX_IMAGE_PIXELS", default_value_t = media::DEFAULT_MAX_IMAGE_PIXELS)]
     pub(crate) media_max_image_pixels: u64,
+    /// Threads that decode and encode images (at a lower CPU priority than the chat). 0: half
+    /// the cores, at least one, so image work never takes every core of a chat node.
+    #[arg(long, env = "PARLEY_MEDIA_IMAGE_WORKERS", default_value_t = 0)]
+    pub(crate) media_image_workers: usize,
     /// MIME types of files accepted, comma-separated (images: always JPEG, PNG, WebP, GIF).
     /// Default: PDF, plain text, zip, office documents, audio (Ogg, MP3, M4A, AAC), MP4.
     #[arg(long, env = "PARLEY_MEDIA_FILE_TYPES")]

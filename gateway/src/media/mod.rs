@@ -13,6 +13,7 @@ mod picture;
 pub(crate) mod s3;
 mod sign;
 pub(crate) mod store;
+mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +39,7 @@ pub(crate) const DEFAULT_MAX_IMAGE_BYTES: usize = 10 << 20;
 pub(crate) const DEFAULT_MAX_FILE_BYTES: usize = 25 << 20;
 /// Images over this many pixels are refused before they are decoded.
 pub(crate) const DEFAULT_MAX_IMAGE_PIXELS: u64 = 50_000_000;
-/// Images decoded at once on a node.
+/// Images decoded at once on a node (unless configured: `--media-image-workers`).
 pub(crate) const DEFAULT_IMAGE_CONCURRENCY: usize = 2;
 /// Uploads whose bodies a node holds at once.
 pub(crate) const DEFAULT_UPLOAD_CONCURRENCY: usize = 16;
@@ -227,13 +228,15 @@ pub(crate) struct Media {
     signer: UrlSigner,
     config: MediaConfig,
     decoders: Arc<Semaphore>,
+    images: workers::ImageWorkers,
     uploads: Arc<Semaphore>,
     records: DashMap<Uuid, Arc<MediaRecord>>,
 }
 
 impl Media {
-    pub(crate) fn new(store: Arc<dyn MediaStore>, config: MediaConfig) -> Self {
-        Self {
+    /// Fails only if the image worker threads cannot be started.
+    pub(crate) fn new(store: Arc<dyn MediaStore>, config: MediaConfig) -> std::io::Result<Self> {
+        Ok(Self {
             store,
             signer: UrlSigner::new(
                 &config.url_keys,
@@ -242,15 +245,16 @@ impl Media {
                 &config.base_url,
             ),
             decoders: Arc::new(Semaphore::new(config.image_concurrency.max(1))),
+            images: workers::ImageWorkers::start(config.image_concurrency.max(1))?,
             uploads: Arc::new(Semaphore::new(config.upload_concurrency.max(1))),
             config,
             records: DashMap::new(),
-        }
+        })
     }
 
     /// Media in a directory (the embedded engine).
     pub(crate) fn on_disk(dir: std::path::PathBuf, config: MediaConfig) -> std::io::Result<Self> {
-        Ok(Self::new(Arc::new(store::FsStore::open(dir)?), config))
+        Self::new(Arc::new(store::FsStore::open(dir)?), config)
     }
 
     pub(crate) fn config(&self) -> &MediaConfig {
@@ -310,13 +314,17 @@ impl Media {
                     .map_err(|_| MediaError::Busy)?;
                 let rules = self.config.images.clone();
                 let bytes = up.bytes.clone();
-                let (processed, took) = tokio::task::spawn_blocking(move || {
-                    let start = std::time::Instant::now();
-                    let out = picture::process(&bytes, format, &rules);
-                    (out, start.elapsed())
-                })
-                .await
-                .map_err(|e| MediaError::Store(std::io::Error::other(e.to_string())))?;
+                let (processed, took) = self
+                    .images
+                    .run(move || {
+                        let start = std::time::Instant::now();
+                        let out = picture::process(&bytes, format, &rules);
+                        (out, start.elapsed())
+                    })
+                    .await
+                    .ok_or_else(|| {
+                        MediaError::Invalid("the image cannot be decoded (decoder failed)".into())
+                    })?;
                 cost.processing = took;
                 let p = processed.map_err(|e| match e {
                     picture::ImageError::TooLarge(why) => MediaError::TooLarge(why),

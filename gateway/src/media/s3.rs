@@ -232,7 +232,10 @@ impl HttpService for HyperService {
                 .await
                 .map_err(|e| HttpError::new(HttpErrorKind::Interrupted, e))?
                 .to_bytes();
-            Ok(HttpResponse::from_parts(parts, HttpResponseBody::from(body)))
+            Ok(HttpResponse::from_parts(
+                parts,
+                HttpResponseBody::from(body),
+            ))
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
@@ -279,10 +282,18 @@ mod tests {
     async fn the_server_refuses_requests_signed_with_the_wrong_secret() {
         let server = S3Server::start();
         let wrong = S3Store::open(&config(&server, "", "not-the-secret-at-all")).unwrap();
-        assert!(wrong.put("blobs/x", Bytes::from_static(b"x")).await.is_err());
+        assert!(
+            wrong
+                .put("blobs/x", Bytes::from_static(b"x"))
+                .await
+                .is_err()
+        );
         assert!(server.objects().is_empty());
         let right = S3Store::open(&config(&server, "", S3Server::SECRET_ACCESS_KEY)).unwrap();
-        right.put("blobs/x", Bytes::from_static(b"x")).await.unwrap();
+        right
+            .put("blobs/x", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
         assert!(wrong.read("blobs/x", 0..u64::MAX).await.is_err());
     }
 
@@ -290,7 +301,10 @@ mod tests {
     async fn a_dead_server_is_an_error_not_a_hang() {
         let server = S3Server::start();
         let store = S3Store::open(&config(&server, "", S3Server::SECRET_ACCESS_KEY)).unwrap();
-        store.put("blobs/y", Bytes::from_static(b"y")).await.unwrap();
+        store
+            .put("blobs/y", Bytes::from_static(b"y"))
+            .await
+            .unwrap();
         server.stop();
         // The store's own deadline ends each call; the outer one only catches a hang.
         let limit = Duration::from_secs(60);

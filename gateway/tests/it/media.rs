@@ -661,12 +661,28 @@ async fn a_dead_store_is_a_clear_error_and_recovers() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let gw = Gateway::start(&args);
     let conv = direct(&gw, "buyer", "seller", "outage").await.to_string();
-    let (status, v) = upload(&gw, "buyer", &conv, "a.txt", b"hello".to_vec(), "text/plain").await;
+    let (status, v) = upload(
+        &gw,
+        "buyer",
+        &conv,
+        "a.txt",
+        b"hello".to_vec(),
+        "text/plain",
+    )
+    .await;
     assert_eq!(status, 201, "{v}");
     let url = v["url"].as_str().unwrap().to_owned();
 
     s3.stop();
-    let (status, v) = upload(&gw, "buyer", &conv, "b.txt", b"again".to_vec(), "text/plain").await;
+    let (status, v) = upload(
+        &gw,
+        "buyer",
+        &conv,
+        "b.txt",
+        b"again".to_vec(),
+        "text/plain",
+    )
+    .await;
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["error"]["code"], "storage_unavailable", "{v}");
     let (status, _, _) = fetch(&gw, &url, &[]).await;
@@ -675,7 +691,15 @@ async fn a_dead_store_is_a_clear_error_and_recovers() {
     s3.restart();
     let (status, _, body) = fetch(&gw, &url, &[]).await;
     assert_eq!((status, &body[..]), (200, &b"hello"[..]));
-    let (status, v) = upload(&gw, "buyer", &conv, "b.txt", b"again".to_vec(), "text/plain").await;
+    let (status, v) = upload(
+        &gw,
+        "buyer",
+        &conv,
+        "b.txt",
+        b"again".to_vec(),
+        "text/plain",
+    )
+    .await;
     assert_eq!(status, 201, "{v}");
 }
 

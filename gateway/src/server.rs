@@ -196,6 +196,13 @@ fn build_node(
         services.spawn(moderation.clone().watch(every));
     }
     let media = media(&config).context("media store")?;
+    services.spawn(
+        media
+            .clone()
+            .collect_forever(config.media_collect_every, || {
+                crate::clock::Now::get().wall_ms
+            }),
+    );
     let parts = Parts {
         settings: config.node,
         limits: config.session,

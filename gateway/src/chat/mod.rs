@@ -126,7 +126,7 @@ impl Chat {
         let standing = self.may_send(user, now).await?;
         self.limiter.take(user, now.mono)?;
         m.media = match m.media.take() {
-            Some(asked) => Some(self.attach(user, &m, &asked.id).await?),
+            Some(asked) => Some(self.attach(user, &m, &asked.id, now.wall_ms).await?),
             None => None,
         };
         let verdict = self
@@ -142,6 +142,13 @@ impl Chat {
         if let Some(v) = verdict.as_ref().filter(|v| v.action == Action::Hold) {
             self.hold(user, &m, v, now).await?;
             return Err(ClientError::new(ErrorCode::Held, v.message.to_string()));
+        }
+        // From here the message is stored: its upload is kept for good.
+        if let Some(media) = &m.media {
+            self.media.attach(&media.id).await.map_err(|e| {
+                let (code, message) = e.into_client();
+                ClientError::new(code, message)
+            })?;
         }
         let visibility = match standing.shadowed || action == Some(Action::Shadow) {
             true => Visibility::Sender,
@@ -159,10 +166,11 @@ impl Chat {
         user: &str,
         m: &SendMessage,
         id: &str,
+        now_ms: i64,
     ) -> Result<parley_types::MediaRef, ClientError> {
         let (kind, media) = self
             .media
-            .for_message(id, user, m.conversation)
+            .for_message(id, user, m.conversation, now_ms)
             .await
             .map_err(|e| {
                 let (code, message) = e.into_client();

@@ -78,6 +78,8 @@ pub(crate) struct Config {
     pub(crate) media: MediaConfig,
     /// Where media bytes live.
     pub(crate) media_store: MediaStoreConfig,
+    /// How often uploads never sent are looked for.
+    pub(crate) media_collect_every: Duration,
 }
 
 /// Where media bytes live.
@@ -159,6 +161,7 @@ impl Config {
             }),
             media,
             media_store,
+            media_collect_every: Duration::from_millis(o.media_collect_every_ms),
         })
     }
 
@@ -429,6 +432,15 @@ fn media(o: &Options, p: &mut Problems) -> MediaConfig {
         "--media-max-image-pixels must be at least 1000000",
     );
     m.images.max_pixels = o.media_max_image_pixels;
+    p.check(
+        (1..=365 * 24 * 3600).contains(&o.media_unsent_ttl_s),
+        "--media-unsent-ttl-s must be 1..=31536000",
+    );
+    m.unsent_ttl_ms = o.media_unsent_ttl_s as i64 * 1000;
+    p.check(
+        o.media_collect_every_ms >= 100,
+        "--media-collect-every-ms must be at least 100",
+    );
     p.check(
         o.media_image_workers <= 256,
         "--media-image-workers must be at most 256",

@@ -353,6 +353,13 @@ pub(crate) struct Options {
     /// Images over this many pixels are refused before they are decoded.
     #[arg(long, env = "PARLEY_MEDIA_MAX_IMAGE_PIXELS", default_value_t = media::DEFAULT_MAX_IMAGE_PIXELS)]
     pub(crate) media_max_image_pixels: u64,
+    /// An upload never sent in a message is removed this long after it was made, s (and can no
+    /// longer be sent a little before: a tenth of this, at most 5 minutes).
+    #[arg(long, env = "PARLEY_MEDIA_UNSENT_TTL_S", default_value_t = media::DEFAULT_UNSENT_TTL_S)]
+    pub(crate) media_unsent_ttl_s: u64,
+    /// How often the node looks for uploads to remove, ms.
+    #[arg(long, env = "PARLEY_MEDIA_COLLECT_EVERY_MS", default_value_t = media::DEFAULT_COLLECT_EVERY_S * 1000)]
+    pub(crate) media_collect_every_ms: u64,
     /// Threads that decode and encode images (at a lower CPU priority than the chat). 0: half
     /// the cores, at least one, so image work never takes every core of a chat node.
     #[arg(long, env = "PARLEY_MEDIA_IMAGE_WORKERS", default_value_t = 0)]

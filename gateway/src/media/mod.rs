@@ -4,8 +4,10 @@
 //! message's media id here and has its URLs filled for each reader.
 //!
 //! Keys in the store: `blobs/<sha256 of the bytes>` (content-addressed: the same rendition
-//! uploaded twice is stored once) and `records/<media id>` (the record, JSON). The blobs are
-//! written before the record, so a record never names a missing blob.
+//! uploaded twice is stored once), `records/<media id>` (the record, JSON) and
+//! `attached/<media id>` (empty: the upload is in a message). The blobs are written before
+//! the record, so a record never names a missing blob. Uploads never sent are collected
+//! after `unsent_ttl_ms` ([`Media::collect`]).
 
 mod audio;
 mod kinds;
@@ -49,6 +51,10 @@ pub(crate) const DEFAULT_URL_TTL_S: u64 = 24 * 3600;
 pub(crate) const DEFAULT_URL_BUCKET_S: u64 = 3600;
 /// Longest an upload waits for an image decoder before it is refused as busy.
 const IMAGE_QUEUE_WAIT: Duration = Duration::from_secs(30);
+/// An upload never sent in a message is collected this long after it was made, s.
+pub(crate) const DEFAULT_UNSENT_TTL_S: u64 = 24 * 3600;
+/// How often a node looks for uploads to collect, s.
+pub(crate) const DEFAULT_COLLECT_EVERY_S: u64 = 3600;
 /// Records kept in memory (they never change).
 const RECORD_CACHE: usize = 10_000;
 
@@ -68,6 +74,8 @@ pub(crate) struct MediaConfig {
     pub(crate) url_bucket_s: u64,
     /// Prefix of media URLs, e.g. a CDN whose origin is this gateway ("" = relative).
     pub(crate) base_url: String,
+    /// Uploads never sent are collected this long after they were made, ms.
+    pub(crate) unsent_ttl_ms: i64,
 }
 
 impl MediaConfig {
@@ -90,7 +98,15 @@ impl MediaConfig {
             url_ttl_s: DEFAULT_URL_TTL_S,
             url_bucket_s: DEFAULT_URL_BUCKET_S,
             base_url: String::new(),
+            unsent_ttl_ms: DEFAULT_UNSENT_TTL_S as i64 * 1000,
         }
+    }
+
+    /// How long after its upload an upload may still be sent: its time to live less a margin,
+    /// so a collector never removes an upload a send is attaching at that moment.
+    fn send_window_ms(&self) -> i64 {
+        let ttl = self.unsent_ttl_ms.max(1);
+        ttl - (ttl / 10).min(5 * 60 * 1000)
     }
 
     /// The largest upload of any type.
@@ -231,6 +247,15 @@ pub(crate) struct Media {
     images: workers::ImageWorkers,
     uploads: Arc<Semaphore>,
     records: DashMap<Uuid, Arc<MediaRecord>>,
+    /// Uploads known to be in a message (their `attached/` marker is stored).
+    attached: DashMap<Uuid, ()>,
+}
+
+/// What one collection removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Collected {
+    pub(crate) uploads: usize,
+    pub(crate) blobs: usize,
 }
 
 impl Media {
@@ -249,6 +274,7 @@ impl Media {
             uploads: Arc::new(Semaphore::new(config.upload_concurrency.max(1))),
             config,
             records: DashMap::new(),
+            attached: DashMap::new(),
         })
     }
 
@@ -379,6 +405,93 @@ impl Media {
         Ok(Some(record))
     }
 
+    /// Whether `id` is in a message already (its marker is stored).
+    async fn is_attached(&self, id: Uuid) -> bool {
+        if self.attached.contains_key(&id) {
+            return true;
+        }
+        matches!(self.store.read(&attached_key(id), 0..0).await, Ok(Some(_)))
+    }
+
+    /// Marks upload `id` as sent in a message, so it is never collected. Called once its
+    /// message is checked, before the message is stored.
+    pub(crate) async fn attach(&self, id: &str) -> Result<(), MediaError> {
+        let id: Uuid = id.parse().map_err(|_| MediaError::NotFound)?;
+        if self.attached.contains_key(&id) {
+            return Ok(());
+        }
+        self.store.put(&attached_key(id), Bytes::new()).await?;
+        if self.attached.len() >= RECORD_CACHE {
+            self.attached.clear();
+        }
+        self.attached.insert(id, ());
+        Ok(())
+    }
+
+    /// Removes the uploads made before `now_ms` less the time to live that no message
+    /// carries, then the blobs no remaining upload names and nobody wrote within the time to
+    /// live (a blob is rewritten by every upload that produces it, so one being uploaded
+    /// again right now is kept). Every node of a cluster may run it: removals are idempotent.
+    pub(crate) async fn collect(&self, now_ms: i64) -> Result<Collected, MediaError> {
+        let ttl = self.config.unsent_ttl_ms.max(1);
+        let attached: std::collections::HashSet<String> = self
+            .store
+            .list("attached/")
+            .await?
+            .into_iter()
+            .filter_map(|l| l.key.strip_prefix("attached/").map(str::to_owned))
+            .collect();
+        let mut live = std::collections::HashSet::new();
+        let mut out = Collected::default();
+        for listed in self.store.list("records/").await? {
+            let Some(id) = listed
+                .key
+                .strip_prefix("records/")
+                .and_then(|i| i.parse::<Uuid>().ok())
+            else {
+                continue;
+            };
+            let Some(record) = self.record(id).await? else {
+                continue;
+            };
+            let sent = attached.contains(&id.to_string()) || self.attached.contains_key(&id);
+            if sent || record.created_ms + ttl > now_ms {
+                live.extend(record.renditions.iter().map(|r| r.key.clone()));
+                continue;
+            }
+            self.store.delete(&listed.key).await?;
+            self.records.remove(&id);
+            out.uploads += 1;
+        }
+        for blob in self.store.list("blobs/").await? {
+            if !live.contains(&blob.key) && blob.modified_ms + ttl <= now_ms {
+                self.store.delete(&blob.key).await?;
+                out.blobs += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs [`Media::collect`] every `every` until the task is dropped; `now` is the wall
+    /// clock in Unix ms.
+    pub(crate) async fn collect_forever(self: Arc<Self>, every: Duration, now: fn() -> i64) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match self.collect(now()).await {
+                Ok(c) if c == Collected::default() => {}
+                Ok(c) => tracing::info!(
+                    uploads = c.uploads,
+                    blobs = c.blobs,
+                    "collected uploads never sent"
+                ),
+                Err(e) => tracing::warn!(error = ?e, "collecting uploads never sent"),
+            }
+        }
+    }
+
     fn remember(&self, record: Arc<MediaRecord>) {
         if self.records.len() >= RECORD_CACHE {
             self.records.clear();
@@ -393,6 +506,7 @@ impl Media {
         id: &str,
         sender: &str,
         conversation: ConversationId,
+        now_ms: i64,
     ) -> Result<(MediaKind, MediaRef), MediaError> {
         let id: Uuid = id.parse().map_err(|_| MediaError::NotFound)?;
         let record = self.record(id).await?.ok_or(MediaError::NotFound)?;
@@ -404,6 +518,12 @@ impl Media {
         if record.conversation != conversation.0 {
             return Err(MediaError::Forbidden(
                 "that media was uploaded for another conversation",
+            ));
+        }
+        if now_ms > record.created_ms + self.config.send_window_ms() && !self.is_attached(id).await
+        {
+            return Err(MediaError::Invalid(
+                "that upload was never sent and has expired: upload it again".into(),
             ));
         }
         let main = record.main().ok_or(MediaError::NotFound)?;
@@ -482,6 +602,10 @@ fn record_key(id: Uuid) -> String {
     format!("records/{id}")
 }
 
+fn attached_key(id: Uuid) -> String {
+    format!("attached/{id}")
+}
+
 fn sha256(bytes: &[u8]) -> String {
     sign::to_hex(digest::digest(&digest::SHA256, bytes).as_ref())
 }
@@ -515,4 +639,112 @@ fn clean_name(name: &str) -> Result<String, MediaError> {
         ));
     }
     Ok(base.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wall_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    async fn upload(media: &Media, conv: ConversationId, text: &str, now_ms: i64) -> Uuid {
+        let up = Upload {
+            owner: "buyer".into(),
+            conversation: conv,
+            name: "note.txt".into(),
+            bytes: Bytes::from(text.to_owned()),
+            now_ms,
+        };
+        media.upload(up).await.unwrap().0.id
+    }
+
+    /// Uploads never sent go after their time to live, with the blobs only they named; sent
+    /// ones stay, and so does a blob another upload still names.
+    #[tokio::test]
+    async fn uploads_never_sent_are_collected_after_their_time_to_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = MediaConfig::with_keys(vec![("0".into(), vec![7; 32])]);
+        config.unsent_ttl_ms = 60_000;
+        let media = Media::on_disk(dir.path().to_owned(), config).unwrap();
+        let conv = ConversationId(Uuid::now_v7());
+        let t0 = wall_ms();
+        let unsent = upload(&media, conv, "never sent", t0).await;
+        let sent = upload(&media, conv, "sent in a message", t0).await;
+        // The same bytes as the sent one: one blob, named by two records.
+        let twin = upload(&media, conv, "sent in a message", t0).await;
+        let blobs = |d: &std::path::Path| {
+            let mut n = 0;
+            for e in walkdir(d.join("blobs")) {
+                n += usize::from(e.is_file());
+            }
+            n
+        };
+        assert_eq!(blobs(dir.path()), 2);
+        media
+            .for_message(&sent.to_string(), "buyer", conv, t0 + 1000)
+            .await
+            .unwrap();
+        media.attach(&sent.to_string()).await.unwrap();
+
+        // Within the time to live nothing goes.
+        let c = media.collect(t0 + 59_000).await.unwrap();
+        assert_eq!(c, Collected::default());
+        // Past it (and past the blobs' write time), the unsent ones go.
+        let later = wall_ms() + 61_000;
+        let c = media.collect(later).await.unwrap();
+        assert_eq!(
+            c,
+            Collected {
+                uploads: 2,
+                blobs: 1
+            }
+        );
+        assert!(media.record(unsent).await.unwrap().is_none());
+        assert!(media.record(twin).await.unwrap().is_none());
+        let kept = media
+            .record(sent)
+            .await
+            .unwrap()
+            .expect("the sent upload stays");
+        let main = kept.main().unwrap();
+        assert_eq!(
+            &media.read(main, 0..u64::MAX).await.unwrap()[..],
+            b"sent in a message"
+        );
+        assert_eq!(blobs(dir.path()), 1);
+        // Nothing is left to collect; an expired upload can no longer be sent.
+        assert_eq!(media.collect(later).await.unwrap(), Collected::default());
+        let late = upload(&media, conv, "late", t0).await;
+        let refused = media
+            .for_message(&late.to_string(), "buyer", conv, t0 + 59_000)
+            .await;
+        assert!(
+            matches!(refused, Err(MediaError::Invalid(_))),
+            "{refused:?}"
+        );
+        // …unless it was sent before (it is kept for good).
+        let again = media
+            .for_message(&sent.to_string(), "buyer", conv, t0 + 10_000_000)
+            .await;
+        assert!(again.is_ok());
+    }
+
+    fn walkdir(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p.clone());
+                }
+                out.push(p);
+            }
+        }
+        out
+    }
 }

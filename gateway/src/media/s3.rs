@@ -23,7 +23,7 @@ use object_store::client::{
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 
-use super::store::{MediaStore, valid_key};
+use super::store::{Listed, MediaStore, valid_key, valid_prefix};
 
 /// Where the bucket is and how to reach it.
 #[derive(Clone)]
@@ -164,6 +164,37 @@ impl MediaStore for S3Store {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(io::Error::other(e)),
         }
+    }
+
+    async fn list(&self, prefix: &str) -> io::Result<Vec<Listed>> {
+        use futures_util::TryStreamExt;
+        if !valid_prefix(prefix) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid media key prefix {prefix:?}"),
+            ));
+        }
+        let dir = self.path(prefix.trim_end_matches('/'))?;
+        let strip = match self.prefix.is_empty() {
+            true => String::new(),
+            false => format!("{}/", self.prefix),
+        };
+        let objects: Vec<_> = self
+            .bucket
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(io::Error::other)?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|o| {
+                let key = o.location.as_ref().strip_prefix(&strip)?.to_owned();
+                valid_key(&key).then(|| Listed {
+                    key,
+                    modified_ms: o.last_modified.timestamp_millis(),
+                })
+            })
+            .collect())
     }
 }
 

@@ -18,9 +18,21 @@ pub(crate) trait MediaStore: Send + Sync + 'static {
     /// The bytes of `key` in `range` (clamped to its length); None if there is no such key.
     async fn read(&self, key: &str, range: Range<u64>) -> io::Result<Option<Bytes>>;
     /// Removes `key` (no error if it is absent).
-    // For the collector of uploads never sent, which is not built yet (the suite checks it).
-    #[cfg_attr(not(test), allow(dead_code))]
     async fn delete(&self, key: &str) -> io::Result<()>;
+    /// Every key under `prefix` (which ends with `/`), with when it was last written (Unix ms).
+    async fn list(&self, prefix: &str) -> io::Result<Vec<Listed>>;
+}
+
+/// A key and when it was last written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Listed {
+    pub(crate) key: String,
+    pub(crate) modified_ms: i64,
+}
+
+/// Whether `prefix` is one `list` accepts: a valid key followed by `/`.
+pub(crate) fn valid_prefix(prefix: &str) -> bool {
+    prefix.strip_suffix('/').is_some_and(valid_key)
 }
 
 /// Whether `key` is one a store accepts.
@@ -116,6 +128,55 @@ impl MediaStore for FsStore {
         })
         .await
     }
+
+    async fn list(&self, prefix: &str) -> io::Result<Vec<Listed>> {
+        if !valid_prefix(prefix) {
+            return Err(bad_key(prefix));
+        }
+        let (root, dir) = (self.root.clone(), self.root.join(prefix));
+        blocking(move || {
+            let mut out = Vec::new();
+            walk(&root, &dir, &mut out)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<Listed>) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        // Temporary files of unfinished puts are never keys.
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        let path = entry.path();
+        if meta.is_dir() {
+            walk(root, &path, out)?;
+            continue;
+        }
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
+        let key = rel.to_string_lossy().into_owned();
+        if !valid_key(&key) {
+            continue;
+        }
+        let modified_ms = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64);
+        out.push(Listed { key, modified_ms });
+    }
+    Ok(())
 }
 
 /// A new file with a unique name in `dir` (renamed by the caller, or left as a `.tmp-` file
@@ -163,6 +224,27 @@ pub(crate) mod conformance {
         store.delete("blobs/ab/abc").await.expect("delete");
         store.delete("blobs/ab/abc").await.expect("delete twice");
         assert_eq!(store.read("blobs/ab/abc", 0..10).await.expect("gone"), None);
+        // Listing: every key under a prefix, none of its neighbours'.
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for key in ["list/a/1", "list/a/2", "list/b/1", "listx"] {
+            store.put(key, Bytes::from_static(b"x")).await.expect("put");
+        }
+        let mut listed = store.list("list/a/").await.expect("list");
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        let keys: Vec<&str> = listed.iter().map(|l| l.key.as_str()).collect();
+        assert_eq!(keys, ["list/a/1", "list/a/2"]);
+        // Clocks of a server and of this host may differ a little.
+        assert!(listed.iter().all(|l| l.modified_ms > before - 60_000));
+        assert_eq!(store.list("list/").await.expect("list").len(), 3);
+        assert!(store.list("none/").await.expect("empty").is_empty());
+        assert!(store.list("list").await.is_err(), "a prefix ends with /");
+        assert!(store.list("../").await.is_err());
+        for key in ["list/a/1", "list/a/2", "list/b/1", "listx"] {
+            store.delete(key).await.expect("delete");
+        }
+        assert!(store.list("list/").await.expect("list").is_empty());
         for bad in [
             "", "../x", "a/../b", "/abs", "A", "a//b", "a b", ".tmp-1", "a/./b",
         ] {

@@ -748,3 +748,56 @@ async fn a_caching_proxy_serves_repeat_fetches_from_its_cache() {
         assert_ne!(header(&h, "x-cache-status"), "HIT");
     }
 }
+
+/// An upload never sent is removed once its time to live is over (its URL then 404s, and it
+/// can no longer be sent); one sent in a message stays.
+#[tokio::test]
+async fn uploads_never_sent_are_collected() {
+    let gw = Gateway::start(&[
+        "--media-unsent-ttl-s",
+        "10",
+        "--media-collect-every-ms",
+        "250",
+    ]);
+    let conv = direct(&gw, "buyer", "seller", "collect").await;
+    let c = conv.to_string();
+    let (_, unsent) = upload(
+        &gw,
+        "buyer",
+        &c,
+        "a.txt",
+        b"never sent".to_vec(),
+        "text/plain",
+    )
+    .await;
+    let (_, sent) = upload(&gw, "buyer", &c, "b.txt", b"sent".to_vec(), "text/plain").await;
+    let mut buyer = Client::connect(&gw, "buyer").await;
+    let send = |id: &Value, client_msg_id: &str| {
+        ClientBody::Send(SendMessage {
+            conversation: conv,
+            client_msg_id: client_msg_id.into(),
+            kind: MessageKind::File,
+            content: String::new(),
+            media: Some(MediaRef {
+                id: id["id"].as_str().unwrap().into(),
+                ..MediaRef::default()
+            }),
+        })
+    };
+    let f = buyer.request(send(&sent, "kept")).await;
+    assert!(matches!(f.body, ServerBody::Ack(_)), "{:?}", f.body);
+
+    let gone = unsent["url"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT * 6;
+    while fetch(&gw, gone, &[]).await.0 != 404 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unsent upload was never collected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, _, body) = fetch(&gw, sent["url"].as_str().unwrap(), &[]).await;
+    assert_eq!((status, &body[..]), (200, &b"sent"[..]));
+    let f = buyer.request(send(&unsent, "too-late")).await;
+    assert!(error_code(&f).is_some(), "{:?}", f.body);
+}

@@ -83,6 +83,7 @@ const RULES: &[(&str, &[&str])] = &[
             "auth",
             "bus",
             "chat",
+            "clock",
             "config",
             "media",
             "metered",

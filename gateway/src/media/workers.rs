@@ -17,8 +17,8 @@ pub(crate) struct ImageWorkers {
 }
 
 impl ImageWorkers {
-    /// `threads` workers; at most `threads` jobs wait beside the running ones (callers hold a
-    /// permit of the same count, so the queue never fills).
+    /// `threads` workers and a queue as long (callers hold a permit of the same count, so the
+    /// queue never fills).
     pub(crate) fn start(threads: usize) -> std::io::Result<Self> {
         let (jobs, queue) = sync_channel::<Job>(threads.max(1));
         let queue = Arc::new(Mutex::new(queue));
@@ -31,7 +31,8 @@ impl ImageWorkers {
         Ok(Self { jobs })
     }
 
-    /// Runs `f` on a worker; its result, or None if the worker died (a panic in a decoder).
+    /// Runs `f` on a worker; its result, or None if the job panicked (or, against the
+    /// permits' rule, found the queue full).
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
@@ -40,12 +41,9 @@ impl ImageWorkers {
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
         });
-        // Never full while callers hold their permits; a full queue would block only briefly.
-        let jobs = self.jobs.clone();
-        tokio::task::spawn_blocking(move || jobs.send(job))
-            .await
-            .ok()?
-            .ok()?;
+        // Callers hold one of `threads` permits, so at most `threads` jobs are queued or
+        // running: the queue (as long) never refuses one.
+        self.jobs.try_send(job).ok()?;
         rx.await.ok()
     }
 }

@@ -18,6 +18,7 @@ pub(crate) fn http_status(code: ErrorCode) -> u16 {
         RateLimited | TooManySessions => 429,
         StorageUnavailable | ShuttingDown => 503,
         Internal => 500,
+        Unsupported => 501,
         _ => 400,
     }
 }
@@ -54,6 +55,7 @@ impl From<StorageError> for ClientError {
                     "storage unavailable; nothing was stored, retry later",
                 )
             }
+            StorageError::Unsupported(why) => ClientError::new(ErrorCode::Unsupported, why),
             StorageError::Corrupt(why) => {
                 tracing::error!(error = %why, "corrupt storage record");
                 ClientError::new(ErrorCode::Internal, "internal error")

@@ -19,6 +19,8 @@ const RULES: &[(&str, &[&str])] = &[
     ("moderation", &[]),
     // Uploads, renditions, the blob store and signed URLs: bytes in, records out.
     ("media", &[]),
+    // The message index and its feed follower: storage's feed in, hits out.
+    ("search", &[]),
     ("outbox", &["event"]),
     // The sans-I/O session core: no node, no storage, no config, no I/O.
     ("session", &["auth", "clock", "ratelimit"]),
@@ -37,6 +39,7 @@ const RULES: &[(&str, &[&str])] = &[
             "event",
             "media",
             "moderation",
+            "search",
             "state",
         ],
     ),
@@ -90,13 +93,17 @@ const RULES: &[(&str, &[&str])] = &[
             "metrics",
             "moderation",
             "node",
+            "search",
             "session",
             "shard",
             "state",
             "transport",
         ],
     ),
-    ("cli", &["auth", "clock", "config", "server", "transport"]),
+    (
+        "cli",
+        &["auth", "clock", "config", "search", "server", "transport"],
+    ),
 ];
 
 /// Modules that are test or bench scaffolding and may use anything.

@@ -25,6 +25,7 @@ mod moderation;
 mod node;
 mod outbox;
 mod ratelimit;
+mod search;
 mod server;
 mod session;
 mod shard;

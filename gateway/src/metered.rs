@@ -219,4 +219,18 @@ impl<A: Around> Storage for Wrapped<A> {
     fn alive(&self) -> bool {
         self.inner.alive()
     }
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<parley_storage::Change>> {
+        self.around.around(R, self.inner.changes(after, limit)).await
+    }
+    async fn trim_changes(&self, below: u64) -> Result<()> {
+        self.around.around(W, self.inner.trim_changes(below)).await
+    }
+    async fn conversations_after(
+        &self,
+        after: Option<ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        let f = self.inner.conversations_after(after, limit);
+        self.around.around(R, f).await
+    }
 }

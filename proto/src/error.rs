@@ -64,6 +64,9 @@ pub enum ErrorCode {
     StorageUnavailable = 1600,
     /// A bug on the server.
     Internal = 1601,
+    /// This node does not offer the feature (e.g. search on a storage engine without an
+    /// index); retrying will not help.
+    Unsupported = 1602,
     /// The server is shutting down; reconnect (to any node).
     ShuttingDown = 1700,
     /// Events may have been missed (the cluster bus lost some); reconnect and resume.
@@ -107,6 +110,7 @@ impl ErrorCode {
             SlowConsumer,
             StorageUnavailable,
             Internal,
+            Unsupported,
             ShuttingDown,
             Resync,
         ]
@@ -145,6 +149,7 @@ impl ErrorCode {
             SlowConsumer => "slow_consumer",
             StorageUnavailable => "storage_unavailable",
             Internal => "internal",
+            Unsupported => "unsupported",
             ShuttingDown => "shutting_down",
             Resync => "resync",
         }

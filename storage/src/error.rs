@@ -20,6 +20,9 @@ pub enum StorageError {
     /// Nothing was acknowledged that is not stored.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// This engine does not offer the operation (e.g. the change feed on ScyllaDB).
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
     /// Stored bytes could not be decoded: a bug or disk corruption; retrying will not help.
     #[error("corrupt record: {0}")]
     Corrupt(String),

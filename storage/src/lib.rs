@@ -189,4 +189,48 @@ pub trait Storage: Send + Sync + 'static {
     fn alive(&self) -> bool {
         true
     }
+
+    /// Up to `limit` entries of the change feed with a cursor above `after`, in commit order:
+    /// every message appended and every conversation deleted, each once, with cursors that
+    /// only grow (search indexing follows this). `Unsupported` on an engine without one.
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        let _ = (after, limit);
+        Err(StorageError::Unsupported("this engine keeps no change feed"))
+    }
+
+    /// Removes the feed's entries with a cursor below `below` (their reader is done with
+    /// them). The newest entry is always kept, so cursors go on from it after a restart.
+    async fn trim_changes(&self, below: u64) -> Result<()> {
+        let _ = below;
+        Err(StorageError::Unsupported("this engine keeps no change feed"))
+    }
+
+    /// Up to `limit` conversations with an id above `after`, in id order: every conversation
+    /// once (rebuilding a search index). `Unsupported` on an engine that cannot scan.
+    async fn conversations_after(
+        &self,
+        after: Option<ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        let _ = (after, limit);
+        Err(StorageError::Unsupported("this engine cannot list every conversation"))
+    }
+}
+
+/// One entry of [`Storage::changes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Its place in the feed (1, 2, 3, … in commit order; gaps only where entries were trimmed).
+    pub cursor: u64,
+    pub conversation: ConversationId,
+    pub kind: ChangeKind,
+}
+
+/// What changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The message with this seq was appended.
+    Message { seq: u64 },
+    /// The conversation was deleted, with all its messages.
+    Deleted,
 }

@@ -302,6 +302,34 @@ pub(crate) fn decode_conversation(buf: &[u8]) -> Result<Conversation> {
     })
 }
 
+/// A change-feed entry: tag (0 message, 1 deleted), conversation, seq (0 for a delete).
+pub(crate) fn encode_change(conv: ConversationId, kind: crate::ChangeKind) -> Vec<u8> {
+    let mut w = Writer::record();
+    let (tag, seq) = match kind {
+        crate::ChangeKind::Message { seq } => (0, seq),
+        crate::ChangeKind::Deleted => (1, 0),
+    };
+    w.u8(tag).bytes16(conv.as_bytes()).u64(seq);
+    w.finish()
+}
+
+pub(crate) fn decode_change(cursor: u64, buf: &[u8]) -> Result<crate::Change> {
+    let mut r = Reader::record(buf)?;
+    let tag = r.u8()?;
+    let conversation = ConversationId::from_bytes(r.bytes16()?);
+    let seq = r.u64()?;
+    let kind = match tag {
+        0 => crate::ChangeKind::Message { seq },
+        1 => crate::ChangeKind::Deleted,
+        t => return Err(StorageError::Corrupt(format!("unknown change kind {t}"))),
+    };
+    Ok(crate::Change {
+        cursor,
+        conversation,
+        kind,
+    })
+}
+
 pub(crate) fn encode_read_state(s: &ReadState) -> Vec<u8> {
     let mut w = Writer::record();
     w.u64(s.up_to.0).u64(s.seq).i64(s.read_at_ms);

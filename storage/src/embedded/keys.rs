@@ -205,3 +205,8 @@ pub(super) fn trailing_id(key: &[u8]) -> Option<uuid::Uuid> {
     let tail = key.len().checked_sub(16).map(|at| &key[at..])?;
     Some(uuid::Uuid::from_bytes(tail.try_into().ok()?))
 }
+
+/// `changes`: cursor → tag | conversation | seq (see `record::encode_change`): the change feed.
+pub(super) fn change(cursor: u64) -> [u8; 8] {
+    cursor.to_be_bytes()
+}

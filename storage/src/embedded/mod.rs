@@ -19,8 +19,10 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, StorageError};
-use crate::record::{apply_meta, decode_conversation, decode_message, decode_read_state};
-use crate::{MAX_PAGE, Storage};
+use crate::record::{
+    apply_meta, decode_change, decode_conversation, decode_message, decode_read_state,
+};
+use crate::{Change, MAX_PAGE, Storage};
 use parley_types::*;
 use writer::{Op, Writer};
 
@@ -81,6 +83,8 @@ pub(crate) struct Keyspaces {
     /// The moderation log: entry id → entry; and by target (`keys::moderation_by_target`).
     moderation: Keyspace,
     moderation_by_target: Keyspace,
+    /// The change feed (see `keys::change`), trimmed by its reader.
+    changes: Keyspace,
 }
 
 impl Keyspaces {
@@ -109,6 +113,7 @@ impl Keyspaces {
             standing: ks("standing")?,
             moderation: ks("moderation")?,
             moderation_by_target: ks("moderation_by_target")?,
+            changes: ks("changes")?,
         })
     }
 }
@@ -301,6 +306,7 @@ fn io_error(path: &Path, e: std::io::Error) -> StorageError {
 /// The embedded engine. Cheap to clone; all clones share one database and one writer.
 #[derive(Clone)]
 pub struct Embedded {
+    db: Database,
     ks: Arc<Keyspaces>,
     writes: mpsc::Sender<Op>,
 }
@@ -330,7 +336,7 @@ impl Embedded {
             ks: ks.clone(),
         };
         let writer = Writer::new(
-            db,
+            db.clone(),
             kick,
             ks.clone(),
             config.node_id,
@@ -346,6 +352,7 @@ impl Embedded {
             .spawn(move || purger.run(kicks))
             .map_err(|e| StorageError::Unavailable(format!("spawn purger: {e}")))?;
         Ok(Self {
+            db,
             ks: Arc::new(ks),
             writes: tx,
         })
@@ -389,6 +396,26 @@ pub(crate) fn load_conversation(
         apply_meta(&mut c, &meta)?;
     }
     Ok(Some(c))
+}
+
+/// Most change-feed entries one [`Storage::changes`] call returns.
+pub const CHANGES_PAGE: usize = 4096;
+/// Change-feed entries removed per batch by [`Storage::trim_changes`].
+const TRIM_CHUNK: usize = 4096;
+
+/// The newest change-feed cursor (0: the feed is empty).
+pub(crate) fn last_change(ks: &Keyspaces) -> Result<u64> {
+    match ks.changes.last_key_value() {
+        Some(guard) => {
+            let key = guard.key().map_err(unavailable)?;
+            let raw: [u8; 8] = key
+                .as_ref()
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("change-feed key is not 8 bytes".into()))?;
+            Ok(u64::from_be_bytes(raw))
+        }
+        None => Ok(0),
+    }
 }
 
 pub(crate) fn load_message(
@@ -898,6 +925,82 @@ impl Storage for Embedded {
         !self.writes.is_closed()
     }
 
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        let limit = limit.clamp(1, CHANGES_PAGE);
+        self.read(move |ks| {
+            let Some(from) = after.checked_add(1) else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for guard in ks.changes.range(keys::change(from)..).take(limit) {
+                let (key, value) = guard.into_inner().map_err(unavailable)?;
+                let raw: [u8; 8] = key
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt("change-feed key is not 8 bytes".into()))?;
+                out.push(decode_change(u64::from_be_bytes(raw), &value)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn trim_changes(&self, below: u64) -> Result<()> {
+        let db = self.db.clone();
+        self.read(move |ks| {
+            // The newest entry stays: the writer numbers on from it after a restart.
+            let below = below.min(last_change(ks)?);
+            loop {
+                let mut batch = fjall::OwnedWriteBatch::with_capacity(db.clone(), TRIM_CHUNK);
+                let mut n = 0;
+                for guard in ks.changes.range(..keys::change(below)).take(TRIM_CHUNK) {
+                    batch.remove(&ks.changes, guard.key().map_err(unavailable)?.to_vec());
+                    n += 1;
+                }
+                if n == 0 {
+                    return Ok(());
+                }
+                batch.commit().map_err(unavailable)?;
+                if n < TRIM_CHUNK {
+                    return Ok(());
+                }
+            }
+        })
+        .await
+    }
+
+    async fn conversations_after(
+        &self,
+        after: Option<ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.read(move |ks| {
+            let start = match after {
+                Some(id) => std::ops::Bound::Excluded(keys::conversation(id)),
+                None => std::ops::Bound::Unbounded,
+            };
+            let mut out = Vec::new();
+            for guard in ks
+                .conv
+                .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+                .take(limit)
+            {
+                let (key, _) = guard.into_inner().map_err(unavailable)?;
+                let id = ConversationId::from_bytes(
+                    key.as_ref()
+                        .try_into()
+                        .map_err(|_| StorageError::Corrupt("conversation key".into()))?,
+                );
+                if let Some(c) = load_conversation(ks, id)? {
+                    out.push(c);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn health(&self) -> Result<()> {
         if self.writes.is_closed() {
             return Err(StorageError::Unavailable("storage writer stopped".into()));
@@ -1099,5 +1202,68 @@ mod tests {
         let page = db.history(id, None, 10).await.expect("history");
         assert_eq!(page.messages.len(), 1);
         assert_eq!(page.messages[0].content, "kept");
+    }
+
+    /// The change feed: every append and delete once, in commit order, with cursors that go
+    /// on growing across trims and restarts; the newest entry survives any trim.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_change_feed_follows_commits_across_trims_and_restarts() {
+        use crate::{Change, ChangeKind};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b);
+        {
+            let db = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("open");
+            a = direct_id(&db, "b", "s", "l").await;
+            b = direct_id(&db, "b", "s", "m").await;
+            assert!(db.changes(0, 10).await.expect("feed").is_empty(), "creates are not changes");
+            let mut appends = tokio::task::JoinSet::new();
+            for i in 0..300 {
+                let (db, c) = (db.clone(), if i % 3 == 0 { a } else { b });
+                appends.spawn(async move {
+                    db.append(text(c, "b", &i.to_string(), 2)).await.expect("append")
+                });
+            }
+            while appends.join_next().await.is_some() {}
+            // A retry is no change.
+            db.append(text(a, "b", "0", 2)).await.expect("retry");
+            db.delete_conversation(a, "s").await.expect("delete");
+            let feed = db.changes(0, 10_000).await.expect("feed");
+            assert_eq!(feed.len(), 301);
+            assert!(feed.iter().enumerate().all(|(i, c)| c.cursor == i as u64 + 1));
+            for conv in [a, b] {
+                let seqs: Vec<u64> = feed
+                    .iter()
+                    .filter(|c| c.conversation == conv)
+                    .filter_map(|c| match c.kind {
+                        ChangeKind::Message { seq } => Some(seq),
+                        ChangeKind::Deleted => None,
+                    })
+                    .collect();
+                let want = if conv == a { 100 } else { 200 };
+                assert_eq!(seqs, (1..=want).collect::<Vec<_>>(), "each seq once, in order");
+            }
+            assert_eq!(
+                feed.last().copied(),
+                Some(Change { cursor: 301, conversation: a, kind: ChangeKind::Deleted })
+            );
+            assert_eq!(db.changes(299, 1).await.expect("page").len(), 1);
+            assert_eq!(db.changes(u64::MAX, 1).await.expect("past the end"), vec![]);
+            db.trim_changes(250).await.expect("trim");
+            assert_eq!(db.changes(0, 1).await.expect("feed")[0].cursor, 250);
+            db.trim_changes(u64::MAX).await.expect("trim all");
+            let left = db.changes(0, 10).await.expect("feed");
+            assert_eq!(left.iter().map(|c| c.cursor).collect::<Vec<_>>(), vec![301]);
+        }
+        let db = reopen(dir.path()).await;
+        db.append(text(b, "b", "after restart", 3)).await.expect("append");
+        let feed = db.changes(301, 10).await.expect("feed");
+        assert_eq!(
+            feed,
+            vec![Change { cursor: 302, conversation: b, kind: ChangeKind::Message { seq: 201 } }]
+        );
+        let all = db.conversations_after(None, 10).await.expect("scan");
+        assert_eq!(all.iter().map(|c| c.id).collect::<Vec<_>>(), vec![b]);
+        assert_eq!(all[0].last_seq, 201);
+        assert!(db.conversations_after(Some(b), 10).await.expect("scan").is_empty());
     }
 }

@@ -12,14 +12,15 @@ use fjall::{Database, OwnedWriteBatch, PersistMode};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Keyspaces, keys, load_conversation, load_message, load_report, load_standing, seq_at_or_before,
+    Keyspaces, keys, last_change, load_conversation, load_message, load_report, load_standing, seq_at_or_before,
     unavailable,
 };
 use crate::error::{Result, StorageError};
 use crate::record::{
-    decode_read_state, encode_conversation, encode_entry, encode_message, encode_meta,
-    encode_read_state, encode_report, encode_standing,
+    decode_read_state, encode_change, encode_conversation, encode_entry, encode_message,
+    encode_meta, encode_read_state, encode_report, encode_standing,
 };
+use crate::ChangeKind;
 use parley_types::ids::IdGenerator;
 use parley_types::*;
 
@@ -134,6 +135,8 @@ struct Pending {
     /// Reports and standings written in this batch.
     reports: HashMap<uuid::Uuid, Report>,
     standings: HashMap<String, Standing>,
+    /// Change-feed entries of this batch, in apply order (cursors given at commit).
+    changes: Vec<(ConversationId, ChangeKind)>,
     done: Vec<Done>,
 }
 
@@ -153,6 +156,7 @@ impl Pending {
             unread: HashMap::new(),
             reports: HashMap::new(),
             standings: HashMap::new(),
+            changes: Vec::new(),
             done: Vec::new(),
         }
     }
@@ -171,6 +175,8 @@ pub(super) struct Writer {
     /// direct append; the writer is their only mutator, so memory is exact and saves two
     /// point reads per message.
     blocks: HashSet<Vec<u8>>,
+    /// The cursor of the newest change-feed entry committed (0: none yet).
+    last_change: u64,
 }
 
 impl Writer {
@@ -186,6 +192,7 @@ impl Writer {
         for guard in ks.block.iter() {
             blocks.insert(guard.key().map_err(unavailable)?.to_vec());
         }
+        let last_change = last_change(&ks)?;
         Ok(Self {
             db,
             purge_kick,
@@ -195,6 +202,7 @@ impl Writer {
             commit_delay,
             cache: HashMap::new(),
             blocks,
+            last_change,
         })
     }
 
@@ -265,6 +273,10 @@ impl Writer {
             }
         }
         self.blocks = blocks;
+        match last_change(&self.ks) {
+            Ok(last) => self.last_change = last,
+            Err(e) => tracing::error!(error = %e, "storage: reloading the change feed failed"),
+        }
     }
 
     fn commit(&mut self, mut p: Pending) {
@@ -298,6 +310,12 @@ impl Writer {
                 }
             }
         }
+        let mut cursor = self.last_change;
+        for (conv, kind) in p.changes.drain(..) {
+            cursor += 1;
+            p.batch
+                .insert(&self.ks.changes, keys::change(cursor), encode_change(conv, kind));
+        }
         for (key, unread) in p.unread.drain() {
             if unread {
                 p.batch.insert(&self.ks.unread, key, Vec::new());
@@ -318,6 +336,7 @@ impl Writer {
         }
         match &result {
             Ok(()) => {
+                self.last_change = cursor;
                 for (key, blocked) in p.blocks {
                     if blocked {
                         self.blocks.insert(key);
@@ -629,6 +648,7 @@ impl Writer {
         // removed by the purger in small batches.
         p.batch
             .insert(&self.ks.purge, keys::conversation(id), Vec::<u8>::new());
+        p.changes.push((id, ChangeKind::Deleted));
         p.convs.insert(id, None);
         Ok(c)
     }
@@ -667,6 +687,7 @@ impl Writer {
             .insert(&self.ks.idem, idem_key.clone(), seq.to_be_bytes().to_vec());
         p.idem.insert(idem_key, message.clone());
         p.appended.entry(c.id).or_default().push((id, seq));
+        p.changes.push((c.id, ChangeKind::Message { seq }));
         // Sending reads the conversation up to one's own message.
         let state = ReadState {
             up_to: id,

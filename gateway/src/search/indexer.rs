@@ -1,0 +1,369 @@
+//! Feeds the index from storage's change feed, on a thread of its own at a lower CPU priority
+//! (nice 10; tantivy's indexing and merge threads, started from it, inherit it), so indexing
+//! never takes the CPU from the chat: the send path only writes one more small key in the batch
+//! it commits anyway.
+//!
+//! The feed is read page by page from the index's watermark; each message is read from storage
+//! (a deleted conversation's are gone: skipped, and its delete removes what was indexed), added,
+//! and committed with the cursor reached at most every `commit_every` — so a message is
+//! searchable within about `poll + commit_every` of being stored. After a commit the feed is
+//! trimmed below the watermark.
+//!
+//! A rebuild (an index that never committed while storage holds conversations, or a feed
+//! trimmed past the watermark: history the feed no longer has) scans every conversation, then
+//! catches up on the feed from the cursor it started at, skipping what the scan already saw,
+//! and commits only once past where the scan ended: so it runs while the node serves, and a
+//! crash during it starts it again rather than leaving an index with gaps or duplicates.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use parley_storage::{Change, ChangeKind, Storage, StorageError};
+use parley_types::{ConversationId, Message, Position};
+use tokio::runtime::Runtime;
+
+use super::{SearchError, SearchIndex, Writer};
+
+/// Feed entries read per call.
+const PAGE: usize = 1024;
+/// Conversations and messages read per call during a rebuild.
+const SCAN_PAGE: usize = 500;
+/// Documents buffered before a commit even if `commit_every` has not passed.
+const COMMIT_DOCS: usize = 50_000;
+/// How much less CPU priority indexing gets (Linux nice).
+const NICE: i32 = 10;
+/// Wait before trying again after an error.
+const RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IndexerError {
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// Follows the feed into the index.
+pub(crate) struct Indexer {
+    pub(crate) index: Arc<SearchIndex>,
+    pub(crate) storage: Arc<dyn Storage>,
+    /// Longest a stored message waits for the commit that makes it searchable.
+    pub(crate) commit_every: Duration,
+    /// How often an idle indexer looks at the feed.
+    pub(crate) poll: Duration,
+}
+
+/// Rebuild progress: conversations and messages scanned so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Scanned {
+    pub(crate) conversations: u64,
+    pub(crate) messages: u64,
+}
+
+/// Where following stands.
+struct Follow {
+    cursor: u64,
+    /// Adds and deletes since the last commit.
+    pending: usize,
+    last_commit: Instant,
+    /// During a rebuild's catch-up: per conversation, the last seq the scan indexed.
+    scanned: HashMap<ConversationId, u64>,
+    /// The feed's head when the scan ended: no commit before the cursor reaches it.
+    hold_until: u64,
+}
+
+impl Indexer {
+    /// Starts the indexing thread; it runs for the life of the process.
+    pub(crate) fn spawn(self) -> std::io::Result<()> {
+        std::thread::Builder::new()
+            .name("parley-search-index".into())
+            .spawn(move || {
+                lower_priority();
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "search: no runtime for the indexer");
+                        return;
+                    }
+                };
+                self.run(&rt);
+            })
+            .map(drop)
+    }
+
+    fn run(&self, rt: &Runtime) {
+        loop {
+            let mut writer = match self.index.writer() {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::error!(error = %e, "search: cannot open the index writer");
+                    std::thread::sleep(RETRY);
+                    continue;
+                }
+            };
+            match self.follow(rt, &mut writer) {
+                Ok(()) => return,
+                Err(IndexerError::Storage(StorageError::Unsupported(why))) => {
+                    tracing::error!(why, "search: storage has no change feed; indexing stops");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "search: indexing failed; retrying from the last commit");
+                    if let Err(e) = writer.rollback() {
+                        tracing::warn!(error = %e, "search: rollback failed");
+                    }
+                    drop(writer);
+                    std::thread::sleep(RETRY);
+                }
+            }
+        }
+    }
+
+    /// From the last commit (rebuilding first if the feed cannot bring the index up to date),
+    /// forever; returns only with an error.
+    fn follow(&self, rt: &Runtime, writer: &mut Writer) -> Result<(), IndexerError> {
+        let mut f = match self.start_cursor(rt)? {
+            Some(cursor) => Follow::at(cursor),
+            None => {
+                tracing::info!("search: rebuilding the index from storage");
+                let started = Instant::now();
+                let f = self.rebuild(rt, writer, &mut |s| {
+                    if s.conversations.is_multiple_of(1000) {
+                        tracing::info!(conversations = s.conversations, messages = s.messages, "search: rebuilding");
+                    }
+                })?;
+                tracing::info!(took = ?started.elapsed(), "search: scan done, catching up");
+                f
+            }
+        };
+        loop {
+            let n = self.step(rt, writer, &mut f)?;
+            self.commit_if_due(rt, writer, &mut f)?;
+            if n < PAGE {
+                std::thread::sleep(self.poll);
+            }
+        }
+    }
+
+    /// `gateway reindex`: rebuilds the whole index (storage idle: the node is stopped), commits
+    /// it with the feed's head, and returns what it scanned.
+    pub(crate) fn reindex(
+        &self,
+        rt: &Runtime,
+        progress: &mut dyn FnMut(Scanned),
+    ) -> Result<Scanned, IndexerError> {
+        let mut writer = self.index.writer()?;
+        let mut scanned = Scanned::default();
+        let mut f = self.rebuild(rt, &mut writer, &mut |s| {
+            scanned = s;
+            progress(s);
+        })?;
+        while self.step(rt, &mut writer, &mut f)? > 0 {}
+        writer.commit(f.cursor)?;
+        rt.block_on(self.storage.trim_changes(f.cursor))?;
+        Ok(scanned)
+    }
+
+    /// The cursor to follow from, or None when a rebuild is needed.
+    fn start_cursor(&self, rt: &Runtime) -> Result<Option<u64>, IndexerError> {
+        let first = rt.block_on(self.storage.changes(0, 1))?.first().map(|c| c.cursor);
+        let watermark = self.index.watermark()?;
+        Ok(match watermark {
+            Some(w) if first.is_none_or(|first| first <= w.saturating_add(1)) => Some(w),
+            Some(_) => None,
+            None => {
+                let any = rt.block_on(self.storage.conversations_after(None, 1))?;
+                any.is_empty().then_some(0)
+            }
+        })
+    }
+
+    /// Empties the index and adds every message of every conversation; returns where to
+    /// follow the feed from (see the module).
+    fn rebuild(
+        &self,
+        rt: &Runtime,
+        writer: &mut Writer,
+        progress: &mut dyn FnMut(Scanned),
+    ) -> Result<Follow, IndexerError> {
+        writer.clear()?;
+        let start = self.head(rt)?;
+        let mut scanned = HashMap::new();
+        let mut s = Scanned::default();
+        let mut after = None;
+        loop {
+            let page = rt.block_on(self.storage.conversations_after(after, SCAN_PAGE))?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for c in page {
+                let mut from = 0;
+                loop {
+                    let at = Position {
+                        seq: from,
+                        id: Default::default(),
+                    };
+                    let messages = rt.block_on(self.storage.messages_after(c.id, at, SCAN_PAGE))?;
+                    let Some(last) = messages.last() else { break };
+                    from = last.seq;
+                    for m in &messages {
+                        writer.add(m, &c.participants)?;
+                    }
+                    s.messages += messages.len() as u64;
+                }
+                scanned.insert(c.id, from);
+                s.conversations += 1;
+                progress(s);
+            }
+        }
+        let mut f = Follow::at(start);
+        f.scanned = scanned;
+        f.hold_until = self.head(rt)?;
+        f.pending = 1;
+        Ok(f)
+    }
+
+    /// The feed's newest cursor.
+    fn head(&self, rt: &Runtime) -> Result<u64, IndexerError> {
+        let mut cursor = self.index.watermark()?.unwrap_or(0);
+        loop {
+            let page = rt.block_on(self.storage.changes(cursor, PAGE))?;
+            match page.last() {
+                Some(last) => cursor = last.cursor,
+                None => return Ok(cursor),
+            }
+        }
+    }
+
+    /// Indexes one page of the feed; returns how many entries it had.
+    fn step(&self, rt: &Runtime, writer: &mut Writer, f: &mut Follow) -> Result<usize, IndexerError> {
+        let changes = rt.block_on(self.storage.changes(f.cursor, PAGE))?;
+        let Some(last) = changes.last() else {
+            return Ok(0);
+        };
+        self.index.stats.head.fetch_max(last.cursor, Relaxed);
+        let mut reader = Messages::default();
+        for c in &changes {
+            if let ChangeKind::Message { seq } = c.kind {
+                let top = reader.top.entry(c.conversation).or_default();
+                *top = (*top).max(seq);
+            }
+        }
+        for c in &changes {
+            match c.kind {
+                ChangeKind::Message { seq } => {
+                    if f.scanned.get(&c.conversation).is_some_and(|&s| seq <= s) {
+                        continue;
+                    }
+                    if let Some((m, participants)) = reader.get(rt, &*self.storage, c, seq)? {
+                        writer.add(&m, &participants)?;
+                        f.pending += 1;
+                    }
+                }
+                ChangeKind::Deleted => {
+                    writer.delete_conversation(c.conversation);
+                    reader.forget(c.conversation);
+                    f.pending += 1;
+                }
+            }
+        }
+        f.cursor = last.cursor;
+        Ok(changes.len())
+    }
+
+    fn commit_if_due(&self, rt: &Runtime, writer: &mut Writer, f: &mut Follow) -> Result<(), IndexerError> {
+        let due = f.pending >= COMMIT_DOCS || f.last_commit.elapsed() >= self.commit_every;
+        if f.pending == 0 || !due || f.cursor < f.hold_until {
+            return Ok(());
+        }
+        writer.commit(f.cursor)?;
+        f.pending = 0;
+        f.last_commit = Instant::now();
+        f.scanned = HashMap::new();
+        rt.block_on(self.storage.trim_changes(f.cursor))?;
+        Ok(())
+    }
+}
+
+impl Follow {
+    fn at(cursor: u64) -> Self {
+        Self {
+            cursor,
+            pending: 0,
+            last_commit: Instant::now(),
+            scanned: HashMap::new(),
+            hold_until: 0,
+        }
+    }
+}
+
+/// Messages of one feed page, read a run at a time per conversation.
+#[derive(Default)]
+struct Messages {
+    /// Per conversation: its participants (None: deleted) and messages read ahead, by seq.
+    conversations: HashMap<ConversationId, Option<Arc<Vec<String>>>>,
+    ahead: HashMap<ConversationId, std::collections::VecDeque<Message>>,
+    /// The highest seq of each conversation in the page: read no further ahead than that.
+    top: HashMap<ConversationId, u64>,
+}
+
+impl Messages {
+    /// The message `seq` of `c`'s conversation with its participants; None when it is gone.
+    fn get(
+        &mut self,
+        rt: &Runtime,
+        storage: &dyn Storage,
+        c: &Change,
+        seq: u64,
+    ) -> Result<Option<(Message, Arc<Vec<String>>)>, IndexerError> {
+        let conv = c.conversation;
+        let participants = match self.conversations.get(&conv) {
+            Some(p) => p.clone(),
+            None => {
+                let p = rt
+                    .block_on(storage.conversation(conv))?
+                    .map(|c| Arc::new(c.participants));
+                self.conversations.insert(conv, p.clone());
+                p
+            }
+        };
+        let Some(participants) = participants else {
+            return Ok(None);
+        };
+        let queue = self.ahead.entry(conv).or_default();
+        while queue.front().is_some_and(|m| m.seq < seq) {
+            queue.pop_front();
+        }
+        if queue.front().is_none_or(|m| m.seq != seq) {
+            queue.clear();
+            let at = Position {
+                seq: seq.saturating_sub(1),
+                id: Default::default(),
+            };
+            let top = self.top.get(&conv).copied().unwrap_or(seq).max(seq);
+            let limit = usize::try_from(top - seq + 1).unwrap_or(PAGE).min(PAGE);
+            queue.extend(rt.block_on(storage.messages_after(conv, at, limit))?);
+        }
+        match queue.front() {
+            Some(m) if m.seq == seq => Ok(queue.pop_front().map(|m| (m, participants))),
+            // Gone: its conversation was deleted (and purged) after this entry.
+            _ => Ok(None),
+        }
+    }
+
+    fn forget(&mut self, conv: ConversationId) {
+        self.conversations.insert(conv, None);
+        self.ahead.remove(&conv);
+    }
+}
+
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), NICE) {
+        tracing::warn!(error = %e, "search: the indexer keeps the node's CPU priority");
+    }
+}

@@ -118,6 +118,7 @@ impl FanoutBench {
                 )
                 .expect("media dir"),
             ),
+            search: None,
         };
         let node = assemble(parts, storage, vec![inbox_tx], None);
         let (stop, shutdown) = watch::channel(false);

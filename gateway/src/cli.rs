@@ -31,6 +31,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Some(Command::Token { user, ttl }) => token(&config, &user, &ttl),
         Some(Command::Migrate) => migrate(&config),
+        Some(Command::Reindex) => reindex(&config),
         None => serve(config),
     };
     match result {
@@ -76,6 +77,59 @@ fn migrate(config: &Config) -> anyhow::Result<()> {
         "CQL schema applied: keyspace {} on {}",
         scylla.keyspace,
         scylla.nodes.join(",")
+    );
+    Ok(())
+}
+
+/// `gateway reindex`: rebuilds the search index from the embedded storage, with progress on
+/// stderr. The node must be stopped (the storage directory is locked while it runs).
+fn reindex(config: &Config) -> anyhow::Result<()> {
+    use crate::search::SearchIndex;
+    use crate::search::indexer::Indexer;
+    let (Some(search), Engine::Embedded(embedded)) = (&config.search, &config.engine) else {
+        anyhow::bail!("`gateway reindex` needs the embedded storage and --search true");
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let store_dir = config.data_dir.join("store");
+    let storage = Embedded::open(&store_dir, embedded.clone()).with_context(|| {
+        format!(
+            "open storage in {} (is a node still running on it?)",
+            store_dir.display()
+        )
+    })?;
+    let index = Arc::new(
+        SearchIndex::open(&search.dir)
+            .with_context(|| format!("open the search index in {}", search.dir.display()))?,
+    );
+    let indexer = Indexer {
+        index: index.clone(),
+        storage: Arc::new(storage),
+        commit_every: search.commit_every,
+        poll: std::time::Duration::from_millis(100),
+    };
+    let started = std::time::Instant::now();
+    let mut shown = started;
+    let scanned = indexer
+        .reindex(&rt, &mut |s| {
+            if shown.elapsed() >= std::time::Duration::from_secs(1) {
+                shown = std::time::Instant::now();
+                eprintln!(
+                    "reindex: {} conversations, {} messages",
+                    s.conversations, s.messages
+                );
+            }
+        })
+        .context("rebuild the search index")?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "search index rebuilt in {}: {} conversations, {} messages in {secs:.1} s ({:.0} messages/s); {} documents",
+        search.dir.display(),
+        scanned.conversations,
+        scanned.messages,
+        scanned.messages as f64 / secs.max(1e-3),
+        index.docs()
     );
     Ok(())
 }

@@ -70,6 +70,7 @@ const RULES: &[(&str, &[&str])] = &[
             "node",
             "outbox",
             "ratelimit",
+            "search",
             "session",
             "shard",
             "state",

@@ -220,7 +220,9 @@ impl<A: Around> Storage for Wrapped<A> {
         self.inner.alive()
     }
     async fn changes(&self, after: u64, limit: usize) -> Result<Vec<parley_storage::Change>> {
-        self.around.around(R, self.inner.changes(after, limit)).await
+        self.around
+            .around(R, self.inner.changes(after, limit))
+            .await
     }
     async fn trim_changes(&self, below: u64) -> Result<()> {
         self.around.around(W, self.inner.trim_changes(below)).await

@@ -219,6 +219,17 @@ pub(crate) struct NodeGauges<'a> {
     pub(crate) outbox_queued_bytes: usize,
     pub(crate) outbox_shed: u64,
     pub(crate) bus: Option<BusGauges<'a>>,
+    pub(crate) search: Option<SearchGauges>,
+}
+
+/// The search index: what it took in, and how far behind the change feed it is.
+pub(crate) struct SearchGauges {
+    pub(crate) indexed: u64,
+    pub(crate) deletes: u64,
+    pub(crate) commits: u64,
+    pub(crate) queries: u64,
+    /// Change-feed entries stored but not yet searchable.
+    pub(crate) lag: u64,
 }
 
 fn labelled_refusals(out: &mut String, node_full: u64, address_full: u64) {
@@ -530,6 +541,34 @@ fn render_node(out: &mut String, n: &NodeGauges<'_>) {
     ] {
         counter(out, name, help, v);
     }
+    if let Some(s) = &n.search {
+        for (name, help, v) in [
+            (
+                "parley_search_indexed_total",
+                "Messages added to the search index.",
+                s.indexed,
+            ),
+            (
+                "parley_search_deletes_total",
+                "Deleted conversations removed from the search index.",
+                s.deletes,
+            ),
+            (
+                "parley_search_commits_total",
+                "Search index commits (each makes what came before searchable).",
+                s.commits,
+            ),
+            ("parley_search_queries_total", "Searches run.", s.queries),
+        ] {
+            counter(out, name, help, v);
+        }
+        gauge(
+            out,
+            "parley_search_lag_changes",
+            "Stored messages and deletes not yet searchable (change-feed entries behind).",
+            s.lag as f64,
+        );
+    }
     let Some(bus) = &n.bus else { return };
     gauge(
         out,
@@ -601,7 +640,16 @@ mod tests {
                 gaps: 0,
                 lag: &lag,
             }),
+            search: Some(SearchGauges {
+                indexed: 9,
+                deletes: 1,
+                commits: 2,
+                queries: 5,
+                lag: 4,
+            }),
         });
+        assert!(text.contains("parley_search_indexed_total 9"));
+        assert!(text.contains("parley_search_lag_changes 4"));
         assert!(text.contains("parley_connections{transport=\"ws\",shard=\"1\"} 1"));
         assert!(text.contains("parley_frames_in_total{type=\"send\"} 1"));
         assert!(text.contains("parley_frames_out_total{type=\"message_new\"} 5"));

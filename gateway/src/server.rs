@@ -27,6 +27,8 @@ use crate::metrics::Metrics;
 use crate::moderation::Moderation;
 use crate::node::BusEvents;
 use crate::node::{Node, Settings};
+use crate::search::SearchIndex;
+use crate::search::indexer::Indexer;
 use crate::session::SessionLimits;
 use crate::shard::Shard;
 use crate::state::admission::Admitted;
@@ -35,6 +37,9 @@ use crate::state::fanout::{Delivery, Fanout};
 use crate::state::limiter::UserLimiter;
 use crate::state::routes::Routes;
 use crate::transport::quic;
+
+/// How often an idle search indexer looks at the change feed.
+const SEARCH_POLL: Duration = Duration::from_millis(100);
 
 /// QUIC connections waiting for their shard to take them; beyond this they are refused.
 const QUIC_BACKLOG: usize = 1024;
@@ -203,6 +208,38 @@ fn build_node(
                 crate::clock::Now::get().wall_ms
             }),
     );
+    let search = match &config.search {
+        Some(sc) => {
+            let index = Arc::new(
+                SearchIndex::open(&sc.dir)
+                    .with_context(|| format!("open the search index in {}", sc.dir.display()))?,
+            );
+            Indexer {
+                index: index.clone(),
+                storage: storage.clone(),
+                commit_every: sc.commit_every,
+                poll: SEARCH_POLL,
+            }
+            .spawn()
+            .context("start the search indexer")?;
+            Some(index)
+        }
+        None => {
+            // Nobody reads the change feed: keep it from growing (its newest entry stays).
+            let storage = storage.clone();
+            services.spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    match storage.trim_changes(u64::MAX).await {
+                        Ok(()) => {}
+                        Err(parley_storage::StorageError::Unsupported(_)) => return,
+                        Err(e) => tracing::warn!(error = %e, "trimming the change feed failed"),
+                    }
+                }
+            });
+            None
+        }
+    };
     let parts = Parts {
         settings: config.node,
         limits: config.session,
@@ -210,6 +247,7 @@ fn build_node(
         send_rate: config.send_rate,
         moderation,
         media,
+        search,
     };
     Ok(assemble(parts, storage, inboxes, bus))
 }
@@ -223,6 +261,8 @@ pub(crate) struct Parts {
     pub(crate) send_rate: (f64, u32),
     pub(crate) moderation: Arc<Moderation>,
     pub(crate) media: Arc<Media>,
+    /// The message index (None: search is off).
+    pub(crate) search: Option<Arc<SearchIndex>>,
 }
 
 /// The media service: the store `config` names, URLs signed with `--media-url-keys` or
@@ -278,6 +318,7 @@ pub(crate) fn assemble(
         Stages {
             moderation: parts.moderation,
             media: parts.media,
+            search: parts.search,
         },
     );
     Arc::new(Node::new(

@@ -195,14 +195,18 @@ pub trait Storage: Send + Sync + 'static {
     /// only grow (search indexing follows this). `Unsupported` on an engine without one.
     async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
         let _ = (after, limit);
-        Err(StorageError::Unsupported("this engine keeps no change feed"))
+        Err(StorageError::Unsupported(
+            "this engine keeps no change feed",
+        ))
     }
 
     /// Removes the feed's entries with a cursor below `below` (their reader is done with
     /// them). The newest entry is always kept, so cursors go on from it after a restart.
     async fn trim_changes(&self, below: u64) -> Result<()> {
         let _ = below;
-        Err(StorageError::Unsupported("this engine keeps no change feed"))
+        Err(StorageError::Unsupported(
+            "this engine keeps no change feed",
+        ))
     }
 
     /// Up to `limit` conversations with an id above `after`, in id order: every conversation
@@ -213,7 +217,9 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Conversation>> {
         let _ = (after, limit);
-        Err(StorageError::Unsupported("this engine cannot list every conversation"))
+        Err(StorageError::Unsupported(
+            "this engine cannot list every conversation",
+        ))
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub(crate) mod delivery;
 mod presence;
+pub(crate) mod search;
 
 use std::sync::Arc;
 
@@ -44,6 +45,8 @@ pub(crate) struct Reply {
 pub(crate) struct Stages {
     pub(crate) moderation: Arc<Moderation>,
     pub(crate) media: Arc<Media>,
+    /// The message index (None: search is off on this node).
+    pub(crate) search: Option<Arc<crate::search::SearchIndex>>,
 }
 
 /// The chat operations and the node parts they use.
@@ -63,6 +66,8 @@ pub(crate) struct Chat {
     spam: Arc<dyn Counter>,
     /// Uploads: a message's media id is checked here; its URLs are signed for readers.
     pub(crate) media: Arc<Media>,
+    /// The message index, when search is on.
+    pub(crate) search: Option<Arc<crate::search::SearchIndex>>,
 }
 
 impl Chat {
@@ -75,7 +80,11 @@ impl Chat {
         bus: Option<Arc<Bus>>,
         stages: Stages,
     ) -> Self {
-        let Stages { moderation, media } = stages;
+        let Stages {
+            moderation,
+            media,
+            search,
+        } = stages;
         let conversations = Arc::new(Conversations::new(storage.clone()));
         let standings = Standings::new(storage.clone());
         let spam: Arc<dyn Counter> = match &bus {
@@ -102,6 +111,7 @@ impl Chat {
             moderation,
             spam,
             media,
+            search,
         }
     }
 

@@ -80,6 +80,17 @@ pub(crate) struct Config {
     pub(crate) media_store: MediaStoreConfig,
     /// How often uploads never sent are looked for.
     pub(crate) media_collect_every: Duration,
+    /// Message search, when on (embedded storage only).
+    pub(crate) search: Option<SearchConfig>,
+}
+
+/// Message search on this node.
+#[derive(Debug, Clone)]
+pub(crate) struct SearchConfig {
+    /// Where the index lives (the data directory's `search/`).
+    pub(crate) dir: PathBuf,
+    /// Longest a stored message waits for the commit that makes it searchable.
+    pub(crate) commit_every: Duration,
 }
 
 /// Where media bytes live.
@@ -162,6 +173,10 @@ impl Config {
             media,
             media_store,
             media_collect_every: Duration::from_millis(o.media_collect_every_ms),
+            search: (o.search && o.scylla.is_empty()).then(|| SearchConfig {
+                dir: o.data_dir.join("search"),
+                commit_every: Duration::from_millis(o.search_commit_ms),
+            }),
         })
     }
 
@@ -633,6 +648,10 @@ fn cluster(o: &Options, p: &mut Problems) -> Option<Cluster> {
 
 fn other_checks(o: &Options, p: &mut Problems) {
     p.check(o.shards <= 1024, "--shards must be at most 1024");
+    p.check(
+        (10..=600_000).contains(&o.search_commit_ms),
+        "--search-commit-ms must be 10..=600000",
+    );
     p.check(
         (100..=3_600_000).contains(&o.moderation_reload_ms),
         "--moderation-reload-ms must be 100..=3600000",

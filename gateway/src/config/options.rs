@@ -55,6 +55,8 @@ pub(crate) enum Command {
     },
     /// Apply the CQL schema to the --scylla cluster (idempotent) and exit.
     Migrate,
+    /// Rebuild the search index from storage (embedded storage; stop the node first) and exit.
+    Reindex,
 }
 
 /// Every setting, as given. [`Config::from_options`] validates it.
@@ -374,6 +376,14 @@ pub(crate) struct Options {
     /// Time a client gets to send a whole upload, ms.
     #[arg(long, env = "PARLEY_MEDIA_UPLOAD_TIMEOUT_MS", default_value_t = node::DEFAULT_MEDIA_UPLOAD_TIMEOUT_MS)]
     pub(crate) media_upload_timeout_ms: u64,
+    /// Message search (`GET /api/search`): an index in the data directory's `search/`, fed
+    /// from storage. Needs the embedded storage; `false` turns it off.
+    #[arg(long, env = "PARLEY_SEARCH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) search: bool,
+    /// Longest a stored message waits to become searchable (the index commits this often
+    /// under load; an idle one at once), ms.
+    #[arg(long, env = "PARLEY_SEARCH_COMMIT_MS", default_value_t = 1000)]
+    pub(crate) search_commit_ms: u64,
     /// Serve test-only endpoints (/test/echo for the Autobahn suite). Never in production.
     #[arg(long, env = "PARLEY_TEST_ENDPOINTS", default_value_t = false)]
     pub(crate) test_endpoints: bool,

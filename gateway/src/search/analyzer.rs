@@ -76,7 +76,7 @@ impl TokenStream for Tokens {
 
 fn split(text: &str) -> Vec<Token> {
     let mut out = Vec::new();
-    let mut push = |out: &mut Vec<Token>, from: usize, to: usize| {
+    let push = |out: &mut Vec<Token>, from: usize, to: usize| {
         let position = out.len();
         out.push(Token {
             offset_from: from,

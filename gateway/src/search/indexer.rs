@@ -134,7 +134,11 @@ impl Indexer {
                 let started = Instant::now();
                 let f = self.rebuild(rt, writer, &mut |s| {
                     if s.conversations.is_multiple_of(1000) {
-                        tracing::info!(conversations = s.conversations, messages = s.messages, "search: rebuilding");
+                        tracing::info!(
+                            conversations = s.conversations,
+                            messages = s.messages,
+                            "search: rebuilding"
+                        );
                     }
                 })?;
                 tracing::info!(took = ?started.elapsed(), "search: scan done, catching up");
@@ -171,7 +175,10 @@ impl Indexer {
 
     /// The cursor to follow from, or None when a rebuild is needed.
     fn start_cursor(&self, rt: &Runtime) -> Result<Option<u64>, IndexerError> {
-        let first = rt.block_on(self.storage.changes(0, 1))?.first().map(|c| c.cursor);
+        let first = rt
+            .block_on(self.storage.changes(0, 1))?
+            .first()
+            .map(|c| c.cursor);
         let watermark = self.index.watermark()?;
         Ok(match watermark {
             Some(w) if first.is_none_or(|first| first <= w.saturating_add(1)) => Some(w),
@@ -240,7 +247,12 @@ impl Indexer {
     }
 
     /// Indexes one page of the feed; returns how many entries it had.
-    fn step(&self, rt: &Runtime, writer: &mut Writer, f: &mut Follow) -> Result<usize, IndexerError> {
+    fn step(
+        &self,
+        rt: &Runtime,
+        writer: &mut Writer,
+        f: &mut Follow,
+    ) -> Result<usize, IndexerError> {
         let changes = rt.block_on(self.storage.changes(f.cursor, PAGE))?;
         let Some(last) = changes.last() else {
             return Ok(0);
@@ -275,7 +287,12 @@ impl Indexer {
         Ok(changes.len())
     }
 
-    fn commit_if_due(&self, rt: &Runtime, writer: &mut Writer, f: &mut Follow) -> Result<(), IndexerError> {
+    fn commit_if_due(
+        &self,
+        rt: &Runtime,
+        writer: &mut Writer,
+        f: &mut Follow,
+    ) -> Result<(), IndexerError> {
         let due = f.pending >= COMMIT_DOCS || f.last_commit.elapsed() >= self.commit_every;
         if f.pending == 0 || !due || f.cursor < f.hold_until {
             return Ok(());
@@ -301,11 +318,14 @@ impl Follow {
     }
 }
 
+/// A conversation's participants, shared by its messages in a page.
+type Participants = Arc<Vec<String>>;
+
 /// Messages of one feed page, read a run at a time per conversation.
 #[derive(Default)]
 struct Messages {
     /// Per conversation: its participants (None: deleted) and messages read ahead, by seq.
-    conversations: HashMap<ConversationId, Option<Arc<Vec<String>>>>,
+    conversations: HashMap<ConversationId, Option<Participants>>,
     ahead: HashMap<ConversationId, std::collections::VecDeque<Message>>,
     /// The highest seq of each conversation in the page: read no further ahead than that.
     top: HashMap<ConversationId, u64>,
@@ -319,7 +339,7 @@ impl Messages {
         storage: &dyn Storage,
         c: &Change,
         seq: u64,
-    ) -> Result<Option<(Message, Arc<Vec<String>>)>, IndexerError> {
+    ) -> Result<Option<(Message, Participants)>, IndexerError> {
         let conv = c.conversation;
         let participants = match self.conversations.get(&conv) {
             Some(p) => p.clone(),
@@ -365,5 +385,124 @@ fn lower_priority() {
     let tid = rustix::thread::gettid();
     if let Err(e) = rustix::process::setpriority_process(Some(tid), NICE) {
         tracing::warn!(error = %e, "search: the indexer keeps the node's CPU priority");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parley_storage::embedded::{Embedded, EmbeddedConfig};
+    use parley_types::{MessageKind, NewMessage, Visibility};
+
+    fn text(conversation: ConversationId, sender: &str, id: &str) -> NewMessage {
+        NewMessage {
+            conversation,
+            sender: sender.into(),
+            kind: MessageKind::Text,
+            content: format!("walrus {id}"),
+            media: None,
+            client_msg_id: id.into(),
+            now_ms: 1,
+            visibility: Visibility::Everyone,
+        }
+    }
+
+    fn count(index: &SearchIndex) -> usize {
+        let parsed = super::super::Parsed::parse("walrus ").expect("parses");
+        let mut total = 0;
+        let mut before = None;
+        loop {
+            let hits = index
+                .search(&super::super::Search {
+                    user: "b",
+                    query: &parsed,
+                    conversation: None,
+                    before,
+                    exclude_senders: &[],
+                    sort: super::super::SortBy::Newest,
+                    offset: 0,
+                    limit: 100,
+                })
+                .expect("search");
+            total += hits.len();
+            match hits.last() {
+                Some(h) if hits.len() == 100 => before = Some(h.id),
+                _ => return total,
+            }
+        }
+    }
+
+    /// Messages stored while a rebuild scans — into a conversation already scanned and into
+    /// one not yet — are each indexed once: the scan's and the feed's copies meet.
+    #[test]
+    fn a_rebuild_while_messages_arrive_indexes_each_once() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage: Arc<dyn Storage> = Arc::new(
+            Embedded::open(dir.path().join("store"), EmbeddedConfig::default()).expect("open"),
+        );
+        let mut convs = Vec::new();
+        for listing in ["x", "y", "z"] {
+            let c = rt
+                .block_on(storage.create_direct("b", "s", listing, 1))
+                .expect("create")
+                .conversation
+                .id;
+            for i in 0..30 {
+                rt.block_on(storage.append(text(c, "s", &format!("{listing}{i}"))))
+                    .expect("append");
+            }
+            convs.push(c);
+        }
+        let index = Arc::new(SearchIndex::open(&dir.path().join("search")).expect("index"));
+        let indexer = Indexer {
+            index: index.clone(),
+            storage: storage.clone(),
+            commit_every: Duration::ZERO,
+            poll: Duration::ZERO,
+        };
+        assert_eq!(
+            indexer.start_cursor(&rt).expect("start"),
+            None,
+            "a rebuild is due"
+        );
+        let mut writer = index.writer().expect("writer");
+        let mut extra = 0;
+        let mut f = indexer
+            .rebuild(&rt, &mut writer, &mut |s| {
+                if s.conversations == 1 {
+                    // Into every conversation: scanned, being scanned next, last.
+                    for (n, c) in convs.iter().enumerate() {
+                        let m = text(*c, "b", &format!("late{n}"));
+                        rt.block_on(storage.append(m)).expect("append");
+                        extra += 1;
+                    }
+                }
+            })
+            .expect("rebuild");
+        assert_eq!(extra, 3);
+        while indexer.step(&rt, &mut writer, &mut f).expect("step") > 0 {}
+        indexer
+            .commit_if_due(&rt, &mut writer, &mut f)
+            .expect("commit");
+        assert_eq!(index.watermark().expect("wm"), Some(f.cursor));
+        assert_eq!(count(&index), 93);
+        assert_eq!(index.docs(), 93);
+        // Following on from the commit adds only what is new.
+        rt.block_on(storage.append(text(convs[0], "s", "new")))
+            .expect("append");
+        let mut f = Follow::at(
+            indexer
+                .start_cursor(&rt)
+                .expect("start")
+                .expect("no rebuild"),
+        );
+        while indexer.step(&rt, &mut writer, &mut f).expect("step") > 0 {}
+        writer.commit(f.cursor).expect("commit");
+        assert_eq!(count(&index), 94);
     }
 }

@@ -30,7 +30,7 @@ use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
 };
 
-pub(crate) use query::{MAX_QUERY_CHARS, Parsed};
+pub(crate) use query::Parsed;
 
 /// Memory the index writer may buffer before it writes a segment (tantivy's floor is 15 MB).
 const WRITER_BYTES: usize = 32 << 20;
@@ -130,6 +130,24 @@ pub(crate) enum SortBy {
     Newest,
     /// Best match first (BM25; pages with an offset).
     Relevance,
+}
+
+/// What a client asks.
+pub(crate) struct SearchRequest {
+    pub(crate) q: String,
+    pub(crate) conversation: Option<ConversationId>,
+    pub(crate) before: Option<MessageId>,
+    pub(crate) sort: SortBy,
+    pub(crate) offset: usize,
+    pub(crate) limit: usize,
+}
+
+/// One page of results. It may hold fewer than `limit` hits and still have a next page: go
+/// on while `next_before` (newest first) or `next_offset` (relevance) is set.
+pub(crate) struct SearchPage {
+    pub(crate) hits: Vec<Hit>,
+    pub(crate) next_before: Option<MessageId>,
+    pub(crate) next_offset: Option<usize>,
 }
 
 /// One search, as the chat layer asks it.
@@ -326,8 +344,10 @@ impl Writer {
     /// Removes every message of `conversation`.
     pub(crate) fn delete_conversation(&self, conversation: ConversationId) {
         let f = self.index.fields;
-        self.writer
-            .delete_term(Term::from_field_text(f.conversation, &conversation.to_string()));
+        self.writer.delete_term(Term::from_field_text(
+            f.conversation,
+            &conversation.to_string(),
+        ));
         self.index.stats.deleted.fetch_add(1, Relaxed);
     }
 

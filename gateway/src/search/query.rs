@@ -6,12 +6,12 @@
 use std::collections::HashSet;
 use std::ops::Bound;
 
+use tantivy::Term;
 use tantivy::query::{
     BooleanQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RangeQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TokenStream;
-use tantivy::Term;
 
 use super::QueryScope;
 use super::analyzer::{analyzer, is_cjk};
@@ -78,7 +78,10 @@ impl Parsed {
             clauses.push((Occur::Must, u.query(text)?));
         }
         for t in scope.must {
-            clauses.push((Occur::Must, Box::new(TermQuery::new(t, IndexRecordOption::Basic))));
+            clauses.push((
+                Occur::Must,
+                Box::new(TermQuery::new(t, IndexRecordOption::Basic)),
+            ));
         }
         for t in scope.must_not {
             let q = TermQuery::new(t, IndexRecordOption::Basic);
@@ -151,9 +154,8 @@ fn unit(text: &str, typing: bool) -> Option<Unit> {
         terms.push((t.position, t.text.clone()));
     }
     let last = terms.last()?;
-    let prefix = typing
-        && last.1.chars().count() >= MIN_PREFIX_CHARS
-        && !last.1.chars().any(is_cjk);
+    let prefix =
+        typing && last.1.chars().count() >= MIN_PREFIX_CHARS && !last.1.chars().any(is_cjk);
     Some(Unit { terms, prefix })
 }
 
@@ -210,7 +212,11 @@ mod tests {
                 (vec!["cas"], true)
             ]
         );
-        assert_eq!(terms("lego "), [(vec!["lego"], false)], "a space ends the word");
+        assert_eq!(
+            terms("lego "),
+            [(vec!["lego"], false)],
+            "a space ends the word"
+        );
         assert_eq!(terms("l"), [(vec!["l"], false)], "one letter matches whole");
         assert_eq!(terms("\"pay outside"), [(vec!["pay", "outside"], false)]);
         assert_eq!(terms("e-mail"), [(vec!["e", "mail"], true)]);
@@ -244,7 +250,9 @@ mod tests {
         let (a, b) = h[0];
         assert_eq!(s.chars().skip(a).take(b - a).collect::<String>(), "needle");
 
-        let (s, h) = Parsed::parse("城堡").expect("p").snippet("我的乐高城堡很大", 160);
+        let (s, h) = Parsed::parse("城堡")
+            .expect("p")
+            .snippet("我的乐高城堡很大", 160);
         assert_eq!(s, "我的乐高城堡很大");
         assert_eq!(h, [(4, 6)]);
     }

@@ -113,7 +113,11 @@ fn phrases_match_in_order_only() {
     ]);
     assert_eq!(f.ids("alice", "\"pay me outside\""), [1]);
     assert_eq!(f.ids("alice", "\"outside the site\""), [1]);
-    assert_eq!(f.ids("alice", "pay outside "), [2, 1], "without quotes: any order");
+    assert_eq!(
+        f.ids("alice", "pay outside "),
+        [2, 1],
+        "without quotes: any order"
+    );
 }
 
 #[test]
@@ -125,8 +129,16 @@ fn the_word_being_typed_matches_as_a_prefix() {
     ]);
     assert_eq!(f.ids("alice", "cast"), [2, 1]);
     assert_eq!(f.ids("alice", "castl"), [1]);
-    assert_eq!(f.ids("alice", "cast "), Vec::<u64>::new(), "a finished word matches whole");
-    assert_eq!(f.ids("alice", "\"for sa"), Vec::<u64>::new(), "phrases are never prefixes");
+    assert_eq!(
+        f.ids("alice", "cast "),
+        Vec::<u64>::new(),
+        "a finished word matches whole"
+    );
+    assert_eq!(
+        f.ids("alice", "\"for sa"),
+        Vec::<u64>::new(),
+        "phrases are never prefixes"
+    );
     assert_eq!(f.ids("alice", "for sa"), [1], "prefix after whole words");
 }
 
@@ -160,18 +172,23 @@ fn a_user_finds_only_messages_they_may_see() {
     w.commit(4).expect("commit");
     assert_eq!(f.ids("alice", "castle "), [3, 2, 1]);
     assert_eq!(f.ids("bob", "castle "), [1]);
-    assert_eq!(f.ids("carol", "castle "), [4, 3, 2], "a shadowed message: its sender only");
+    assert_eq!(
+        f.ids("carol", "castle "),
+        [4, 3, 2],
+        "a shadowed message: its sender only"
+    );
     assert_eq!(f.ids("mallory", "castle "), Vec::<u64>::new());
     let only2 = f.find("alice", "castle ", |s| s.conversation = Some(conv(2)));
     assert_eq!(only2, [3, 2]);
-    let unblocked = f.find("alice", "castle ", |s| s.exclude_senders = vec!["carol".into()]);
+    let unblocked = f.find("alice", "castle ", |s| {
+        s.exclude_senders = vec!["carol".into()]
+    });
     assert_eq!(unblocked, [3, 1], "blocked users' messages never appear");
 }
 
 #[test]
 fn pages_go_by_id_or_by_offset() {
-    let rows: Vec<(u128, u64, &str, &str)> =
-        (1..=30).map(|i| (1, i, "bob", "offer")).collect();
+    let rows: Vec<(u128, u64, &str, &str)> = (1..=30).map(|i| (1, i, "bob", "offer")).collect();
     let f = Fixture::new(&rows);
     let first = f.find("alice", "offer ", |s| s.limit = 10);
     assert_eq!(first, (21..=30).rev().collect::<Vec<_>>());
@@ -192,7 +209,12 @@ fn pages_go_by_id_or_by_offset() {
 fn relevance_puts_the_better_match_first() {
     let f = Fixture::new(&[
         (1, 1, "bob", "price price price agreed at 40 price"),
-        (1, 2, "bob", "the weather today is nice, and about the toy: maybe a price later"),
+        (
+            1,
+            2,
+            "bob",
+            "the weather today is nice, and about the toy: maybe a price later",
+        ),
     ]);
     let best = f.find("alice", "price ", |s| s.sort = SortBy::Relevance);
     assert_eq!(best, [1, 2]);
@@ -231,7 +253,10 @@ fn hits_carry_a_snippet_with_highlights() {
     let hits = f.index.search(&s).expect("search");
     assert_eq!(hits.len(), 1);
     let h = &hits[0];
-    assert_eq!((h.conversation, h.seq, h.sender.as_str()), (conv(1), 1, "bob"));
+    assert_eq!(
+        (h.conversation, h.seq, h.sender.as_str()),
+        (conv(1), 1, "bob")
+    );
     assert_eq!(h.snippet, "Is the Lego castle still available?");
     assert_eq!(h.highlights, [(7, 11), (12, 18)]);
 }

@@ -207,6 +207,7 @@ impl TestNode {
             send_rate: o.send_rate,
             moderation: Arc::new(crate::moderation::Moderation::disabled()),
             media: test_media(&shared._dir.path().join("media")),
+            search: None,
         };
         let node = assemble(parts, storage, inboxes, bus);
         if let Some(bus) = &node.chat.bus {

@@ -175,6 +175,19 @@ fn metrics(node: &Node) -> Response<Body> {
                 gaps_skipped: s.gaps_skipped.load(Relaxed),
             }
         },
+        search: node.chat.search.as_ref().map(|index| {
+            let s = &index.stats;
+            crate::metrics::SearchGauges {
+                indexed: s.indexed.load(Relaxed),
+                deletes: s.deleted.load(Relaxed),
+                commits: s.commits.load(Relaxed),
+                queries: s.queries.load(Relaxed),
+                lag: s
+                    .head
+                    .load(Relaxed)
+                    .saturating_sub(s.watermark.load(Relaxed)),
+            }
+        }),
         bus: node.chat.bus.as_ref().map(|b| {
             let s = b.stats();
             crate::metrics::BusGauges {

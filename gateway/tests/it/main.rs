@@ -15,6 +15,7 @@ mod media;
 mod moderation;
 mod quic;
 mod quic_aioquic;
+mod search;
 mod support;
 mod ws_chat;
 mod ws_limits;

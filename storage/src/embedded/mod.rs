@@ -1215,12 +1215,17 @@ mod tests {
             let db = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("open");
             a = direct_id(&db, "b", "s", "l").await;
             b = direct_id(&db, "b", "s", "m").await;
-            assert!(db.changes(0, 10).await.expect("feed").is_empty(), "creates are not changes");
+            assert!(
+                db.changes(0, 10).await.expect("feed").is_empty(),
+                "creates are not changes"
+            );
             let mut appends = tokio::task::JoinSet::new();
             for i in 0..300 {
                 let (db, c) = (db.clone(), if i % 3 == 0 { a } else { b });
                 appends.spawn(async move {
-                    db.append(text(c, "b", &i.to_string(), 2)).await.expect("append")
+                    db.append(text(c, "b", &i.to_string(), 2))
+                        .await
+                        .expect("append")
                 });
             }
             while appends.join_next().await.is_some() {}
@@ -1229,7 +1234,11 @@ mod tests {
             db.delete_conversation(a, "s").await.expect("delete");
             let feed = db.changes(0, 10_000).await.expect("feed");
             assert_eq!(feed.len(), 301);
-            assert!(feed.iter().enumerate().all(|(i, c)| c.cursor == i as u64 + 1));
+            assert!(
+                feed.iter()
+                    .enumerate()
+                    .all(|(i, c)| c.cursor == i as u64 + 1)
+            );
             for conv in [a, b] {
                 let seqs: Vec<u64> = feed
                     .iter()
@@ -1240,11 +1249,19 @@ mod tests {
                     })
                     .collect();
                 let want = if conv == a { 100 } else { 200 };
-                assert_eq!(seqs, (1..=want).collect::<Vec<_>>(), "each seq once, in order");
+                assert_eq!(
+                    seqs,
+                    (1..=want).collect::<Vec<_>>(),
+                    "each seq once, in order"
+                );
             }
             assert_eq!(
                 feed.last().copied(),
-                Some(Change { cursor: 301, conversation: a, kind: ChangeKind::Deleted })
+                Some(Change {
+                    cursor: 301,
+                    conversation: a,
+                    kind: ChangeKind::Deleted
+                })
             );
             assert_eq!(db.changes(299, 1).await.expect("page").len(), 1);
             assert_eq!(db.changes(u64::MAX, 1).await.expect("past the end"), vec![]);
@@ -1255,15 +1272,26 @@ mod tests {
             assert_eq!(left.iter().map(|c| c.cursor).collect::<Vec<_>>(), vec![301]);
         }
         let db = reopen(dir.path()).await;
-        db.append(text(b, "b", "after restart", 3)).await.expect("append");
+        db.append(text(b, "b", "after restart", 3))
+            .await
+            .expect("append");
         let feed = db.changes(301, 10).await.expect("feed");
         assert_eq!(
             feed,
-            vec![Change { cursor: 302, conversation: b, kind: ChangeKind::Message { seq: 201 } }]
+            vec![Change {
+                cursor: 302,
+                conversation: b,
+                kind: ChangeKind::Message { seq: 201 }
+            }]
         );
         let all = db.conversations_after(None, 10).await.expect("scan");
         assert_eq!(all.iter().map(|c| c.id).collect::<Vec<_>>(), vec![b]);
         assert_eq!(all[0].last_seq, 201);
-        assert!(db.conversations_after(Some(b), 10).await.expect("scan").is_empty());
+        assert!(
+            db.conversations_after(Some(b), 10)
+                .await
+                .expect("scan")
+                .is_empty()
+        );
     }
 }

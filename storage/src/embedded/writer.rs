@@ -12,15 +12,15 @@ use fjall::{Database, OwnedWriteBatch, PersistMode};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Keyspaces, keys, last_change, load_conversation, load_message, load_report, load_standing, seq_at_or_before,
-    unavailable,
+    Keyspaces, keys, last_change, load_conversation, load_message, load_report, load_standing,
+    seq_at_or_before, unavailable,
 };
+use crate::ChangeKind;
 use crate::error::{Result, StorageError};
 use crate::record::{
     decode_read_state, encode_change, encode_conversation, encode_entry, encode_message,
     encode_meta, encode_read_state, encode_report, encode_standing,
 };
-use crate::ChangeKind;
 use parley_types::ids::IdGenerator;
 use parley_types::*;
 
@@ -313,8 +313,11 @@ impl Writer {
         let mut cursor = self.last_change;
         for (conv, kind) in p.changes.drain(..) {
             cursor += 1;
-            p.batch
-                .insert(&self.ks.changes, keys::change(cursor), encode_change(conv, kind));
+            p.batch.insert(
+                &self.ks.changes,
+                keys::change(cursor),
+                encode_change(conv, kind),
+            );
         }
         for (key, unread) in p.unread.drain() {
             if unread {

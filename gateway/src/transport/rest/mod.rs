@@ -11,6 +11,7 @@
 //! | POST | /api/conversations/:id/messages | send (`Idempotency-Key` = client_msg_id); delivered live |
 //! | POST | /api/conversations/:id/read | `{upTo}`: move the read watermark |
 //! | GET | /api/unread | unread counts |
+//! | GET | /api/search?q=&conversation=&before=&sort=&offset=&limit= | my messages matching `q` (see `search`) |
 //! | GET | /api/blocks | the users I blocked |
 //! | POST | /api/blocks, DELETE /api/blocks/:userId | block / unblock a user |
 //! | POST | /api/reports | report a user (optionally a conversation / message) |
@@ -34,6 +35,7 @@ mod admin;
 mod handlers;
 mod json;
 mod media;
+mod search;
 
 use std::sync::Arc;
 
@@ -172,6 +174,7 @@ async fn route(node: &Node, req: Request<Incoming>) -> Reply {
             handlers::read(call, conversation_id(id)?).await
         }
         (&Method::GET, ["unread"]) => handlers::unread(call).await,
+        (&Method::GET, ["search"]) => search::search(call).await,
         (&Method::GET, ["blocks"]) => handlers::blocks(call).await,
         (&Method::POST, ["blocks"]) => handlers::block(call).await,
         (&Method::DELETE, ["blocks", target]) => {

@@ -1,0 +1,269 @@
+//! Search end to end: messages sent over WebSocket become searchable through the indexer, for
+//! the conversation's participants only, never from a blocked user; deletes leave the results;
+//! a `kill -9` neither loses nor doubles an indexed message; `gateway reindex` and a missing
+//! index rebuild from storage.
+
+use std::collections::HashSet;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// `q` as a query-string value.
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// One search as `user`: status and body.
+async fn search(gw: &Gateway, user: &str, q: &str, extra: &str) -> (u16, Value) {
+    let (status, json, _) = get(gw, user, &format!("/api/search?q={}{extra}", encode(q))).await;
+    (status, json)
+}
+
+/// The message ids of one page.
+fn ids(page: &Value) -> Vec<String> {
+    page["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results in {page}"))
+        .iter()
+        .map(|r| r["messageId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every result for `q`, paging newest first.
+async fn all(gw: &Gateway, user: &str, q: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut before = String::new();
+    loop {
+        let (status, page) = search(gw, user, q, &format!("&limit=100{before}")).await;
+        assert_eq!(status, 200, "{page}");
+        out.extend(ids(&page));
+        match page["nextBefore"].as_str() {
+            Some(next) => before = format!("&before={next}"),
+            None => return out,
+        }
+    }
+}
+
+/// Waits until `q` finds `n` results for `user` and the indexer has committed everything it
+/// has read; returns the ids.
+async fn until_found(gw: &Gateway, user: &str, q: &str, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + WAIT * 3;
+    loop {
+        let found = all(gw, user, q).await;
+        let lag = metric_value(&metrics(gw.addr).await, "parley_search_lag_changes");
+        if found.len() >= n && lag == 0.0 {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{q:?}: {} of {n} results for {user} (lag {lag})",
+            found.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_find_messages_by_words_phrases_prefixes_and_cjk() {
+    let gw = Gateway::start(UNLIMITED);
+    let conv = direct(&gw, "alice", "bob", "lego-castle").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    let texts = [
+        "Is the Lego castle still available?",
+        "I can pay 40 for the castle",
+        "On peut se voir au café près de la gare",
+        "我想买这个乐高城堡",
+        "pay me outside the site please",
+    ];
+    for (i, t) in texts.iter().enumerate() {
+        alice.send_text(conv, &format!("m{i}"), t).await;
+    }
+    let castle = until_found(&gw, "bob", "castle ", 2).await;
+    assert_eq!(castle.len(), 2);
+
+    let (status, page) = search(&gw, "bob", "LEGO cast", "").await;
+    assert_eq!(status, 200, "{page}");
+    let hit = &page["results"][0];
+    assert_eq!(page["results"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(hit["conversationId"], conv.to_string());
+    assert_eq!(hit["senderId"], "alice");
+    assert_eq!(hit["seq"], 1);
+    assert_eq!(hit["snippet"], texts[0]);
+    assert_eq!(hit["highlights"], serde_json::json!([[7, 11], [12, 18]]));
+    assert!(hit["createdAt"].as_str().unwrap().ends_with('Z'));
+
+    for (q, want) in [
+        ("cafe pres ", 1),
+        ("CAFÉ", 1),
+        ("城堡", 1),
+        ("乐高", 1),
+        ("\"pay me outside\"", 1),
+        ("\"pay outside\"", 0),
+        ("pay ", 2),
+    ] {
+        let (status, page) = search(&gw, "bob", q, "").await;
+        assert_eq!(status, 200, "{q}: {page}");
+        assert_eq!(ids(&page).len(), want, "{q}: {page}");
+    }
+    // The sender finds them too; someone outside the conversation finds nothing.
+    assert_eq!(all(&gw, "alice", "castle ").await, castle);
+    assert!(all(&gw, "mallory", "castle ").await.is_empty());
+    let (status, page) = search(&gw, "mallory", "castle", &format!("&conversation={conv}")).await;
+    assert_eq!(status, 403, "{page}");
+    // One conversation at a time; relevance order with offsets.
+    let other = direct(&gw, "carol", "bob", "bike").await;
+    let mut carol = Client::connect(&gw, "carol").await;
+    carol.send_text(other, "c1", "castle bike combo").await;
+    until_found(&gw, "bob", "castle ", 3).await;
+    let (_, page) = search(&gw, "bob", "castle", &format!("&conversation={other}")).await;
+    assert_eq!(ids(&page).len(), 1, "{page}");
+    let (_, page) = search(&gw, "bob", "castle ", "&sort=relevance&limit=2").await;
+    assert_eq!(ids(&page).len(), 2, "{page}");
+    assert_eq!(page["nextOffset"], 2);
+    let (_, page) = search(&gw, "bob", "castle ", "&sort=relevance&limit=2&offset=2").await;
+    assert_eq!(ids(&page).len(), 1, "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_searches_get_clear_errors() {
+    let gw = Gateway::start(UNLIMITED);
+    for (extra, status, why) in [
+        (String::new(), 400, "q is required"),
+        (format!("q={}", "a".repeat(201)), 400, "longer than 200"),
+        ("q=%21%21".into(), 400, "no words"),
+        ("q=x&sort=oldest".into(), 400, "sort must be"),
+        ("q=x&before=abc".into(), 400, "before must be"),
+        ("q=x&offset=5000".into(), 400, "offset must be"),
+        ("q=x&conversation=nope".into(), 400, "conversation must be"),
+        ("q=x&limit=0".into(), 400, "limit must be"),
+        ("q=%FF".into(), 400, "not UTF-8"),
+        (format!("q=x&conversation={}", uuid::Uuid::nil()), 404, ""),
+    ] {
+        let (got, json, _) = get(&gw, "alice", &format!("/api/search?{extra}")).await;
+        assert_eq!(got, status, "{extra}: {json}");
+        let message = json["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "{extra}: {json}");
+    }
+    let (status, _, _) = http(gw.addr, "GET", "/api/search?q=x", None, None, &[]).await;
+    assert_eq!(status, 401);
+    let off = Gateway::start(&["--search", "false"]);
+    let (status, json, _) = get(&off, "alice", "/api/search?q=castle").await;
+    assert_eq!(status, 501, "{json}");
+    assert_eq!(json["error"]["code"], "unsupported", "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_users_and_deleted_conversations_never_appear() {
+    let gw = Gateway::start(UNLIMITED);
+    let members = ["bob".to_owned(), "carol".to_owned()];
+    let g = group(&gw, "alice", &members, "toys").await;
+    let d = direct(&gw, "carol", "bob", "train").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    let mut carol = Client::connect(&gw, "carol").await;
+    alice.send_text(g, "a1", "dragon from alice").await;
+    carol.send_text(g, "c1", "dragon from carol").await;
+    carol.send_text(d, "c2", "dragon in private").await;
+    until_found(&gw, "bob", "dragon ", 3).await;
+    // bob blocks alice: her group message leaves his results at once; carol's stay.
+    let (status, json, _) = post(&gw, "bob", "/api/blocks", r#"{"userId":"alice"}"#).await;
+    assert_eq!(status, 204, "{json}");
+    let (_, page) = search(&gw, "bob", "dragon ", "").await;
+    let senders: Vec<&str> = page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["senderId"].as_str().unwrap())
+        .collect();
+    assert_eq!(senders, ["carol", "carol"], "{page}");
+    // Either way: alice does not see bob's side either — nor, here, anything of his.
+    assert_eq!(all(&gw, "alice", "dragon ").await.len(), 2);
+    // The deleted conversation's message leaves at once, and the index drops it.
+    let (status, json, _) = delete(&gw, "carol", &format!("/api/conversations/{d}")).await;
+    assert_eq!(status, 204, "{json}");
+    assert_eq!(all(&gw, "bob", "dragon ").await.len(), 1);
+    assert_eq!(all(&gw, "carol", "private ").await.len(), 0);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metric_value(&metrics(gw.addr).await, "parley_search_deletes_total") < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "delete indexed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_neither_loses_nor_doubles_what_was_indexed() {
+    let mut gw = Gateway::start(UNLIMITED);
+    let conv = direct(&gw, "alice", "bob", "kill").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    for i in 0..150 {
+        alice
+            .send_text(conv, &format!("k{i}"), &format!("tick number {i}"))
+            .await;
+    }
+    // Killed while the indexer is somewhere in the middle (or done: both must hold).
+    gw.kill9();
+    gw.restart();
+    let mut alice = Client::connect(&gw, "alice").await;
+    for i in 150..200 {
+        alice
+            .send_text(conv, &format!("k{i}"), &format!("tick number {i}"))
+            .await;
+    }
+    let found = until_found(&gw, "bob", "tick ", 200).await;
+    assert_eq!(found.len(), 200);
+    assert_eq!(
+        found.iter().collect::<HashSet<_>>().len(),
+        200,
+        "no duplicates"
+    );
+    gw.restart();
+    let found = until_found(&gw, "bob", "tick ", 200).await;
+    assert_eq!(found.len(), 200, "a restart after the commit adds nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_index_is_rebuilt_at_start_and_by_gateway_reindex() {
+    let mut gw = Gateway::start(UNLIMITED);
+    let a = direct(&gw, "alice", "bob", "one").await;
+    let b = direct(&gw, "alice", "carol", "two").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    for i in 0..40 {
+        let conv = if i % 2 == 0 { a } else { b };
+        alice
+            .send_text(conv, &format!("r{i}"), &format!("rebuild me {i}"))
+            .await;
+    }
+    until_found(&gw, "alice", "rebuild ", 40).await;
+    assert!(gw.terminate().success());
+    std::fs::remove_dir_all(gw.dir.join("search")).unwrap();
+    // Started without an index: it rebuilds from storage while serving.
+    gw.restart();
+    assert_eq!(until_found(&gw, "alice", "rebuild ", 40).await.len(), 40);
+    assert_eq!(all(&gw, "bob", "rebuild ").await.len(), 20);
+    assert!(gw.terminate().success());
+    // The offline command, with the node stopped.
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("--data-dir")
+        .arg(&gw.dir)
+        .args(["--jwt-secret", SECRET, "reindex"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 conversations, 40 messages"), "{stdout}");
+    assert!(stdout.contains("40 documents"), "{stdout}");
+    gw.restart();
+    let found = until_found(&gw, "alice", "rebuild ", 40).await;
+    assert_eq!(found.iter().collect::<HashSet<_>>().len(), 40);
+}

@@ -192,6 +192,30 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         chat_rate: f64,
     },
+    /// Seeds messages into many conversations, waits until the gateway's search index has
+    /// them, then searches closed-loop from several clients (see README "Load testing"):
+    /// seeding and indexing rates, index size, search latency, CPU per message and search.
+    Search {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 1000)]
+        conversations: usize,
+        /// Messages seeded in all.
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        /// Concurrent REST connections seeding.
+        #[arg(long, default_value_t = 32)]
+        writers: usize,
+        /// Concurrent searching clients.
+        #[arg(long, default_value_t = 8)]
+        searchers: usize,
+        /// The gateway's pid, for its CPU time from /proc.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// The gateway's search index directory (its --data-dir's `search/`), for its size.
+        #[arg(long)]
+        index_dir: Option<PathBuf>,
+    },
     /// Merge JSON results of runs made at the same time (several processes or machines).
     Merge {
         files: Vec<PathBuf>,
@@ -407,6 +431,23 @@ fn describe(command: &Command) -> (Common, &'static str, BTreeMap<String, String
                 ("chat_rate_per_user".into(), chat_rate.to_string()),
             ]),
         ),
+        Command::Search {
+            common,
+            conversations,
+            messages,
+            writers,
+            searchers,
+            ..
+        } => (
+            common.clone(),
+            "search",
+            BTreeMap::from([
+                ("conversations".into(), conversations.to_string()),
+                ("messages".into(), messages.to_string()),
+                ("writers".into(), writers.to_string()),
+                ("searchers".into(), searchers.to_string()),
+            ]),
+        ),
         Command::Merge { .. } => unreachable_merge(),
     }
 }
@@ -417,6 +458,7 @@ struct Outcome {
     server: Option<report::ServerMemory>,
     chat: Option<scenario::chat::Outcome>,
     media: Option<report::MediaFigures>,
+    search: Option<report::SearchFigures>,
 }
 
 async fn chat_run(
@@ -430,6 +472,7 @@ async fn chat_run(
         server: None,
         chat: Some(outcome),
         media: None,
+        search: None,
     })
 }
 
@@ -478,6 +521,7 @@ async fn run_one(command: Command, ctx: &Arc<Ctx>) -> anyhow::Result<Outcome> {
                 server,
                 chat: None,
                 media: None,
+                search: None,
             }
         }
         Command::Direct {
@@ -516,6 +560,7 @@ async fn run_one(command: Command, ctx: &Arc<Ctx>) -> anyhow::Result<Outcome> {
                 server: None,
                 chat: None,
                 media: None,
+                search: None,
             }
         }
         Command::Mixed {
@@ -555,6 +600,33 @@ async fn run_one(command: Command, ctx: &Arc<Ctx>) -> anyhow::Result<Outcome> {
                 server: None,
                 chat,
                 media: Some(figures),
+                search: None,
+            }
+        }
+        Command::Search {
+            conversations,
+            messages,
+            writers,
+            searchers,
+            server_pid,
+            index_dir,
+            ..
+        } => {
+            let options = scenario::search::Options {
+                conversations,
+                messages,
+                writers,
+                searchers,
+                server_pid,
+                index_dir,
+            };
+            let (measured_s, figures) = scenario::search::run(ctx.clone(), options).await?;
+            Outcome {
+                measured_s,
+                server: None,
+                chat: None,
+                media: None,
+                search: Some(figures),
             }
         }
         Command::Merge { .. } => unreachable_merge(),
@@ -587,6 +659,7 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
     report.started_at_ms = started_at_ms;
     report.server = outcome.server;
     report.media = outcome.media;
+    report.search = outcome.search;
     if let Some(o) = outcome.chat {
         report.expected_deliveries = o.expected_deliveries;
         report.lost = o.lost;
@@ -646,7 +719,8 @@ fn main() -> ExitCode {
                 | Command::Rooms { common, .. }
                 | Command::History { common, .. }
                 | Command::Mixed { common, .. }
-                | Command::Media { common, .. } => common.threads,
+                | Command::Media { common, .. }
+                | Command::Search { common, .. } => common.threads,
                 Command::Merge { .. } => 1,
             };
             let mut rt = tokio::runtime::Builder::new_multi_thread();

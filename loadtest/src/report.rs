@@ -61,6 +61,28 @@ pub struct ServerMemory {
     pub bytes_per_connection: f64,
 }
 
+/// What the `search` scenario measured: seeding, the index catching up, queries.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SearchFigures {
+    /// Messages stored (over REST) and how long that took.
+    pub seeded: u64,
+    pub seed_s: f64,
+    /// From the first seeded message to the index having all of them, and the resulting
+    /// indexing rate (a floor: it cannot index faster than messages arrive).
+    pub indexed_s: f64,
+    pub indexed_per_s: f64,
+    /// The index directory's size after seeding (given --index-dir), bytes.
+    pub index_bytes: Option<u64>,
+    /// Searches answered 200, and the mean hits per search.
+    pub queries: u64,
+    pub failed: u64,
+    pub queries_per_s: f64,
+    pub mean_hits: f64,
+    /// Gateway CPU (user + system) per seeded message and per search, given its pid.
+    pub server_cpu_us_per_message: Option<f64>,
+    pub server_cpu_us_per_query: Option<f64>,
+}
+
 /// What the `media` scenario measured on the server.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct MediaFigures {
@@ -119,6 +141,8 @@ pub struct Report {
     pub server: Option<ServerMemory>,
     #[serde(default)]
     pub media: Option<MediaFigures>,
+    #[serde(default)]
+    pub search: Option<SearchFigures>,
     /// How many runs this report merges (1 for a single run).
     pub merged_runs: u32,
 }
@@ -132,6 +156,7 @@ fn series_name(s: Series) -> &'static str {
         Series::History => "history",
         Series::List => "list",
         Series::Upload => "upload",
+        Series::Search => "search",
     }
 }
 
@@ -300,6 +325,35 @@ impl Report {
                 m.rss_after_bytes as f64 / 1048576.0,
                 m.connections,
                 m.bytes_per_connection
+            );
+        }
+        if let Some(f) = &self.search {
+            let cpu = |v: Option<f64>| v.map_or("?".to_owned(), |us| format!("{us:.0} µs"));
+            let _ = writeln!(
+                s,
+                "search     seeded {} messages in {:.1} s ({:.0}/s, server CPU {} each); all \
+                 searchable after {:.1} s ({:.0} indexed/s); index {}",
+                f.seeded,
+                f.seed_s,
+                f.seeded as f64 / f.seed_s.max(0.001),
+                cpu(f.server_cpu_us_per_message),
+                f.indexed_s,
+                f.indexed_per_s,
+                f.index_bytes
+                    .map_or("? (no --index-dir)".to_owned(), |b| format!(
+                        "{:.1} MiB ({:.0} bytes per message)",
+                        b as f64 / 1048576.0,
+                        b as f64 / f.seeded.max(1) as f64
+                    )),
+            );
+            let _ = writeln!(
+                s,
+                "search     {} queries ({} failed), {:.0}/s, {:.1} hits each; server CPU {} per query",
+                f.queries,
+                f.failed,
+                f.queries_per_s,
+                f.mean_hits,
+                cpu(f.server_cpu_us_per_query),
             );
         }
         if let Some(m) = &self.media {

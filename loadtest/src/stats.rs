@@ -38,9 +38,11 @@ pub enum Series {
     List,
     /// Upload request sent → its answer (the photo processed and stored).
     Upload,
+    /// Search request → its results.
+    Search,
 }
 
-pub const SERIES: [Series; 7] = [
+pub const SERIES: [Series; 8] = [
     Series::Deliver,
     Series::Ack,
     Series::Connect,
@@ -48,6 +50,7 @@ pub const SERIES: [Series; 7] = [
     Series::History,
     Series::List,
     Series::Upload,
+    Series::Search,
 ];
 
 /// Counters and histograms of one thread for the current second.

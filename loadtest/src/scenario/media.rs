@@ -233,7 +233,7 @@ async fn sample_peak(metrics: SocketAddr, pid: Option<u32>, peak: Arc<AtomicU64>
 }
 
 /// User + system CPU seconds of `pid` (clock ticks of 1/100 s, Linux's USER_HZ).
-fn cpu_of(pid: u32) -> Option<f64> {
+pub fn cpu_of(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) in parentheses.
     let rest = stat.rsplit_once(')')?.1;

@@ -54,7 +54,7 @@ const RULES: &[(&str, &[&str])] = &[
     (
         "driver",
         &[
-            "chat", "clock", "errors", "node", "outbox", "session", "shard",
+            "chat", "clock", "errors", "node", "outbox", "search", "session", "shard",
         ],
     ),
     (

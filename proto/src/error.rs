@@ -23,7 +23,7 @@ pub enum ErrorCode {
     /// Nothing received within the idle timeout.
     IdleTimeout = 1007,
     /// A frame that is not replay-safe arrived as QUIC 0-RTT early data; send it again after
-    /// the handshake (only Hello, Ping, Join, Leave, History, Conversations, Send and Read are
+    /// the handshake (only Hello, Ping, Join, Leave, History, Conversations, Search, Send and Read are
     /// accepted early).
     EarlyData = 1008,
     /// The token is missing, malformed or its signature is wrong.

@@ -48,6 +48,34 @@ pub enum ClientBody {
     Refresh {
         token: String,
     },
+    /// Search my messages (protocol 1.4).
+    Search(SearchQuery),
+}
+
+/// A message search (protocol 1.4; see `Search` in the schema).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchQuery {
+    pub query: String,
+    pub conversation: Option<ConversationId>,
+    /// Newest first: only messages with an id below this.
+    pub before: Option<MessageId>,
+    /// 0: the default.
+    pub limit: u16,
+    pub by_relevance: bool,
+    pub offset: u16,
+}
+
+/// One message a search found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchHit {
+    pub conversation: ConversationId,
+    pub message_id: MessageId,
+    pub seq: u64,
+    pub sender: String,
+    pub created_at_ms: i64,
+    pub snippet: String,
+    /// Matched spans of `snippet`, `[start, end)` in characters.
+    pub highlights: Vec<(u32, u32)>,
 }
 
 impl ClientBody {
@@ -63,6 +91,7 @@ impl ClientBody {
             ClientBody::Conversations { .. } => ClientKind::Conversations,
             ClientBody::Ping { .. } => ClientKind::Ping,
             ClientBody::Refresh { .. } => ClientKind::Refresh,
+            ClientBody::Search(_) => ClientKind::Search,
         }
     }
 }
@@ -175,6 +204,12 @@ pub enum ServerBody {
         reason: String,
         reconnect_after_ms: u32,
     },
+    /// The answer to a Search (protocol 1.4).
+    SearchResults {
+        hits: Vec<SearchHit>,
+        next_before: Option<MessageId>,
+        next_offset: Option<u32>,
+    },
 }
 
 impl ServerBody {
@@ -194,6 +229,7 @@ impl ServerBody {
             ServerBody::ConversationDeleted { .. } => FrameKind::ConversationDeleted,
             ServerBody::ConversationUpdated(_) => FrameKind::ConversationUpdated,
             ServerBody::Goaway { .. } => FrameKind::Goaway,
+            ServerBody::SearchResults { .. } => FrameKind::SearchResults,
         }
     }
 }

@@ -19,11 +19,12 @@ pub enum FrameKind {
     ConversationDeleted,
     ConversationUpdated,
     Goaway,
+    SearchResults,
 }
 
 impl FrameKind {
     /// Every kind, in [`FrameKind::index`] order.
-    pub const ALL: [FrameKind; 14] = [
+    pub const ALL: [FrameKind; 15] = [
         FrameKind::Welcome,
         FrameKind::Ack,
         FrameKind::MessageNew,
@@ -38,6 +39,7 @@ impl FrameKind {
         FrameKind::ConversationDeleted,
         FrameKind::ConversationUpdated,
         FrameKind::Goaway,
+        FrameKind::SearchResults,
     ];
 
     /// Dense index 0..ALL.len() (metrics arrays).
@@ -72,6 +74,7 @@ impl FrameKind {
             FrameKind::ConversationDeleted => "conversation_deleted",
             FrameKind::ConversationUpdated => "conversation_updated",
             FrameKind::Goaway => "goaway",
+            FrameKind::SearchResults => "search_results",
         }
     }
 
@@ -95,11 +98,12 @@ pub enum ClientKind {
     Conversations,
     Ping,
     Refresh,
+    Search,
 }
 
 impl ClientKind {
     /// Every kind, in [`ClientKind::index`] order.
-    pub const ALL: [ClientKind; 10] = [
+    pub const ALL: [ClientKind; 11] = [
         ClientKind::Hello,
         ClientKind::Join,
         ClientKind::Leave,
@@ -110,6 +114,7 @@ impl ClientKind {
         ClientKind::Conversations,
         ClientKind::Ping,
         ClientKind::Refresh,
+        ClientKind::Search,
     ];
 
     /// Dense index 0..ALL.len() (metrics arrays).
@@ -130,6 +135,7 @@ impl ClientKind {
             ClientKind::Conversations => "conversations",
             ClientKind::Ping => "ping",
             ClientKind::Refresh => "refresh",
+            ClientKind::Search => "search",
         }
     }
 }

@@ -191,10 +191,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ConversationKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_CLIENT_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_CLIENT_BODY: u8 = 10;
+pub const ENUM_MAX_CLIENT_BODY: u8 = 11;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 11] = [
+pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 12] = [
   ClientBody::NONE,
   ClientBody::Hello,
   ClientBody::Join,
@@ -206,6 +206,7 @@ pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 11] = [
   ClientBody::Conversations,
   ClientBody::Ping,
   ClientBody::Refresh,
+  ClientBody::Search,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -224,9 +225,10 @@ impl ClientBody {
   pub const Conversations: Self = Self(8);
   pub const Ping: Self = Self(9);
   pub const Refresh: Self = Self(10);
+  pub const Search: Self = Self(11);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 10;
+  pub const ENUM_MAX: u8 = 11;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -239,6 +241,7 @@ impl ClientBody {
     Self::Conversations,
     Self::Ping,
     Self::Refresh,
+    Self::Search,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -254,6 +257,7 @@ impl ClientBody {
       Self::Conversations => Some("Conversations"),
       Self::Ping => Some("Ping"),
       Self::Refresh => Some("Refresh"),
+      Self::Search => Some("Search"),
       _ => None,
     }
   }
@@ -313,10 +317,10 @@ pub struct ClientBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_SERVER_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_SERVER_BODY: u8 = 14;
+pub const ENUM_MAX_SERVER_BODY: u8 = 15;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_SERVER_BODY: [ServerBody; 15] = [
+pub const ENUM_VALUES_SERVER_BODY: [ServerBody; 16] = [
   ServerBody::NONE,
   ServerBody::Welcome,
   ServerBody::Ack,
@@ -332,6 +336,7 @@ pub const ENUM_VALUES_SERVER_BODY: [ServerBody; 15] = [
   ServerBody::ConversationDeleted,
   ServerBody::ConversationUpdated,
   ServerBody::Goaway,
+  ServerBody::SearchResults,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -354,9 +359,10 @@ impl ServerBody {
   pub const ConversationDeleted: Self = Self(12);
   pub const ConversationUpdated: Self = Self(13);
   pub const Goaway: Self = Self(14);
+  pub const SearchResults: Self = Self(15);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 14;
+  pub const ENUM_MAX: u8 = 15;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Welcome,
@@ -373,6 +379,7 @@ impl ServerBody {
     Self::ConversationDeleted,
     Self::ConversationUpdated,
     Self::Goaway,
+    Self::SearchResults,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -392,6 +399,7 @@ impl ServerBody {
       Self::ConversationDeleted => Some("ConversationDeleted"),
       Self::ConversationUpdated => Some("ConversationUpdated"),
       Self::Goaway => Some("Goaway"),
+      Self::SearchResults => Some("SearchResults"),
       _ => None,
     }
   }
@@ -2199,6 +2207,195 @@ impl ::core::fmt::Debug for Refresh<'_> {
       ds.finish()
   }
 }
+pub enum SearchOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Search my messages (protocol 1.4): answered by SearchResults, or Error (`unsupported`
+/// when the node has no search). Words must all match, "quoted words" as a phrase, the last
+/// word as a prefix unless `query` ends with a space; case and accents never matter.
+pub struct Search<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Search<'a> {
+  type Inner = Search<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Search<'a> {
+  pub const VT_QUERY: ::flatbuffers::VOffsetT = 4;
+  pub const VT_CONVERSATION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_BEFORE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_LIMIT: ::flatbuffers::VOffsetT = 10;
+  pub const VT_BY_RELEVANCE: ::flatbuffers::VOffsetT = 12;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Search { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SearchArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Search<'bldr>> {
+    let mut builder = SearchBuilder::new(_fbb);
+    builder.add_before(args.before);
+    if let Some(x) = args.conversation { builder.add_conversation(x); }
+    if let Some(x) = args.query { builder.add_query(x); }
+    builder.add_offset(args.offset);
+    builder.add_limit(args.limit);
+    builder.add_by_relevance(args.by_relevance);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn query(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Search::VT_QUERY, None).unwrap()}
+  }
+  /// Only this conversation (absent: every conversation of mine).
+  #[inline]
+  pub fn conversation(&self) -> Option<&'a Uuid> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Uuid>(Search::VT_CONVERSATION, None)}
+  }
+  /// Newest first: only messages with an id below this (SearchResults.next_before); 0 = all.
+  #[inline]
+  pub fn before(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Search::VT_BEFORE, Some(0)).unwrap()}
+  }
+  /// 1..=100; 0 = the default (20).
+  #[inline]
+  pub fn limit(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(Search::VT_LIMIT, Some(0)).unwrap()}
+  }
+  /// Best match first instead of newest first (page with `offset`).
+  #[inline]
+  pub fn by_relevance(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Search::VT_BY_RELEVANCE, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn offset(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(Search::VT_OFFSET, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Search<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("query", Self::VT_QUERY, true)?
+     .visit_field::<Uuid>("conversation", Self::VT_CONVERSATION, false)?
+     .visit_field::<u64>("before", Self::VT_BEFORE, false)?
+     .visit_field::<u16>("limit", Self::VT_LIMIT, false)?
+     .visit_field::<bool>("by_relevance", Self::VT_BY_RELEVANCE, false)?
+     .visit_field::<u16>("offset", Self::VT_OFFSET, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SearchArgs<'a> {
+    pub query: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub conversation: Option<&'a Uuid>,
+    pub before: u64,
+    pub limit: u16,
+    pub by_relevance: bool,
+    pub offset: u16,
+}
+impl<'a> Default for SearchArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SearchArgs {
+      query: None, // required field
+      conversation: None,
+      before: 0,
+      limit: 0,
+      by_relevance: false,
+      offset: 0,
+    }
+  }
+}
+
+pub struct SearchBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SearchBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_query(&mut self, query: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Search::VT_QUERY, query);
+  }
+  #[inline]
+  pub fn add_conversation(&mut self, conversation: &Uuid) {
+    self.fbb_.push_slot_always::<&Uuid>(Search::VT_CONVERSATION, conversation);
+  }
+  #[inline]
+  pub fn add_before(&mut self, before: u64) {
+    self.fbb_.push_slot::<u64>(Search::VT_BEFORE, before, 0);
+  }
+  #[inline]
+  pub fn add_limit(&mut self, limit: u16) {
+    self.fbb_.push_slot::<u16>(Search::VT_LIMIT, limit, 0);
+  }
+  #[inline]
+  pub fn add_by_relevance(&mut self, by_relevance: bool) {
+    self.fbb_.push_slot::<bool>(Search::VT_BY_RELEVANCE, by_relevance, false);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: u16) {
+    self.fbb_.push_slot::<u16>(Search::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SearchBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SearchBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Search<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Search::VT_QUERY,"query");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Search<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Search");
+      ds.field("query", &self.query());
+      ds.field("conversation", &self.conversation());
+      ds.field("before", &self.before());
+      ds.field("limit", &self.limit());
+      ds.field("by_relevance", &self.by_relevance());
+      ds.field("offset", &self.offset());
+      ds.finish()
+  }
+}
 pub enum ClientFrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -2407,6 +2604,21 @@ impl<'a> ClientFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_search(&self) -> Option<Search<'a>> {
+    if self.body_type() == ClientBody::Search {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Search::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ClientFrame<'_> {
@@ -2428,6 +2640,7 @@ impl ::flatbuffers::Verifiable for ClientFrame<'_> {
           ClientBody::Conversations => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Conversations>>("ClientBody::Conversations", pos),
           ClientBody::Ping => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Ping>>("ClientBody::Ping", pos),
           ClientBody::Refresh => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Refresh>>("ClientBody::Refresh", pos),
+          ClientBody::Search => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Search>>("ClientBody::Search", pos),
           _ => Ok(()),
         }
      })?
@@ -2554,6 +2767,13 @@ impl ::core::fmt::Debug for ClientFrame<'_> {
         },
         ClientBody::Refresh => {
           if let Some(x) = self.body_as_refresh() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ClientBody::Search => {
+          if let Some(x) = self.body_as_search() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -4995,6 +5215,342 @@ impl ::core::fmt::Debug for Goaway<'_> {
       ds.finish()
   }
 }
+pub enum SearchHitOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One message found: jump to it with History before = message_id + 1.
+pub struct SearchHit<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SearchHit<'a> {
+  type Inner = SearchHit<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SearchHit<'a> {
+  pub const VT_CONVERSATION: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_SEQ: ::flatbuffers::VOffsetT = 8;
+  pub const VT_SENDER_ID: ::flatbuffers::VOffsetT = 10;
+  pub const VT_CREATED_AT_MS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_SNIPPET: ::flatbuffers::VOffsetT = 14;
+  pub const VT_HIGHLIGHTS: ::flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SearchHit { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SearchHitArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<SearchHit<'bldr>> {
+    let mut builder = SearchHitBuilder::new(_fbb);
+    builder.add_created_at_ms(args.created_at_ms);
+    builder.add_seq(args.seq);
+    builder.add_message_id(args.message_id);
+    if let Some(x) = args.highlights { builder.add_highlights(x); }
+    if let Some(x) = args.snippet { builder.add_snippet(x); }
+    if let Some(x) = args.sender_id { builder.add_sender_id(x); }
+    if let Some(x) = args.conversation { builder.add_conversation(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn conversation(&self) -> &'a Uuid {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Uuid>(SearchHit::VT_CONVERSATION, None).unwrap()}
+  }
+  #[inline]
+  pub fn message_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SearchHit::VT_MESSAGE_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn seq(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SearchHit::VT_SEQ, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn sender_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SearchHit::VT_SENDER_ID, None)}
+  }
+  #[inline]
+  pub fn created_at_ms(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(SearchHit::VT_CREATED_AT_MS, Some(0)).unwrap()}
+  }
+  /// Up to 160 characters of the text around the first match.
+  #[inline]
+  pub fn snippet(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SearchHit::VT_SNIPPET, None)}
+  }
+  /// Matched spans of `snippet`, [start, end) in characters (Unicode scalar values), as
+  /// start, end, start, end, …
+  #[inline]
+  pub fn highlights(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(SearchHit::VT_HIGHLIGHTS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SearchHit<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<Uuid>("conversation", Self::VT_CONVERSATION, true)?
+     .visit_field::<u64>("message_id", Self::VT_MESSAGE_ID, false)?
+     .visit_field::<u64>("seq", Self::VT_SEQ, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("sender_id", Self::VT_SENDER_ID, false)?
+     .visit_field::<i64>("created_at_ms", Self::VT_CREATED_AT_MS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("snippet", Self::VT_SNIPPET, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("highlights", Self::VT_HIGHLIGHTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SearchHitArgs<'a> {
+    pub conversation: Option<&'a Uuid>,
+    pub message_id: u64,
+    pub seq: u64,
+    pub sender_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub created_at_ms: i64,
+    pub snippet: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub highlights: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+}
+impl<'a> Default for SearchHitArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SearchHitArgs {
+      conversation: None, // required field
+      message_id: 0,
+      seq: 0,
+      sender_id: None,
+      created_at_ms: 0,
+      snippet: None,
+      highlights: None,
+    }
+  }
+}
+
+pub struct SearchHitBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SearchHitBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_conversation(&mut self, conversation: &Uuid) {
+    self.fbb_.push_slot_always::<&Uuid>(SearchHit::VT_CONVERSATION, conversation);
+  }
+  #[inline]
+  pub fn add_message_id(&mut self, message_id: u64) {
+    self.fbb_.push_slot::<u64>(SearchHit::VT_MESSAGE_ID, message_id, 0);
+  }
+  #[inline]
+  pub fn add_seq(&mut self, seq: u64) {
+    self.fbb_.push_slot::<u64>(SearchHit::VT_SEQ, seq, 0);
+  }
+  #[inline]
+  pub fn add_sender_id(&mut self, sender_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SearchHit::VT_SENDER_ID, sender_id);
+  }
+  #[inline]
+  pub fn add_created_at_ms(&mut self, created_at_ms: i64) {
+    self.fbb_.push_slot::<i64>(SearchHit::VT_CREATED_AT_MS, created_at_ms, 0);
+  }
+  #[inline]
+  pub fn add_snippet(&mut self, snippet: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SearchHit::VT_SNIPPET, snippet);
+  }
+  #[inline]
+  pub fn add_highlights(&mut self, highlights: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SearchHit::VT_HIGHLIGHTS, highlights);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SearchHitBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SearchHitBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SearchHit<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SearchHit::VT_CONVERSATION,"conversation");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SearchHit<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SearchHit");
+      ds.field("conversation", &self.conversation());
+      ds.field("message_id", &self.message_id());
+      ds.field("seq", &self.seq());
+      ds.field("sender_id", &self.sender_id());
+      ds.field("created_at_ms", &self.created_at_ms());
+      ds.field("snippet", &self.snippet());
+      ds.field("highlights", &self.highlights());
+      ds.finish()
+  }
+}
+pub enum SearchResultsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The answer to Search. It may hold fewer than `limit` hits and still have a next page.
+pub struct SearchResults<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SearchResults<'a> {
+  type Inner = SearchResults<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SearchResults<'a> {
+  pub const VT_HITS: ::flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_BEFORE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_NEXT_OFFSET: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SearchResults { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SearchResultsArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<SearchResults<'bldr>> {
+    let mut builder = SearchResultsBuilder::new(_fbb);
+    builder.add_next_before(args.next_before);
+    builder.add_next_offset(args.next_offset);
+    if let Some(x) = args.hits { builder.add_hits(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn hits(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<SearchHit<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<SearchHit>>>>(SearchResults::VT_HITS, None)}
+  }
+  /// Newest first: pass as Search.before for the next page; 0 = no more.
+  #[inline]
+  pub fn next_before(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SearchResults::VT_NEXT_BEFORE, Some(0)).unwrap()}
+  }
+  /// By relevance: pass as Search.offset for the next page; 0 = no more.
+  #[inline]
+  pub fn next_offset(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(SearchResults::VT_NEXT_OFFSET, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SearchResults<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<SearchHit>>>>("hits", Self::VT_HITS, false)?
+     .visit_field::<u64>("next_before", Self::VT_NEXT_BEFORE, false)?
+     .visit_field::<u32>("next_offset", Self::VT_NEXT_OFFSET, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SearchResultsArgs<'a> {
+    pub hits: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<SearchHit<'a>>>>>,
+    pub next_before: u64,
+    pub next_offset: u32,
+}
+impl<'a> Default for SearchResultsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SearchResultsArgs {
+      hits: None,
+      next_before: 0,
+      next_offset: 0,
+    }
+  }
+}
+
+pub struct SearchResultsBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SearchResultsBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_hits(&mut self, hits: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<SearchHit<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SearchResults::VT_HITS, hits);
+  }
+  #[inline]
+  pub fn add_next_before(&mut self, next_before: u64) {
+    self.fbb_.push_slot::<u64>(SearchResults::VT_NEXT_BEFORE, next_before, 0);
+  }
+  #[inline]
+  pub fn add_next_offset(&mut self, next_offset: u32) {
+    self.fbb_.push_slot::<u32>(SearchResults::VT_NEXT_OFFSET, next_offset, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SearchResultsBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SearchResultsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SearchResults<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SearchResults<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SearchResults");
+      ds.field("hits", &self.hits());
+      ds.field("next_before", &self.next_before());
+      ds.field("next_offset", &self.next_offset());
+      ds.finish()
+  }
+}
 pub enum ServerFrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5263,6 +5819,21 @@ impl<'a> ServerFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_search_results(&self) -> Option<SearchResults<'a>> {
+    if self.body_type() == ServerBody::SearchResults {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SearchResults::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ServerFrame<'_> {
@@ -5288,6 +5859,7 @@ impl ::flatbuffers::Verifiable for ServerFrame<'_> {
           ServerBody::ConversationDeleted => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ConversationDeleted>>("ServerBody::ConversationDeleted", pos),
           ServerBody::ConversationUpdated => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ConversationUpdated>>("ServerBody::ConversationUpdated", pos),
           ServerBody::Goaway => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Goaway>>("ServerBody::Goaway", pos),
+          ServerBody::SearchResults => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SearchResults>>("ServerBody::SearchResults", pos),
           _ => Ok(()),
         }
      })?
@@ -5442,6 +6014,13 @@ impl ::core::fmt::Debug for ServerFrame<'_> {
         },
         ServerBody::Goaway => {
           if let Some(x) = self.body_as_goaway() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ServerBody::SearchResults => {
+          if let Some(x) = self.body_as_search_results() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -146,6 +146,7 @@ impl Executor {
             Command::Conversations { seq, cursor, limit } => {
                 (seq, self.conversations(&user, seq, cursor, limit).await)
             }
+            Command::Search { seq, query } => (seq, self.search(&user, seq, *query).await),
         };
         match answer {
             Ok(frames) => {
@@ -222,6 +223,48 @@ impl Executor {
         let body = ServerBody::ConversationPage {
             items: p.items,
             next_cursor: p.next_cursor.map(|c| c.to_string()),
+        };
+        Ok(vec![ServerFrame::new(seq, body)])
+    }
+
+    async fn search(&self, user: &Arc<str>, seq: u32, q: parley_proto::SearchQuery) -> Answer {
+        let request = crate::search::SearchRequest {
+            q: q.query,
+            conversation: q.conversation,
+            before: q.before,
+            sort: if q.by_relevance {
+                crate::search::SortBy::Relevance
+            } else {
+                crate::search::SortBy::Newest
+            },
+            offset: usize::from(q.offset),
+            limit: match q.limit {
+                0 => crate::search::DEFAULT_LIMIT,
+                n => usize::from(n).min(crate::search::MAX_LIMIT),
+            },
+        };
+        let page = self.shard.node.chat.search(user, request).await?;
+        let hits = page
+            .hits
+            .into_iter()
+            .map(|h| parley_proto::SearchHit {
+                conversation: h.conversation,
+                message_id: h.id,
+                seq: h.seq,
+                sender: h.sender,
+                created_at_ms: h.created_at_ms,
+                snippet: h.snippet,
+                highlights: h
+                    .highlights
+                    .into_iter()
+                    .map(|(a, b)| (a as u32, b as u32))
+                    .collect(),
+            })
+            .collect();
+        let body = ServerBody::SearchResults {
+            hits,
+            next_before: page.next_before,
+            next_offset: page.next_offset.map(|o| o as u32),
         };
         Ok(vec![ServerFrame::new(seq, body)])
     }

@@ -35,8 +35,9 @@ pub(crate) use query::Parsed;
 /// Memory the index writer may buffer before it writes a segment (tantivy's floor is 15 MB).
 const WRITER_BYTES: usize = 32 << 20;
 
-/// Most results one search returns.
+/// Most results one search returns, and how many when the client does not say.
 pub(crate) const MAX_LIMIT: usize = 100;
+pub(crate) const DEFAULT_LIMIT: usize = 20;
 
 /// Characters of text around the first match in a snippet.
 const SNIPPET_CHARS: usize = 160;

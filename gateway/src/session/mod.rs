@@ -102,6 +102,11 @@ pub(crate) enum Command {
         cursor: Option<ListCursor>,
         limit: usize,
     },
+    /// Search the user's messages (protocol 1.4).
+    Search {
+        seq: u32,
+        query: Box<parley_proto::SearchQuery>,
+    },
 }
 
 #[derive(Debug)]
@@ -219,7 +224,7 @@ impl Session {
     /// A frame that arrived by `origin` (QUIC: 0-RTT early data, or a datagram).
     ///
     /// - Early data may be a replay by an attacker, so only replay-safe frames are accepted:
-    ///   Hello, Ping, Join, Leave, History and Conversations have no lasting effect, Send is
+    ///   Hello, Ping, Join, Leave, History, Conversations and Search have no lasting effect, Send is
     ///   idempotent by client_msg_id and Read only moves a watermark forward. Anything else
     ///   gets `early_data` (1008) and must be sent again after the handshake.
     /// - Datagrams carry only Typing; anything else, or undecodable, is ignored (a datagram
@@ -554,6 +559,10 @@ impl Session {
                 conversation,
                 before,
                 limit: page_size(limit, HISTORY_DEFAULT),
+            },
+            ClientBody::Search(query) => Command::Search {
+                seq,
+                query: Box::new(query),
             },
             ClientBody::Conversations { cursor, limit } => {
                 let cursor = match cursor.map(|c| c.parse::<ListCursor>()).transpose() {

@@ -267,3 +267,73 @@ async fn a_lost_index_is_rebuilt_at_start_and_by_gateway_reindex() {
     let found = until_found(&gw, "alice", "rebuild ", 40).await;
     assert_eq!(found.iter().collect::<HashSet<_>>().len(), 40);
 }
+
+/// The protocol's Search (1.4) over WebSocket and QUIC: the same results as the REST API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_protocol_search_answers_like_the_rest_api() {
+    use parley_proto::{ClientBody, ErrorCode, SearchQuery, ServerBody};
+    let gw = Gateway::start(UNLIMITED);
+    let conv = direct(&gw, "alice", "bob", "proto").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    for i in 0..5 {
+        alice
+            .send_text(conv, &format!("p{i}"), &format!("bicycle offer {i}"))
+            .await;
+    }
+    let rest = until_found(&gw, "bob", "bicycle ", 5).await;
+    let query = |q: &str, before: Option<parley_types::MessageId>| {
+        ClientBody::Search(SearchQuery {
+            query: q.into(),
+            conversation: Some(conv),
+            before,
+            limit: 3,
+            by_relevance: false,
+            offset: 0,
+        })
+    };
+    let config = quic_config(&gw);
+    let ws = Client::connect(&gw, "bob").await;
+    let quic = Client::quic(gw.quic_addr, &config, "bob", vec![]).await;
+    for mut bob in [ws, quic] {
+        let mut ids = Vec::new();
+        let mut before = None;
+        loop {
+            let frame = bob.request(query("bicy", before)).await;
+            let ServerBody::SearchResults {
+                hits, next_before, ..
+            } = frame.body
+            else {
+                panic!("expected SearchResults, got {frame:?}");
+            };
+            for h in &hits {
+                assert_eq!(h.conversation, conv);
+                assert_eq!(h.sender, "alice");
+                let marked: String = h
+                    .snippet
+                    .chars()
+                    .skip(h.highlights[0].0 as usize)
+                    .take((h.highlights[0].1 - h.highlights[0].0) as usize)
+                    .collect();
+                assert_eq!(marked, "bicycle");
+            }
+            ids.extend(hits.iter().map(|h| h.message_id.0.to_string()));
+            match next_before {
+                Some(b) => before = Some(b),
+                None => break,
+            }
+        }
+        assert_eq!(ids, rest, "pages of 3, newest first, like REST");
+        let frame = bob.request(query("  ", None)).await;
+        match frame.body {
+            ServerBody::Error { code, .. } => assert_eq!(code, ErrorCode::Invalid.code()),
+            other => panic!("expected an error, got {other:?}"),
+        }
+        bob.close().await;
+    }
+    let mut mallory = Client::connect(&gw, "mallory").await;
+    let frame = mallory.request(query("bicycle", None)).await;
+    match frame.body {
+        ServerBody::Error { code, .. } => assert_eq!(code, ErrorCode::Forbidden.code()),
+        other => panic!("expected forbidden, got {other:?}"),
+    }
+}

@@ -88,6 +88,7 @@ pub fn encode_client(frame: &ClientFrame) -> Bytes {
                 let b = w::Refresh::create(fbb, &w::RefreshArgs { token });
                 (w::ClientBody::Refresh, b.as_union_value())
             }
+            ClientBody::Search(q) => search(fbb, q),
         };
         let root = w::ClientFrame::create(
             fbb,
@@ -161,6 +162,21 @@ fn history(
     (w::ClientBody::History, b.as_union_value())
 }
 
+fn search(fbb: &mut Fbb, q: &SearchQuery) -> Body {
+    let query = Some(fbb.create_string(&q.query));
+    let c = q.conversation.map(uuid);
+    let args = w::SearchArgs {
+        query,
+        conversation: c.as_ref(),
+        before: q.before.map_or(0, |m| m.0),
+        limit: q.limit,
+        by_relevance: q.by_relevance,
+        offset: q.offset,
+    };
+    let b = w::Search::create(fbb, &args);
+    (w::ClientBody::Search, b.as_union_value())
+}
+
 // ------------------------------------------------------------------------------ decoding
 
 /// Decodes and verifies one server frame.
@@ -189,6 +205,7 @@ pub fn decode_server(buf: &[u8], limits: &DecodeLimits) -> Result<ServerFrame, D
             Some(x) => Some(conversation_page_of(x)?),
             None => None,
         },
+        w::ServerBody::SearchResults => f.body_as_search_results().map(search_results_of),
         w::ServerBody::ConversationUpdated => match f.body_as_conversation_updated() {
             Some(x) => Some(ServerBody::ConversationUpdated(summary_of(
                 x.conversation(),
@@ -241,6 +258,36 @@ fn conversation_page_of(x: w::ConversationPage<'_>) -> Result<ServerBody, Decode
             .unwrap_or_default(),
         next_cursor: x.next_cursor().map(str::to_owned),
     })
+}
+
+fn search_results_of(x: w::SearchResults<'_>) -> ServerBody {
+    let hits = x
+        .hits()
+        .map(|v| {
+            v.iter()
+                .map(|h| {
+                    let spans: Vec<u32> = h
+                        .highlights()
+                        .map(|s| s.iter().collect())
+                        .unwrap_or_default();
+                    SearchHit {
+                        conversation: conv(h.conversation()),
+                        message_id: MessageId(h.message_id()),
+                        seq: h.seq(),
+                        sender: h.sender_id().unwrap_or_default().to_owned(),
+                        created_at_ms: h.created_at_ms(),
+                        snippet: h.snippet().unwrap_or_default().to_owned(),
+                        highlights: spans.chunks_exact(2).map(|p| (p[0], p[1])).collect(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ServerBody::SearchResults {
+        hits,
+        next_before: opt_id(x.next_before()),
+        next_offset: (x.next_offset() > 0).then_some(x.next_offset()),
+    }
 }
 
 /// The small event bodies (no nested tables to verify field by field).

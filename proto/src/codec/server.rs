@@ -62,6 +62,17 @@ pub fn decode_client(buf: &[u8], limits: &DecodeLimits) -> Result<ClientFrame, D
         w::ClientBody::Refresh => ClientBody::Refresh {
             token: f.body_as_refresh().ok_or(missing)?.token().to_owned(),
         },
+        w::ClientBody::Search => {
+            let q = f.body_as_search().ok_or(missing)?;
+            ClientBody::Search(SearchQuery {
+                query: q.query().to_owned(),
+                conversation: q.conversation().map(conv),
+                before: opt_id(q.before()),
+                limit: q.limit(),
+                by_relevance: q.by_relevance(),
+                offset: q.offset(),
+            })
+        }
         _ => return Err(missing),
     };
     Ok(ClientFrame { seq: f.seq(), body })
@@ -157,6 +168,11 @@ pub fn encode_server(frame: &ServerFrame) -> Bytes {
                 reason,
                 reconnect_after_ms,
             } => goaway(fbb, reason, *reconnect_after_ms),
+            ServerBody::SearchResults {
+                hits,
+                next_before,
+                next_offset,
+            } => search_results(fbb, hits, *next_before, *next_offset),
         };
         let root = w::ServerFrame::create(
             fbb,
@@ -345,6 +361,44 @@ fn goaway(fbb: &mut Fbb, reason: &str, reconnect_after_ms: u32) -> Body {
     };
     let b = w::Goaway::create(fbb, &args);
     (w::ServerBody::Goaway, b.as_union_value())
+}
+
+fn search_results(
+    fbb: &mut Fbb,
+    hits: &[SearchHit],
+    next_before: Option<MessageId>,
+    next_offset: Option<u32>,
+) -> Body {
+    let list: Vec<_> = hits
+        .iter()
+        .map(|h| {
+            let sender_id = opt_str(fbb, &h.sender);
+            let snippet = opt_str(fbb, &h.snippet);
+            let spans: Vec<u32> = h.highlights.iter().flat_map(|&(a, b)| [a, b]).collect();
+            let highlights = Some(fbb.create_vector(&spans));
+            let c = uuid(h.conversation);
+            w::SearchHit::create(
+                fbb,
+                &w::SearchHitArgs {
+                    conversation: Some(&c),
+                    message_id: h.message_id.0,
+                    seq: h.seq,
+                    sender_id,
+                    created_at_ms: h.created_at_ms,
+                    snippet,
+                    highlights,
+                },
+            )
+        })
+        .collect();
+    let hits = Some(fbb.create_vector(&list));
+    let args = w::SearchResultsArgs {
+        hits,
+        next_before: next_before.map_or(0, |m| m.0),
+        next_offset: next_offset.unwrap_or(0),
+    };
+    let b = w::SearchResults::create(fbb, &args);
+    (w::ServerBody::SearchResults, b.as_union_value())
 }
 
 fn message<'a>(fbb: &mut Fbb, m: &Message) -> WIPOffset<w::Message<'a>> {

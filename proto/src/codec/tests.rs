@@ -89,6 +89,22 @@ fn every_client_frame_round_trips() {
         ClientBody::Refresh {
             token: "eyJhbGciOi.fresh.token".into(),
         },
+        ClientBody::Search(SearchQuery {
+            query: "lego cas".into(),
+            conversation: Some(c),
+            before: Some(MessageId(9)),
+            limit: 20,
+            by_relevance: true,
+            offset: 40,
+        }),
+        ClientBody::Search(SearchQuery {
+            query: "\"pay me\"".into(),
+            conversation: None,
+            before: None,
+            limit: 0,
+            by_relevance: false,
+            offset: 0,
+        }),
     ];
     for (i, body) in bodies.into_iter().enumerate() {
         let frame = ClientFrame {
@@ -148,6 +164,24 @@ fn server_frames_round_trip() {
             replayed: 3,
             complete: false,
             last_seq: 41,
+        },
+        ServerBody::SearchResults {
+            hits: vec![SearchHit {
+                conversation: m.conversation,
+                message_id: MessageId(7),
+                seq: 3,
+                sender: "alice".into(),
+                created_at_ms: 11,
+                snippet: "the Lego castle ✓".into(),
+                highlights: vec![(4, 8), (9, 15)],
+            }],
+            next_before: Some(MessageId(7)),
+            next_offset: None,
+        },
+        ServerBody::SearchResults {
+            hits: vec![],
+            next_before: None,
+            next_offset: Some(20),
         },
     ];
     for body in frames {

@@ -16,9 +16,6 @@ use crate::clock::rfc3339;
 use crate::search::{SearchRequest, SortBy};
 use crate::transport::response::json as json_response;
 
-/// Results per page when `limit` is absent.
-const DEFAULT_LIMIT: usize = 20;
-
 pub(super) async fn search(c: Call<'_>) -> Reply {
     let q = match c.query.get("q") {
         Some(raw) => percent_decoded(&raw.replace('+', " "))?,
@@ -49,7 +46,10 @@ pub(super) async fn search(c: Call<'_>) -> Reply {
             .filter(|n| *n <= MAX_OFFSET)
             .ok_or_else(|| invalid(format!("offset must be 0..={MAX_OFFSET}")))?,
     };
-    let limit = c.query.limit(DEFAULT_LIMIT)?.min(crate::search::MAX_LIMIT);
+    let limit = c
+        .query
+        .limit(crate::search::DEFAULT_LIMIT)?
+        .min(crate::search::MAX_LIMIT);
     let request = SearchRequest {
         q,
         conversation,

@@ -14,3 +14,4 @@ class ClientBody(object):
     Conversations = 8
     Ping = 9
     Refresh = 10
+    Search = 11

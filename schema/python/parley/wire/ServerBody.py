@@ -18,3 +18,4 @@ class ServerBody(object):
     ConversationDeleted = 12
     ConversationUpdated = 13
     Goaway = 14
+    SearchResults = 15

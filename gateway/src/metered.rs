@@ -224,6 +224,12 @@ impl<A: Around> Storage for Wrapped<A> {
             .around(R, self.inner.changes(after, limit))
             .await
     }
+    async fn last_change(&self) -> Result<u64> {
+        self.around.around(R, self.inner.last_change()).await
+    }
+    async fn messages_at(&self, at: Vec<(ConversationId, u64)>) -> Result<Vec<Option<Message>>> {
+        self.around.around(R, self.inner.messages_at(at)).await
+    }
     async fn trim_changes(&self, below: u64) -> Result<()> {
         self.around.around(W, self.inner.trim_changes(below)).await
     }

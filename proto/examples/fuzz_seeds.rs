@@ -70,7 +70,16 @@ fn client_bodies(c: ConversationId) -> Vec<ClientBody> {
         ClientBody::Conversations {
             cursor: Some("1_abc".into()),
             limit: 10,
+            query: Some("lego cas".into()),
         },
+        ClientBody::Search(parley_proto::SearchQuery {
+            query: "\"pay me\" out".into(),
+            conversation: Some(c),
+            before: Some(MessageId(9)),
+            limit: 20,
+            by_relevance: true,
+            offset: 20,
+        }),
         ClientBody::Ping { nonce: 42 },
         ClientBody::Refresh {
             token: token::mint_hs256(SECRET, "alice", 7200, WALL_MS),

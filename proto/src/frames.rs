@@ -40,6 +40,8 @@ pub enum ClientBody {
     Conversations {
         cursor: Option<String>,
         limit: u16,
+        /// Only conversations this matches (protocol 1.4).
+        query: Option<String>,
     },
     Ping {
         nonce: u64,

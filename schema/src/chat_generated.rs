@@ -1901,6 +1901,9 @@ pub enum ConversationsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 /// A page of the caller's conversations by last activity; cursor from the previous page.
+/// With `query` (1.4): only those it matches — each word must start a word of the
+/// counterpart's id, the other members' ids, the listing id, the group's title or the last
+/// message; a page may then hold fewer than `limit` and still have a next cursor.
 pub struct Conversations<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -1916,6 +1919,7 @@ impl<'a> ::flatbuffers::Follow<'a> for Conversations<'a> {
 impl<'a> Conversations<'a> {
   pub const VT_CURSOR: ::flatbuffers::VOffsetT = 4;
   pub const VT_LIMIT: ::flatbuffers::VOffsetT = 6;
+  pub const VT_QUERY: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1927,6 +1931,7 @@ impl<'a> Conversations<'a> {
     args: &'args ConversationsArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Conversations<'bldr>> {
     let mut builder = ConversationsBuilder::new(_fbb);
+    if let Some(x) = args.query { builder.add_query(x); }
     if let Some(x) = args.cursor { builder.add_cursor(x); }
     builder.add_limit(args.limit);
     builder.finish()
@@ -1947,6 +1952,13 @@ impl<'a> Conversations<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u16>(Conversations::VT_LIMIT, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn query(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Conversations::VT_QUERY, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Conversations<'_> {
@@ -1957,6 +1969,7 @@ impl ::flatbuffers::Verifiable for Conversations<'_> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("cursor", Self::VT_CURSOR, false)?
      .visit_field::<u16>("limit", Self::VT_LIMIT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("query", Self::VT_QUERY, false)?
      .finish();
     Ok(())
   }
@@ -1964,6 +1977,7 @@ impl ::flatbuffers::Verifiable for Conversations<'_> {
 pub struct ConversationsArgs<'a> {
     pub cursor: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub limit: u16,
+    pub query: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for ConversationsArgs<'a> {
   #[inline]
@@ -1971,6 +1985,7 @@ impl<'a> Default for ConversationsArgs<'a> {
     ConversationsArgs {
       cursor: None,
       limit: 0,
+      query: None,
     }
   }
 }
@@ -1987,6 +2002,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ConversationsBuilder<'a, 'b, 
   #[inline]
   pub fn add_limit(&mut self, limit: u16) {
     self.fbb_.push_slot::<u16>(Conversations::VT_LIMIT, limit, 0);
+  }
+  #[inline]
+  pub fn add_query(&mut self, query: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Conversations::VT_QUERY, query);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ConversationsBuilder<'a, 'b, A> {
@@ -2008,6 +2027,7 @@ impl ::core::fmt::Debug for Conversations<'_> {
     let mut ds = f.debug_struct("Conversations");
       ds.field("cursor", &self.cursor());
       ds.field("limit", &self.limit());
+      ds.field("query", &self.query());
       ds.finish()
   }
 }

@@ -200,6 +200,28 @@ pub trait Storage: Send + Sync + 'static {
         ))
     }
 
+    /// The newest change-feed cursor (0: none yet). `Unsupported` without a feed.
+    async fn last_change(&self) -> Result<u64> {
+        Err(StorageError::Unsupported(
+            "this engine keeps no change feed",
+        ))
+    }
+
+    /// The messages at these (conversation, seq) places, each `None` when it is not there (its
+    /// conversation was deleted): what a feed page names, read in one go.
+    async fn messages_at(&self, at: Vec<(ConversationId, u64)>) -> Result<Vec<Option<Message>>> {
+        let mut out = Vec::with_capacity(at.len());
+        for (conversation, seq) in at {
+            let before = Position {
+                seq: seq.saturating_sub(1),
+                id: MessageId::default(),
+            };
+            let found = self.messages_after(conversation, before, 1).await?;
+            out.push(found.into_iter().next().filter(|m| m.seq == seq));
+        }
+        Ok(out)
+    }
+
     /// Removes the feed's entries with a cursor below `below` (their reader is done with
     /// them). The newest entry is always kept, so cursors go on from it after a restart.
     async fn trim_changes(&self, below: u64) -> Result<()> {

@@ -8,7 +8,15 @@ use parley_proto::ErrorCode;
 
 use super::Chat;
 use crate::errors::ClientError;
-use crate::search::{Parsed, Search, SearchIndex, SearchPage, SearchRequest, SortBy};
+use parley_types::{ConversationPage, ListCursor};
+
+use crate::search::{
+    ConversationQuery, Parsed, Search, SearchIndex, SearchPage, SearchRequest, SortBy,
+};
+
+/// Conversations one conversation search looks through before it answers with what it found
+/// (and a cursor to go on from).
+const MAX_SCANNED: usize = 2000;
 
 impl Chat {
     /// The user's messages matching `r`, from conversations they are in now, never from users
@@ -66,6 +74,45 @@ impl Chat {
             next_before,
             next_offset,
         })
+    }
+}
+
+impl Chat {
+    /// `user`'s conversations matching `q` (see `search::ConversationQuery`), by last
+    /// activity: up to `limit`, looking through at most [`MAX_SCANNED`] from `cursor`; the
+    /// page's `next_cursor` goes on from where it stopped.
+    pub(crate) async fn search_conversations(
+        &self,
+        user: &str,
+        q: &str,
+        mut cursor: Option<ListCursor>,
+        limit: usize,
+    ) -> Result<ConversationPage, ClientError> {
+        let query =
+            ConversationQuery::parse(q).map_err(|why| ClientError::new(ErrorCode::Invalid, why))?;
+        let limit = limit.clamp(1, parley_types::MAX_PAGE);
+        let mut out = ConversationPage::default();
+        let mut scanned = 0;
+        loop {
+            let page = self.list(user, cursor, parley_types::MAX_PAGE).await?;
+            for item in page.items {
+                scanned += 1;
+                cursor = Some(ListCursor {
+                    last_activity_ms: item.conversation.last_activity_ms,
+                    id: item.conversation.id,
+                });
+                if query.matches(&item, user) {
+                    out.items.push(item);
+                }
+                if out.items.len() == limit || scanned == MAX_SCANNED {
+                    out.next_cursor = cursor;
+                    return Ok(out);
+                }
+            }
+            if page.next_cursor.is_none() {
+                return Ok(out);
+            }
+        }
     }
 }
 

@@ -143,9 +143,16 @@ impl Executor {
                 seq,
                 self.history(&user, seq, conversation, before, limit).await,
             ),
-            Command::Conversations { seq, cursor, limit } => {
-                (seq, self.conversations(&user, seq, cursor, limit).await)
-            }
+            Command::Conversations {
+                seq,
+                cursor,
+                limit,
+                query,
+            } => (
+                seq,
+                self.conversations(&user, seq, cursor, limit, query.as_deref())
+                    .await,
+            ),
             Command::Search { seq, query } => (seq, self.search(&user, seq, *query).await),
         };
         match answer {
@@ -218,8 +225,13 @@ impl Executor {
         seq: u32,
         cursor: Option<ListCursor>,
         limit: usize,
+        query: Option<&str>,
     ) -> Answer {
-        let p = self.shard.node.chat.list(user, cursor, limit).await?;
+        let chat = &self.shard.node.chat;
+        let p = match query {
+            Some(q) => chat.search_conversations(user, q, cursor, limit).await?,
+            None => chat.list(user, cursor, limit).await?,
+        };
         let body = ServerBody::ConversationPage {
             items: p.items,
             next_cursor: p.next_cursor.map(|c| c.to_string()),

@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use parley_storage::{Change, ChangeKind, Storage, StorageError};
-use parley_types::{ConversationId, Message, Position};
+use parley_types::{ConversationId, Position};
 use tokio::runtime::Runtime;
 
 use super::{SearchError, SearchIndex, Writer};
@@ -30,6 +30,8 @@ use super::{SearchError, SearchIndex, Writer};
 const PAGE: usize = 1024;
 /// Conversations and messages read per call during a rebuild.
 const SCAN_PAGE: usize = 500;
+/// Conversations whose participants the indexer keeps (then it forgets them all).
+const PARTICIPANTS_CACHED: usize = 100_000;
 /// Documents buffered before a commit even if `commit_every` has not passed.
 const COMMIT_DOCS: usize = 50_000;
 /// How much less CPU priority indexing gets (Linux nice).
@@ -72,6 +74,8 @@ struct Follow {
     scanned: HashMap<ConversationId, u64>,
     /// The feed's head when the scan ended: no commit before the cursor reaches it.
     hold_until: u64,
+    /// Participants of the conversations seen (None: deleted).
+    participants: HashMap<ConversationId, Option<Participants>>,
 }
 
 impl Indexer {
@@ -254,31 +258,58 @@ impl Indexer {
         f: &mut Follow,
     ) -> Result<usize, IndexerError> {
         let changes = rt.block_on(self.storage.changes(f.cursor, PAGE))?;
+        if let Ok(head) = rt.block_on(self.storage.last_change()) {
+            self.index.stats.head.fetch_max(head, Relaxed);
+        }
         let Some(last) = changes.last() else {
             return Ok(0);
         };
         self.index.stats.head.fetch_max(last.cursor, Relaxed);
-        let mut reader = Messages::default();
+        // The participants of every conversation named (cached across pages), then every
+        // message still wanted, read in one go.
         for c in &changes {
-            if let ChangeKind::Message { seq } = c.kind {
-                let top = reader.top.entry(c.conversation).or_default();
-                *top = (*top).max(seq);
+            if matches!(c.kind, ChangeKind::Message { .. })
+                && !f.participants.contains_key(&c.conversation)
+            {
+                let p = rt
+                    .block_on(self.storage.conversation(c.conversation))?
+                    .map(|c| Arc::new(c.participants));
+                if f.participants.len() >= PARTICIPANTS_CACHED {
+                    f.participants.clear();
+                }
+                f.participants.insert(c.conversation, p);
             }
         }
-        for c in &changes {
+        let wanted = |f: &Follow, c: &Change| match c.kind {
+            ChangeKind::Message { seq } => {
+                let scanned = f.scanned.get(&c.conversation).is_some_and(|&s| seq <= s);
+                let live = matches!(f.participants.get(&c.conversation), Some(Some(_)));
+                (!scanned && live).then_some((c.conversation, seq))
+            }
+            ChangeKind::Deleted => None,
+        };
+        let picks: Vec<Option<(ConversationId, u64)>> =
+            changes.iter().map(|c| wanted(f, c)).collect();
+        let at: Vec<(ConversationId, u64)> = picks.iter().flatten().copied().collect();
+        let mut messages = rt.block_on(self.storage.messages_at(at))?.into_iter();
+        for (c, pick) in changes.iter().zip(&picks) {
             match c.kind {
-                ChangeKind::Message { seq } => {
-                    if f.scanned.get(&c.conversation).is_some_and(|&s| seq <= s) {
+                ChangeKind::Message { .. } => {
+                    if pick.is_none() {
                         continue;
                     }
-                    if let Some((m, participants)) = reader.get(rt, &*self.storage, c, seq)? {
-                        writer.add(&m, &participants)?;
-                        f.pending += 1;
-                    }
+                    let (Some(Some(m)), Some(Some(participants))) =
+                        (messages.next(), f.participants.get(&c.conversation))
+                    else {
+                        // Gone: its conversation was deleted (and purged) after this entry.
+                        continue;
+                    };
+                    writer.add(&m, participants)?;
+                    f.pending += 1;
                 }
                 ChangeKind::Deleted => {
                     writer.delete_conversation(c.conversation);
-                    reader.forget(c.conversation);
+                    f.participants.insert(c.conversation, None);
                     f.pending += 1;
                 }
             }
@@ -314,72 +345,13 @@ impl Follow {
             last_commit: Instant::now(),
             scanned: HashMap::new(),
             hold_until: 0,
+            participants: HashMap::new(),
         }
     }
 }
 
 /// A conversation's participants, shared by its messages in a page.
 type Participants = Arc<Vec<String>>;
-
-/// Messages of one feed page, read a run at a time per conversation.
-#[derive(Default)]
-struct Messages {
-    /// Per conversation: its participants (None: deleted) and messages read ahead, by seq.
-    conversations: HashMap<ConversationId, Option<Participants>>,
-    ahead: HashMap<ConversationId, std::collections::VecDeque<Message>>,
-    /// The highest seq of each conversation in the page: read no further ahead than that.
-    top: HashMap<ConversationId, u64>,
-}
-
-impl Messages {
-    /// The message `seq` of `c`'s conversation with its participants; None when it is gone.
-    fn get(
-        &mut self,
-        rt: &Runtime,
-        storage: &dyn Storage,
-        c: &Change,
-        seq: u64,
-    ) -> Result<Option<(Message, Participants)>, IndexerError> {
-        let conv = c.conversation;
-        let participants = match self.conversations.get(&conv) {
-            Some(p) => p.clone(),
-            None => {
-                let p = rt
-                    .block_on(storage.conversation(conv))?
-                    .map(|c| Arc::new(c.participants));
-                self.conversations.insert(conv, p.clone());
-                p
-            }
-        };
-        let Some(participants) = participants else {
-            return Ok(None);
-        };
-        let queue = self.ahead.entry(conv).or_default();
-        while queue.front().is_some_and(|m| m.seq < seq) {
-            queue.pop_front();
-        }
-        if queue.front().is_none_or(|m| m.seq != seq) {
-            queue.clear();
-            let at = Position {
-                seq: seq.saturating_sub(1),
-                id: Default::default(),
-            };
-            let top = self.top.get(&conv).copied().unwrap_or(seq).max(seq);
-            let limit = usize::try_from(top - seq + 1).unwrap_or(PAGE).min(PAGE);
-            queue.extend(rt.block_on(storage.messages_after(conv, at, limit))?);
-        }
-        match queue.front() {
-            Some(m) if m.seq == seq => Ok(queue.pop_front().map(|m| (m, participants))),
-            // Gone: its conversation was deleted (and purged) after this entry.
-            _ => Ok(None),
-        }
-    }
-
-    fn forget(&mut self, conv: ConversationId) {
-        self.conversations.insert(conv, None);
-        self.ahead.remove(&conv);
-    }
-}
 
 fn lower_priority() {
     let tid = rustix::thread::gettid();

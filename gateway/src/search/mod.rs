@@ -12,6 +12,7 @@
 //! every document up to its cursor and none after, nothing is indexed twice.
 
 pub(crate) mod analyzer;
+mod conversations;
 pub(crate) mod indexer;
 mod query;
 
@@ -30,6 +31,7 @@ use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
 };
 
+pub(crate) use conversations::ConversationQuery;
 pub(crate) use query::Parsed;
 
 /// Memory the index writer may buffer before it writes a segment (tantivy's floor is 15 MB).

@@ -101,6 +101,8 @@ pub(crate) enum Command {
         seq: u32,
         cursor: Option<ListCursor>,
         limit: usize,
+        /// Only those this matches (a conversation search).
+        query: Option<String>,
     },
     /// Search the user's messages (protocol 1.4).
     Search {
@@ -564,7 +566,11 @@ impl Session {
                 seq,
                 query: Box::new(query),
             },
-            ClientBody::Conversations { cursor, limit } => {
+            ClientBody::Conversations {
+                cursor,
+                limit,
+                query,
+            } => {
                 let cursor = match cursor.map(|c| c.parse::<ListCursor>()).transpose() {
                     Ok(c) => c,
                     Err(()) => return error(out, seq, ErrorCode::Invalid, "malformed cursor"),
@@ -573,6 +579,7 @@ impl Session {
                     seq,
                     cursor,
                     limit: page_size(limit, CONVERSATIONS_DEFAULT),
+                    query,
                 }
             }
         };

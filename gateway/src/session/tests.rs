@@ -478,6 +478,7 @@ fn pages_default_and_clamp() {
     let list = |cursor: Option<&str>| ClientBody::Conversations {
         cursor: cursor.map(str::to_owned),
         limit: 0,
+        query: None,
     };
     assert!(matches!(
         command(&h.send(5, list(None))),
@@ -701,6 +702,7 @@ fn random_and_mutated_input_never_panics() {
             body: ClientBody::Conversations {
                 cursor: Some("1_00000000000000000000000000000000".into()),
                 limit: 7,
+                query: None,
             },
         })
         .to_vec(),

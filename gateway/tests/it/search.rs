@@ -337,3 +337,72 @@ async fn the_protocol_search_answers_like_the_rest_api() {
         other => panic!("expected forbidden, got {other:?}"),
     }
 }
+
+/// `GET /api/conversations?q=` and the protocol's `Conversations {query}`: one's own
+/// conversations by counterpart, listing, group title or last message, paged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_are_found_by_counterpart_listing_title_and_last_message() {
+    use parley_proto::{ClientBody, ServerBody};
+    let gw = Gateway::start(UNLIMITED);
+    let lego = direct(&gw, "alice", "bob-toys", "lego-castle-42").await;
+    let bike = direct(&gw, "alice", "carol", "bike-7").await;
+    let members = ["dave".to_owned(), "erin".to_owned()];
+    let trains = group(&gw, "alice", &members, "Train Collectors").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    alice.send_text(bike, "b1", "Is the bike still red?").await;
+    let found = |json: &Value| -> Vec<String> {
+        json["conversations"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{json}"))
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (user, q, want) in [
+        ("alice", "bob", vec![lego]),
+        ("alice", "castle+42", vec![lego]),
+        ("alice", "LEGO+cas", vec![lego]),
+        ("alice", "trai+coll", vec![trains]),
+        ("alice", "erin", vec![trains]),
+        ("alice", "red", vec![bike]),
+        ("alice", "alice", vec![]),
+        ("bob-toys", "alice", vec![lego]),
+        ("mallory", "bob", vec![]),
+    ] {
+        let (status, json, _) = get(&gw, user, &format!("/api/conversations?q={q}")).await;
+        assert_eq!(status, 200, "{q}: {json}");
+        let want: Vec<String> = want.iter().map(ToString::to_string).collect();
+        assert_eq!(found(&json), want, "{user} {q}: {json}");
+    }
+    // Two match; a page of one, then the rest.
+    let (_, first, _) = get(&gw, "alice", "/api/conversations?q=b&limit=1").await;
+    assert_eq!(found(&first).len(), 1, "{first}");
+    let next = first["nextCursor"].as_str().expect("a next page");
+    let (_, second, _) = get(
+        &gw,
+        "alice",
+        &format!("/api/conversations?q=b&limit=1&cursor={next}"),
+    )
+    .await;
+    assert_eq!(found(&second).len(), 1, "{second}");
+    assert_ne!(found(&first), found(&second));
+    let (status, json, _) = get(&gw, "alice", "/api/conversations?q=%21").await;
+    assert_eq!(status, 400, "{json}");
+    // Over the socket.
+    let frame = alice
+        .request(ClientBody::Conversations {
+            cursor: None,
+            limit: 10,
+            query: Some("bike".into()),
+        })
+        .await;
+    let ServerBody::ConversationPage { items, .. } = frame.body else {
+        panic!("expected a page, got {frame:?}");
+    };
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].conversation.id, bike);
+    assert_eq!(
+        items[0].last_message.as_ref().unwrap().content,
+        "Is the bike still red?"
+    );
+}

@@ -328,6 +328,7 @@ async fn conversation_list_has_last_message_and_unread_counts() {
         .request(ClientBody::Conversations {
             cursor: None,
             limit: 2,
+            query: None,
         })
         .await;
     let ServerBody::ConversationPage { items, next_cursor } = page.body else {
@@ -343,6 +344,7 @@ async fn conversation_list_has_last_message_and_unread_counts() {
         .request(ClientBody::Conversations {
             cursor: next_cursor,
             limit: 2,
+            query: None,
         })
         .await;
     let ServerBody::ConversationPage { items, next_cursor } = page.body else {

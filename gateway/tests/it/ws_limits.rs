@@ -162,6 +162,7 @@ async fn message_length_and_fields_are_checked() {
         .request(ClientBody::Conversations {
             cursor: Some("not-a-cursor".into()),
             limit: 5,
+            query: None,
         })
         .await;
     assert_eq!(error_code(&r), Some(1300));

@@ -129,6 +129,7 @@ async fn client(ctx: Arc<Ctx>, c: usize, own: Vec<ConversationId>, mut pacer: Pa
         let sched = now_ns().saturating_sub(at.elapsed().as_nanos() as u64);
         let (series, body) = if k.is_multiple_of(3) {
             let body = ClientBody::Conversations {
+                query: None,
                 cursor: None,
                 limit: 20,
             };

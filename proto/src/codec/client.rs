@@ -70,11 +70,17 @@ pub fn encode_client(frame: &ClientFrame) -> Bytes {
                 before,
                 limit,
             } => history(fbb, *conversation, *before, *limit),
-            ClientBody::Conversations { cursor, limit } => {
+            ClientBody::Conversations {
+                cursor,
+                limit,
+                query,
+            } => {
                 let cursor = cursor.as_deref().map(|c| fbb.create_string(c));
+                let query = query.as_deref().map(|q| fbb.create_string(q));
                 let args = w::ConversationsArgs {
                     cursor,
                     limit: *limit,
+                    query,
                 };
                 let b = w::Conversations::create(fbb, &args);
                 (w::ClientBody::Conversations, b.as_union_value())

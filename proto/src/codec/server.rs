@@ -54,6 +54,7 @@ pub fn decode_client(buf: &[u8], limits: &DecodeLimits) -> Result<ClientFrame, D
             ClientBody::Conversations {
                 cursor: c.cursor().filter(|c| !c.is_empty()).map(str::to_owned),
                 limit: c.limit(),
+                query: c.query().filter(|q| !q.is_empty()).map(str::to_owned),
             }
         }
         w::ClientBody::Ping => ClientBody::Ping {

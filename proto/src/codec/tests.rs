@@ -84,6 +84,12 @@ fn every_client_frame_round_trips() {
         ClientBody::Conversations {
             cursor: Some("1_abc".into()),
             limit: 10,
+            query: None,
+        },
+        ClientBody::Conversations {
+            cursor: None,
+            limit: 0,
+            query: Some("lego cas".into()),
         },
         ClientBody::Ping { nonce: 42 },
         ClientBody::Refresh {

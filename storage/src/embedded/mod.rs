@@ -945,6 +945,19 @@ impl Storage for Embedded {
         .await
     }
 
+    async fn last_change(&self) -> Result<u64> {
+        self.read(last_change).await
+    }
+
+    async fn messages_at(&self, at: Vec<(ConversationId, u64)>) -> Result<Vec<Option<Message>>> {
+        self.read(move |ks| {
+            at.into_iter()
+                .map(|(conversation, seq)| load_message(ks, conversation, seq))
+                .collect()
+        })
+        .await
+    }
+
     async fn trim_changes(&self, below: u64) -> Result<()> {
         let db = self.db.clone();
         self.read(move |ks| {
@@ -1264,6 +1277,10 @@ mod tests {
                 })
             );
             assert_eq!(db.changes(299, 1).await.expect("page").len(), 1);
+            assert_eq!(db.last_change().await.expect("head"), 301);
+            let at = db.messages_at(vec![(b, 2), (b, 999)]).await.expect("at");
+            assert_eq!(at[0].as_ref().map(|m| m.seq), Some(2));
+            assert_eq!(at[1], None);
             assert_eq!(db.changes(u64::MAX, 1).await.expect("past the end"), vec![]);
             db.trim_changes(250).await.expect("trim");
             assert_eq!(db.changes(0, 1).await.expect("feed")[0].cursor, 250);

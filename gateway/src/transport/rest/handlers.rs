@@ -38,7 +38,16 @@ pub(super) async fn list(c: Call<'_>) -> Reply {
         .transpose()
         .map_err(|()| invalid("malformed cursor"))?;
     let limit = c.query.limit(CONVERSATIONS_DEFAULT)?;
-    let page = c.node.chat.list(&c.user, cursor, limit).await?;
+    let page = match c.query.get("q") {
+        Some(raw) => {
+            let q = super::percent_decoded(&raw.replace('+', " "))?;
+            c.node
+                .chat
+                .search_conversations(&c.user, &q, cursor, limit)
+                .await?
+        }
+        None => c.node.chat.list(&c.user, cursor, limit).await?,
+    };
     let items: Vec<Value> = page
         .items
         .iter()

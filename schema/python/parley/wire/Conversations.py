@@ -7,6 +7,9 @@ from flatbuffers.compat import import_numpy
 np = import_numpy()
 
 # A page of the caller's conversations by last activity; cursor from the previous page.
+# With `query` (1.4): only those it matches — each word must start a word of the
+# counterpart's id, the other members' ids, the listing id, the group's title or the last
+# message; a page may then hold fewer than `limit` and still have a next cursor.
 class Conversations(object):
     __slots__ = ['_tab']
 
@@ -39,8 +42,15 @@ class Conversations(object):
             return self._tab.Get(flatbuffers.number_types.Uint16Flags, o + self._tab.Pos)
         return 0
 
+    # Conversations
+    def Query(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
 def ConversationsStart(builder):
-    builder.StartObject(2)
+    builder.StartObject(3)
 
 def Start(builder):
     ConversationsStart(builder)
@@ -56,6 +66,12 @@ def ConversationsAddLimit(builder, limit):
 
 def AddLimit(builder, limit):
     ConversationsAddLimit(builder, limit)
+
+def ConversationsAddQuery(builder, query):
+    builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(query), 0)
+
+def AddQuery(builder, query):
+    ConversationsAddQuery(builder, query)
 
 def ConversationsEnd(builder):
     return builder.EndObject()

@@ -107,3 +107,11 @@ pub fn session(data: &[u8]) {
     s.handle_timeout(now(ms + 5_000), &mut out);
     s.handle_transport_closed(&mut out);
 }
+
+/// Search: any string as a message query (parsed, turned into a tantivy query, run against a
+/// small in-memory index, its snippet cut from any text) and as a conversation query.
+pub fn search(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (q, body) = text.split_once('\n').unwrap_or((&text, "castle 城堡 café"));
+    crate::search::fuzz_query(q, body);
+}

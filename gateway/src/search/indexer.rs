@@ -30,8 +30,9 @@ use super::{SearchError, SearchIndex, Writer};
 const PAGE: usize = 1024;
 /// Conversations and messages read per call during a rebuild.
 const SCAN_PAGE: usize = 500;
-/// Conversations whose participants the indexer keeps (then it forgets them all).
-const PARTICIPANTS_CACHED: usize = 100_000;
+/// Participant ids the indexer keeps, over all conversations cached (then it forgets them
+/// all): a bound on its memory whatever the groups' sizes.
+const PARTICIPANTS_CACHED: usize = 1_000_000;
 /// Documents buffered before a commit even if `commit_every` has not passed.
 const COMMIT_DOCS: usize = 50_000;
 /// How much less CPU priority indexing gets (Linux nice).
@@ -74,8 +75,9 @@ struct Follow {
     scanned: HashMap<ConversationId, u64>,
     /// The feed's head when the scan ended: no commit before the cursor reaches it.
     hold_until: u64,
-    /// Participants of the conversations seen (None: deleted).
+    /// Participants of the conversations seen (None: deleted), and how many ids that holds.
     participants: HashMap<ConversationId, Option<Participants>>,
+    cached_ids: usize,
 }
 
 impl Indexer {
@@ -274,9 +276,12 @@ impl Indexer {
                 let p = rt
                     .block_on(self.storage.conversation(c.conversation))?
                     .map(|c| Arc::new(c.participants));
-                if f.participants.len() >= PARTICIPANTS_CACHED {
+                let ids = p.as_ref().map_or(1, |p| p.len());
+                if f.cached_ids + ids > PARTICIPANTS_CACHED {
                     f.participants.clear();
+                    f.cached_ids = 0;
                 }
+                f.cached_ids += ids;
                 f.participants.insert(c.conversation, p);
             }
         }
@@ -346,6 +351,7 @@ impl Follow {
             scanned: HashMap::new(),
             hold_until: 0,
             participants: HashMap::new(),
+            cached_ids: 0,
         }
     }
 }

@@ -379,5 +379,50 @@ impl Writer {
     }
 }
 
+/// Parses `q` both ways, runs it against an index holding `body`, and cuts snippets of `body`
+/// (fuzzing: none of it may panic).
+#[cfg(feature = "fuzz-internals")]
+pub(crate) fn fuzz_query(q: &str, body: &str) {
+    use std::sync::OnceLock;
+    static INDEX: OnceLock<Arc<SearchIndex>> = OnceLock::new();
+    let _ = ConversationQuery::parse(q);
+    let Ok(parsed) = Parsed::parse(q) else { return };
+    let _ = parsed.snippet(body, SNIPPET_CHARS);
+    let _ = parsed.snippet(q, 3);
+    let index = INDEX.get_or_init(|| {
+        let (schema, fields) = Fields::schema();
+        let index =
+            Arc::new(SearchIndex::with_index(Index::create_in_ram(schema), fields).expect("index"));
+        let mut w = index.writer().expect("writer");
+        let m = Message {
+            id: MessageId(1),
+            conversation: ConversationId(uuid::Uuid::nil()),
+            sender: "b".into(),
+            kind: parley_types::MessageKind::Text,
+            content: "The Lego castle 乐高城堡, café e-mail".into(),
+            media: None,
+            client_msg_id: "c".into(),
+            created_at_ms: 1,
+            seq: 1,
+            visibility: Visibility::Everyone,
+        };
+        w.add(&m, &["a".into(), "b".into()]).expect("add");
+        w.commit(1).expect("commit");
+        index
+    });
+    for sort in [SortBy::Newest, SortBy::Relevance] {
+        let _ = index.search(&Search {
+            user: "a",
+            query: &parsed,
+            conversation: None,
+            before: Some(MessageId(u64::MAX)),
+            exclude_senders: &["x".into()],
+            sort,
+            offset: 0,
+            limit: 5,
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -23,6 +23,17 @@ pub(crate) fn analyzer() -> TextAnalyzer {
         .build()
 }
 
+/// The terms of `text`, in order (what is indexed or asked for).
+pub(crate) fn terms(text: &str) -> Vec<String> {
+    let mut a = analyzer();
+    let mut stream = a.token_stream(text);
+    let mut out = Vec::new();
+    while stream.advance() {
+        out.push(stream.token().text.clone());
+    }
+    out
+}
+
 /// Whether `c` belongs to a script written without spaces between words (CJK ideographs,
 /// kana, hangul syllables).
 pub(crate) fn is_cjk(c: char) -> bool {
@@ -124,16 +135,6 @@ fn split(text: &str) -> Vec<Token> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn terms(text: &str) -> Vec<String> {
-        let mut a = analyzer();
-        let mut stream = a.token_stream(text);
-        let mut out = Vec::new();
-        while stream.advance() {
-            out.push(stream.token().text.clone());
-        }
-        out
-    }
 
     #[test]
     fn words_are_lowercased_and_folded() {

@@ -4,9 +4,8 @@
 //! user (hundreds), so they are matched as they are listed, not indexed.
 
 use parley_types::{ConversationKind, ConversationSummary};
-use tantivy::tokenizer::TokenStream;
 
-use super::analyzer::analyzer;
+use super::analyzer::terms;
 use super::query::MAX_QUERY_CHARS;
 
 /// Participants of a group whose ids are matched (the first ones).
@@ -68,16 +67,6 @@ impl ConversationQuery {
             .iter()
             .all(|w| have.iter().any(|h| h.starts_with(w.as_str())))
     }
-}
-
-fn terms(text: &str) -> Vec<String> {
-    let mut a = analyzer();
-    let mut stream = a.token_stream(text);
-    let mut out = Vec::new();
-    while stream.advance() {
-        out.push(stream.token().text.clone());
-    }
-    out
 }
 
 #[cfg(test)]

@@ -13,12 +13,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use image::codecs::jpeg::JpegEncoder;
 use image::{Rgb, RgbImage};
-use parley_types::ConversationId;
 use tokio::time::Instant;
 
 use crate::ctx::Ctx;
 use crate::report::MediaFigures;
-use crate::scenario::setup_concurrently;
+use crate::scenario::directs;
 use crate::stats::{self, Series, now_ns};
 
 pub struct Options {
@@ -45,7 +44,11 @@ pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<(f64, MediaFigu
             .collect::<Vec<_>>()
     })
     .await?;
-    let convs = conversations(&ctx, uploaders).await?;
+    // One direct conversation per uploader (the uploader is its buyer).
+    let convs = directs(&ctx, uploaders, 8, |i| {
+        (format!("mu{i}"), format!("ms{i}"), "photos".to_owned())
+    })
+    .await?;
     let metrics = ctx.target(0);
     let before = Sample::take(metrics, opts.server_pid).await;
 
@@ -144,29 +147,6 @@ fn note(ctx: &Ctx, line: &str) {
     if !ctx.quiet {
         eprintln!("{line}");
     }
-}
-
-/// One direct conversation per uploader (the uploader is its buyer).
-async fn conversations(ctx: &Arc<Ctx>, n: usize) -> anyhow::Result<Vec<ConversationId>> {
-    let out = Arc::new(std::sync::Mutex::new(vec![None; n]));
-    let slots = out.clone();
-    setup_concurrently(ctx, (0..n).collect(), 8, move |ctx, mut http, i| {
-        let slots = slots.clone();
-        async move {
-            let buyer = ctx.user(&format!("mu{i}"));
-            let seller = ctx.user(&format!("ms{i}"));
-            let id = http.direct(&ctx.token(&buyer), &seller, "photos").await?;
-            slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(id);
-            Ok(http)
-        }
-    })
-    .await?;
-    let convs = out.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    convs
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| c.ok_or_else(|| anyhow::anyhow!("uploader {i} has no conversation")))
-        .collect()
 }
 
 /// A photo-like JPEG (gradients and noise, quality 90, so it compresses like a camera's).

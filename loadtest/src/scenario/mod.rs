@@ -45,6 +45,41 @@ where
     Ok(())
 }
 
+/// `n` direct conversations, the `i`th of the (buyer, seller, listing) `names(i)` gives
+/// (user names without the run prefix), created with `concurrency` connections; their ids in
+/// order.
+pub async fn directs(
+    ctx: &Arc<Ctx>,
+    n: usize,
+    concurrency: usize,
+    names: impl Fn(usize) -> (String, String, String) + Send + Sync + 'static,
+) -> anyhow::Result<Vec<parley_types::ConversationId>> {
+    let out = Arc::new(std::sync::Mutex::new(vec![None; n]));
+    let (slots, names) = (out.clone(), Arc::new(names));
+    setup_concurrently(
+        ctx,
+        (0..n).collect(),
+        concurrency,
+        move |ctx, mut http, i| {
+            let (slots, names) = (slots.clone(), names.clone());
+            async move {
+                let (buyer, seller, listing) = names(i);
+                let (buyer, seller) = (ctx.user(&buyer), ctx.user(&seller));
+                let id = http.direct(&ctx.token(&buyer), &seller, &listing).await?;
+                slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(id);
+                Ok(http)
+            }
+        },
+    )
+    .await?;
+    let convs = out.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    convs
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| c.ok_or_else(|| anyhow::anyhow!("conversation {i} was not created")))
+        .collect()
+}
+
 /// `pairs` buyer/seller pairs, each in its own direct conversation; both sides send.
 pub async fn direct_topology(ctx: &Arc<Ctx>, pairs: usize) -> anyhow::Result<Topology> {
     let convs = Arc::new(std::sync::Mutex::new(vec![None; pairs]));

@@ -17,8 +17,8 @@ use tokio::time::Instant;
 use crate::ctx::Ctx;
 use crate::http::Http;
 use crate::report::SearchFigures;
+use crate::scenario::directs;
 use crate::scenario::media::cpu_of;
-use crate::scenario::setup_concurrently;
 use crate::stats::{self, Series, now_ns};
 
 pub struct Options {
@@ -43,7 +43,15 @@ const WORDS: usize = 8;
 pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<(f64, SearchFigures)> {
     let n = opts.conversations.max(1);
     let buyers = n.div_ceil(PER_BUYER);
-    let convs = conversations(&ctx, n, buyers).await?;
+    // Conversation `i`: buyer `qb{i % buyers}`, seller `qs{i}`.
+    let convs = directs(&ctx, n, 16, move |i| {
+        (
+            format!("qb{}", i % buyers),
+            format!("qs{i}"),
+            format!("l{i}"),
+        )
+    })
+    .await?;
     let metrics = ctx.target(0);
     let cpu = || opts.server_pid.and_then(cpu_of);
 
@@ -155,35 +163,6 @@ pub async fn run(ctx: Arc<Ctx>, opts: Options) -> anyhow::Result<(f64, SearchFig
             server_cpu_us_per_query: per(cpu_before_queries, cpu_after_queries, queries),
         },
     ))
-}
-
-/// Conversation `i`: buyer `qb{i % buyers}`, seller `qs{i}`.
-async fn conversations(
-    ctx: &Arc<Ctx>,
-    n: usize,
-    buyers: usize,
-) -> anyhow::Result<Vec<ConversationId>> {
-    let out = Arc::new(std::sync::Mutex::new(vec![None; n]));
-    let slots = out.clone();
-    setup_concurrently(ctx, (0..n).collect(), 16, move |ctx, mut http, i| {
-        let slots = slots.clone();
-        async move {
-            let buyer = ctx.user(&format!("qb{}", i % buyers));
-            let seller = ctx.user(&format!("qs{i}"));
-            let id = http
-                .direct(&ctx.token(&buyer), &seller, &format!("l{i}"))
-                .await?;
-            slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(id);
-            Ok(http)
-        }
-    })
-    .await?;
-    let convs = out.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    convs
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| c.ok_or_else(|| anyhow::anyhow!("conversation {i} missing")))
-        .collect()
 }
 
 /// Posts `messages` messages round-robin over `convs`, buyer and seller taking turns.

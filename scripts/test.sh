@@ -13,6 +13,8 @@
 #   - redis-server (Debian package); the tests start their own instances from it
 #   - s3s-fs 0.14.1 (crates.io, built into target/tools), an S3 server that checks signatures,
 #     and nginx (Debian), a caching proxy standing in for a CDN: both started by the tests
+#   - Node.js 20 + npm (must be there) with web/'s packages (npm ci), and Debian's chromium for
+#     the browser tests
 #   - Apache Cassandra 5.0 from Maven Central's jars (deploy/dev/cassandra), Java 17 and Maven
 #     from Debian when missing; started on 127.0.0.1:$PARLEY_TEST_CQL_PORT (default 19042) and
 #     stopped at exit. Set PARLEY_CASSANDRA=host:port to use a CQL server you already run.
@@ -96,6 +98,27 @@ say "cassandra: $PARLEY_CASSANDRA"
 # --- tests -----------------------------------------------------------------------------------
 say "cargo test"
 cargo test --workspace --locked "$@"
+
+# --- web client ------------------------------------------------------------------------------
+# web/: typecheck, the committed build (web/dist, embedded in the gateway) must be what the
+# sources build to, then vitest: unit tests, the SDK against the gateway binary cargo test just
+# built, and the chat page in Debian's Chromium (playwright-core; never a downloaded browser).
+if [ $# -eq 0 ]; then
+  command -v node >/dev/null && command -v npm >/dev/null || die "the web tests need Node.js 20 and npm"
+  [ -x /usr/bin/chromium ] || apt_install chromium
+  say "web: npm ci, typecheck, build freshness, vitest (Node $(node --version), $(/usr/bin/chromium --version))"
+  fresh=$(mktemp -d)
+  (
+    cd web
+    npm ci --no-audit --no-fund --loglevel=error
+    npx tsc -p .
+    npx vite build --logLevel warn --outDir "$fresh" --emptyOutDir
+    diff -r "$fresh" dist >/dev/null \
+      || { echo "web/dist is stale: run (cd web && npm run build) and commit it" >&2; exit 1; }
+    PARLEY_GATEWAY_BIN=$root/target/debug/gateway npx vitest run
+  ) || { rm -rf "$fresh"; die "web tests failed"; }
+  rm -rf "$fresh"
+fi
 
 # --- soak ------------------------------------------------------------------------------------
 # A short soak (scripts/soak.sh): 200 users chatting with typing, read receipts and reconnects

@@ -1,0 +1,157 @@
+// The chat page in a real browser (Debian's Chromium driven by playwright-core) against the
+// real gateway binary serving it: a buyer on a phone-sized page and a seller on a desktop-sized
+// one chat, see typing, read receipts and presence, reload, go offline and come back, and a
+// hostile message stays text. Screenshots go to web/screenshots/.
+
+import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { resolve } from "node:path";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Gateway } from "../test/gateway.js";
+
+const CHROMIUM = process.env.PARLEY_CHROMIUM ?? "/usr/bin/chromium";
+const SHOTS = resolve(import.meta.dirname, "../screenshots");
+const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+
+let g: Gateway;
+let browser: Browser;
+
+beforeAll(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  g = await Gateway.start({ devSecret: true });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--headless", "--no-sandbox", "--disable-background-networking"] });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await g?.stop();
+});
+
+async function signIn(ctx: BrowserContext, user: string): Promise<Page> {
+  const page = await ctx.newPage();
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("dialog", (d) => void d.dismiss());
+  (page as Page & { errors?: string[] }).errors = errors;
+  await page.goto(g.http + "/");
+  await page.getByLabel("User").fill(user);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("navigation", { name: "Conversations" }).waitFor();
+  await page.locator(".parley__me .parley__dot--on").waitFor(); // connected
+  return page;
+}
+
+function messages(page: Page) {
+  return page.getByRole("log", { name: "Messages" }).locator(".parley__msg:not(.parley__msg--pending) .parley__text");
+}
+
+describe("chat page in Chromium", () => {
+  it("buyer and seller chat: typing, read ticks, presence, reload, offline and back", async () => {
+    const buyerCtx = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    const sellerCtx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const alice = await signIn(buyerCtx, "alice");
+    const bob = await signIn(sellerCtx, "bob");
+
+    // The buyer opens a conversation about a listing.
+    await alice.getByPlaceholder("Seller id").fill("bob");
+    await alice.getByPlaceholder("Listing id").fill("lego-castle");
+    await alice.getByRole("button", { name: "Message seller" }).click();
+    const view = alice.getByRole("region", { name: "Conversation with bob" });
+    await view.waitFor();
+    await expect.poll(() => view.locator(".parley__sub").textContent()).toContain("online");
+
+    await alice.getByLabel("Message").fill("Is the castle complete?");
+    await alice.getByLabel("Message").press("Enter");
+    await expect.poll(() => messages(alice).allTextContents()).toEqual(["Is the castle complete?"]);
+
+    // The seller sees it arrive unread, opens it: the buyer's tick turns to read.
+    const item = bob.locator(".parley__item", { hasText: "alice" });
+    await expect.poll(() => item.locator(".parley__badge").textContent()).toBe("1");
+    await item.click();
+    await expect.poll(() => messages(bob).allTextContents()).toEqual(["Is the castle complete?"]);
+    await expect.poll(() => alice.locator("[data-tick]").last().getAttribute("data-tick")).toBe("read");
+    await expect.poll(() => item.locator(".parley__badge").count()).toBe(0);
+
+    // Typing shows while the seller writes, and goes with the send.
+    await bob.getByLabel("Message").pressSequentially("Yes, all 1,400 pieces", { delay: 5 });
+    await alice.getByText("bob is typing…").waitFor();
+    await bob.getByLabel("Message").press("Enter");
+    await expect.poll(() => messages(alice).allTextContents()).toEqual(["Is the castle complete?", "Yes, all 1,400 pieces"]);
+    await expect.poll(() => alice.getByText("bob is typing…").count()).toBe(0);
+
+    await alice.screenshot({ path: `${SHOTS}/conversation-390x844.png` });
+    await bob.screenshot({ path: `${SHOTS}/conversation-1280x800.png` });
+
+    // A reload finds the history.
+    await alice.reload();
+    await alice.locator(".parley__item", { hasText: "bob" }).click();
+    await expect.poll(() => messages(alice).allTextContents()).toEqual(["Is the castle complete?", "Yes, all 1,400 pieces"]);
+
+    // Offline: what the buyer writes waits, then goes once the network is back; nothing doubles.
+    await buyerCtx.setOffline(true);
+    await alice.evaluate(() => window.dispatchEvent(new Event("offline")));
+    for (const t of ["one", "two", "three"]) {
+      await alice.getByLabel("Message").fill(t);
+      await alice.getByLabel("Message").press("Enter");
+    }
+    await buyerCtx.setOffline(false);
+    const want = ["Is the castle complete?", "Yes, all 1,400 pieces", "one", "two", "three"];
+    await expect.poll(() => messages(bob).allTextContents(), { timeout: 30_000 }).toEqual(want);
+    await expect.poll(() => messages(alice).allTextContents(), { timeout: 30_000 }).toEqual(want);
+    await expect.poll(() => alice.locator(".parley__msg--pending").count()).toBe(0);
+
+    // The gateway restarts (Goaway): both pages reconnect and resume; a message sent meanwhile arrives once.
+    await g.restart();
+    await bob.getByLabel("Message").fill("after the restart");
+    await bob.getByLabel("Message").press("Enter");
+    await expect.poll(() => messages(alice).allTextContents(), { timeout: 30_000 }).toEqual([...want, "after the restart"]);
+    await expect.poll(() => messages(bob).allTextContents(), { timeout: 30_000 }).toEqual([...want, "after the restart"]);
+
+    // The seller leaves: the buyer sees them go offline.
+    await sellerCtx.close();
+    await expect.poll(() => view.locator(".parley__sub").textContent(), { timeout: 30_000 }).toContain("offline");
+    await alice.screenshot({ path: `${SHOTS}/after-offline-390x844.png` });
+    expect((alice as Page & { errors?: string[] }).errors).toEqual([]);
+    await buyerCtx.close();
+  });
+
+  it("message text is text: markup sent by a user never runs", async () => {
+    const ctxA = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const ctxB = await browser.newContext({ viewport: { width: 390, height: 844 } });
+    const mallory = await signIn(ctxA, "mallory");
+    const carol = await signIn(ctxB, "carol");
+    await mallory.getByPlaceholder("Seller id").fill("carol");
+    await mallory.getByPlaceholder("Listing id").fill("bike");
+    await mallory.getByRole("button", { name: "Message seller" }).click();
+    const attack = `<img src=x onerror="window.__pwned=1;alert(1)"><script>window.__pwned=2</script>`;
+    await mallory.getByLabel("Message").fill(attack);
+    await mallory.getByLabel("Message").press("Enter");
+    await carol.locator(".parley__item", { hasText: "mallory" }).click();
+    await expect.poll(() => messages(carol).allTextContents()).toEqual([attack]);
+    expect(await carol.evaluate(() => (window as { __pwned?: number }).__pwned)).toBeUndefined();
+    expect(await carol.locator(".parley__messages img").count()).toBe(0);
+    await ctxA.close();
+    await ctxB.close();
+  });
+
+  it("passes an axe-core accessibility check on the list and the conversation", async () => {
+    // axe is injected as a script, which the page's CSP forbids: this context bypasses it.
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, bypassCSP: true });
+    const page = await signIn(ctx, "dora");
+    await page.getByPlaceholder("Seller id").fill("erin");
+    await page.getByPlaceholder("Listing id").fill("lamp");
+    await page.getByRole("button", { name: "Message seller" }).click();
+    await page.getByLabel("Message").fill("Hello! Is the lamp still there?");
+    await page.getByLabel("Message").press("Enter");
+    await expect.poll(() => messages(page).count()).toBe(1);
+    await page.addScriptTag({ path: AXE });
+    const violations = await page.evaluate(async () => {
+      const axe = (window as unknown as { axe: { run: (ctx: Document, opts: object) => Promise<{ violations: Array<{ id: string; impact: string; nodes: unknown[] }> }> } }).axe;
+      const r = await axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
+      return r.violations.map((v) => `${v.id} (${v.impact}, ${v.nodes.length} nodes)`);
+    });
+    expect(violations).toEqual([]);
+    await ctx.close();
+  });
+});

@@ -134,26 +134,45 @@ describe("ParleyClient", () => {
     c.close();
   });
 
-  it("retries a rate-limited send later and rejects a refused one", async () => {
+  it("keeps a conversation's order: one send in flight, a rate-limited one retried before the next, a refused one skipped", async () => {
     const c = client();
     c.connect().catch(() => {});
     last().accept();
     last().welcome();
-    const slow = c.send(CONV, "a", { clientMsgId: "a" });
-    const refused = c.send(CONV, "b", { clientMsgId: "b" });
-    const err = (code: number) => (b: flatbuffers.Builder): [w.ServerBody, flatbuffers.Offset] => {
-      const msg = b.createString("no");
-      return [w.ServerBody.Error, w.Error.createError(b, code, msg, false)];
+    const a = c.send(CONV, "a", { clientMsgId: "a" });
+    const b = c.send(CONV, "b", { clientMsgId: "b" });
+    const d = c.send(CONV, "d", { clientMsgId: "d" });
+    const other = c.send("0190f5a2-7c3e-7abc-8def-0123456789ff", "x", { clientMsgId: "x" });
+    const ids = () => last().sends().map((s) => s.clientMsgId());
+    expect(ids()).toEqual(["a", "x"]); // the head of each conversation
+    const err = (code: number) => (bb: flatbuffers.Builder): [w.ServerBody, flatbuffers.Offset] => {
+      const msg = bb.createString("no");
+      return [w.ServerBody.Error, w.Error.createError(bb, code, msg, false)];
     };
+    const ack = (id: bigint, seq: bigint) => (bb: flatbuffers.Builder): [w.ServerBody, flatbuffers.Offset] => [
+      w.ServerBody.Ack,
+      w.Ack.createAck(bb, id, 1n, false, seq),
+    ];
+    const lastSeq = () => last().sent.filter((f) => f.bodyType() === w.ClientBody.Send).at(-1)!.seq();
     last().deliver(err(1400), last().seqOf("a"));
-    last().deliver(err(1202), last().seqOf("b"));
-    await expect(refused).rejects.toMatchObject({ code: 1202 });
-    expect(c.pending.map((p) => [p.clientMsgId, p.lastError?.code])).toEqual([["a", 1400]]);
+    expect(c.pending.map((p) => [p.clientMsgId, p.lastError?.code])).toEqual([
+      ["a", 1400],
+      ["b", undefined],
+      ["d", undefined],
+      ["x", undefined],
+    ]);
     await vi.advanceTimersByTimeAsync(10_000);
-    expect(last().sends().filter((s) => s.clientMsgId() === "a")).toHaveLength(2);
-    const retry = last().sent.filter((f) => f.bodyType() === w.ClientBody.Send).at(-1)!.seq();
-    last().deliver((b) => [w.ServerBody.Ack, w.Ack.createAck(b, 5n, 1n, false, 1n)], retry);
-    await expect(slow).resolves.toMatchObject({ id: "5" });
+    expect(ids()).toEqual(["a", "x", "a"]); // a again, b still waits
+    last().deliver(ack(5n, 1n), lastSeq());
+    await expect(a).resolves.toMatchObject({ id: "5", seq: 1 });
+    expect(ids()).toEqual(["a", "x", "a", "b"]);
+    last().deliver(err(1202), lastSeq());
+    await expect(b).rejects.toMatchObject({ code: 1202 });
+    expect(ids()).toEqual(["a", "x", "a", "b", "d"]);
+    last().deliver(ack(6n, 2n), lastSeq());
+    await expect(d).resolves.toMatchObject({ id: "6", seq: 2 });
+    last().deliver(ack(7n, 1n), last().seqOf("x"));
+    await expect(other).resolves.toMatchObject({ id: "7" });
     c.close();
   });
 

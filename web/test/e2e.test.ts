@@ -103,7 +103,7 @@ describe("SDK against a real gateway", () => {
 
   for (const how of ["restart (Goaway)", "kill -9"] as const) {
     it(`a send load across a gateway ${how}: every message once, in order, on both sides`, async () => {
-      const g = await gateway();
+      const g = await gateway(["--user-messages-per-sec", "1000000", "--user-message-burst", "1000000"]);
       const conv = await rest(g, "alice").createDirect("bob", "l2");
       const alice = connect(g, "alice");
       const bob = connect(g, "bob");

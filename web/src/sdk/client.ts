@@ -89,7 +89,7 @@ export interface PendingSend {
   kind: "text" | "image" | "file";
   content: string;
   mediaId?: string;
-  /** Times it was sent (0 while it waits for a connection). */
+  /** Times it was sent (0 while it waits for a connection, or for the sends before it in its conversation). */
   attempts: number;
   /** The last retryable refusal (rate limited, storage unavailable, shutting down). */
   lastError?: ServerError;
@@ -669,8 +669,15 @@ export class ParleyClient extends Emitter<ParleyEvents> {
 
   // ------------------------------------------------------------------ outgoing queue
 
+  /**
+   * Sends `q` if it is the oldest unacknowledged send of its conversation: one send in flight
+   * per conversation, so a send refused for now (rate limited, a node shutting down) and sent
+   * again is never overtaken by a later one — the conversation keeps the order they were
+   * written in.
+   */
   private transmit(q: QueuedSend): void {
     if (!this.ws || this.stateNow !== "open" || q.inFlight !== 0 || q.retryTimer !== undefined) return;
+    if (this.queue.find((x) => x.conversationId === q.conversationId) !== q) return;
     q.inFlight = this.nextSeq();
     q.attempts += 1;
     const req: ClientRequest = {
@@ -705,6 +712,7 @@ export class ParleyClient extends Emitter<ParleyEvents> {
       if (seen.kind !== "repeat") this.emit("message", m);
       this.emitQueue();
       q.resolve(m);
+      this.transmitNext(q.conversationId);
       return;
     }
     if (f.type === "error" && isRetryable(f.error.code)) {
@@ -724,6 +732,12 @@ export class ParleyClient extends Emitter<ParleyEvents> {
     this.emitQueue();
     const e = f.type === "error" ? f.error : { code: 0, message: `unexpected answer ${f.type}`, fatal: false };
     q.reject(new ParleyError(e.code, "server", e.message));
+    this.transmitNext(q.conversationId);
+  }
+
+  private transmitNext(conversationId: string): void {
+    const next = this.queue.find((x) => x.conversationId === conversationId);
+    if (next) this.transmit(next);
   }
 
   private failQueue(err: ParleyError): void {

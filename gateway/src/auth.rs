@@ -3,6 +3,7 @@
 //! in, so the session core stays deterministic under a virtual clock.
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+#[cfg(test)]
 pub(crate) use parley_proto::token::mint_hs256;
 
 /// Why a token was refused.
@@ -16,8 +17,9 @@ pub(crate) enum AuthError {
 
 /// Verifies tokens. Built once from config; shared by every session.
 pub(crate) struct Authenticator {
-    /// None: HS256 is not accepted (only a public key is configured).
-    hs256: Option<DecodingKey>,
+    /// The HS256 secret and its key; None: HS256 is not accepted (only a public key is
+    /// configured).
+    hs256: Option<(Vec<u8>, DecodingKey)>,
     public: Option<(Algorithm, DecodingKey)>,
     rules: TokenRules,
 }
@@ -39,6 +41,35 @@ pub(crate) struct TokenRules {
 pub(crate) const DEFAULT_MAX_TOKEN_LIFETIME_S: i64 = 30 * 24 * 3600;
 /// Clock difference tolerated for `nbf` and `iat` by default.
 pub(crate) const DEFAULT_TOKEN_LEEWAY_S: i64 = 60;
+
+impl TokenRules {
+    /// An HS256 token for `user`, signed with `secret`, that these rules accept: with their
+    /// `iss` and `aud`, living `ttl_s` but never longer than their longest lifetime.
+    /// `gateway token` and the development sign-in both mint with this.
+    pub(crate) fn mint_hs256(&self, secret: &[u8], user: &str, ttl_s: i64, now_ms: i64) -> Minted {
+        let ttl_s = ttl_s.min(self.max_lifetime_s);
+        let scope = parley_proto::token::Scope {
+            issuer: self.issuer.as_deref(),
+            audience: self.audience.as_deref(),
+        };
+        Minted {
+            token: parley_proto::token::mint_hs256_scoped(secret, user, ttl_s, now_ms, scope),
+            // The token's `exp`, whole seconds (as minted).
+            expires_ms: (now_ms / 1000 + ttl_s) * 1000,
+            ttl_s,
+        }
+    }
+}
+
+/// A token minted here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Minted {
+    pub(crate) token: String,
+    /// Its `exp`, Unix ms.
+    pub(crate) expires_ms: i64,
+    /// The lifetime it got (less than asked when the rules allow no more).
+    pub(crate) ttl_s: i64,
+}
 
 impl Default for TokenRules {
     fn default() -> Self {
@@ -83,6 +114,7 @@ struct Checked {
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
+            // Never the secret itself.
             .field("hs256", &self.hs256.is_some())
             .field("public_key", &self.public.as_ref().map(|(a, _)| a))
             .field("rules", &self.rules)
@@ -111,10 +143,18 @@ impl Authenticator {
             return Err("no way to verify tokens: neither a secret nor a public key".into());
         }
         Ok(Self {
-            hs256: secret.map(DecodingKey::from_secret),
+            hs256: secret.map(|s| (s.to_vec(), DecodingKey::from_secret(s))),
             public,
             rules,
         })
+    }
+
+    /// A token this authenticator accepts, for `user`: HS256 with its secret (see
+    /// [`TokenRules::mint_hs256`]). None when it takes no HS256 tokens. Only the development
+    /// sign-in calls this, and only on a node with the development secret.
+    pub(crate) fn mint(&self, user: &str, ttl_s: i64, now_ms: i64) -> Option<Minted> {
+        let (secret, _) = self.hs256.as_ref()?;
+        Some(self.rules.mint_hs256(secret, user, ttl_s, now_ms))
     }
 
     /// The user and expiry of a valid token at `now_ms`: signed by an accepted key, `sub` a
@@ -130,7 +170,7 @@ impl Authenticator {
             ));
         }
         let key = match (header.alg, &self.hs256, &self.public) {
-            (Algorithm::HS256, Some(key), _) => key,
+            (Algorithm::HS256, Some((_, key)), _) => key,
             (alg, _, Some((public_alg, key))) if alg == *public_alg => key,
             (alg, _, _) => {
                 return Err(AuthError::Invalid(format!(
@@ -301,6 +341,35 @@ mod tests {
         let hs = mint_hs256(b"any-dev-secret-0123456789", "alice", 60, NOW);
         assert!(matches!(auth.verify(&hs, NOW), Err(AuthError::Invalid(_))));
         assert!(Authenticator::new(None, None, TokenRules::default()).is_err());
+    }
+
+    #[test]
+    fn minted_tokens_carry_the_rules_and_stay_within_the_longest_lifetime() {
+        let rules = TokenRules {
+            issuer: Some("market".into()),
+            audience: Some("chat".into()),
+            max_lifetime_s: 3600,
+            ..TokenRules::default()
+        };
+        let auth = Authenticator::new(Some(b"secret"), None, rules).expect("auth");
+        let minted = auth.mint("alice", 24 * 3600, NOW).expect("an HS256 secret");
+        assert_eq!(minted.ttl_s, 3600, "capped at the longest lifetime");
+        assert_eq!(minted.expires_ms, NOW + 3_600_000);
+        let v = auth
+            .verify(&minted.token, NOW)
+            .expect("accepted: iss and aud present");
+        assert_eq!(
+            (v.user.as_str(), v.expires_ms),
+            ("alice", minted.expires_ms)
+        );
+        assert!(!v.admin);
+        let plain = hs(b"secret").mint("bob", 60, NOW).expect("minted");
+        assert_eq!(plain.ttl_s, 60);
+        assert!(hs(b"secret").verify(&plain.token, NOW).is_ok());
+        let ed_public = include_bytes!("../testdata/ed25519-test-public.pem");
+        let public_only =
+            Authenticator::new(None, Some(ed_public), TokenRules::default()).expect("auth");
+        assert_eq!(public_only.mint("alice", 60, NOW), None);
     }
 
     #[test]

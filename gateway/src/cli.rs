@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::auth::{Authenticator, mint_hs256};
+use crate::auth::Authenticator;
 use crate::clock::wall_ms;
 use crate::config::{Cli, Command, Config, Engine, parse_ttl};
 use anyhow::Context;
@@ -50,7 +50,16 @@ fn token(config: &Config, user: &str, ttl: &str) -> anyhow::Result<()> {
     if let Some(file) = &secret.dev_file {
         eprintln!("signed with the development secret in {}", file.display());
     }
-    println!("{}", mint_hs256(&secret.bytes, user, ttl, wall_ms()));
+    let minted = config
+        .token_rules
+        .mint_hs256(&secret.bytes, user, ttl, wall_ms());
+    if minted.ttl_s < ttl {
+        eprintln!(
+            "lifetime capped at --jwt-max-lifetime-s ({} s): the node refuses longer ones",
+            minted.ttl_s
+        );
+    }
+    println!("{}", minted.token);
     Ok(())
 }
 
@@ -169,8 +178,17 @@ fn serve(config: Config) -> anyhow::Result<()> {
     if tls.generated {
         tracing::warn!(cert = %tls.cert_path.display(), "no --tls-cert configured: generated a self-signed QUIC certificate");
     }
+    let dev_sign_in = config.node.dev_sign_in;
     let running = crate::server::start(config, storage, auth, &tls, services.handle())?;
     announce(running.addr(), running.quic_addr(), &tls);
+    if dev_sign_in {
+        tracing::warn!(
+            addr = %running.addr(),
+            "development sign-in open: POST /api/dev/token hands anyone who can reach this \
+             port a token for any user id (only with the development secret; set JWT_SECRET \
+             to close it)"
+        );
+    }
     signals.block_on(async {
         tokio::select! {
             _ = term.recv() => {}

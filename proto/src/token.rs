@@ -21,17 +21,62 @@ pub struct Claims {
     pub parley_role: Option<String>,
 }
 
+/// Who a token is from and for: its `iss` and `aud` claims (a gateway configured with
+/// `JWT_ISSUER` / `JWT_AUDIENCE` requires them). None: the claim is left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scope<'a> {
+    pub issuer: Option<&'a str>,
+    pub audience: Option<&'a str>,
+}
+
 /// An HS256 token for `user` valid for `ttl_secs` from `now_ms`.
 pub fn mint_hs256(secret: &[u8], user: &str, ttl_secs: i64, now_ms: i64) -> String {
-    mint(secret, user, ttl_secs, now_ms, None)
+    mint(secret, user, ttl_secs, now_ms, None, Scope::default())
+}
+
+/// An HS256 token like [`mint_hs256`]'s that carries `scope`'s `iss` and `aud`.
+pub fn mint_hs256_scoped(
+    secret: &[u8],
+    user: &str,
+    ttl_secs: i64,
+    now_ms: i64,
+    scope: Scope<'_>,
+) -> String {
+    mint(secret, user, ttl_secs, now_ms, None, scope)
 }
 
 /// An HS256 token like [`mint_hs256`]'s with the admin role (`parley_role: "admin"`).
 pub fn mint_hs256_admin(secret: &[u8], user: &str, ttl_secs: i64, now_ms: i64) -> String {
-    mint(secret, user, ttl_secs, now_ms, Some("admin"))
+    mint(
+        secret,
+        user,
+        ttl_secs,
+        now_ms,
+        Some("admin"),
+        Scope::default(),
+    )
 }
 
-fn mint(secret: &[u8], user: &str, ttl_secs: i64, now_ms: i64, role: Option<&str>) -> String {
+/// [`Claims`] with the scope's claims beside them (kept out of `Claims`, which tests and
+/// tools build field by field).
+#[derive(Serialize)]
+struct Scoped<'a> {
+    #[serde(flatten)]
+    claims: &'a Claims,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+}
+
+fn mint(
+    secret: &[u8],
+    user: &str,
+    ttl_secs: i64,
+    now_ms: i64,
+    role: Option<&str>,
+    scope: Scope<'_>,
+) -> String {
     let now = now_ms / 1000;
     let claims = Claims {
         sub: user.to_owned(),
@@ -39,7 +84,14 @@ fn mint(secret: &[u8], user: &str, ttl_secs: i64, now_ms: i64, role: Option<&str
         iat: now,
         parley_role: role.map(str::to_owned),
     };
-    sign(Algorithm::HS256, &EncodingKey::from_secret(secret), &claims)
+    let scoped = Scoped {
+        claims: &claims,
+        iss: scope.issuer,
+        aud: scope.audience,
+    };
+    let key = EncodingKey::from_secret(secret);
+    // Encoding plain claims with a valid key cannot fail.
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &scoped, &key).unwrap_or_default()
 }
 
 /// Signs `claims` with `key` (RS256 / EdDSA test tokens too).

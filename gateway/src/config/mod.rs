@@ -228,7 +228,7 @@ impl Config {
             (Some(_), Some(_)) => "HS256 secret + public key",
             (Some(_), None) => "HS256 secret",
             (None, Some(_)) => "public key only",
-            (None, None) => "generated dev secret",
+            (None, None) => "generated dev secret, dev sign-in open",
         };
         let (l, s, n) = (&self.listen, &self.session, &self.node);
         format!(
@@ -390,6 +390,11 @@ fn settings(o: &Options, p: &mut Problems) -> Settings {
         shutdown_ready_delay: Duration::from_millis(o.shutdown_ready_delay_ms),
         cors_origins,
         test_endpoints: o.test_endpoints,
+        web_page: o.web_page,
+        // The node signs with the generated development secret exactly when neither a secret
+        // nor a public key is configured (`Config::resolve_secret` gives `dev_file` then; with
+        // a public key alone there is no secret at all).
+        dev_sign_in: o.jwt_secret.is_none() && o.jwt_public_key.is_none(),
         max_connections: match o.max_connections {
             0 => open_files_limit().map_or(crate::node::DEFAULT_MAX_CONNECTIONS, |n| {
                 usize::try_from(n.saturating_sub(256).max(64)).unwrap_or(usize::MAX)
@@ -822,6 +827,33 @@ mod tests {
             "a-secret-of-enough-bytes",
         ])
         .expect("a valid cluster node");
+    }
+
+    #[test]
+    fn the_dev_sign_in_is_open_only_with_the_development_secret() {
+        let pem = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/ed25519-test-public.pem"
+        ));
+        // Set here, whatever JWT_SECRET or JWT_PUBLIC_KEY_FILE the test process has.
+        let open = |secret: Option<&str>, public_key: Option<&PathBuf>| {
+            let mut o = Cli::try_parse_from(["gateway"]).expect("parse").options;
+            o.jwt_secret = secret.map(str::to_owned);
+            o.jwt_public_key = public_key.cloned();
+            Config::from_options(&o).expect("valid").node.dev_sign_in
+        };
+        let secret = Some("a-secret-of-enough-bytes");
+        assert!(open(None, None));
+        assert!(!open(secret, None));
+        assert!(!open(None, Some(&pem)));
+        assert!(!open(secret, Some(&pem)));
+    }
+
+    #[test]
+    fn the_web_page_is_on_unless_turned_off() {
+        assert!(parse(&[]).expect("valid").node.web_page);
+        let off = parse(&["--web-page", "false"]).expect("valid");
+        assert!(!off.node.web_page);
     }
 
     #[test]

@@ -384,6 +384,10 @@ pub(crate) struct Options {
     /// under load; an idle one at once), ms.
     #[arg(long, env = "PARLEY_SEARCH_COMMIT_MS", default_value_t = 1000)]
     pub(crate) search_commit_ms: u64,
+    /// The web chat page (`web/dist`, embedded in the binary) at `/`, `/index.html` and
+    /// `/assets/…`; `false` turns it off (`/` is then 404).
+    #[arg(long, env = "PARLEY_WEB_PAGE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) web_page: bool,
     /// Serve test-only endpoints (/test/echo for the Autobahn suite). Never in production.
     #[arg(long, env = "PARLEY_TEST_ENDPOINTS", default_value_t = false)]
     pub(crate) test_endpoints: bool,

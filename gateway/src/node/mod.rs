@@ -108,6 +108,11 @@ pub(crate) struct Settings {
     pub(crate) cors_origins: Vec<String>,
     /// Serve `/test/echo`.
     pub(crate) test_endpoints: bool,
+    /// Serve the embedded web chat page (`/`, `/index.html`, `/assets/…`).
+    pub(crate) web_page: bool,
+    /// The node signs with the generated development secret: `/api/dev/token` hands out
+    /// tokens for any user (never with `JWT_SECRET` or a public key: then it is 404).
+    pub(crate) dev_sign_in: bool,
     /// Connections on the node at most.
     pub(crate) max_connections: usize,
     /// Connections from one address at most (0: no limit).
@@ -142,6 +147,8 @@ impl Default for Settings {
             shutdown_ready_delay: Duration::from_millis(DEFAULT_SHUTDOWN_READY_DELAY_MS),
             cors_origins: Vec::new(),
             test_endpoints: false,
+            web_page: true,
+            dev_sign_in: false,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             media_uploads_per_hour: DEFAULT_MEDIA_UPLOADS_PER_HOUR,

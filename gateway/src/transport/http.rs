@@ -1,5 +1,6 @@
 //! HTTP on each shard: hyper serves `/ws` (upgraded to a WebSocket session), the REST API,
-//! health probes and, only with `--test-endpoints`, `/test/echo`.
+//! health probes, the web chat page (`page`, unless `--web-page false`) and, only with
+//! `--test-endpoints`, `/test/echo`.
 
 use std::convert::Infallible;
 use std::rc::Rc;
@@ -15,7 +16,7 @@ use tokio::net::TcpStream;
 
 use super::deadline::Deadlines;
 use super::response::{Body, error, json};
-use super::{media, rest, ws};
+use super::{media, page, rest, ws};
 use crate::node::Node;
 use crate::shard::{ConnGuard, Shard};
 use crate::state::admission::Admitted;
@@ -72,6 +73,12 @@ async fn route(
         (&Method::GET, "/ws") => upgrade(&shard, &mut req, false, admitted),
         (&Method::GET, "/test/echo") if node.settings.test_endpoints => {
             upgrade(&shard, &mut req, true, admitted)
+        }
+        (&Method::GET | &Method::HEAD, p)
+            if node.settings.web_page
+                && let Some(asset) = page::asset(p) =>
+        {
+            page::serve(asset, req.headers(), req.method() == Method::HEAD)
         }
         (_, p) if p.starts_with("/api/") => rest::handle(node, req).await,
         (&Method::GET | &Method::HEAD, p) if p.starts_with("/media/") => {

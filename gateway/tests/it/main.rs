@@ -17,5 +17,6 @@ mod quic;
 mod quic_aioquic;
 mod search;
 mod support;
+mod web;
 mod ws_chat;
 mod ws_limits;

@@ -43,6 +43,8 @@ pub struct Gateway {
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     args: Vec<String>,
+    /// Started without `--jwt-secret`: the node signs with its generated development secret.
+    dev_secret: bool,
 }
 
 impl Gateway {
@@ -55,10 +57,33 @@ impl Gateway {
         g
     }
 
+    /// Starts a gateway like [`Gateway::start`] but with no JWT secret: it generates the
+    /// development secret in its data directory (and opens the development sign-in). Tokens
+    /// of [`token`] do not work on it.
+    pub fn start_dev(args: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let mut g = Self::spawn(&dir, args, true);
+        g._tmp = Some(tmp);
+        g
+    }
+
     /// Starts a gateway on an existing data directory (restart after a crash).
     pub fn start_in(dir: &Path, args: &[&str]) -> Self {
+        Self::spawn(dir, args, false)
+    }
+
+    fn spawn(dir: &Path, args: &[&str], dev_secret: bool) -> Self {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        if dev_secret {
+            command
+                .env_remove("JWT_SECRET")
+                .env_remove("JWT_PUBLIC_KEY_FILE");
+        } else {
+            command.args(["--jwt-secret", SECRET]);
+        }
+        let mut child = command
             .args(["--port", "0", "--bind", "127.0.0.1"])
             // Two shards unless the test asks for its own number.
             .args(if args.iter().any(|a| a == "--shards") {
@@ -69,7 +94,7 @@ impl Gateway {
             .arg("--data-dir")
             .arg(dir)
             .args(lifted_rest_limits(&args))
-            .args(["--jwt-secret", SECRET, "--log"])
+            .arg("--log")
             // PARLEY_TEST_LOG=debug shows the gateway's logs while debugging a test.
             .arg(std::env::var("PARLEY_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .args(&args)
@@ -106,6 +131,7 @@ impl Gateway {
             dir: dir.to_owned(),
             _tmp: None,
             args,
+            dev_secret,
         }
     }
 
@@ -139,7 +165,7 @@ impl Gateway {
     pub fn restart(&mut self) {
         self.kill9();
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let mut fresh = Self::start_in(&self.dir, &args);
+        let mut fresh = Self::spawn(&self.dir, &args, self.dev_secret);
         self.addr = fresh.addr;
         self.quic_addr = fresh.quic_addr;
         self.cert = fresh.cert.clone();

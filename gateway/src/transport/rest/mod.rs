@@ -19,6 +19,13 @@
 //! | POST | /api/media?conversation=&name= | upload (raw body; typed by its bytes) → `{id, url, …}` |
 //! | GET | /api/media/:id | my upload's record, with fresh URLs |
 //!
+//! Only on a node with the development secret, and without a token (`dev`):
+//!
+//! | method | path | does |
+//! |---|---|---|
+//! | GET | /api/dev/token | `{enabled: true}` (404 on any other node) |
+//! | POST | /api/dev/token | `{userId}` → `{token, userId, expiresAt}`: a 24 h token for that user |
+//!
 //! With the role claim `parley_role: "admin"` in the token, the admin API (`admin`):
 //!
 //! | method | path | does |
@@ -32,6 +39,7 @@
 //! | GET | /api/admin/log?userId=&before=&limit= | the moderation log, newest first |
 
 mod admin;
+mod dev;
 mod handlers;
 mod json;
 mod media;
@@ -82,22 +90,12 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// The JSON body, at most `--max-body-bytes`, all of it within `--http-body-timeout-ms` (a
-    /// trickling body holds nothing longer).
+    /// The JSON body (see [`json_body`]).
     async fn json(self) -> Result<Value, ClientError> {
-        let limit = self.node.settings.max_body_bytes;
-        let deadline = self.node.settings.http_body_timeout;
-        let too_large = ClientError::new(
-            ErrorCode::FrameTooLarge,
-            format!("request body larger than {limit} bytes"),
-        );
-        let late = "the request body did not arrive in time";
-        let body = self.body(limit, deadline, too_large, late).await?;
-        serde_json::from_slice(&body).map_err(|e| invalid(format!("body is not valid JSON: {e}")))
+        json_body(self.node, self.req).await
     }
 
-    /// The body, at most `limit` bytes (else `too_large`), all of it within `deadline` (else
-    /// `late`). A `Content-Length` over the limit is refused before a byte of it is read.
+    /// The body (see [`read_body`]).
     async fn body(
         self,
         limit: usize,
@@ -105,25 +103,7 @@ impl Call<'_> {
         too_large: ClientError,
         late: &str,
     ) -> Result<Bytes, ClientError> {
-        let declared = self
-            .req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(too_large);
-        }
-        let read = Limited::new(self.req.into_body(), limit).collect();
-        Ok(tokio::time::timeout(deadline, read)
-            .await
-            .map_err(|_| invalid(late))?
-            .map_err(
-                |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
-                    Some(_) => too_large,
-                    None => invalid("the request body could not be read"),
-                },
-            )?
-            .to_bytes())
+        read_body(self.req, limit, deadline, too_large, late).await
     }
 
     fn header(&self, name: &str) -> Result<Option<String>, ClientError> {
@@ -136,8 +116,55 @@ impl Call<'_> {
     }
 }
 
+/// `req`'s JSON body, at most `--max-body-bytes`, all of it within `--http-body-timeout-ms` (a
+/// trickling body holds nothing longer).
+async fn json_body(node: &Node, req: Request<Incoming>) -> Result<Value, ClientError> {
+    let limit = node.settings.max_body_bytes;
+    let deadline = node.settings.http_body_timeout;
+    let too_large = ClientError::new(
+        ErrorCode::FrameTooLarge,
+        format!("request body larger than {limit} bytes"),
+    );
+    let late = "the request body did not arrive in time";
+    let body = read_body(req, limit, deadline, too_large, late).await?;
+    serde_json::from_slice(&body).map_err(|e| invalid(format!("body is not valid JSON: {e}")))
+}
+
+/// `req`'s body, at most `limit` bytes (else `too_large`), all of it within `deadline` (else
+/// `late`). A `Content-Length` over the limit is refused before a byte of it is read.
+async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    deadline: std::time::Duration,
+    too_large: ClientError,
+    late: &str,
+) -> Result<Bytes, ClientError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large);
+    }
+    let read = Limited::new(req.into_body(), limit).collect();
+    Ok(tokio::time::timeout(deadline, read)
+        .await
+        .map_err(|_| invalid(late))?
+        .map_err(
+            |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                Some(_) => too_large,
+                None => invalid("the request body could not be read"),
+            },
+        )?
+        .to_bytes())
+}
+
 async fn route(node: &Node, req: Request<Incoming>) -> Reply {
     let now = Now::get();
+    // The one route without a token: it hands them out (and on most nodes does not exist).
+    if req.uri().path().trim_end_matches('/') == dev::PATH {
+        return dev::token(node, req, now).await;
+    }
     let verified = authenticate(node, &req, now)?;
     let user: Arc<str> = verified.user.into();
     node.rest_limiter.take(&user, now.mono)?;

@@ -8,10 +8,12 @@ import { createRequire } from "node:module";
 import { resolve } from "node:path";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Gateway } from "../test/gateway.js";
+import { RestClient } from "../src/sdk/rest.js";
+import { Gateway, token } from "../test/gateway.js";
 
 const CHROMIUM = process.env.PARLEY_CHROMIUM ?? "/usr/bin/chromium";
 const SHOTS = resolve(import.meta.dirname, "../screenshots");
+const PHOTO = resolve(import.meta.dirname, "../../gateway/tests/media/rocket.jpg");
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 let g: Gateway;
@@ -42,6 +44,10 @@ async function signIn(ctx: BrowserContext, user: string): Promise<Page> {
   return page;
 }
 
+function composer(page: Page) {
+  return page.getByRole("textbox", { name: "Message", exact: true });
+}
+
 function messages(page: Page) {
   return page.getByRole("log", { name: "Messages" }).locator(".parley__msg:not(.parley__msg--pending) .parley__text");
 }
@@ -61,8 +67,8 @@ describe("chat page in Chromium", () => {
     await view.waitFor();
     await expect.poll(() => view.locator(".parley__sub").textContent()).toContain("online");
 
-    await alice.getByLabel("Message").fill("Is the castle complete?");
-    await alice.getByLabel("Message").press("Enter");
+    await composer(alice).fill("Is the castle complete?");
+    await composer(alice).press("Enter");
     await expect.poll(() => messages(alice).allTextContents()).toEqual(["Is the castle complete?"]);
 
     // The seller sees it arrive unread, opens it: the buyer's tick turns to read.
@@ -74,11 +80,19 @@ describe("chat page in Chromium", () => {
     await expect.poll(() => item.locator(".parley__badge").count()).toBe(0);
 
     // Typing shows while the seller writes, and goes with the send.
-    await bob.getByLabel("Message").pressSequentially("Yes, all 1,400 pieces", { delay: 5 });
+    await composer(bob).pressSequentially("Yes, all 1,400 pieces", { delay: 5 });
     await alice.getByText("bob is typing…").waitFor();
-    await bob.getByLabel("Message").press("Enter");
+    await composer(bob).press("Enter");
     await expect.poll(() => messages(alice).allTextContents()).toEqual(["Is the castle complete?", "Yes, all 1,400 pieces"]);
     await expect.poll(() => alice.getByText("bob is typing…").count()).toBe(0);
+
+    // A photo: uploaded, sent, shown to both as its thumbnail through a signed URL.
+    await alice.locator('input[type="file"]').setInputFiles(PHOTO);
+    const loaded = (p: Page) =>
+      p.locator(".parley__media img").evaluateAll((imgs) => imgs.filter((i) => (i as HTMLImageElement).naturalWidth > 0).length);
+    await expect.poll(() => loaded(bob), { timeout: 30_000 }).toBe(1);
+    await expect.poll(() => loaded(alice), { timeout: 30_000 }).toBe(1);
+    expect(await bob.locator(".parley__media img").getAttribute("src")).toMatch(/\/media\/[^/]+\/thumb\?ex=/);
 
     await alice.screenshot({ path: `${SHOTS}/conversation-390x844.png` });
     await bob.screenshot({ path: `${SHOTS}/conversation-1280x800.png` });
@@ -92,9 +106,11 @@ describe("chat page in Chromium", () => {
     await buyerCtx.setOffline(true);
     await alice.evaluate(() => window.dispatchEvent(new Event("offline")));
     for (const t of ["one", "two", "three"]) {
-      await alice.getByLabel("Message").fill(t);
-      await alice.getByLabel("Message").press("Enter");
+      await composer(alice).fill(t);
+      await composer(alice).press("Enter");
     }
+    await expect.poll(() => alice.locator(".parley__msg--pending").count()).toBe(3);
+    await alice.screenshot({ path: `${SHOTS}/offline-390x844.png` });
     await buyerCtx.setOffline(false);
     const want = ["Is the castle complete?", "Yes, all 1,400 pieces", "one", "two", "three"];
     await expect.poll(() => messages(bob).allTextContents(), { timeout: 30_000 }).toEqual(want);
@@ -103,8 +119,8 @@ describe("chat page in Chromium", () => {
 
     // The gateway restarts (Goaway): both pages reconnect and resume; a message sent meanwhile arrives once.
     await g.restart();
-    await bob.getByLabel("Message").fill("after the restart");
-    await bob.getByLabel("Message").press("Enter");
+    await composer(bob).fill("after the restart");
+    await composer(bob).press("Enter");
     await expect.poll(() => messages(alice).allTextContents(), { timeout: 30_000 }).toEqual([...want, "after the restart"]);
     await expect.poll(() => messages(bob).allTextContents(), { timeout: 30_000 }).toEqual([...want, "after the restart"]);
 
@@ -125,8 +141,8 @@ describe("chat page in Chromium", () => {
     await mallory.getByPlaceholder("Listing id").fill("bike");
     await mallory.getByRole("button", { name: "Message seller" }).click();
     const attack = `<img src=x onerror="window.__pwned=1;alert(1)"><script>window.__pwned=2</script>`;
-    await mallory.getByLabel("Message").fill(attack);
-    await mallory.getByLabel("Message").press("Enter");
+    await composer(mallory).fill(attack);
+    await composer(mallory).press("Enter");
     await carol.locator(".parley__item", { hasText: "mallory" }).click();
     await expect.poll(() => messages(carol).allTextContents()).toEqual([attack]);
     expect(await carol.evaluate(() => (window as { __pwned?: number }).__pwned)).toBeUndefined();
@@ -142,8 +158,8 @@ describe("chat page in Chromium", () => {
     await page.getByPlaceholder("Seller id").fill("erin");
     await page.getByPlaceholder("Listing id").fill("lamp");
     await page.getByRole("button", { name: "Message seller" }).click();
-    await page.getByLabel("Message").fill("Hello! Is the lamp still there?");
-    await page.getByLabel("Message").press("Enter");
+    await composer(page).fill("Hello! Is the lamp still there?");
+    await composer(page).press("Enter");
     await expect.poll(() => messages(page).count()).toBe(1);
     await page.addScriptTag({ path: AXE });
     const violations = await page.evaluate(async () => {
@@ -153,5 +169,46 @@ describe("chat page in Chromium", () => {
     });
     expect(violations).toEqual([]);
     await ctx.close();
+  });
+
+  it("scrolls back through history 50 at a time and keeps the reader's place", async () => {
+    const gw = await Gateway.start({ args: ["--user-messages-per-sec", "100000", "--user-message-burst", "100000"] });
+    try {
+      const t = token("gina");
+      const rest = new RestClient({ baseUrl: gw.http, token: () => t });
+      const conv = await rest.createDirect("hank", "piano");
+      for (let i = 1; i <= 120; i++) {
+        await rest.call("POST", `/api/conversations/${conv.id}/messages`, { content: `message ${i}` });
+      }
+      // Production mode: no dev sign-in; the embedding site passes the token in the fragment.
+      const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+      const page = await ctx.newPage();
+      await page.goto(`${gw.http}/?conversation=${conv.id}#token=${t}`);
+      const log = page.getByRole("log", { name: "Messages" });
+      await expect.poll(() => messages(page).count()).toBe(50);
+      expect(await messages(page).last().textContent()).toBe("message 120");
+      for (const want of [100, 120]) {
+        const first = messages(page).first();
+        const before = await first.textContent();
+        // Where that message shows once the reader scrolled to the top: the top of the list
+        // plus its offset in the content.
+        const topBefore = await first.evaluate((el) => {
+          const list = el.closest(".parley__messages")!;
+          return el.getBoundingClientRect().top + list.scrollTop;
+        });
+        await log.evaluate((el) => el.scrollTo({ top: 0 }));
+        await expect.poll(() => messages(page).count()).toBe(want);
+        // The message that was at the top has not jumped: it is where it was, give or take a line.
+        const same = page.locator(".parley__text", { hasText: new RegExp(`^${before}$`) });
+        const topAfter = await same.evaluate((el) => el.getBoundingClientRect().top);
+        expect(Math.abs(topAfter - topBefore)).toBeLessThan(80);
+      }
+      await page.getByText("Start of the conversation").waitFor();
+      expect(await messages(page).first().textContent()).toBe("message 1");
+      expect(await page.evaluate(() => fetch("/api/dev/token").then((r) => r.status))).toBe(404);
+      await ctx.close();
+    } finally {
+      await gw.stop();
+    }
   });
 });

@@ -49,22 +49,12 @@ function App() {
     const conversation = new URLSearchParams(window.location.search).get("conversation") ?? undefined;
     const props = { userId: session.userId, token: session.token, ...(conversation ? { conversationId: conversation } : {}) };
     const refresh = devSignIn ? { refreshToken: () => devToken("", session.userId) } : {};
-    return (
-      <>
-        <Chat {...props} {...refresh} />
-        <button
-          type="button"
-          className="parley-signout"
-          onClick={() => {
-            sessionStorage.removeItem("parley-session");
-            window.location.hash = "";
-            setSession(undefined);
-          }}
-        >
-          Sign out
-        </button>
-      </>
-    );
+    const signOut = () => {
+      sessionStorage.removeItem("parley-session");
+      window.location.hash = "";
+      setSession(undefined);
+    };
+    return <Chat {...props} {...refresh} onSignOut={signOut} />;
   }
   const signIn = async (e: FormEvent) => {
     e.preventDefault();

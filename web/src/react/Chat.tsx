@@ -18,6 +18,8 @@ export interface ChatProps {
   url?: string;
   /** The gateway's HTTP base URL for REST (default: this page's origin). */
   baseUrl?: string;
+  /** Shows a "Sign out" button that calls this. */
+  onSignOut?: () => void;
 }
 
 function defaultWsUrl(): string {
@@ -61,7 +63,7 @@ export function Chat(props: ChatProps) {
     <div className={`parley ${openId ? "parley--open" : ""}`}>
       <Banner snap={snap} onDismiss={() => store.setNotice(undefined)} />
       <div className="parley__panes">
-        <ConversationList store={store} snap={snap} openId={openId} onOpen={setOpenId} />
+        <ConversationList store={store} snap={snap} openId={openId} onOpen={setOpenId} onSignOut={props.onSignOut} />
         {openId ? (
           <ConversationView key={openId} store={store} snap={snap} conversationId={openId} conversation={open} onBack={() => setOpenId(undefined)} />
         ) : (
@@ -74,14 +76,31 @@ export function Chat(props: ChatProps) {
   );
 }
 
+/** The browser's idea of the network (`navigator.onLine`, kept current). */
+function useOnline(): boolean {
+  const [online, setOnline] = useState(() => typeof navigator === "undefined" || navigator.onLine !== false);
+  useEffect(() => {
+    const up = () => setOnline(true);
+    const down = () => setOnline(false);
+    window.addEventListener("online", up);
+    window.addEventListener("offline", down);
+    return () => {
+      window.removeEventListener("online", up);
+      window.removeEventListener("offline", down);
+    };
+  }, []);
+  return online;
+}
+
 function Banner({ snap, onDismiss }: { snap: Snapshot; onDismiss: () => void }) {
+  const online = useOnline();
   const s = snap.connection;
   let status: string | undefined;
   if (s.state === "reconnecting") status = `Reconnecting… (attempt ${s.attempt})`;
   else if (s.state === "connecting") status = s.attempt ? "Reconnecting…" : "Connecting…";
   else if (s.state === "closed") status = `Disconnected: ${s.error?.message ?? "signed out"}`;
   else if (s.state === "idle") status = "Offline";
-  if (typeof navigator !== "undefined" && navigator.onLine === false) status = "You're offline — messages will be sent when you're back.";
+  if (!online) status = "You're offline — messages will be sent when you're back.";
   return (
     <div className="parley__banners" aria-live="polite">
       {status && (
@@ -112,12 +131,18 @@ function preview(m: Message | undefined, me: string): string {
   if (!m) return "No messages yet";
   const who = m.senderId === me ? "You: " : "";
   if (m.kind === "hidden") return "Message from a blocked user";
-  if (m.kind === "image") return `${who}📷 ${m.content || "Photo"}`;
-  if (m.kind === "file") return `${who}📎 ${m.content || m.media?.name || "File"}`;
+  if (m.kind === "image") return `${who}Photo${m.content ? `: ${m.content}` : ""}`;
+  if (m.kind === "file") return `${who}File: ${m.content || m.media?.name || ""}`;
   return who + m.content;
 }
 
-function ConversationList(props: { store: ChatStore; snap: Snapshot; openId: string | undefined; onOpen: (id: string) => void }) {
+function ConversationList(props: {
+  store: ChatStore;
+  snap: Snapshot;
+  openId: string | undefined;
+  onOpen: (id: string) => void;
+  onSignOut: (() => void) | undefined;
+}) {
   const { store, snap } = props;
   const [query, setQuery] = useState("");
   const [seller, setSeller] = useState("");
@@ -144,6 +169,11 @@ function ConversationList(props: { store: ChatStore; snap: Snapshot; openId: str
         <span className="parley__me" title={stateLabel(snap.connection.state)}>
           <span className={`parley__dot ${snap.connection.state === "open" ? "parley__dot--on" : ""}`} aria-hidden="true" />
           {snap.userId}
+          {props.onSignOut && (
+            <button type="button" className="parley__signout" onClick={props.onSignOut}>
+              Sign out
+            </button>
+          )}
         </span>
       </header>
       <label className="parley__search">
@@ -277,7 +307,7 @@ function ConversationView(props: { store: ChatStore; snap: Snapshot; conversatio
         <div className="parley__view-title">
           <h2>{who}</h2>
           <span className="parley__sub">
-            {isDirect && (snap.online.has(who) ? "online" : "offline")}
+            {isDirect && snap.connection.state === "open" && (snap.online.has(who) ? "online" : "offline")}
             {c?.listingId && ` · listing ${c.listingId}`}
           </span>
         </div>
@@ -336,7 +366,7 @@ function ConversationView(props: { store: ChatStore; snap: Snapshot; conversatio
               )}
               <div className={`parley__msg ${mine ? "parley__msg--mine" : ""} ${m.kind === "hidden" ? "parley__msg--hidden" : ""}`} data-seq={m.seq}>
                 {!mine && c?.kind === "group" && <span className="parley__from">{m.senderId}</span>}
-                <Body m={m} />
+                <Body m={m} url={(u) => store.mediaUrl(u)} />
                 <span className="parley__meta">
                   <time dateTime={new Date(m.createdAt).toISOString()}>{time(m.createdAt)}</time>
                   {mine && (
@@ -354,7 +384,7 @@ function ConversationView(props: { store: ChatStore; snap: Snapshot; conversatio
             <span className="parley__text">{p.content}</span>
             <span className="parley__meta">
               <span className="parley__tick" aria-label={p.lastError ? "Waiting to retry" : "Sending"} data-tick="pending">
-                {p.lastError ? "⟳" : "🕓"}
+                <Icon name={p.lastError ? "retry" : "clock"} />
               </span>
             </span>
           </div>
@@ -385,7 +415,7 @@ function ConversationView(props: { store: ChatStore; snap: Snapshot; conversatio
           }}
         />
         <button type="button" className="parley__attach" onClick={() => fileInput.current?.click()} aria-label="Attach a photo or file" disabled={blocked}>
-          📎
+          <Icon name="clip" />
         </button>
         <label className="parley__field">
           <span className="parley__sr">Message</span>
@@ -412,15 +442,29 @@ function ConversationView(props: { store: ChatStore; snap: Snapshot; conversatio
   );
 }
 
-function Body({ m }: { m: Message }) {
+/** Icons as inline SVG (emoji fonts are not everywhere). */
+function Icon({ name }: { name: "clip" | "clock" | "retry" }) {
+  const paths = {
+    clip: "M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5",
+    clock: "M12 7v5l3 2M21 12a9 9 0 1 1-18 0 9 9 0 0 1 18 0z",
+    retry: "M4 4v6h6M20 20v-6h-6M5.5 15a7 7 0 0 0 12.3 2M18.5 9A7 7 0 0 0 6.2 7",
+  };
+  return (
+    <svg className="parley__icon" viewBox="0 0 24 24" width="1em" height="1em" aria-hidden="true" focusable="false">
+      <path d={paths[name]} fill="none" stroke="currentColor" strokeWidth="2" strokeLinecap="round" strokeLinejoin="round" />
+    </svg>
+  );
+}
+
+function Body({ m, url }: { m: Message; url: (u: string | undefined) => string | undefined }) {
   if (m.kind === "hidden") return <span className="parley__text">Message from a blocked user</span>;
   const md = m.media;
   if (m.kind === "image" && md) {
-    const src = md.thumbnailUrl ?? md.url;
+    const src = url(md.thumbnailUrl ?? md.url);
     return (
       <span className="parley__media">
         {src ? (
-          <a href={md.url ?? src} target="_blank" rel="noopener noreferrer">
+          <a href={url(md.url) ?? src} target="_blank" rel="noopener noreferrer">
             <img
               src={src}
               alt={m.content || md.name || "Photo"}
@@ -431,7 +475,7 @@ function Body({ m }: { m: Message }) {
             />
           </a>
         ) : (
-          <span className="parley__text">📷 Photo</span>
+          <span className="parley__text">Photo</span>
         )}
         {m.content && <span className="parley__text">{m.content}</span>}
       </span>
@@ -441,11 +485,13 @@ function Body({ m }: { m: Message }) {
     return (
       <span className="parley__media">
         {md.url ? (
-          <a className="parley__file" href={md.url} rel="noopener noreferrer" download={md.name}>
-            📎 {md.name ?? "file"} {md.sizeBytes ? `(${Math.ceil(md.sizeBytes / 1024)} KB)` : ""}
+          <a className="parley__file" href={url(md.url)} rel="noopener noreferrer" download={md.name}>
+            <Icon name="clip" /> {md.name ?? "file"} {md.sizeBytes ? `(${Math.ceil(md.sizeBytes / 1024)} KB)` : ""}
           </a>
         ) : (
-          <span className="parley__text">📎 {md.name ?? "File"}</span>
+          <span className="parley__text">
+            <Icon name="clip" /> {md.name ?? "File"}
+          </span>
         )}
         {m.content && <span className="parley__text">{m.content}</span>}
       </span>

@@ -52,12 +52,14 @@ export class ChatStore {
   private snap: Snapshot;
   private readonly listeners = new Set<() => void>();
   private token: string;
+  private readonly baseUrl: string;
   /** The conversation on screen (its messages are read as they arrive). */
   private openId: string | undefined;
   private readonly typingTimers = new Map<string, ReturnType<typeof setTimeout>>();
 
   constructor(options: StoreOptions) {
     this.token = options.token;
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     const refresh = options.refreshToken;
     const clientOptions: ConstructorParameters<typeof ParleyClient>[0] = { url: options.url, token: options.token };
     if (refresh) {
@@ -140,7 +142,16 @@ export class ChatStore {
   async sendFile(conversationId: string, file: File, caption: string): Promise<void> {
     try {
       const up = await this.rest.upload(conversationId, file, file.name);
-      await this.client.send(conversationId, caption.trim(), { kind: up.type, mediaId: up.id });
+      const m = await this.client.send(conversationId, caption.trim(), { kind: up.type, mediaId: up.id });
+      // The Ack carries no URLs: show one's own upload from its record.
+      const media: NonNullable<Message["media"]> = { mediaId: up.id, url: up.url, mimeType: up.mimeType, sizeBytes: up.sizeBytes };
+      if (up.name) media.name = up.name;
+      if (up.thumbUrl) media.thumbnailUrl = up.thumbUrl;
+      if (up.thumbWidth) media.thumbnailWidth = up.thumbWidth;
+      if (up.thumbHeight) media.thumbnailHeight = up.thumbHeight;
+      if (up.placeholder) media.placeholder = up.placeholder;
+      const t = this.snap.threads.get(conversationId);
+      if (t) this.setThread(conversationId, { ...t, messages: t.messages.map((x) => (x.id === m.id ? { ...x, media } : x)) });
     } catch (e) {
       this.fail(e);
     }
@@ -225,6 +236,11 @@ export class ChatStore {
     } catch (e) {
       this.fail(e);
     }
+  }
+
+  /** A media URL as the page can load it: the gateway's are relative unless it has a CDN base. */
+  mediaUrl(url: string | undefined): string | undefined {
+    return url?.startsWith("/") ? this.baseUrl + url : url;
   }
 
   setNotice(notice: Notice | undefined): void {

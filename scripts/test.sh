@@ -115,6 +115,8 @@ if [ $# -eq 0 ]; then
     npx vite build --logLevel warn --outDir "$fresh" --emptyOutDir
     diff -r "$fresh" dist >/dev/null \
       || { echo "web/dist is stale: run (cd web && npm run build) and commit it" >&2; exit 1; }
+    # The API docs (typedoc, in web/api-docs): any warning, e.g. an exported type left out, fails.
+    (cd typedoc && npm ci --no-audit --no-fund --loglevel=error && npx typedoc --options typedoc.json --logLevel Warn)
     PARLEY_GATEWAY_BIN=$root/target/debug/gateway npx vitest run
   ) || { rm -rf "$fresh"; die "web tests failed"; }
   rm -rf "$fresh"

@@ -34,7 +34,6 @@ async function signIn(ctx: BrowserContext, user: string): Promise<Page> {
   const page = await ctx.newPage();
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("dialog", (d) => void d.dismiss());
   (page as Page & { errors?: string[] }).errors = errors;
   await page.goto(g.http + "/");
   await page.getByLabel("User").fill(user);
@@ -87,7 +86,19 @@ describe("chat page in Chromium", () => {
     await expect.poll(() => alice.getByText("bob is typing…").count()).toBe(0);
 
     // A photo: uploaded, sent, shown to both as its thumbnail through a signed URL.
+    // The upload is held until the preview was seen (a route that waits), then let through.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    await alice.route("**/api/media?**", async (route) => {
+      await held;
+      await route.continue();
+    });
     await alice.locator('input[type="file"]').setInputFiles(PHOTO);
+    const preview = alice.getByTestId("upload").locator("img");
+    await expect.poll(() => preview.evaluate((i) => (i as HTMLImageElement).naturalWidth)).toBeGreaterThan(0);
+    expect(await preview.getAttribute("src")).toMatch(/^blob:/);
+    release();
+    await expect.poll(() => alice.getByTestId("upload").count()).toBe(0);
     const loaded = (p: Page) =>
       p.locator(".parley__media img").evaluateAll((imgs) => imgs.filter((i) => (i as HTMLImageElement).naturalWidth > 0).length);
     await expect.poll(() => loaded(bob), { timeout: 30_000 }).toBe(1);
@@ -132,7 +143,7 @@ describe("chat page in Chromium", () => {
     await buyerCtx.close();
   });
 
-  it("message text is text: markup sent by a user never runs", async () => {
+  it("message text is text: markup never runs; report and block from the menu; a blocked send says why", async () => {
     const ctxA = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const ctxB = await browser.newContext({ viewport: { width: 390, height: 844 } });
     const mallory = await signIn(ctxA, "mallory");
@@ -147,6 +158,25 @@ describe("chat page in Chromium", () => {
     await expect.poll(() => messages(carol).allTextContents()).toEqual([attack]);
     expect(await carol.evaluate(() => (window as { __pwned?: number }).__pwned)).toBeUndefined();
     expect(await carol.locator(".parley__messages img").count()).toBe(0);
+
+    // The seller reports the sender, then blocks them: the sender's next message is refused with a clear error.
+    const dialogs: string[] = [];
+    carol.on("dialog", (d) => {
+      dialogs.push(`${d.type()}: ${d.message()}`);
+      void (d.type() === "prompt" ? d.accept("scam attempt") : d.dismiss());
+    });
+    await carol.getByRole("button", { name: "More actions" }).click();
+    await carol.getByRole("menuitem", { name: "Report mallory" }).click();
+    await carol.getByText("Thanks — a moderator will look at it.").waitFor();
+    expect(dialogs).toEqual(["prompt: Why are you reporting mallory?"]); // no alert() from the message
+    await carol.getByRole("button", { name: "More actions" }).click();
+    await carol.getByRole("menuitem", { name: "Block mallory" }).click();
+    await carol.getByText("You blocked mallory.").waitFor();
+    expect(await composer(carol).isDisabled()).toBe(true);
+    await composer(mallory).fill("hello?");
+    await composer(mallory).press("Enter");
+    await expect.poll(() => mallory.getByRole("alert").textContent()).toContain("one of you blocked the other");
+    await expect.poll(() => messages(carol).allTextContents()).toEqual([attack]);
     await ctxA.close();
     await ctxB.close();
   });

@@ -271,7 +271,7 @@ function ConversationView(props: { store: ChatStore; snap: Snapshot; conversatio
     } else if (atBottom.current) {
       el.scrollTop = el.scrollHeight;
     }
-  }, [messages.length, pending.length, typing.length]);
+  }, [messages.length, pending.length, typing.length, snap.uploads.length]);
 
   const onScroll = () => {
     const el = scroller.current;
@@ -389,6 +389,14 @@ function ConversationView(props: { store: ChatStore; snap: Snapshot; conversatio
             </span>
           </div>
         ))}
+        {snap.uploads
+          .filter((u) => u.conversationId === id)
+          .map((u) => (
+            <div key={u.key} className="parley__msg parley__msg--mine parley__msg--pending" data-testid="upload">
+              {u.preview ? <img className="parley__preview" src={u.preview} alt={`Uploading ${u.name}`} /> : <span className="parley__text">{u.name}</span>}
+              <span className="parley__meta">Uploading…</span>
+            </div>
+          ))}
         {typing.length > 0 && (
           <p className="parley__typing" aria-live="polite">
             {typing.join(", ")} {typing.length > 1 ? "are" : "is"} typing…

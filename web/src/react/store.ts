@@ -19,6 +19,15 @@ export interface Thread {
   readByOthers: bigint;
 }
 
+/** A photo or file being uploaded and sent, shown until its message is there. */
+export interface Upload {
+  key: string;
+  conversationId: string;
+  name: string;
+  /** A local `blob:` URL of the chosen image, for its preview. */
+  preview: string | undefined;
+}
+
 export interface Notice {
   kind: "error" | "info";
   text: string;
@@ -30,6 +39,7 @@ export interface Snapshot {
   conversations: Conversation[];
   threads: ReadonlyMap<string, Thread>;
   pending: PendingSend[];
+  uploads: Upload[];
   /** Per conversation, who is typing. */
   typing: ReadonlyMap<string, ReadonlySet<string>>;
   online: ReadonlySet<string>;
@@ -76,6 +86,7 @@ export class ChatStore {
       conversations: [],
       threads: new Map(),
       pending: [],
+      uploads: [],
       typing: new Map(),
       online: new Set(),
       blocked: new Set(),
@@ -140,6 +151,14 @@ export class ChatStore {
 
   /** Uploads a photo or file, then sends it with `caption`. */
   async sendFile(conversationId: string, file: File, caption: string): Promise<void> {
+    const image = file.type.startsWith("image/");
+    const upload: Upload = {
+      key: `${Date.now()}-${Math.random()}`,
+      conversationId,
+      name: file.name,
+      preview: image && typeof URL.createObjectURL === "function" ? URL.createObjectURL(file) : undefined,
+    };
+    this.update({ uploads: [...this.snap.uploads, upload] });
     try {
       const up = await this.rest.upload(conversationId, file, file.name);
       const m = await this.client.send(conversationId, caption.trim(), { kind: up.type, mediaId: up.id });
@@ -154,6 +173,9 @@ export class ChatStore {
       if (t) this.setThread(conversationId, { ...t, messages: t.messages.map((x) => (x.id === m.id ? { ...x, media } : x)) });
     } catch (e) {
       this.fail(e);
+    } finally {
+      this.update({ uploads: this.snap.uploads.filter((u) => u.key !== upload.key) });
+      if (upload.preview) URL.revokeObjectURL(upload.preview);
     }
   }
 

@@ -12,6 +12,7 @@ export type {
   WebSocketLike,
 } from "./client.js";
 export { Cursors } from "./cursors.js";
+export { Emitter, type Listener } from "./emitter.js";
 export type { Seen } from "./cursors.js";
 export { ErrorCode, ParleyError, isRetryable } from "./errors.js";
 export { RestClient, devToken } from "./rest.js";

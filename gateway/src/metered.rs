@@ -156,6 +156,9 @@ impl<A: Around> Storage for Wrapped<A> {
         let f = self.inner.list_conversations(user, cursor, limit);
         self.around.around(R, f).await
     }
+    async fn read_state(&self, c: ConversationId, user: &str) -> Result<Option<ReadState>> {
+        self.around.around(R, self.inner.read_state(c, user)).await
+    }
     async fn unread_counts(&self, user: &str) -> Result<Vec<(ConversationId, u64)>> {
         self.around.around(R, self.inner.unread_counts(user)).await
     }

@@ -544,8 +544,14 @@ pub async fn watermark_never_moves_backwards<S: Storage>(s: Arc<S>) {
                 .id,
         );
     }
+    assert_eq!(s.read_state(c.id, "b").await.expect("state"), None);
     let r = s.mark_read(c.id, "b", ids[1], T0 + 1).await.expect("read");
     assert!(r.advanced);
+    assert_eq!(
+        s.read_state(c.id, "b").await.expect("state"),
+        Some(r.state.clone()),
+        "read_state is what mark_read left"
+    );
     assert_eq!((r.state.up_to, r.state.read_at_ms), (ids[1], T0 + 1));
     assert_eq!(r.state.seq, 2);
     let back = s.mark_read(c.id, "b", ids[0], T0 + 2).await.expect("back");
@@ -584,6 +590,18 @@ pub async fn watermark_never_moves_backwards<S: Storage>(s: Arc<S>) {
     let newest = s.mark_read(c.id, "b", ids[2], T0 + 8).await.expect("all");
     assert!(newest.advanced);
     assert_eq!(newest.state.up_to, ids[2]);
+    assert_eq!(
+        s.read_state(c.id, "b").await.expect("state"),
+        Some(newest.state.clone())
+    );
+    // The sender's own messages moved the sender's watermark (its last message is read).
+    assert_eq!(
+        s.read_state(c.id, "s")
+            .await
+            .expect("state")
+            .map(|r| r.up_to),
+        Some(ids[2])
+    );
     assert_eq!(
         s.unread_counts("b").await.expect("unread"),
         vec![(other.id, 1)]

@@ -116,6 +116,14 @@ pub trait Storage: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<ReadOutcome>;
 
+    /// `user`'s read watermark in `conversation` (None: nothing read yet). No check of who
+    /// asks, nor that the conversation still exists: the caller checks both.
+    async fn read_state(
+        &self,
+        conversation: ConversationId,
+        user: &str,
+    ) -> Result<Option<ReadState>>;
+
     /// One page of `user`'s conversations (see Pagination), each with its last message and the
     /// user's unread count.
     async fn list_conversations(

@@ -108,10 +108,11 @@ describe("chat page in Chromium", () => {
     await alice.screenshot({ path: `${SHOTS}/conversation-390x844.png` });
     await bob.screenshot({ path: `${SHOTS}/conversation-1280x800.png` });
 
-    // A reload finds the history.
+    // A reload finds the history, and the read tick of what bob read before it.
     await alice.reload();
     await alice.locator(".parley__item", { hasText: "bob" }).click();
     await expect.poll(() => messages(alice).allTextContents()).toEqual(["Is the castle complete?", "Yes, all 1,400 pieces"]);
+    await expect.poll(() => alice.locator("[data-tick]").first().getAttribute("data-tick")).toBe("read");
 
     // Offline: what the buyer writes waits, then goes once the network is back; nothing doubles.
     await buyerCtx.setOffline(true);

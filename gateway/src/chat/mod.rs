@@ -16,7 +16,7 @@ use parley_types::{
     Appended, Conversation, ConversationId, ConversationPage, ConversationSummary, Created,
     HeldMessage, HistoryPage, ListCursor, MAX_SNAPSHOT_MESSAGES, MAX_SNAPSHOT_PARTICIPANTS,
     Message, MessageId, MessageKind, ModerationEntry, NewMessage, NewReport, Position, ReadOutcome,
-    Report, ReportSnapshot, Standing, Visibility,
+    ReadState, Report, ReportSnapshot, Standing, Visibility,
 };
 
 use crate::bus::{Bus, Invalidate, Outgoing, Target};
@@ -32,6 +32,9 @@ use crate::state::limiter::UserLimiter;
 use crate::state::routes::Routes;
 use crate::state::standings::Standings;
 use delivery::{Delivery, message_event};
+
+/// Participants whose read watermarks [`Chat::reads`] shows at most.
+pub(crate) const READS_MAX: usize = 100;
 
 /// Where a Send's Ack goes: the sending session and the request's seq.
 #[derive(Clone, Copy, Debug)]
@@ -752,6 +755,36 @@ impl Chat {
             }
         }
         Ok(page)
+    }
+
+    /// How far `conversation`'s other participants (the first [`READS_MAX`]) have read, as
+    /// `user` may see it: each one with a watermark, except users with a block between them
+    /// and `user` (a block stops read receipts, so it hides these too). For a client that
+    /// shows read ticks after a reload, before any live `MessageRead`.
+    pub(crate) async fn reads(
+        &self,
+        user: &str,
+        conversation: ConversationId,
+    ) -> Result<Vec<(String, ReadState)>, ClientError> {
+        let conv = self.conversations.for_user(conversation, user).await?;
+        let blocked = self.blocks.relations(user).await?;
+        let others: Vec<&String> = conv
+            .participants
+            .iter()
+            .filter(|p| p.as_str() != user && !blocked.contains(p.as_str()))
+            .take(READS_MAX)
+            .collect();
+        let states = futures_util::future::try_join_all(
+            others
+                .iter()
+                .map(|p| self.storage.read_state(conversation, p)),
+        )
+        .await?;
+        Ok(others
+            .into_iter()
+            .zip(states)
+            .filter_map(|(p, s)| s.map(|s| (p.clone(), s)))
+            .collect())
     }
 
     /// `(conversation, unread)` for each of `user`'s conversations with unread messages.

@@ -617,3 +617,56 @@ async fn metrics_count_connections_frames_deliveries_and_errors() {
     assert!(value("process_resident_memory_bytes") > 1e6);
     assert_eq!(value("parley_online_users"), 2.0);
 }
+
+#[tokio::test]
+async fn reads_show_how_far_the_others_have_read_except_across_a_block() {
+    let gw = Gateway::start(&[]);
+    let conv = group(&gw, "seller", &["ann".into(), "ben".into()], "bikes").await;
+    let path = format!("/api/conversations/{conv}/messages");
+    let mut ids = Vec::new();
+    for text in ["one", "two"] {
+        let (status, json, _) =
+            post(&gw, "seller", &path, &format!(r#"{{"content":"{text}"}}"#)).await;
+        assert_eq!(status, 201, "{json}");
+        ids.push(json["id"].as_str().unwrap().to_owned());
+    }
+    let reads = format!("/api/conversations/{conv}/reads");
+    let users = |v: &serde_json::Value| -> Vec<(String, String, u64)> {
+        v["reads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["userId"].as_str().unwrap().to_owned(),
+                    r["upTo"].as_str().unwrap().to_owned(),
+                    r["seq"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Nobody but the sender has read: ann sees the seller's own watermark only (sending reads).
+    let (status, json, _) = get(&gw, "ann", &reads).await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(users(&json), vec![("seller".into(), ids[1].clone(), 2)]);
+    let read = format!("/api/conversations/{conv}/read");
+    let (status, _, _) = post(&gw, "ben", &read, &format!(r#"{{"upTo":"{}"}}"#, ids[0])).await;
+    assert_eq!(status, 200);
+    let (_, json, _) = get(&gw, "seller", &reads).await;
+    assert_eq!(users(&json), vec![("ben".into(), ids[0].clone(), 1)]);
+    assert!(json["reads"][0]["readAt"].as_str().unwrap().ends_with('Z'));
+    // A block between ann and ben hides ben's receipts from ann (and only from her).
+    let (status, _, _) = post(&gw, "ann", "/api/blocks", r#"{"userId":"ben"}"#).await;
+    assert_eq!(status, 204);
+    let (_, json, _) = get(&gw, "ann", &reads).await;
+    assert_eq!(users(&json), vec![("seller".into(), ids[1].clone(), 2)]);
+    let (_, json, _) = get(&gw, "seller", &reads).await;
+    assert_eq!(users(&json).len(), 1);
+    // Not a participant: 403; no such conversation: 404.
+    assert_eq!(get(&gw, "mallory", &reads).await.0, 403);
+    let unknown = format!(
+        "/api/conversations/{}/reads",
+        parley_types::ConversationId::random()
+    );
+    assert_eq!(get(&gw, "ann", &unknown).await.0, 404);
+}

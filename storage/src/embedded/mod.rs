@@ -729,6 +729,17 @@ impl Storage for Embedded {
         .await
     }
 
+    async fn read_state(
+        &self,
+        conversation: ConversationId,
+        user: &str,
+    ) -> Result<Option<ReadState>> {
+        crate::rules::users([user])?;
+        let user = user.to_owned();
+        self.read(move |ks| load_read_state(ks, conversation, &user))
+            .await
+    }
+
     async fn list_conversations(
         &self,
         user: &str,

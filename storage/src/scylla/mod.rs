@@ -548,6 +548,10 @@ impl Storage for Scylla {
         crate::rules::users([user])?;
         Scylla::mark_read(self, c, user, up_to, now_ms).await
     }
+    async fn read_state(&self, c: ConversationId, user: &str) -> Result<Option<ReadState>> {
+        crate::rules::users([user])?;
+        Scylla::read_state(self, c, user).await
+    }
     async fn list_conversations(
         &self,
         user: &str,

@@ -117,6 +117,15 @@ export class ChatStore {
     if (!conversationId) return;
     if (!this.snap.threads.get(conversationId)?.nextBefore) await this.loadOlder(conversationId, true);
     this.client.join(conversationId).catch(() => {});
+    // Read ticks for what the others read before now (live receipts move them on).
+    this.rest.reads(conversationId).then(
+      ({ reads }) => {
+        const t = this.thread(conversationId);
+        const up = reads.filter((r) => r.userId !== this.snap.userId).reduce((m, r) => (BigInt(r.upTo) > m ? BigInt(r.upTo) : m), 0n);
+        if (up > t.readByOthers) this.setThread(conversationId, { ...t, readByOthers: up });
+      },
+      () => {},
+    );
     this.markRead(conversationId);
   }
 

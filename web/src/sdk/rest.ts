@@ -73,6 +73,11 @@ export class RestClient {
     return this.call("DELETE", `/api/conversations/${encodeURIComponent(id)}`);
   }
 
+  /** How far the other participants have read (for read ticks before any live receipt). */
+  reads(conversationId: string): Promise<{ reads: Array<{ userId: string; upTo: string; seq: number; readAt: string }> }> {
+    return this.call("GET", `/api/conversations/${encodeURIComponent(conversationId)}/reads`);
+  }
+
   unread(): Promise<{ total: number; conversations: Array<{ conversationId: string; unreadCount: number }> }> {
     return this.call("GET", "/api/unread");
   }

@@ -257,6 +257,26 @@ pub(super) async fn read(c: Call<'_>, conversation: ConversationId) -> Reply {
     )
 }
 
+/// `GET /api/conversations/:id/reads`: how far the other participants have read.
+pub(super) async fn reads(c: Call<'_>, conversation: ConversationId) -> Reply {
+    let reads: Vec<Value> = c
+        .node
+        .chat
+        .reads(&c.user, conversation)
+        .await?
+        .into_iter()
+        .map(|(user, r)| {
+            json!({
+                "userId": user,
+                "upTo": r.up_to.0.to_string(),
+                "seq": r.seq,
+                "readAt": rfc3339(r.read_at_ms),
+            })
+        })
+        .collect();
+    ok(StatusCode::OK, json!({ "reads": reads }))
+}
+
 pub(super) async fn unread(c: Call<'_>) -> Reply {
     let counts = c.node.chat.unread(&c.user).await?;
     let total: u64 = counts.iter().map(|(_, n)| n).sum();

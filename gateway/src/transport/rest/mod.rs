@@ -6,6 +6,7 @@
 //! | POST | /api/conversations | `{sellerId, listingId}` → direct (caller = buyer, idempotent); `{participantIds, title}` → group |
 //! | GET | /api/conversations/:id | one conversation (at most 100 participant ids, and `participantCount`) |
 //! | GET | /api/conversations/:id/participants?offset=&limit= | its participant ids, a page at a time |
+//! | GET | /api/conversations/:id/reads | how far the other participants have read (read ticks) |
 //! | DELETE | /api/conversations/:id | delete it for everyone (direct: either side; group: creator) |
 //! | GET | /api/conversations/:id/messages?beforeSeq=&limit= | history, newest first (`before=<id>` too) |
 //! | POST | /api/conversations/:id/messages | send (`Idempotency-Key` = client_msg_id); delivered live |
@@ -187,6 +188,9 @@ async fn route(node: &Node, req: Request<Incoming>) -> Reply {
         (&Method::GET, ["conversations", id]) => handlers::get(call, conversation_id(id)?).await,
         (&Method::DELETE, ["conversations", id]) => {
             handlers::delete(call, conversation_id(id)?).await
+        }
+        (&Method::GET, ["conversations", id, "reads"]) => {
+            handlers::reads(call, conversation_id(id)?).await
         }
         (&Method::GET, ["conversations", id, "participants"]) => {
             handlers::participants(call, conversation_id(id)?).await

@@ -105,7 +105,8 @@ cargo test --workspace --locked "$@"
 # built, and the chat page in Debian's Chromium (playwright-core; never a downloaded browser).
 if [ $# -eq 0 ]; then
   command -v node >/dev/null && command -v npm >/dev/null || die "the web tests need Node.js 20 and npm"
-  [ -x /usr/bin/chromium ] || apt_install chromium
+  # Fonts too: with --no-install-recommends chromium would come without any.
+  [ -x /usr/bin/chromium ] || apt_install chromium fonts-liberation fonts-dejavu-core
   say "web: npm ci, typecheck, build freshness, vitest (Node $(node --version), $(/usr/bin/chromium --version))"
   fresh=$(mktemp -d)
   (

@@ -24,7 +24,9 @@ export default defineConfig({
     include: ["test/**/*.test.ts", "browser/**/*.test.ts"],
     // One gateway (and browser) at a time on a 2-core machine.
     fileParallelism: false,
-    testTimeout: 60_000,
+    // Upper bounds for a loaded machine, not expectations: every wait polls for its condition.
+    testTimeout: 180_000,
+    expect: { poll: { timeout: 20_000 } },
     hookTimeout: 60_000,
   },
 });

@@ -198,11 +198,8 @@ export class ChatStore {
     const last = t?.messages[t.messages.length - 1];
     const c = this.snap.conversations.find((x) => x.id === conversationId);
     if (c && c.unreadCount > 0) this.setConversation({ ...c, unreadCount: 0 });
-    if (last && last.senderId !== this.snap.userId && document.visibilityState !== "hidden") {
-      this.client.markRead(conversationId, last.id).catch(() => {});
-    } else if (last && c && c.unreadCount > 0) {
-      this.client.markRead(conversationId, last.id).catch(() => {});
-    }
+    const theirs = last !== undefined && last.senderId !== this.snap.userId && document.visibilityState !== "hidden";
+    if (last && (theirs || (c && c.unreadCount > 0))) this.client.markRead(conversationId, last.id).catch(() => {});
   }
 
   async refreshConversations(): Promise<void> {

@@ -557,12 +557,8 @@ export class ParleyClient extends Emitter<ParleyEvents> {
       this.welcomed(f.welcome);
       return;
     }
-    if (f.type === "error" && f.error.fatal) {
-      this.fatal = f.error;
-      if (f.error.code === ErrorCode.TokenExpired || f.error.code === ErrorCode.AuthFailed) {
-        // Not a reason to hammer the server: the next attempt waits for a fresh token.
-      }
-    }
+    // Kept for `lost()`, which decides from it whether and how to reconnect.
+    if (f.type === "error" && f.error.fatal) this.fatal = f.error;
     if (f.seq !== 0) {
       const w = this.waiters.get(f.seq);
       if (w) {

@@ -174,6 +174,19 @@ impl<A: Around> Storage for Wrapped<A> {
     async fn blocks(&self, user: &str) -> Result<Vec<(String, i64)>> {
         self.around.around(R, self.inner.blocks(user)).await
     }
+    async fn put_value(&self, owner: &str, key: &str, value: Option<Vec<u8>>) -> Result<()> {
+        let f = self.inner.put_value(owner, key, value);
+        self.around.around(W, f).await
+    }
+    async fn values(
+        &self,
+        owner: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let f = self.inner.values(owner, prefix, limit);
+        self.around.around(R, f).await
+    }
     async fn block_relations(&self, user: &str) -> Result<Vec<String>> {
         self.around
             .around(R, self.inner.block_relations(user))

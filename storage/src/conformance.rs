@@ -48,6 +48,7 @@ macro_rules! conformance_tests {
             blocks_are_listed_and_known_both_ways,
             a_group_cannot_include_someone_blocked_either_way,
             uploaded_media_round_trips,
+            values_round_trip_by_owner_and_prefix,
         );
     };
     (@cases $factory:expr; $($case:ident,)*) => {
@@ -1227,4 +1228,82 @@ pub async fn contacts_are_users_sharing_a_conversation<S: Storage>(s: Arc<S>) {
     let with_big = s.contacts("me", 13).await.expect("contacts");
     assert_eq!(with_big.len(), 14);
     assert!(s.contacts("nobody", 100).await.expect("none").is_empty());
+}
+
+pub async fn values_round_trip_by_owner_and_prefix<S: Storage>(s: Arc<S>) {
+    s.put_value("u", "device/b", Some(b"B".to_vec()))
+        .await
+        .expect("put");
+    s.put_value("u", "device/a", Some(b"A".to_vec()))
+        .await
+        .expect("put");
+    s.put_value("u", "mute/c1", Some(Vec::new()))
+        .await
+        .expect("put");
+    s.put_value("v", "device/x", Some(b"X".to_vec()))
+        .await
+        .expect("put");
+    s.put_value("\0node", "cursor", Some(7u64.to_be_bytes().to_vec()))
+        .await
+        .expect("an internal owner");
+    let devices = s.values("u", "device/", 100).await.expect("list");
+    assert_eq!(
+        devices,
+        vec![
+            ("device/a".to_owned(), b"A".to_vec()),
+            ("device/b".to_owned(), b"B".to_vec())
+        ]
+    );
+    assert_eq!(s.values("u", "device/", 1).await.expect("list").len(), 1);
+    assert_eq!(s.values("u", "", 100).await.expect("all").len(), 3);
+    assert_eq!(
+        s.value("u", "mute/c1").await.expect("get"),
+        Some(Vec::new()),
+        "an empty value is a value"
+    );
+    assert_eq!(
+        s.value("u", "mute/c").await.expect("get"),
+        None,
+        "not a prefix match"
+    );
+    assert_eq!(
+        s.value("\0node", "cursor").await.expect("get"),
+        Some(7u64.to_be_bytes().to_vec())
+    );
+    // Overwrite, then remove.
+    s.put_value("u", "device/a", Some(b"A2".to_vec()))
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        s.value("u", "device/a").await.expect("get"),
+        Some(b"A2".to_vec())
+    );
+    s.put_value("u", "device/a", None).await.expect("remove");
+    s.put_value("u", "device/none", None)
+        .await
+        .expect("removing what is not there is fine");
+    assert_eq!(
+        s.values("u", "device/", 100).await.expect("list"),
+        vec![("device/b".to_owned(), b"B".to_vec())]
+    );
+    assert_eq!(s.values("v", "device/", 100).await.expect("list").len(), 1);
+    // Bounds: errors, never a panic or a cut key.
+    let long_key = "k".repeat(crate::MAX_VALUE_KEY_BYTES + 1);
+    assert!(matches!(
+        s.put_value("u", &long_key, Some(Vec::new())).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.put_value("u", "big", Some(vec![0; crate::MAX_VALUE_BYTES + 1]))
+            .await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.put_value("", "k", None).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.values(&"o".repeat(70_000), "", 10).await,
+        Err(StorageError::Invalid(_))
+    ));
 }

@@ -18,6 +18,10 @@ pub use error::{Result, StorageError};
 pub const MAX_GROUP_PARTICIPANTS: usize = 1_000;
 /// Largest page [`Storage::history`] and [`Storage::list_conversations`] return.
 pub use parley_types::MAX_PAGE;
+/// Longest key of [`Storage::put_value`].
+pub const MAX_VALUE_KEY_BYTES: usize = 256;
+/// Largest value of [`Storage::put_value`].
+pub const MAX_VALUE_BYTES: usize = 8 * 1024;
 
 /// History, conversations and read state.
 ///
@@ -187,6 +191,27 @@ pub trait Storage: Send + Sync + 'static {
         before: Option<uuid::Uuid>,
         limit: usize,
     ) -> Result<Vec<ModerationEntry>>;
+
+    /// Stores (`Some`) or removes (`None`) the small record `key` of `owner`: a user's push
+    /// devices, muted conversations and push progress live here (owner: the user id, or a
+    /// node-internal name starting with `\0`, which no user id can). Keys are 1 to
+    /// [`MAX_VALUE_KEY_BYTES`] bytes, values at most [`MAX_VALUE_BYTES`] (`Invalid` beyond).
+    async fn put_value(&self, owner: &str, key: &str, value: Option<Vec<u8>>) -> Result<()>;
+
+    /// `owner`'s records whose key starts with `prefix`, in key order (byte order of the
+    /// UTF-8), at most `limit` (clamped to [`MAX_PAGE`]).
+    async fn values(
+        &self,
+        owner: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>>;
+
+    /// `owner`'s record `key`, or `None`.
+    async fn value(&self, owner: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let found = self.values(owner, key, 1).await?;
+        Ok(found.into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
+    }
 
     /// `Ok` when the engine can serve reads and writes now (readiness probes).
     async fn health(&self) -> Result<()>;

@@ -166,3 +166,33 @@ pub(crate) fn legacy_report_id(old: uuid::Uuid, created_at_ms: i64) -> uuid::Uui
     b[8] = 0x80 | (b[8] & 0x3f);
     uuid::Uuid::from_bytes(b)
 }
+
+/// Checks an owner, key and value of `Storage::put_value` (an owner is a user id or a
+/// node-internal name: the same lengths).
+pub(crate) fn value(owner: &str, key: &str, value: Option<&[u8]>) -> Result<()> {
+    if owner.is_empty() || owner.len() > MAX_USER_ID_BYTES {
+        return Err(StorageError::Invalid("an owner must be 1 to 128 bytes"));
+    }
+    if key.is_empty() || key.len() > crate::MAX_VALUE_KEY_BYTES {
+        return Err(StorageError::Invalid(
+            "a value's key must be 1 to 256 bytes",
+        ));
+    }
+    if value.is_some_and(|v| v.len() > crate::MAX_VALUE_BYTES) {
+        return Err(StorageError::Invalid("a value is at most 8 KiB"));
+    }
+    Ok(())
+}
+
+/// Checks an owner and prefix of `Storage::values`.
+pub(crate) fn value_prefix(owner: &str, prefix: &str) -> Result<()> {
+    if owner.is_empty() || owner.len() > MAX_USER_ID_BYTES {
+        return Err(StorageError::Invalid("an owner must be 1 to 128 bytes"));
+    }
+    if prefix.len() > crate::MAX_VALUE_KEY_BYTES {
+        return Err(StorageError::Invalid(
+            "a value's key must be 1 to 256 bytes",
+        ));
+    }
+    Ok(())
+}

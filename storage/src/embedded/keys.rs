@@ -210,3 +210,10 @@ pub(super) fn trailing_id(key: &[u8]) -> Option<uuid::Uuid> {
 pub(super) fn change(cursor: u64) -> [u8; 8] {
     cursor.to_be_bytes()
 }
+
+/// `values`: owner | key (its bytes, unprefixed, so a key prefix is a range) → value.
+pub(super) fn value(owner: &str, key: &str) -> Vec<u8> {
+    let mut k = member_prefix(owner);
+    k.extend_from_slice(key.as_bytes());
+    k
+}

@@ -85,6 +85,8 @@ pub(crate) struct Keyspaces {
     moderation_by_target: Keyspace,
     /// The change feed (see `keys::change`), trimmed by its reader.
     changes: Keyspace,
+    /// Small records per owner (see `keys::value`).
+    values: Keyspace,
 }
 
 impl Keyspaces {
@@ -114,6 +116,7 @@ impl Keyspaces {
             moderation: ks("moderation")?,
             moderation_by_target: ks("moderation_by_target")?,
             changes: ks("changes")?,
+            values: ks("values")?,
         })
     }
 }
@@ -810,6 +813,35 @@ impl Storage for Embedded {
             blocked,
             now_ms,
             reply,
+        })
+        .await
+    }
+
+    async fn put_value(&self, owner: &str, key: &str, value: Option<Vec<u8>>) -> Result<()> {
+        crate::rules::value(owner, key, value.as_deref())?;
+        let key = keys::value(owner, key);
+        self.write(|reply| Op::PutValue { key, value, reply }).await
+    }
+
+    async fn values(
+        &self,
+        owner: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        crate::rules::value_prefix(owner, prefix)?;
+        let owned = keys::member_prefix(owner).len();
+        let range = keys::value(owner, prefix);
+        let limit = limit.min(MAX_PAGE);
+        self.read(move |ks| {
+            let mut out = Vec::new();
+            for guard in ks.values.prefix(&range).take(limit) {
+                let (key, value) = guard.into_inner().map_err(unavailable)?;
+                let key = std::str::from_utf8(&key[owned..])
+                    .map_err(|_| StorageError::Corrupt("a value's key".into()))?;
+                out.push((key.to_owned(), value.to_vec()));
+            }
+            Ok(out)
         })
         .await
     }

@@ -75,6 +75,11 @@ pub(super) enum Op {
         report: NewReport,
         reply: Reply<uuid::Uuid>,
     },
+    PutValue {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        reply: Reply<()>,
+    },
     Moderate {
         entry: ModerationEntry,
         reply: Reply<Standing>,
@@ -419,6 +424,13 @@ impl Writer {
                     p.batch.remove(&self.ks.blocked_by, by);
                 }
                 p.blocks.insert(key, blocked);
+                p.done.push(Done::Unit(reply, Ok(())));
+            }
+            Op::PutValue { key, value, reply } => {
+                match value {
+                    Some(v) => p.batch.insert(&self.ks.values, key, v),
+                    None => p.batch.remove(&self.ks.values, key),
+                }
                 p.done.push(Done::Unit(reply, Ok(())));
             }
             Op::Report { report, reply } => {

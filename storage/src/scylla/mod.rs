@@ -569,6 +569,19 @@ impl Storage for Scylla {
         crate::rules::users([user])?;
         Scylla::blocks(self, user).await
     }
+    async fn put_value(&self, owner: &str, key: &str, value: Option<Vec<u8>>) -> Result<()> {
+        crate::rules::value(owner, key, value.as_deref())?;
+        Scylla::put_value(self, owner, key, value).await
+    }
+    async fn values(
+        &self,
+        owner: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        crate::rules::value_prefix(owner, prefix)?;
+        Scylla::values(self, owner, prefix, limit).await
+    }
     async fn block_relations(&self, user: &str) -> Result<Vec<String>> {
         crate::rules::users([user])?;
         Scylla::block_relations(self, user).await

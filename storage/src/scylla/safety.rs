@@ -38,6 +38,35 @@ impl Scylla {
         }
         Ok(())
     }
+    pub(super) async fn put_value(
+        &self,
+        owner: &str,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<()> {
+        let s = &self.st.safety;
+        match value {
+            Some(v) => self.exec(&s.value_put, (owner, key, v)).await,
+            None => self.exec(&s.value_delete, (owner, key)).await,
+        }
+    }
+    /// Keys with a prefix are one run of the clustering order starting at the prefix.
+    pub(super) async fn values(
+        &self,
+        owner: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let limit = i32::try_from(limit.min(crate::MAX_PAGE)).unwrap_or(i32::MAX);
+        let rows: Vec<(String, Option<Vec<u8>>)> = self
+            .rows(&self.st.safety.value_from, (owner, prefix, limit))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k, v.unwrap_or_default()))
+            .collect())
+    }
     pub(super) async fn blocks(&self, user: &str) -> Result<Vec<(String, i64)>> {
         let rows: Vec<(String, Option<i64>)> =
             self.rows(&self.st.safety.block_list, (user,)).await?;

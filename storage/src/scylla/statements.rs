@@ -92,6 +92,9 @@ pub(super) struct Safety {
     pub(super) standing_get: PreparedStatement,
     pub(super) standing_insert: PreparedStatement,
     pub(super) standing_cas: PreparedStatement,
+    pub(super) value_put: PreparedStatement,
+    pub(super) value_delete: PreparedStatement,
+    pub(super) value_from: PreparedStatement,
 }
 
 impl Statements {
@@ -233,6 +236,18 @@ impl Statements {
 
     async fn safety(p: &Preparer<'_>, ks: &str) -> Result<Safety> {
         Ok(Safety {
+            value_put: p.prepare(format!(
+                "INSERT INTO {ks}.user_values (owner, key, value) VALUES (?, ?, ?)"
+            ))
+            .await?,
+            value_delete: p.prepare(format!(
+                "DELETE FROM {ks}.user_values WHERE owner = ? AND key = ?"
+            ))
+            .await?,
+            value_from: p.prepare(format!(
+                "SELECT key, value FROM {ks}.user_values WHERE owner = ? AND key >= ? LIMIT ?"
+            ))
+            .await?,
             block_insert: p.prepare(format!(
                 "INSERT INTO {ks}.blocks (blocker, blocked, created_at) VALUES (?, ?, ?)"
             ))

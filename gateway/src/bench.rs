@@ -119,6 +119,7 @@ impl FanoutBench {
                 .expect("media dir"),
             ),
             search: None,
+            push: None,
         };
         let node = assemble(parts, storage, vec![inbox_tx], None);
         let (stop, shutdown) = watch::channel(false);

@@ -112,11 +112,18 @@ fn reindex(config: &Config) -> anyhow::Result<()> {
         SearchIndex::open(&search.dir)
             .with_context(|| format!("open the search index in {}", search.dir.display()))?,
     );
+    let storage: Arc<dyn parley_storage::Storage> = Arc::new(storage);
+    // Push reads the same feed: keep what it has not done with.
+    let keep_above = rt
+        .block_on(crate::push::dispatch::stored_cursor(&*storage))
+        .context("read the push cursor")?
+        .unwrap_or(u64::MAX);
     let indexer = Indexer {
         index: index.clone(),
-        storage: Arc::new(storage),
+        storage,
         commit_every: search.commit_every,
         poll: std::time::Duration::from_millis(100),
+        keep_above: Arc::new(std::sync::atomic::AtomicU64::new(keep_above)),
     };
     let started = std::time::Instant::now();
     let mut shown = started;

@@ -21,6 +21,8 @@ const RULES: &[(&str, &[&str])] = &[
     ("media", &[]),
     // The message index and its feed follower: storage's feed in, hits out.
     ("search", &[]),
+    // Push: the device registry, the providers, the dispatcher following storage's feed.
+    ("push", &["clock", "files"]),
     ("outbox", &["event"]),
     // The sans-I/O session core: no node, no storage, no config, no I/O.
     ("session", &["auth", "clock", "ratelimit"]),
@@ -39,6 +41,7 @@ const RULES: &[(&str, &[&str])] = &[
             "event",
             "media",
             "moderation",
+            "push",
             "search",
             "state",
         ],
@@ -69,6 +72,7 @@ const RULES: &[(&str, &[&str])] = &[
             "metrics",
             "node",
             "outbox",
+            "push",
             "ratelimit",
             "search",
             "session",
@@ -79,7 +83,7 @@ const RULES: &[(&str, &[&str])] = &[
     // Wiring: may use anything below; nothing uses it but the command line.
     (
         "config",
-        &["auth", "bus", "files", "media", "node", "session"],
+        &["auth", "bus", "files", "media", "node", "push", "session"],
     ),
     (
         "server",
@@ -94,6 +98,7 @@ const RULES: &[(&str, &[&str])] = &[
             "metrics",
             "moderation",
             "node",
+            "push",
             "search",
             "session",
             "shard",
@@ -103,7 +108,15 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     (
         "cli",
-        &["auth", "clock", "config", "search", "server", "transport"],
+        &[
+            "auth",
+            "clock",
+            "config",
+            "push",
+            "search",
+            "server",
+            "transport",
+        ],
     ),
 ];
 

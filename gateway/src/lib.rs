@@ -24,6 +24,7 @@ mod metrics;
 mod moderation;
 mod node;
 mod outbox;
+mod push;
 mod ratelimit;
 mod search;
 mod server;

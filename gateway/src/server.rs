@@ -5,7 +5,7 @@
 use std::net::{SocketAddr, TcpListener as StdListener, UdpSocket};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use crate::bus::Bus;
 use crate::bus::redis::RedisLog;
 use crate::chat::{Chat, Stages};
 use crate::config::Config;
-use crate::config::MediaStoreConfig;
+use crate::config::{MediaStoreConfig, PushSettings};
 use crate::media::Media;
 use crate::media::s3::S3Store;
 use crate::metered::{Metered, Timing};
@@ -27,6 +27,8 @@ use crate::metrics::Metrics;
 use crate::moderation::Moderation;
 use crate::node::BusEvents;
 use crate::node::{Node, Settings};
+use crate::push::provider::{FcmConfig, Providers, WebPushConfig, WebhookConfig};
+use crate::push::{Push, PushConfig};
 use crate::search::SearchIndex;
 use crate::search::indexer::Indexer;
 use crate::session::SessionLimits;
@@ -208,6 +210,24 @@ fn build_node(
                 crate::clock::Now::get().wall_ms
             }),
     );
+    // Push and search read the same change feed; the feed is trimmed only below both.
+    let push = match &config.push {
+        Some(ps) => {
+            let floor = services
+                .block_on(crate::push::dispatch::load_cursor(&*storage))
+                .context("push: read the change feed's cursor (push needs the embedded storage)")?;
+            let providers = push_providers(ps)?;
+            Some(PushParts {
+                providers,
+                config: ps.rules.clone(),
+                floor: Arc::new(AtomicU64::new(floor)),
+            })
+        }
+        None => None,
+    };
+    let keep_above = push
+        .as_ref()
+        .map_or_else(|| Arc::new(AtomicU64::new(u64::MAX)), |p| p.floor.clone());
     let search = match &config.search {
         Some(sc) => {
             let index = Arc::new(
@@ -219,18 +239,22 @@ fn build_node(
                 storage: storage.clone(),
                 commit_every: sc.commit_every,
                 poll: SEARCH_POLL,
+                keep_above: keep_above.clone(),
             }
             .spawn()
             .context("start the search indexer")?;
             Some(index)
         }
         None => {
-            // Nobody reads the change feed: keep it from growing (its newest entry stays).
+            // The index does not read the change feed: keep it from growing (its newest entry
+            // stays), past what push still needs.
             let storage = storage.clone();
+            let keep_above = keep_above.clone();
             services.spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_secs(60)).await;
-                    match storage.trim_changes(u64::MAX).await {
+                    let below = keep_above.load(Ordering::Relaxed).saturating_add(1);
+                    match storage.trim_changes(below).await {
                         Ok(()) => {}
                         Err(parley_storage::StorageError::Unsupported(_)) => return,
                         Err(e) => tracing::warn!(error = %e, "trimming the change feed failed"),
@@ -248,8 +272,13 @@ fn build_node(
         moderation,
         media,
         search,
+        push,
     };
-    Ok(assemble(parts, storage, inboxes, bus))
+    let node = assemble(parts, storage, inboxes, bus);
+    if let Some(push) = &node.chat.push {
+        services.spawn(crate::push::dispatch::run(push.clone()));
+    }
+    Ok(node)
 }
 
 /// What a node is made of besides storage, its shards' inboxes and the bus.
@@ -263,6 +292,58 @@ pub(crate) struct Parts {
     pub(crate) media: Arc<Media>,
     /// The message index (None: search is off).
     pub(crate) search: Option<Arc<SearchIndex>>,
+    /// Push notifications (None: off).
+    pub(crate) push: Option<PushParts>,
+}
+
+/// What push is made of before the node exists (it asks the node's routes who is online).
+pub(crate) struct PushParts {
+    pub(crate) providers: Providers,
+    pub(crate) config: PushConfig,
+    /// The change-feed cursor push still needs entries above.
+    pub(crate) floor: Arc<AtomicU64>,
+}
+
+/// The push providers `ps` configures: Web Push always (with the VAPID key from its file,
+/// generated there on first start), FCM and the webhook when configured.
+fn push_providers(ps: &PushSettings) -> anyhow::Result<Providers> {
+    let vapid =
+        crate::push::webpush::Vapid::load_or_generate(&ps.vapid_key_file, &ps.vapid_subject)
+            .map_err(|e| anyhow::anyhow!("VAPID key {}: {e}", ps.vapid_key_file.display()))?;
+    let fcm = match &ps.fcm_service_account {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read {}", path.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", path.display()))?;
+            let field = |name: &str| -> anyhow::Result<String> {
+                v[name]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow::anyhow!("{}: {name} is missing", path.display()))
+            };
+            Some(FcmConfig {
+                project_id: field("project_id")?,
+                client_email: field("client_email")?,
+                private_key_pem: field("private_key")?,
+                token_uri: field("token_uri")?,
+                base_url: ps.fcm_url.clone(),
+            })
+        }
+        None => None,
+    };
+    let webhook = ps.webhook.as_ref().map(|(url, secret)| WebhookConfig {
+        url: url.clone(),
+        secret: secret.as_bytes().to_vec(),
+    });
+    Providers::new(
+        crate::push::provider::Delivery { ttl: ps.ttl },
+        ps.timeout,
+        Some(WebPushConfig { vapid }),
+        fcm,
+        webhook,
+    )
+    .map_err(|e| anyhow::anyhow!("push: {e}"))
 }
 
 /// The media service: the store `config` names, URLs signed with `--media-url-keys` or
@@ -308,6 +389,16 @@ pub(crate) fn assemble(
     let fanout = Fanout::new(inboxes, routes.clone(), blocks.clone());
     let (rate, burst) = parts.send_rate;
     let limiter = UserLimiter::new(rate, burst);
+    let push = parts.push.map(|p| {
+        let routes = routes.clone();
+        Arc::new(Push::new(
+            storage.clone(),
+            p.providers,
+            p.config,
+            Box::new(move |user: &str| routes.presence(user).online),
+            p.floor,
+        ))
+    });
     let chat = Chat::new(
         storage,
         routes,
@@ -319,6 +410,7 @@ pub(crate) fn assemble(
             moderation: parts.moderation,
             media: parts.media,
             search: parts.search,
+            push,
         },
     );
     Arc::new(Node::new(

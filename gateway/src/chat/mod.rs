@@ -50,6 +50,8 @@ pub(crate) struct Stages {
     pub(crate) media: Arc<Media>,
     /// The message index (None: search is off on this node).
     pub(crate) search: Option<Arc<crate::search::SearchIndex>>,
+    /// Push notifications (None: off on this node).
+    pub(crate) push: Option<Arc<crate::push::Push>>,
 }
 
 /// The chat operations and the node parts they use.
@@ -71,6 +73,8 @@ pub(crate) struct Chat {
     pub(crate) media: Arc<Media>,
     /// The message index, when search is on.
     pub(crate) search: Option<Arc<crate::search::SearchIndex>>,
+    /// Push notifications, when on.
+    pub(crate) push: Option<Arc<crate::push::Push>>,
 }
 
 impl Chat {
@@ -87,6 +91,7 @@ impl Chat {
             moderation,
             media,
             search,
+            push,
         } = stages;
         let conversations = Arc::new(Conversations::new(storage.clone()));
         let standings = Standings::new(storage.clone());
@@ -115,6 +120,7 @@ impl Chat {
             spam,
             media,
             search,
+            push,
         }
     }
 

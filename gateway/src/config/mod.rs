@@ -82,6 +82,23 @@ pub(crate) struct Config {
     pub(crate) media_collect_every: Duration,
     /// Message search, when on (embedded storage only).
     pub(crate) search: Option<SearchConfig>,
+    /// Push notifications, when on (embedded storage only).
+    pub(crate) push: Option<PushSettings>,
+}
+
+/// Push on this node: the dispatcher's rules and where each provider's keys are.
+#[derive(Debug, Clone)]
+pub(crate) struct PushSettings {
+    pub(crate) rules: crate::push::PushConfig,
+    pub(crate) ttl: Duration,
+    pub(crate) timeout: Duration,
+    /// The VAPID key's file (generated there when it does not exist).
+    pub(crate) vapid_key_file: PathBuf,
+    pub(crate) vapid_subject: String,
+    pub(crate) fcm_service_account: Option<PathBuf>,
+    pub(crate) fcm_url: String,
+    /// The webhook's URL and key.
+    pub(crate) webhook: Option<(String, String)>,
 }
 
 /// Message search on this node.
@@ -177,6 +194,7 @@ impl Config {
                 dir: o.data_dir.join("search"),
                 commit_every: Duration::from_millis(o.search_commit_ms),
             }),
+            push: (o.push && o.scylla.is_empty()).then(|| push_settings(o)),
         })
     }
 
@@ -651,7 +669,85 @@ fn cluster(o: &Options, p: &mut Problems) -> Option<Cluster> {
     })
 }
 
+fn push_settings(o: &Options) -> PushSettings {
+    let webpush_hosts = match &o.push_webpush_hosts {
+        Some(list) => list
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect(),
+        None => crate::push::DEFAULT_WEBPUSH_HOSTS
+            .iter()
+            .map(|h| (*h).to_owned())
+            .collect(),
+    };
+    PushSettings {
+        rules: crate::push::PushConfig {
+            grace: Duration::from_millis(o.push_grace_ms),
+            max_age: Duration::from_secs(o.push_max_age_s),
+            max_devices: o.push_max_devices,
+            include_text: o.push_include_text,
+            webpush_hosts,
+        },
+        ttl: Duration::from_secs(o.push_ttl_s),
+        timeout: Duration::from_millis(o.push_timeout_ms),
+        vapid_key_file: o
+            .push_vapid_key_file
+            .clone()
+            .unwrap_or_else(|| o.data_dir.join("vapid-key.pem")),
+        vapid_subject: o.push_vapid_subject.clone(),
+        fcm_service_account: o.push_fcm_service_account.clone(),
+        fcm_url: o.push_fcm_url.clone(),
+        webhook: o
+            .push_webhook_url
+            .clone()
+            .zip(o.push_webhook_secret.clone()),
+    }
+}
+
+fn push_checks(o: &Options, p: &mut Problems) {
+    p.check(
+        o.push_grace_ms <= 3_600_000,
+        "--push-grace-ms must be at most 3600000",
+    );
+    p.check(
+        (1..=7 * 86_400).contains(&o.push_max_age_s),
+        "--push-max-age-s must be 1..=604800",
+    );
+    p.check(
+        o.push_ttl_s <= 28 * 86_400,
+        "--push-ttl-s must be at most 2419200 (28 days, the longest the services keep one)",
+    );
+    p.check(
+        (1..=100).contains(&o.push_max_devices),
+        "--push-max-devices must be 1..=100",
+    );
+    p.check(
+        (100..=60_000).contains(&o.push_timeout_ms),
+        "--push-timeout-ms must be 100..=60000",
+    );
+    p.check(
+        o.push_vapid_subject.starts_with("mailto:") || o.push_vapid_subject.starts_with("https:"),
+        "--push-vapid-subject must be a mailto: or https: URL",
+    );
+    p.check(
+        o.push_webhook_url.is_some() == o.push_webhook_secret.is_some(),
+        "--push-webhook-url and --push-webhook-secret go together",
+    );
+    p.check(
+        o.push_webhook_secret.as_ref().is_none_or(|s| s.len() >= 16),
+        "--push-webhook-secret must be at least 16 bytes",
+    );
+    p.check(
+        o.push_webhook_url
+            .as_ref()
+            .is_none_or(|u| u.starts_with("https://") || u.starts_with("http://")),
+        "--push-webhook-url must be an http(s) URL",
+    );
+}
+
 fn other_checks(o: &Options, p: &mut Problems) {
+    push_checks(o, p);
     p.check(o.shards <= 1024, "--shards must be at most 1024");
     p.check(
         (10..=600_000).contains(&o.search_commit_ms),

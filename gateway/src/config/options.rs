@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::media;
 use crate::node;
+use crate::push;
 use crate::session::limits;
 
 /// Deliveries queued toward one shard.
@@ -384,6 +385,63 @@ pub(crate) struct Options {
     /// under load; an idle one at once), ms.
     #[arg(long, env = "PARLEY_SEARCH_COMMIT_MS", default_value_t = 1000)]
     pub(crate) search_commit_ms: u64,
+    /// Push notifications to users with no live session (`PUT /api/devices/:id`): Web Push,
+    /// FCM and a webhook. Needs the embedded storage (a cluster: not yet); `false` turns it off.
+    #[arg(long, env = "PARLEY_PUSH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) push: bool,
+    /// How long a push waits after a message, ms: a user back within it gets none, and the
+    /// conversation's later messages join it (one notification, updated).
+    #[arg(long, env = "PARLEY_PUSH_GRACE_MS", default_value_t = push::DEFAULT_GRACE_MS)]
+    pub(crate) push_grace_ms: u64,
+    /// How long a push is retried (429, 5xx, network) before it is dropped, seconds.
+    #[arg(long, env = "PARLEY_PUSH_MAX_AGE_S", default_value_t = push::DEFAULT_MAX_AGE_SECS)]
+    pub(crate) push_max_age_s: u64,
+    /// How long a push service keeps a notification for a device that is off, seconds.
+    #[arg(long, env = "PARLEY_PUSH_TTL_S", default_value_t = push::DEFAULT_TTL_SECS)]
+    pub(crate) push_ttl_s: u64,
+    /// Devices one user may register.
+    #[arg(long, env = "PARLEY_PUSH_MAX_DEVICES", default_value_t = push::DEFAULT_MAX_DEVICES)]
+    pub(crate) push_max_devices: usize,
+    /// Put the message's text (its first 200 characters) into notifications. Off by default:
+    /// a lock screen shows it, and the push services see it (Web Push payloads are
+    /// end-to-end encrypted; FCM's are not).
+    #[arg(long, env = "PARLEY_PUSH_INCLUDE_TEXT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub(crate) push_include_text: bool,
+    /// Hosts a Web Push subscription's endpoint may be on, comma-separated (`*.domain`: any
+    /// subdomain). Default: the push services of Chrome, Firefox, Safari and Edge.
+    #[arg(long, env = "PARLEY_PUSH_WEBPUSH_HOSTS")]
+    pub(crate) push_webpush_hosts: Option<String>,
+    /// The VAPID key (PKCS#8 PEM, P-256). Default: `vapid-key.pem` in the data directory,
+    /// generated on first start.
+    #[arg(long, env = "PARLEY_PUSH_VAPID_KEY_FILE")]
+    pub(crate) push_vapid_key_file: Option<PathBuf>,
+    /// Who runs this node, for the push services (`mailto:` or `https:` URL).
+    #[arg(
+        long,
+        env = "PARLEY_PUSH_VAPID_SUBJECT",
+        default_value = "mailto:push@localhost"
+    )]
+    pub(crate) push_vapid_subject: String,
+    /// The Firebase service account JSON (`project_id`, `client_email`, `private_key`,
+    /// `token_uri`): FCM on.
+    #[arg(long, env = "PARLEY_PUSH_FCM_SERVICE_ACCOUNT")]
+    pub(crate) push_fcm_service_account: Option<PathBuf>,
+    /// FCM's base URL.
+    #[arg(
+        long,
+        env = "PARLEY_PUSH_FCM_URL",
+        default_value = "https://fcm.googleapis.com"
+    )]
+    pub(crate) push_fcm_url: String,
+    /// The marketplace's notification service: `webhook` devices are pushed here, signed.
+    #[arg(long, env = "PARLEY_PUSH_WEBHOOK_URL")]
+    pub(crate) push_webhook_url: Option<String>,
+    /// The webhook's HMAC-SHA256 key (at least 16 bytes; `X-Parley-Signature`).
+    #[arg(long, env = "PARLEY_PUSH_WEBHOOK_SECRET", hide_env_values = true)]
+    pub(crate) push_webhook_secret: Option<String>,
+    /// One request to a push service, connection included, ms.
+    #[arg(long, env = "PARLEY_PUSH_TIMEOUT_MS", default_value_t = 10_000)]
+    pub(crate) push_timeout_ms: u64,
     /// The web chat page (`web/dist`, embedded in the binary) at `/`, `/index.html` and
     /// `/assets/…`; `false` turns it off (`/` is then 404).
     #[arg(long, env = "PARLEY_WEB_PAGE", default_value_t = true, action = clap::ArgAction::Set)]

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{self, Relaxed};
 use std::time::{Duration, Instant};
 
 use parley_storage::{Change, ChangeKind, Storage, StorageError};
@@ -56,6 +56,9 @@ pub(crate) struct Indexer {
     pub(crate) commit_every: Duration,
     /// How often an idle indexer looks at the feed.
     pub(crate) poll: Duration,
+    /// Another reader of the feed (push) still needs the entries above this cursor: the
+    /// indexer trims only below it (`u64::MAX`: no other reader).
+    pub(crate) keep_above: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Rebuild progress: conversations and messages scanned so far.
@@ -81,6 +84,11 @@ struct Follow {
 }
 
 impl Indexer {
+    /// Where the feed may be trimmed once the index holds everything up to `cursor`.
+    fn trim_below(&self, cursor: u64) -> u64 {
+        cursor.min(self.keep_above.load(Ordering::Relaxed).saturating_add(1))
+    }
+
     /// Starts the indexing thread; it runs for the life of the process.
     pub(crate) fn spawn(self) -> std::io::Result<()> {
         std::thread::Builder::new()
@@ -175,7 +183,7 @@ impl Indexer {
         })?;
         while self.step(rt, &mut writer, &mut f)? > 0 {}
         writer.commit(f.cursor)?;
-        rt.block_on(self.storage.trim_changes(f.cursor))?;
+        rt.block_on(self.storage.trim_changes(self.trim_below(f.cursor)))?;
         Ok(scanned)
     }
 
@@ -337,7 +345,7 @@ impl Indexer {
         f.pending = 0;
         f.last_commit = Instant::now();
         f.scanned = HashMap::new();
-        rt.block_on(self.storage.trim_changes(f.cursor))?;
+        rt.block_on(self.storage.trim_changes(self.trim_below(f.cursor)))?;
         Ok(())
     }
 }
@@ -442,6 +450,7 @@ mod tests {
             storage: storage.clone(),
             commit_every: Duration::ZERO,
             poll: Duration::ZERO,
+            keep_above: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
         };
         assert_eq!(
             indexer.start_cursor(&rt).expect("start"),

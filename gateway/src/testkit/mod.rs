@@ -208,6 +208,7 @@ impl TestNode {
             moderation: Arc::new(crate::moderation::Moderation::disabled()),
             media: test_media(&shared._dir.path().join("media")),
             search: None,
+            push: None,
         };
         let node = assemble(parts, storage, inboxes, bus);
         if let Some(bus) = &node.chat.bus {

@@ -208,6 +208,9 @@ fn metrics(node: &Node) -> Response<Body> {
         }),
     });
     node.chat.moderation.render(&mut text);
+    if let Some(push) = &node.chat.push {
+        push.stats.render(&mut text);
+    }
     let mut resp = Response::new(Body::new(Bytes::from(text)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -260,7 +263,7 @@ fn preflight() -> Response<Body> {
     let h = resp.headers_mut();
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+        HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,

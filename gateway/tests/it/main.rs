@@ -13,6 +13,7 @@ mod ledger;
 mod lifecycle;
 mod media;
 mod moderation;
+mod push;
 mod quic;
 mod quic_aioquic;
 mod search;

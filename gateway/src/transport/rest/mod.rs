@@ -19,6 +19,9 @@
 //! | GET | /api/standing | my standing (warnings, muted until, banned) |
 //! | POST | /api/media?conversation=&name= | upload (raw body; typed by its bytes) → `{id, url, …}` |
 //! | GET | /api/media/:id | my upload's record, with fresh URLs |
+//! | PUT, GET, DELETE | /api/devices/:id, /api/devices | my push devices (see `push`) |
+//! | GET, PUT | /api/conversations/:id/mute | mute a conversation's pushes |
+//! | GET | /api/push/vapid | the Web Push `applicationServerKey` |
 //!
 //! Only on a node with the development secret, and without a token (`dev`):
 //!
@@ -44,6 +47,7 @@ mod dev;
 mod handlers;
 mod json;
 mod media;
+mod push;
 mod search;
 
 use std::sync::Arc;
@@ -214,6 +218,16 @@ async fn route(node: &Node, req: Request<Incoming>) -> Reply {
         }
         (&Method::POST, ["reports"]) => handlers::report(call).await,
         (&Method::GET, ["standing"]) => admin::own_standing(call).await,
+        (&Method::GET, ["conversations", id, "mute"]) => {
+            push::mute(call, conversation_id(id)?).await
+        }
+        (&Method::PUT, ["conversations", id, "mute"]) => {
+            push::set_mute(call, conversation_id(id)?).await
+        }
+        (&Method::GET, ["devices"]) => push::devices(call).await,
+        (&Method::PUT, ["devices", id]) => push::put_device(call, id).await,
+        (&Method::DELETE, ["devices", id]) => push::delete_device(call, id).await,
+        (&Method::GET, ["push", "vapid"]) => push::vapid(call).await,
         (&Method::POST, ["media"]) => media::upload(call).await,
         (&Method::GET, ["media", id]) => media::get(call, id).await,
         (_, ["admin", rest @ ..]) => {

@@ -1,0 +1,435 @@
+//! Who gets a push, and when: follows storage's change feed (a message is in it once it is
+//! committed, in the same write), so a push is never lost to a crash between storing and
+//! queueing, and the send path does no more work for it.
+//!
+//! For each message, each other participant with a registered device gets an intent per
+//! (user, conversation): one pending notification, updated by later messages (coalesced),
+//! due `grace` after the first. When it is due the dispatcher checks again — a live session
+//! on this node (the user came back: nothing), the conversation muted, the read watermark at
+//! or past the message (read on another device: nothing) — then sends to each device, with
+//! the badge (the user's unread total). Retries (429, 5xx, network) back off exponentially,
+//! after `Retry-After` when given, only to the devices that need it, until `max_age`; then the
+//! intent is dropped, counted.
+//!
+//! Durability: the feed cursor below every intent not yet done is stored (`\0push` /
+//! `cursor`, with the furthest cursor read), and the feed is kept from there (the search
+//! indexer trims only below it). After a restart the dispatcher reads the feed again from
+//! that cursor; an entry it had read before is checked against the user's `pushed/<conv>`
+//! record, written when a push finished, so a push already sent is not sent again. The one
+//! window left: a crash after the service accepted a push and before that record was
+//! written sends it again — with the same collapse key (`Topic`, `collapse_key`), so the
+//! device replaces the notification rather than showing two.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use parley_storage::{ChangeKind, Storage, StorageError};
+use parley_types::{ConversationId, ConversationKind, Message, MessageId, Visibility};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Finished, Push};
+
+/// Feed entries read per call.
+const PAGE: usize = 512;
+/// How often an idle dispatcher looks at the feed.
+const POLL: Duration = Duration::from_millis(50);
+/// Pushes being sent at once.
+const IN_FLIGHT: usize = 64;
+/// Intents held at once; past it the dispatcher stops reading the feed until some are done
+/// (the feed keeps the rest: nothing is lost, only later).
+const MAX_PENDING: usize = 100_000;
+/// Conversations whose participants are cached (then all are forgotten).
+const CONVERSATIONS_CACHED: usize = 50_000;
+/// Users whose "has a device" answer is cached.
+pub(super) const USERS_CACHED: usize = 200_000;
+/// The first retry's wait, doubled each time.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often the cursor is stored while it moves.
+const SAVE_EVERY: Duration = Duration::from_millis(200);
+/// The dispatcher's own records.
+pub(super) const OWNER: &str = "\0push";
+const CURSOR_KEY: &str = "cursor";
+
+type Key = (Arc<str>, ConversationId);
+
+/// One pending notification.
+#[derive(Clone, Debug)]
+pub(super) struct Intent {
+    /// The feed cursor of the first message it stands for: the feed is kept from here.
+    pub(super) first_cursor: u64,
+    pub(super) due: Instant,
+    /// When its first message was read (for `max_age`).
+    pub(super) born: Instant,
+    pub(super) seq: u64,
+    pub(super) message_id: MessageId,
+    pub(super) sender: String,
+    pub(super) text: String,
+    pub(super) count: u32,
+    pub(super) attempts: u32,
+    /// After a partial failure: only these devices still need it.
+    pub(super) devices_left: Option<Vec<String>>,
+}
+
+/// Where the dispatcher stands (stored as two big-endian u64).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Cursor {
+    /// Every feed entry up to here is done with.
+    pub(super) safe: u64,
+    /// The furthest entry ever read: entries up to here may have been pushed already.
+    pub(super) read: u64,
+}
+
+impl Cursor {
+    fn encode(self) -> Vec<u8> {
+        let mut v = self.safe.to_be_bytes().to_vec();
+        v.extend_from_slice(&self.read.to_be_bytes());
+        v
+    }
+
+    fn decode(v: &[u8]) -> Option<Self> {
+        Some(Self {
+            safe: u64::from_be_bytes(v.get(..8)?.try_into().ok()?),
+            read: u64::from_be_bytes(v.get(8..16)?.try_into().ok()?),
+        })
+    }
+}
+
+/// The cursor below which push needs nothing, when push ever ran on this data.
+pub(crate) async fn stored_cursor(storage: &dyn Storage) -> Result<Option<u64>, StorageError> {
+    Ok(storage
+        .value(OWNER, CURSOR_KEY)
+        .await?
+        .as_deref()
+        .and_then(Cursor::decode)
+        .map(|c| c.safe))
+}
+
+/// The stored cursor; on a first start, the feed's head (history is not pushed), stored.
+pub(crate) async fn load_cursor(storage: &dyn Storage) -> Result<u64, StorageError> {
+    if let Some(safe) = stored_cursor(storage).await? {
+        return Ok(safe);
+    }
+    let head = storage.last_change().await?;
+    let c = Cursor {
+        safe: head,
+        read: head,
+    };
+    storage
+        .put_value(OWNER, CURSOR_KEY, Some(c.encode()))
+        .await?;
+    Ok(head)
+}
+
+/// The per-conversation record of the last seq pushed to a user.
+pub(super) fn pushed_key(conversation: ConversationId) -> String {
+    format!("pushed/{conversation}")
+}
+
+/// The dispatcher's state; one task owns it.
+struct State {
+    push: Arc<Push>,
+    /// Feed entries after this are not read yet.
+    cursor: u64,
+    /// Entries up to here were read before a restart (see the module's doc).
+    replay_until: u64,
+    pending: HashMap<Key, Intent>,
+    due: BinaryHeap<Reverse<(Instant, Key)>>,
+    /// Being sent: the first cursor each holds.
+    in_flight: HashMap<Key, u64>,
+    participants: HashMap<ConversationId, Option<Arc<ParticipantsOf>>>,
+    saved: Cursor,
+    last_save: Instant,
+}
+
+struct ParticipantsOf {
+    group: bool,
+    ids: Vec<String>,
+}
+
+/// Runs the dispatcher until the process ends.
+pub(crate) async fn run(push: Arc<Push>) {
+    let stored = loop {
+        match push.storage.value(OWNER, CURSOR_KEY).await {
+            Ok(v) => break v.as_deref().and_then(Cursor::decode).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "push: reading the cursor failed; retrying");
+                tokio::time::sleep(FIRST_BACKOFF).await;
+            }
+        }
+    };
+    // Each push in flight sends once: never more than `IN_FLIGHT` waiting.
+    let (done_tx, mut done_rx) = mpsc::channel(IN_FLIGHT);
+    let mut s = State {
+        push,
+        cursor: stored.safe,
+        replay_until: stored.read,
+        pending: HashMap::new(),
+        due: BinaryHeap::new(),
+        in_flight: HashMap::new(),
+        participants: HashMap::new(),
+        saved: stored,
+        last_save: Instant::now(),
+    };
+    loop {
+        let mut read = 0;
+        if s.pending.len() < MAX_PENDING {
+            match s.read_feed().await {
+                Ok(n) => read = n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "push: reading the change feed failed");
+                    tokio::time::sleep(FIRST_BACKOFF).await;
+                }
+            }
+        }
+        s.fire(&done_tx);
+        s.save().await;
+        s.publish_gauges();
+        if read == PAGE {
+            // More waiting: read on, but take finished pushes in between.
+            while let Ok((key, finished)) = done_rx.try_recv() {
+                s.finish(key, finished);
+            }
+            continue;
+        }
+        let wake = s
+            .due
+            .peek()
+            .map_or(POLL, |Reverse((at, _))| {
+                at.saturating_duration_since(Instant::now())
+            })
+            .min(POLL);
+        tokio::select! {
+            () = tokio::time::sleep(wake) => {}
+            Some((key, finished)) = done_rx.recv() => s.finish(key, finished),
+        }
+        while let Ok((key, finished)) = done_rx.try_recv() {
+            s.finish(key, finished);
+        }
+    }
+}
+
+impl State {
+    /// Reads one page of the feed into intents; the entries read.
+    async fn read_feed(&mut self) -> Result<usize, StorageError> {
+        let storage = self.push.storage.clone();
+        let changes = storage.changes(self.cursor, PAGE).await?;
+        let n = changes.len();
+        let at: Vec<(ConversationId, u64)> = changes
+            .iter()
+            .filter_map(|c| match c.kind {
+                ChangeKind::Message { seq } => Some((c.conversation, seq)),
+                ChangeKind::Deleted => None,
+            })
+            .collect();
+        let mut messages = storage.messages_at(at).await?.into_iter();
+        for change in &changes {
+            match change.kind {
+                ChangeKind::Deleted => {
+                    self.participants.insert(change.conversation, None);
+                    self.pending.retain(|(_, c), _| *c != change.conversation);
+                }
+                ChangeKind::Message { .. } => {
+                    if let Some(Some(m)) = messages.next() {
+                        self.message(change.cursor, m).await?;
+                    }
+                }
+            }
+            self.cursor = change.cursor;
+        }
+        Ok(n)
+    }
+
+    /// The intents one message makes.
+    async fn message(&mut self, cursor: u64, m: Message) -> Result<(), StorageError> {
+        if m.visibility != Visibility::Everyone {
+            // Shadowed: nobody but its sender sees it, so nobody is told.
+            return Ok(());
+        }
+        let Some(conv) = self.participants_of(m.conversation).await? else {
+            return Ok(());
+        };
+        let push = self.push.clone();
+        let now = Instant::now();
+        for user in conv.ids.iter().filter(|p| **p != m.sender) {
+            if !push.has_devices(user).await? {
+                continue;
+            }
+            if cursor <= self.replay_until {
+                let pushed = push
+                    .storage
+                    .value(user, &pushed_key(m.conversation))
+                    .await?
+                    .and_then(|v| Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?)));
+                if pushed.is_some_and(|p| p >= m.seq) {
+                    continue;
+                }
+            }
+            if conv.group && push.storage.is_blocked_between(&m.sender, user).await? {
+                // A group message from someone blocked either way is not delivered to them.
+                continue;
+            }
+            let key: Key = (Arc::from(user.as_str()), m.conversation);
+            push.stats.messages.fetch_add(1, Relaxed);
+            match self.pending.get_mut(&key) {
+                Some(intent) => {
+                    push.stats.coalesced.fetch_add(1, Relaxed);
+                    intent.seq = m.seq;
+                    intent.message_id = m.id;
+                    intent.sender.clone_from(&m.sender);
+                    intent.text.clone_from(&m.content);
+                    intent.count = intent.count.saturating_add(1);
+                }
+                None => {
+                    let due = now + push.config.grace;
+                    self.due.push(Reverse((due, key.clone())));
+                    self.pending.insert(
+                        key,
+                        Intent {
+                            first_cursor: cursor,
+                            due,
+                            born: now,
+                            seq: m.seq,
+                            message_id: m.id,
+                            sender: m.sender.clone(),
+                            text: m.content.clone(),
+                            count: 1,
+                            attempts: 0,
+                            devices_left: None,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn participants_of(
+        &mut self,
+        id: ConversationId,
+    ) -> Result<Option<Arc<ParticipantsOf>>, StorageError> {
+        if let Some(p) = self.participants.get(&id) {
+            return Ok(p.clone());
+        }
+        if self.participants.len() >= CONVERSATIONS_CACHED {
+            self.participants.clear();
+        }
+        let found = self.push.storage.conversation(id).await?.map(|c| {
+            Arc::new(ParticipantsOf {
+                group: matches!(c.kind, ConversationKind::Group { .. }),
+                ids: c.participants,
+            })
+        });
+        self.participants.insert(id, found.clone());
+        Ok(found)
+    }
+
+    /// Starts the intents that are due, as many as may be in flight.
+    fn fire(&mut self, done: &mpsc::Sender<(Key, Finished)>) {
+        let now = Instant::now();
+        while self.in_flight.len() < IN_FLIGHT {
+            let Some(Reverse((at, _))) = self.due.peek() else {
+                break;
+            };
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, key))) = self.due.pop() else {
+                break;
+            };
+            // A key pushed again (retry) leaves its old heap entry behind: skip those, and
+            // keys already being sent (their next intent waits for them).
+            let current = self.pending.get(&key).is_some_and(|i| i.due == at);
+            if !current || self.in_flight.contains_key(&key) {
+                if current {
+                    self.due.push(Reverse((now + POLL, key)));
+                }
+                continue;
+            }
+            let Some(intent) = self.pending.remove(&key) else {
+                continue;
+            };
+            if now.duration_since(intent.born) > self.push.config.max_age {
+                self.push.stats.dropped("expired");
+                continue;
+            }
+            self.in_flight.insert(key.clone(), intent.first_cursor);
+            let push = self.push.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let finished = push.deliver(&key.0, key.1, intent).await;
+                let _ = done.send((key, finished)).await;
+            });
+        }
+    }
+
+    /// Takes back a finished push: done, or to be retried.
+    fn finish(&mut self, key: Key, finished: Finished) {
+        self.in_flight.remove(&key);
+        let Finished::Retry(mut intent, after) = finished else {
+            return;
+        };
+        intent.attempts += 1;
+        let backoff = FIRST_BACKOFF
+            .saturating_mul(1 << intent.attempts.min(16).saturating_sub(1))
+            .min(MAX_BACKOFF);
+        let due = Instant::now() + after.map_or(backoff, |a| a.max(FIRST_BACKOFF));
+        match self.pending.get_mut(&key) {
+            // Newer messages came meanwhile: one notification for all, to every device,
+            // kept from the older cursor.
+            Some(newer) => {
+                newer.first_cursor = newer.first_cursor.min(intent.first_cursor);
+                newer.born = newer.born.min(intent.born);
+                newer.attempts = intent.attempts;
+            }
+            None => {
+                intent.due = due;
+                self.due.push(Reverse((due, key.clone())));
+                self.pending.insert(key, intent);
+            }
+        }
+    }
+
+    /// Stores where the dispatcher stands when it moved (at most every `SAVE_EVERY`), and
+    /// lets the feed be trimmed below it.
+    async fn save(&mut self) {
+        let lowest = self
+            .pending
+            .values()
+            .map(|i| i.first_cursor)
+            .chain(self.in_flight.values().copied())
+            .min();
+        let safe = lowest.map_or(self.cursor, |c| c.saturating_sub(1));
+        let now = Cursor {
+            safe,
+            read: self.cursor.max(self.replay_until),
+        };
+        if now == self.saved || self.last_save.elapsed() < SAVE_EVERY {
+            return;
+        }
+        match self
+            .push
+            .storage
+            .put_value(OWNER, CURSOR_KEY, Some(now.encode()))
+            .await
+        {
+            Ok(()) => {
+                self.saved = now;
+                self.last_save = Instant::now();
+                self.push.floor.store(safe, Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %e, "push: storing the cursor failed"),
+        }
+    }
+
+    fn publish_gauges(&self) {
+        let stats = &self.push.stats;
+        stats.pending.store(self.pending.len() as u64, Relaxed);
+        stats.in_flight.store(self.in_flight.len() as u64, Relaxed);
+        stats.cursor.store(self.cursor, Relaxed);
+    }
+}

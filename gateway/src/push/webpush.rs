@@ -36,7 +36,7 @@ const HEADER_BYTES: usize = 16 + 4 + 1 + POINT_BYTES;
 const TAG_BYTES: usize = 16;
 /// The padding delimiter of the last record (RFC 8188 section 2).
 const LAST_RECORD: u8 = 2;
-/// Longest body a push service must accept (RFC 8030 section 7.2).
+/// The body every push service must accept (RFC 8030: at least 4096 octets of payload).
 const MAX_BODY_BYTES: usize = 4096;
 /// Longest plaintext one message carries.
 pub(crate) const MAX_PLAINTEXT: usize = MAX_BODY_BYTES - HEADER_BYTES - 1 - TAG_BYTES;
@@ -178,7 +178,7 @@ fn encrypt_with(
     let ua = p256::PublicKey::from_sec1_bytes(&sub.p256dh).map_err(|_| WebPushError::PublicKey)?;
     let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), ua.as_affine());
     let (cek, nonce) = derive(
-        shared.raw_secret_bytes().as_slice(),
+        &shared.raw_secret_bytes()[..],
         &sub.auth,
         &sub.p256dh,
         &as_public,
@@ -491,7 +491,7 @@ mod tests {
         let sender = p256::PublicKey::from_sec1_bytes(&as_public).ok()?;
         let shared = p256::ecdh::diffie_hellman(ua.to_nonzero_scalar(), sender.as_affine());
         let (cek, nonce) = derive(
-            shared.raw_secret_bytes().as_slice(),
+            &shared.raw_secret_bytes()[..],
             auth,
             &ua_public,
             &as_public,
@@ -910,8 +910,9 @@ mod tests {
 
     /// Runs `gateway/tests/push/decrypt.py` (PyPI `http-ece` and `cryptography`, installed into
     /// target/test-venv by scripts/test.sh; `PARLEY_PYTHON` names another interpreter) on one
-    /// JSON request; its stdout. Missing Python or packages fail the test: nothing is skipped.
-    fn independent_check(request: &serde_json::Value) -> Vec<u8> {
+    /// JSON request: its stdout, or its stderr when it refused. Python or its packages missing
+    /// fail the test: nothing is skipped.
+    fn independent_check(request: &serde_json::Value) -> Result<Vec<u8>, String> {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let python = std::env::var_os("PARLEY_PYTHON")
             .map(PathBuf::from)
@@ -937,18 +938,29 @@ mod tests {
             .write_all(request.to_string().as_bytes())
             .expect("write the request");
         let out = child.wait_with_output().expect("run decrypt.py");
+        let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            out.status.success(),
-            "decrypt.py refused it ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
+            !stderr.contains("ModuleNotFoundError"),
+            "{}: {stderr} (scripts/test.sh installs scripts/test-requirements.txt)",
+            python.display()
         );
-        out.stdout
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(format!("{} ({})", stderr.trim(), out.status))
+        }
     }
 
     #[test]
     fn an_independent_implementation_decrypts_it() {
         let (ua_secret, sub) = receiver();
+        let request = |body: &[u8]| {
+            serde_json::json!({
+                "body": b64url(body),
+                "private_key": b64url(&ua_secret),
+                "auth": b64url(&sub.auth),
+            })
+        };
         let payload = serde_json::json!({
             "type": "message",
             "conversationId": "0193a5b0-7c1e-7000-8000-000000000001",
@@ -958,21 +970,19 @@ mod tests {
         })
         .to_string();
         let body = encrypt(&sub, payload.as_bytes()).expect("encrypt");
-        let plaintext = independent_check(&serde_json::json!({
-            "body": b64url(&body),
-            "private_key": b64url(&ua_secret),
-            "auth": b64url(&sub.auth),
-        }));
+        let plaintext = independent_check(&request(&body)).expect("http_ece decrypts it");
         assert_eq!(String::from_utf8_lossy(&plaintext), payload);
 
         let longest = vec![b'z'; MAX_PLAINTEXT];
         let body = encrypt(&sub, &longest).expect("encrypt");
-        let plaintext = independent_check(&serde_json::json!({
-            "body": b64url(&body),
-            "private_key": b64url(&ua_secret),
-            "auth": b64url(&sub.auth),
-        }));
+        let plaintext = independent_check(&request(&body)).expect("http_ece decrypts it");
         assert_eq!(plaintext, longest);
+
+        // And the check is not vacuous: a changed byte is refused.
+        let mut tampered = body;
+        tampered[100] ^= 1;
+        let refused = independent_check(&request(&tampered)).expect_err("tampered");
+        assert!(refused.contains("Decryption error"), "{refused}");
     }
 
     #[test]
@@ -985,7 +995,8 @@ mod tests {
         let out = independent_check(&serde_json::json!({
             "verify_vapid": header,
             "endpoint": endpoint,
-        }));
+        }))
+        .expect("cryptography verifies it");
         let claims: serde_json::Value = serde_json::from_slice(&out).expect("claims JSON");
         assert_eq!(
             claims,
@@ -995,5 +1006,22 @@ mod tests {
                 "sub": "mailto:ops@example.com",
             })
         );
+
+        // And the check is not vacuous: another key's k=, or another origin, is refused.
+        let (other, _) = Vapid::generate("mailto:ops@example.com").expect("generated");
+        let (t, _) = header.split_once(", k=").expect("k=");
+        let wrong_key = format!("{t}, k={}", other.public_key_b64());
+        let refused = independent_check(&serde_json::json!({
+            "verify_vapid": wrong_key,
+            "endpoint": endpoint,
+        }))
+        .expect_err("another key");
+        assert!(refused.contains("does not verify"), "{refused}");
+        let refused = independent_check(&serde_json::json!({
+            "verify_vapid": header,
+            "endpoint": "https://push.example.net/wpush/v2/abc",
+        }))
+        .expect_err("another origin");
+        assert!(refused.contains("aud is"), "{refused}");
     }
 }

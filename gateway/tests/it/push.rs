@@ -1,6 +1,6 @@
 //! Push notifications end to end: the real binary, a real HTTP fake of each push service on
 //! loopback that checks requests as the service does, Web Push payloads decrypted by an
-//! independent implementation (PyPI `http-ece`, `gateway/tests/push/webpush_check.py`).
+//! independent implementation (PyPI `http-ece`, `gateway/tests/push/decrypt.py`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -117,6 +117,7 @@ impl Fake {
 
 /// A browser's push subscription: its private key and the registration body.
 struct Browser {
+    endpoint: String,
     private: [u8; 32],
     auth: [u8; 16],
     body: String,
@@ -135,26 +136,21 @@ fn browser(endpoint: &str) -> Browser {
     })
     .to_string();
     Browser {
+        endpoint: endpoint.to_owned(),
         private,
         auth,
         body,
     }
 }
 
-/// Decrypts a Web Push request with the independent implementation and verifies its VAPID
-/// header: the payload JSON and the JWT's claims.
-fn open(b: &Browser, seen: &Seen) -> (Value, Value) {
-    let input = json!({
-        "body": B64.encode(&seen.body),
-        "private_key": B64.encode(b.private),
-        "auth": B64.encode(b.auth),
-        "vapid": seen.headers["authorization"].to_str().unwrap(),
-    });
+/// Runs `gateway/tests/push/decrypt.py` (an implementation independent of Parley's) on
+/// `input`: its stdout.
+fn independent(input: &Value) -> Vec<u8> {
     let manifest = env!("CARGO_MANIFEST_DIR");
     let python = std::env::var("PARLEY_PYTHON")
         .unwrap_or_else(|_| format!("{manifest}/../target/test-venv/bin/python3"));
     let mut child = std::process::Command::new(&python)
-        .arg(format!("{manifest}/tests/push/webpush_check.py"))
+        .arg(format!("{manifest}/tests/push/decrypt.py"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -170,12 +166,28 @@ fn open(b: &Browser, seen: &Seen) -> (Value, Value) {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "http-ece could not decrypt it: {}",
+        "the independent check refused it: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let payload: Value = serde_json::from_str(v["plaintext"].as_str().unwrap()).unwrap();
-    (payload, v)
+    out.stdout
+}
+
+/// Decrypts a Web Push request with the independent implementation (PyPI `http-ece`) and
+/// verifies its VAPID header (`cryptography`): the payload JSON and the JWT's claims.
+fn open(b: &Browser, seen: &Seen) -> (Value, Value) {
+    let plaintext = independent(&json!({
+        "body": B64.encode(&seen.body),
+        "private_key": B64.encode(b.private),
+        "auth": B64.encode(b.auth),
+    }));
+    let claims = independent(&json!({
+        "verify_vapid": seen.headers["authorization"].to_str().unwrap(),
+        "endpoint": b.endpoint,
+    }));
+    (
+        serde_json::from_slice(&plaintext).unwrap(),
+        serde_json::from_slice(&claims).unwrap(),
+    )
 }
 
 async fn put(gw: &Gateway, user: &str, path: &str, body: &str) -> (u16, Value) {

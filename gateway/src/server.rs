@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::moderation::Moderation;
 use crate::node::BusEvents;
 use crate::node::{Node, Settings};
-use crate::push::provider::{FcmConfig, Providers, WebPushConfig, WebhookConfig};
+use crate::push::provider::{ApnsConfig, FcmConfig, Providers, WebPushConfig, WebhookConfig};
 use crate::push::{Push, PushConfig};
 use crate::search::SearchIndex;
 use crate::search::indexer::Indexer;
@@ -332,6 +332,16 @@ fn push_providers(ps: &PushSettings) -> anyhow::Result<Providers> {
         }
         None => None,
     };
+    let apns = match &ps.apns {
+        Some((path, key_id, team_id)) => Some(ApnsConfig {
+            key_pem: std::fs::read_to_string(path)
+                .with_context(|| format!("read {}", path.display()))?,
+            key_id: key_id.clone(),
+            team_id: team_id.clone(),
+            base_url: ps.apns_url.clone(),
+        }),
+        None => None,
+    };
     let webhook = ps.webhook.as_ref().map(|(url, secret)| WebhookConfig {
         url: url.clone(),
         secret: secret.as_bytes().to_vec(),
@@ -341,6 +351,7 @@ fn push_providers(ps: &PushSettings) -> anyhow::Result<Providers> {
         ps.timeout,
         Some(WebPushConfig { vapid }),
         fcm,
+        apns,
         webhook,
     )
     .map_err(|e| anyhow::anyhow!("push: {e}"))

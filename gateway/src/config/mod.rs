@@ -97,6 +97,9 @@ pub(crate) struct PushSettings {
     pub(crate) vapid_subject: String,
     pub(crate) fcm_service_account: Option<PathBuf>,
     pub(crate) fcm_url: String,
+    /// The APNs `.p8` key's file, its key id and the team id.
+    pub(crate) apns: Option<(PathBuf, String, String)>,
+    pub(crate) apns_url: String,
     /// The webhook's URL and key.
     pub(crate) webhook: Option<(String, String)>,
 }
@@ -698,6 +701,14 @@ fn push_settings(o: &Options) -> PushSettings {
         vapid_subject: o.push_vapid_subject.clone(),
         fcm_service_account: o.push_fcm_service_account.clone(),
         fcm_url: o.push_fcm_url.clone(),
+        apns: o.push_apns_key_file.clone().map(|f| {
+            (
+                f,
+                o.push_apns_key_id.clone().unwrap_or_default(),
+                o.push_apns_team_id.clone().unwrap_or_default(),
+            )
+        }),
+        apns_url: o.push_apns_url.clone(),
         webhook: o
             .push_webhook_url
             .clone()
@@ -729,6 +740,11 @@ fn push_checks(o: &Options, p: &mut Problems) {
     p.check(
         o.push_vapid_subject.starts_with("mailto:") || o.push_vapid_subject.starts_with("https:"),
         "--push-vapid-subject must be a mailto: or https: URL",
+    );
+    p.check(
+        o.push_apns_key_file.is_none()
+            || (o.push_apns_key_id.is_some() && o.push_apns_team_id.is_some()),
+        "--push-apns-key-file needs --push-apns-key-id and --push-apns-team-id",
     );
     p.check(
         o.push_webhook_url.is_some() == o.push_webhook_secret.is_some(),

@@ -433,6 +433,22 @@ pub(crate) struct Options {
         default_value = "https://fcm.googleapis.com"
     )]
     pub(crate) push_fcm_url: String,
+    /// The APNs token key Apple issued (`AuthKey_<id>.p8`): APNs on.
+    #[arg(long, env = "PARLEY_PUSH_APNS_KEY_FILE")]
+    pub(crate) push_apns_key_file: Option<PathBuf>,
+    /// The APNs key's id (10 characters, from Apple's developer account).
+    #[arg(long, env = "PARLEY_PUSH_APNS_KEY_ID")]
+    pub(crate) push_apns_key_id: Option<String>,
+    /// The Apple developer team id the key belongs to.
+    #[arg(long, env = "PARLEY_PUSH_APNS_TEAM_ID")]
+    pub(crate) push_apns_team_id: Option<String>,
+    /// APNs's base URL (`https://api.sandbox.push.apple.com` for development builds).
+    #[arg(
+        long,
+        env = "PARLEY_PUSH_APNS_URL",
+        default_value = "https://api.push.apple.com"
+    )]
+    pub(crate) push_apns_url: String,
     /// The marketplace's notification service: `webhook` devices are pushed here, signed.
     #[arg(long, env = "PARLEY_PUSH_WEBHOOK_URL")]
     pub(crate) push_webhook_url: Option<String>,

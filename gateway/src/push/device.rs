@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `webpush` | the browser's `PushSubscription.toJSON()`: `endpoint`, `keys.p256dh`, `keys.auth` | the subscription's endpoint, on an allowed push-service host (RFC 8030 + 8291 + 8292) |
 //! | `fcm` | `token` (the app's registration token) | FCM HTTP v1 |
-//! | `apns` | `token` (hex), `topic` (the app's bundle id) | APNs over HTTP/2 |
+//! | `apns` | `token` (hex), `topic` (the app's bundle id) | APNs over HTTP/2 (token-based provider auth) |
 //! | `webhook` | `token` (opaque to Parley, ≤ 512 bytes) | the node's one configured webhook URL, signed |
 //!
 //! A webhook device names no URL: the marketplace's own notification service is configured on

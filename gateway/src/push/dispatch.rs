@@ -344,10 +344,16 @@ impl State {
             // A key pushed again (retry) leaves its old heap entry behind: skip those, and
             // keys already being sent (their next intent waits for them).
             let current = self.pending.get(&key).is_some_and(|i| i.due == at);
-            if !current || self.in_flight.contains_key(&key) {
-                if current {
-                    self.due.push(Reverse((now + POLL, key)));
+            if !current {
+                continue;
+            }
+            if self.in_flight.contains_key(&key) {
+                // Its previous push is still being sent: look again shortly.
+                let later = now + POLL;
+                if let Some(intent) = self.pending.get_mut(&key) {
+                    intent.due = later;
                 }
+                self.due.push(Reverse((later, key)));
                 continue;
             }
             let Some(intent) = self.pending.remove(&key) else {

@@ -413,7 +413,7 @@ impl Push {
         intent: &Intent,
     ) -> Result<Delivered, StorageError> {
         if (self.online)(user) {
-            return Ok(Delivered::Dropped("online"));
+            return self.done(user, conversation, intent.seq, "online").await;
         }
         let now_ms = crate::clock::wall_ms();
         if self.muted(user, conversation, now_ms).await?.is_some() {

@@ -4,7 +4,7 @@
 //! against local fakes that check the requests as the real services do.
 //!
 //! What a response means, for every provider alike: 2xx sent; the device is gone (404/410,
-//! FCM `UNREGISTERED`) → the dispatcher removes it; 429 and 5xx (and a network error) → retry,
+//! FCM `UNREGISTERED`, APNs `BadDeviceToken`) → the dispatcher removes it; 429 and 5xx (and a network error) → retry,
 //! after `Retry-After` when the service says; anything else failed for good (a metric and a
 //! log line, the device kept).
 
@@ -123,6 +123,26 @@ pub(crate) struct WebhookConfig {
     pub(crate) secret: Vec<u8>,
 }
 
+/// APNs with a token-based provider key (`.p8`).
+pub(crate) struct ApnsConfig {
+    /// The `.p8` key Apple issued (PKCS#8 PEM, P-256).
+    pub(crate) key_pem: String,
+    pub(crate) key_id: String,
+    pub(crate) team_id: String,
+    /// `https://api.push.apple.com` (or the sandbox) unless pointed elsewhere.
+    pub(crate) base_url: String,
+}
+
+/// APNs's settings, its signing key, and the provider token while it is good.
+struct Apns {
+    config: ApnsConfig,
+    key: jsonwebtoken::EncodingKey,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+/// How long an APNs provider token is used (Apple: refresh between 20 and 60 minutes).
+const APNS_TOKEN_LIFETIME: Duration = Duration::from_secs(40 * 60);
+
 /// FCM's settings, the service account's key, and the access token while it is good.
 struct Fcm {
     config: FcmConfig,
@@ -136,6 +156,7 @@ pub(crate) struct Providers {
     delivery: Delivery,
     webpush: Option<WebPushConfig>,
     fcm: Option<Fcm>,
+    apns: Option<Apns>,
     webhook: Option<(WebhookConfig, hmac::Key)>,
 }
 
@@ -145,8 +166,21 @@ impl Providers {
         request_timeout: Duration,
         webpush: Option<WebPushConfig>,
         fcm: Option<FcmConfig>,
+        apns: Option<ApnsConfig>,
         webhook: Option<WebhookConfig>,
     ) -> Result<Self, String> {
+        let apns = match apns {
+            Some(c) => {
+                let key = jsonwebtoken::EncodingKey::from_ec_pem(c.key_pem.as_bytes())
+                    .map_err(|e| format!("APNs key: {e}"))?;
+                Some(Apns {
+                    config: c,
+                    key,
+                    token: Mutex::new(None),
+                })
+            }
+            None => None,
+        };
         let fcm = match fcm {
             Some(c) => {
                 let key = jsonwebtoken::EncodingKey::from_rsa_pem(c.private_key_pem.as_bytes())
@@ -168,6 +202,7 @@ impl Providers {
             delivery,
             webpush,
             fcm,
+            apns,
             webhook,
         })
     }
@@ -188,7 +223,80 @@ impl Providers {
             } => self.webpush(endpoint, p256dh, auth, n).await,
             Platform::Fcm { token } => self.fcm(token, n).await,
             Platform::Webhook { token } => self.webhook(device, token, n).await,
-            Platform::Apns { .. } => Outcome::Failed("not_configured"),
+            Platform::Apns { token, topic } => self.apns(token, topic, n).await,
+        }
+    }
+
+    async fn apns(&self, device_token: &str, topic: &str, n: &Notification) -> Outcome {
+        let Some(apns) = &self.apns else {
+            return Outcome::Failed("not_configured");
+        };
+        let Ok(bearer) = apns_token(apns) else {
+            return Outcome::Failed("provider_token");
+        };
+        let body_text = match &n.text {
+            Some(t) => t.clone(),
+            None if n.count > 1 => format!("{} new messages", n.count),
+            None => "New message".to_owned(),
+        };
+        // The app's notification service extension may rewrite it (mutable-content).
+        let body = json!({
+            "aps": {
+                "alert": { "title": "New message", "body": body_text },
+                "badge": n.unread_total,
+                "sound": "default",
+                "thread-id": n.conversation.to_string(),
+                "mutable-content": 1,
+            },
+            "parley": n.json(),
+        })
+        .to_string();
+        if body.len() > 4096 {
+            return Outcome::Failed("payload_too_large");
+        }
+        let expiration = unix_now() + self.delivery.ttl.as_secs();
+        let url = format!(
+            "{}/3/device/{device_token}",
+            apns.config.base_url.trim_end_matches('/')
+        );
+        let headers = [
+            (header::AUTHORIZATION, format!("bearer {bearer}")),
+            (HeaderName::from_static("apns-topic"), topic.to_owned()),
+            (
+                HeaderName::from_static("apns-push-type"),
+                "alert".to_owned(),
+            ),
+            (HeaderName::from_static("apns-priority"), "10".to_owned()),
+            (
+                HeaderName::from_static("apns-expiration"),
+                expiration.to_string(),
+            ),
+            (HeaderName::from_static("apns-collapse-id"), n.topic()),
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+        ];
+        match self.http.post_h2(&url, &headers, body.into()).await {
+            Ok((status, headers, body)) => {
+                let reason = String::from_utf8_lossy(&body);
+                if status == StatusCode::FORBIDDEN && reason.contains("ProviderToken") {
+                    // Expired or refused early: a fresh one next time.
+                    *apns.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    return Outcome::Retry {
+                        after: None,
+                        reason: "provider_token",
+                    };
+                }
+                if status == StatusCode::BAD_REQUEST
+                    && (reason.contains("BadDeviceToken")
+                        || reason.contains("DeviceTokenNotForTopic"))
+                {
+                    return Outcome::Gone("bad_device_token");
+                }
+                by_status(status, &headers, "")
+            }
+            Err(reason) => Outcome::Retry {
+                after: None,
+                reason,
+            },
         }
     }
 
@@ -370,6 +478,23 @@ impl Providers {
     }
 }
 
+/// The APNs provider token (an ES256 JWT: `kid` the key id, `iss` the team, `iat` now), the
+/// cached one while it is young enough.
+fn apns_token(apns: &Apns) -> Result<String, jsonwebtoken::errors::Error> {
+    let mut cached = apns.token.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((t, until)) = cached.as_ref()
+        && Instant::now() < *until
+    {
+        return Ok(t.clone());
+    }
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(apns.config.key_id.clone());
+    let claims = json!({ "iss": apns.config.team_id, "iat": unix_now() });
+    let token = jsonwebtoken::encode(&header, &claims, &apns.key)?;
+    *cached = Some((token.clone(), Instant::now() + APNS_TOKEN_LIFETIME));
+    Ok(token)
+}
+
 /// What a push service's status means (see the module's doc); `body` is searched for FCM's
 /// `UNREGISTERED`.
 fn by_status(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
@@ -417,9 +542,11 @@ fn hex(bytes: &[u8]) -> String {
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
-/// HTTP/1.1 (TLS or not) with a deadline on the whole exchange.
+/// HTTP/1.1 and HTTP/2 (APNs; TLS with ALPN `h2`, or prior knowledge on `http://`), with a
+/// deadline on the whole exchange.
 struct Http {
     client: Client<Connector, Full<Bytes>>,
+    h2: Client<Connector, Full<Bytes>>,
     timeout: Duration,
 }
 
@@ -431,20 +558,55 @@ impl Http {
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(timeout.min(Duration::from_secs(5))));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
+            .with_provider_and_webpki_roots(provider.clone())
             .map_err(|e| format!("TLS for push: {e}"))?
             .https_or_http()
             .enable_http1()
-            .wrap_connector(tcp);
+            .wrap_connector(tcp.clone());
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
-        Ok(Self { client, timeout })
+        let https2 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|e| format!("TLS for push: {e}"))?
+            .https_or_http()
+            .enable_http2()
+            .wrap_connector(tcp);
+        // One connection per host, many streams on it (what APNs asks of a provider).
+        let h2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .pool_idle_timeout(Duration::from_secs(600))
+            .build(https2);
+        Ok(Self {
+            client,
+            h2,
+            timeout,
+        })
+    }
+
+    /// [`Http::post`] over HTTP/2.
+    async fn post_h2(
+        &self,
+        url: &str,
+        headers: &[(HeaderName, String)],
+        body: Bytes,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), &'static str> {
+        self.exchange(&self.h2, url, headers, body).await
     }
 
     /// POSTs `body`; the status, headers and (at most 64 KiB of) body, or why there is none.
     async fn post(
         &self,
+        url: &str,
+        headers: &[(HeaderName, String)],
+        body: Bytes,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), &'static str> {
+        self.exchange(&self.client, url, headers, body).await
+    }
+
+    async fn exchange(
+        &self,
+        client: &Client<Connector, Full<Bytes>>,
         url: &str,
         headers: &[(HeaderName, String)],
         body: Bytes,
@@ -459,7 +621,7 @@ impl Http {
             .body(Full::new(body))
             .map_err(|_| "bad_url")?;
         let exchange = async {
-            let resp = self.client.request(req).await.map_err(|_| "network")?;
+            let resp = client.request(req).await.map_err(|_| "network")?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, MAX_RESPONSE_BYTES)
                 .collect()

@@ -24,6 +24,7 @@ use crate::support::*;
 /// One request a fake service received.
 #[derive(Debug)]
 struct Seen {
+    version: hyper::Version,
     path: String,
     headers: hyper::HeaderMap,
     body: Bytes,
@@ -42,6 +43,15 @@ struct Fake {
 
 impl Fake {
     async fn start() -> Self {
+        Self::serve(false).await
+    }
+
+    /// The same, speaking HTTP/2 (prior knowledge, as APNs speaks it over TLS).
+    async fn start_h2() -> Self {
+        Self::serve(true).await
+    }
+
+    async fn serve(h2: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         // Far more than any test sends; a full channel would fail the test, not hang it.
@@ -58,6 +68,7 @@ impl Fake {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (tx, s) = (tx.clone(), s.clone());
                         async move {
+                            let version = req.version();
                             let path = req.uri().path().to_owned();
                             let headers = req.headers().clone();
                             let body = req.into_body().collect().await?.to_bytes();
@@ -69,10 +80,14 @@ impl Fake {
                                 .unwrap_or((201, None));
                             let reply = if path == "/token" {
                                 r#"{"access_token":"fake-access-token","expires_in":3600,"token_type":"Bearer"}"#
+                            } else if status == 400 && path.starts_with("/3/device/") {
+                                // What APNs answers for a token it does not know.
+                                r#"{"reason":"BadDeviceToken"}"#
                             } else {
                                 "{}"
                             };
                             tx.try_send(Seen {
+                                version,
                                 path,
                                 headers,
                                 body,
@@ -86,9 +101,18 @@ impl Fake {
                             Ok::<_, hyper::Error>(resp)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let io = TokioIo::new(stream);
+                    let _ = if h2 {
+                        hyper::server::conn::http2::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(io, service)
+                        .await
+                    } else {
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await
+                    };
                 });
             }
         });
@@ -725,4 +749,89 @@ async fn registrations_are_checked_and_never_leak_keys() {
     let off = Gateway::start(&["--push", "false"]);
     let (s, v, _) = get(&off, "u", "/api/devices").await;
     assert_eq!(s, 501, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apns_requests_are_http2_with_a_provider_token() {
+    let mut fake = Fake::start_h2().await;
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let key = format!("{manifest}/tests/push/apns-test-key.p8");
+    let url = format!("http://{}", fake.addr);
+    let gw = push_gateway(
+        "200",
+        &[
+            "--push-apns-key-file",
+            &key,
+            "--push-apns-key-id",
+            "ABC123DEFG",
+            "--push-apns-team-id",
+            "TEAM123456",
+            "--push-apns-url",
+            &url,
+        ],
+    );
+    let token = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+    let body = json!({"platform": "apns", "token": token, "topic": "com.example.market"});
+    assert_eq!(
+        put(&gw, "seller", "/api/devices/iphone", &body.to_string())
+            .await
+            .0,
+        200
+    );
+    let stale = json!({"platform": "apns", "token": "ff00", "topic": "com.example.market"});
+    assert_eq!(
+        put(&gw, "seller", "/api/devices/old-iphone", &stale.to_string())
+            .await
+            .0,
+        200
+    );
+    fake.answer("/3/device/ff00", &[(400, None)]);
+    let conv = direct(&gw, "buyer", "seller", "l5").await;
+    send(&gw, "buyer", conv, "a", "hi").await;
+    send(&gw, "buyer", conv, "b", "there").await;
+    let mut seen = HashMap::new();
+    for _ in 0..2 {
+        let s = fake.next().await;
+        seen.insert(s.path.clone(), s);
+    }
+    let push = &seen[&format!("/3/device/{token}")];
+    assert_eq!(push.version, hyper::Version::HTTP_2);
+    let h = &push.headers;
+    assert_eq!(h["apns-topic"], "com.example.market");
+    assert_eq!(h["apns-push-type"], "alert");
+    assert_eq!(h["apns-priority"], "10");
+    assert!(h["apns-collapse-id"].len() <= 64);
+    let expiration: u64 = h["apns-expiration"].to_str().unwrap().parse().unwrap();
+    assert!(expiration > (wall_ms() / 1000) as u64);
+    let bearer = h["authorization"]
+        .to_str()
+        .unwrap()
+        .strip_prefix("bearer ")
+        .unwrap();
+    let public = std::fs::read(format!("{manifest}/tests/push/apns-test-key.pub.pem")).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    let decoded = jsonwebtoken::decode::<Value>(
+        bearer,
+        &jsonwebtoken::DecodingKey::from_ec_pem(&public).unwrap(),
+        &validation,
+    )
+    .expect("an ES256 provider token from the .p8 key");
+    assert_eq!(decoded.header.kid.as_deref(), Some("ABC123DEFG"));
+    assert_eq!(decoded.claims["iss"], "TEAM123456");
+    assert!(decoded.claims["iat"].is_u64());
+    let payload: Value = serde_json::from_slice(&push.body).unwrap();
+    assert_eq!(payload["aps"]["badge"], 2, "{payload}");
+    assert_eq!(
+        payload["aps"]["alert"]["body"], "2 new messages",
+        "no text by default"
+    );
+    assert_eq!(payload["aps"]["thread-id"], conv.to_string());
+    assert_eq!(payload["parley"]["count"], 2);
+    // A token APNs calls bad is removed.
+    metric_reaches(&gw, "parley_push_devices_removed_total", 1.0).await;
+    let (_, devices, _) = get(&gw, "seller", "/api/devices").await;
+    assert_eq!(devices["devices"].as_array().unwrap().len(), 1, "{devices}");
+    assert_eq!(devices["devices"][0]["id"], "iphone");
 }

@@ -459,17 +459,19 @@ impl Push {
                 .await;
         let mut retry = Vec::new();
         let mut after: Option<Duration> = None;
+        let mut sent = Vec::new();
         for (d, outcome) in devices.iter().zip(outcomes) {
             let provider = d.platform.name();
             match outcome {
-                Outcome::Sent => self.stats.sent(provider),
+                Outcome::Sent => sent.push(provider),
                 Outcome::Gone(reason) => {
                     self.stats.failed(provider, reason);
-                    self.stats.devices_removed.fetch_add(1, Relaxed);
                     self.storage
                         .put_value(user, &device::key(&d.id), None)
                         .await?;
                     self.has_device.remove(user);
+                    // Counted once it is gone from storage (a reader of the metric sees it).
+                    self.stats.devices_removed.fetch_add(1, Relaxed);
                     tracing::info!(%user, device = %d.id, provider, "push: device gone, removed");
                 }
                 Outcome::Retry { after: a, reason } => {
@@ -484,9 +486,12 @@ impl Push {
             }
         }
         if !retry.is_empty() {
+            sent.iter().for_each(|p| self.stats.sent(p));
             return Ok(Delivered::Retry(retry, after));
         }
         self.mark_pushed(user, conversation, intent.seq).await?;
+        // Counted once recorded: a push the metric shows is not sent again after a restart.
+        sent.iter().for_each(|p| self.stats.sent(p));
         Ok(Delivered::Sent)
     }
 

@@ -237,17 +237,7 @@ async fn send(gw: &Gateway, user: &str, conv: ConversationId, key: &str, text: &
 async fn metric_reaches(gw: &Gateway, series: &str, at_least: f64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let text = metrics(gw.addr).await;
-        let v = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(series)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0.0);
+        let v = metric(&metrics(gw.addr).await, series);
         if v >= at_least {
             return;
         }
@@ -259,16 +249,13 @@ async fn metric_reaches(gw: &Gateway, series: &str, at_least: f64) {
     }
 }
 
+/// A labelled counter's value; 0 before its first increment (the series is not shown yet).
 fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
+    if text.lines().any(|l| l.starts_with(&format!("{series} "))) {
+        metric_value(text, series)
+    } else {
+        0.0
+    }
 }
 
 fn push_gateway(grace_ms: &str, extra: &[&str]) -> Gateway {
@@ -348,6 +335,7 @@ async fn an_offline_user_gets_one_encrypted_web_push_per_window() {
         second.headers["topic"], first.headers["topic"],
         "same collapse key"
     );
+    metric_reaches(&gw, "parley_push_sent_total{provider=\"webpush\"}", 2.0).await;
     let m = metrics(gw.addr).await;
     assert_eq!(
         metric(&m, "parley_push_sent_total{provider=\"webpush\"}"),
@@ -424,13 +412,16 @@ async fn online_back_within_grace_muted_or_read_elsewhere_gets_none() {
     );
     assert_eq!(payload["count"], 1);
     assert_eq!(payload["unread"], 2, "four and five are unread");
+    metric_reaches(&gw, "parley_push_sent_total{provider=\"webpush\"}", 1.0).await;
     assert_eq!(
         metric(
             &metrics(gw.addr).await,
             "parley_push_sent_total{provider=\"webpush\"}"
         ),
-        1.0
+        1.0,
+        "the pushes before it were all dropped"
     );
+    assert!(fake.nothing_yet());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,7 +494,9 @@ async fn a_push_pending_at_kill_9_is_sent_once_after_the_restart() {
     let push = fake.next().await;
     let (payload, _) = open(&b, &push);
     assert_eq!(payload["seq"], 1);
-    // Restarted again after it was sent: not sent again. The next message's push is the
+    // Once the node recorded it as sent (the metric counts it then)...
+    metric_reaches(&gw, "parley_push_sent_total{provider=\"webpush\"}", 1.0).await;
+    // ...restarted again: not sent again. The next message's push is the
     // next request the service sees.
     gw.restart();
     send(&gw, "buyer", conv, "b", "after").await;

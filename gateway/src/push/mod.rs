@@ -197,17 +197,15 @@ impl Stats {
             "gauge",
             plain(&self.cursor),
         );
+        // A summary without quantiles: `_sum` / `_count` is the mean.
         family(
-            "parley_push_send_ms_sum",
-            "Milliseconds from a notification being due to its last device answering (sum).",
-            "counter",
-            plain(&self.latency_ms_sum),
-        );
-        family(
-            "parley_push_send_ms_count",
-            "Notifications sent (the count of the sum above).",
-            "counter",
-            plain(&self.latency_count),
+            "parley_push_send_milliseconds",
+            "Milliseconds from a notification being due to its last device answering.",
+            "summary",
+            vec![
+                ("_sum".to_owned(), self.latency_ms_sum.load(Relaxed)),
+                ("_count".to_owned(), self.latency_count.load(Relaxed)),
+            ],
         );
     }
 }

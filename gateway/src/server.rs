@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::auth::Authenticator;
 use crate::bus::Bus;
+use crate::bus::group::StreamGroup;
 use crate::bus::redis::RedisLog;
 use crate::chat::{Chat, Stages};
 use crate::config::Config;
@@ -213,14 +214,33 @@ fn build_node(
     // Push and search read the same change feed; the feed is trimmed only below both.
     let push = match &config.push {
         Some(ps) => {
-            let floor = services
-                .block_on(crate::push::dispatch::load_cursor(&*storage))
-                .context("push: read the change feed's cursor (push needs the embedded storage)")?;
+            let (floor, queue) = match &config.cluster {
+                // A cluster: the bus's streams through a consumer group (no change feed).
+                Some(c) => {
+                    let group = services
+                        .block_on(StreamGroup::connect(
+                            &c.redis_url,
+                            c.bus.node_id,
+                            c.bus.partitions,
+                            c.bus.presence_ttl,
+                        ))
+                        .context("push: connect to Redis for the push queue")?;
+                    let queue: Arc<dyn crate::push::Queue> = Arc::new(PushQueue(group));
+                    (u64::MAX, Some(queue))
+                }
+                None => {
+                    let floor = services
+                        .block_on(crate::push::dispatch::load_cursor(&*storage))
+                        .context("push: read the change feed's cursor")?;
+                    (floor, None)
+                }
+            };
             let providers = push_providers(ps)?;
             Some(PushParts {
                 providers,
                 config: ps.rules.clone(),
                 floor: Arc::new(AtomicU64::new(floor)),
+                queue,
             })
         }
         None => None,
@@ -302,6 +322,61 @@ pub(crate) struct PushParts {
     pub(crate) config: PushConfig,
     /// The change-feed cursor push still needs entries above.
     pub(crate) floor: Arc<AtomicU64>,
+    /// A cluster's push queue (None: one node, on the change feed).
+    pub(crate) queue: Option<Arc<dyn crate::push::Queue>>,
+}
+
+/// The bus's consumer group as push's queue.
+struct PushQueue(StreamGroup);
+
+#[async_trait::async_trait]
+impl crate::push::Queue for PushQueue {
+    async fn take(&self, max: usize) -> Result<Vec<crate::push::Taken>, String> {
+        let taken = self.0.take(max).await.map_err(|e| e.to_string())?;
+        Ok(taken
+            .into_iter()
+            .map(|e| crate::push::Taken {
+                id: (e.partition, e.id),
+                at: e.at,
+                replay: e.replay,
+            })
+            .collect())
+    }
+
+    async fn ack(&self, ids: Vec<crate::push::EntryId>) -> Result<(), String> {
+        self.0.ack(&ids).await.map_err(|e| e.to_string())
+    }
+
+    fn owned(&self) -> u64 {
+        self.0.owned()
+    }
+
+    fn lost(&self) -> u64 {
+        self.0.lost.load(Ordering::Relaxed)
+    }
+}
+
+/// Who is online for push: this node's sessions, then (a cluster) every live node's.
+struct PushPresence {
+    routes: Arc<Routes>,
+    bus: Option<Arc<Bus>>,
+}
+
+#[async_trait::async_trait]
+impl crate::push::Presence for PushPresence {
+    async fn online(&self, user: &str) -> Result<bool, String> {
+        if self.routes.presence(user).online {
+            return Ok(true);
+        }
+        let Some(bus) = &self.bus else {
+            return Ok(false);
+        };
+        let p = bus
+            .presence_many(&[user])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(p.first().is_some_and(|p| p.online))
+    }
 }
 
 /// The push providers `ps` configures: Web Push always (with the VAPID key from its file,
@@ -401,12 +476,16 @@ pub(crate) fn assemble(
     let (rate, burst) = parts.send_rate;
     let limiter = UserLimiter::new(rate, burst);
     let push = parts.push.map(|p| {
-        let routes = routes.clone();
+        let presence = PushPresence {
+            routes: routes.clone(),
+            bus: bus.clone(),
+        };
         Arc::new(Push::new(
             storage.clone(),
             p.providers,
             p.config,
-            Box::new(move |user: &str| routes.presence(user).online),
+            Arc::new(presence),
+            p.queue,
             p.floor,
         ))
     });

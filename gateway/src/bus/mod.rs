@@ -20,6 +20,7 @@
 //!   when one dies, one survivor (a claim that expires) takes its users offline for everyone,
 //!   within the TTL ([`BusHandler::went_offline`]).
 
+pub(crate) mod group;
 #[cfg(test)]
 pub(crate) mod memory;
 mod record;

@@ -21,11 +21,11 @@ const READ_BATCH: usize = 512;
 /// How long a reap claim holds.
 const CLAIM_SECS: u64 = 30;
 
-fn stream_key(p: u32) -> String {
+pub(super) fn stream_key(p: u32) -> String {
     format!("parley:ev:{{{p}}}")
 }
 
-fn node_key(id: u16) -> String {
+pub(super) fn node_key(id: u16) -> String {
     format!("parley:node:{id}")
 }
 
@@ -41,7 +41,7 @@ fn seen_key(user: &str) -> String {
     format!("parley:seen:{user}")
 }
 
-const NODES: &str = "parley:nodes";
+pub(super) const NODES: &str = "parley:nodes";
 
 fn err(e: redis::RedisError) -> BusError {
     BusError(e.to_string())

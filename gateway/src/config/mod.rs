@@ -197,7 +197,9 @@ impl Config {
                 dir: o.data_dir.join("search"),
                 commit_every: Duration::from_millis(o.search_commit_ms),
             }),
-            push: (o.push && o.scylla.is_empty()).then(|| push_settings(o)),
+            // Push follows the embedded change feed, or in a cluster the bus (ScyllaDB alone
+            // has neither).
+            push: (o.push && (o.scylla.is_empty() || o.redis.is_some())).then(|| push_settings(o)),
         })
     }
 
@@ -660,6 +662,11 @@ fn cluster(o: &Options, p: &mut Problems) -> Option<Cluster> {
         "--redis with only JWT_PUBLIC_KEY_FILE needs --media-url-keys shared by every node \
          (media URLs are otherwise signed with a key derived from JWT_SECRET)",
     );
+    p.check(
+        !o.push || o.push_vapid_key_file.is_some(),
+        "--redis with push on needs --push-vapid-key-file shared by every node (browsers \
+         subscribe to one VAPID key; a generated one is per node), or --push false",
+    );
     Some(Cluster {
         redis_url: url.clone(),
         bus: BusConfig {
@@ -937,6 +944,17 @@ mod tests {
             "127.0.0.1:9042",
             "--jwt-secret",
             "a-secret-of-enough-bytes",
+        ])
+        .expect_err("push needs a shared VAPID key");
+        parse(&[
+            "--redis",
+            "redis://127.0.0.1:6379",
+            "--scylla",
+            "127.0.0.1:9042",
+            "--jwt-secret",
+            "a-secret-of-enough-bytes",
+            "--push-vapid-key-file",
+            "/etc/parley/vapid.pem",
         ])
         .expect("a valid cluster node");
     }

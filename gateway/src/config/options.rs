@@ -386,7 +386,8 @@ pub(crate) struct Options {
     #[arg(long, env = "PARLEY_SEARCH_COMMIT_MS", default_value_t = 1000)]
     pub(crate) search_commit_ms: u64,
     /// Push notifications to users with no live session (`PUT /api/devices/:id`): Web Push,
-    /// FCM and a webhook. Needs the embedded storage (a cluster: not yet); `false` turns it off.
+    /// FCM, APNs and a webhook. Needs the embedded storage or a cluster (`--redis`, which then
+    /// needs `--push-vapid-key-file`); `false` turns it off.
     #[arg(long, env = "PARLEY_PUSH", default_value_t = true, action = clap::ArgAction::Set)]
     pub(crate) push: bool,
     /// How long a push waits after a message, ms: a user back within it gets none, and the

@@ -19,9 +19,16 @@
 //! window left: a crash after the service accepted a push and before that record was
 //! written sends it again — with the same collapse key (`Topic`, `collapse_key`), so the
 //! device replaces the notification rather than showing two.
+//!
+//! A cluster has no change feed: the dispatcher takes committed messages from the push
+//! [`Queue`] instead (the bus's streams through a Redis consumer group: each message reaches
+//! one node). An entry is acknowledged once no intent stands for it any more; one handed out
+//! before (this node restarted, or took over a dead node's part) is checked against
+//! `pushed/<conv>` as after a restart here.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::mem;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -31,7 +38,7 @@ use parley_types::{ConversationId, ConversationKind, Message, MessageId, Visibil
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Finished, Push};
+use super::{EntryId, Finished, Push, Queue};
 
 /// Feed entries read per call.
 const PAGE: usize = 512;
@@ -73,6 +80,8 @@ pub(super) struct Intent {
     pub(super) attempts: u32,
     /// After a partial failure: only these devices still need it.
     pub(super) devices_left: Option<Vec<String>>,
+    /// The queue entries it stands for (a cluster; empty on one node).
+    pub(super) entries: Vec<u64>,
 }
 
 /// Where the dispatcher stands (stored as two big-endian u64).
@@ -139,8 +148,14 @@ struct State {
     replay_until: u64,
     pending: HashMap<Key, Intent>,
     due: BinaryHeap<Reverse<(Instant, Key)>>,
-    /// Being sent: the first cursor each holds.
-    in_flight: HashMap<Key, u64>,
+    /// Being sent: the first cursor each holds, and its queue entries.
+    in_flight: HashMap<Key, (u64, Vec<u64>)>,
+    /// A cluster's queue entries not acknowledged yet, by local number: the entry and how
+    /// many intents stand for it.
+    held: HashMap<u64, (EntryId, u32)>,
+    next_entry: u64,
+    /// Entries no intent stands for any more, to acknowledge.
+    to_ack: Vec<EntryId>,
     participants: HashMap<ConversationId, Option<Arc<ParticipantsOf>>>,
     saved: Cursor,
     last_save: Instant,
@@ -171,6 +186,9 @@ pub(crate) async fn run(push: Arc<Push>) {
         pending: HashMap::new(),
         due: BinaryHeap::new(),
         in_flight: HashMap::new(),
+        held: HashMap::new(),
+        next_entry: 0,
+        to_ack: Vec::new(),
         participants: HashMap::new(),
         saved: stored,
         last_save: Instant::now(),
@@ -178,10 +196,14 @@ pub(crate) async fn run(push: Arc<Push>) {
     loop {
         let mut read = 0;
         if s.pending.len() < MAX_PENDING {
-            match s.read_feed().await {
+            let read_some = match s.push.queue.clone() {
+                Some(queue) => s.read_queue(&*queue).await,
+                None => s.read_feed().await,
+            };
+            match read_some {
                 Ok(n) => read = n,
                 Err(e) => {
-                    tracing::warn!(error = %e, "push: reading the change feed failed");
+                    tracing::warn!(error = %e, "push: reading committed messages failed");
                     tokio::time::sleep(FIRST_BACKOFF).await;
                 }
             }
@@ -231,11 +253,22 @@ impl State {
             match change.kind {
                 ChangeKind::Deleted => {
                     self.participants.insert(change.conversation, None);
-                    self.pending.retain(|(_, c), _| *c != change.conversation);
+                    let gone: Vec<Key> = self
+                        .pending
+                        .keys()
+                        .filter(|(_, c)| *c == change.conversation)
+                        .cloned()
+                        .collect();
+                    for key in gone {
+                        if let Some(intent) = self.pending.remove(&key) {
+                            self.release(&intent.entries);
+                        }
+                    }
                 }
                 ChangeKind::Message { .. } => {
                     if let Some(Some(m)) = messages.next() {
-                        self.message(change.cursor, m).await?;
+                        let replay = change.cursor <= self.replay_until;
+                        self.message(change.cursor, m, replay).await?;
                     }
                 }
             }
@@ -244,8 +277,49 @@ impl State {
         Ok(n)
     }
 
-    /// The intents one message makes.
-    async fn message(&mut self, cursor: u64, m: Message) -> Result<(), StorageError> {
+    /// Takes one batch from a cluster's queue into intents; the entries taken.
+    async fn read_queue(&mut self, queue: &dyn Queue) -> Result<usize, StorageError> {
+        let taken = queue.take(PAGE).await.map_err(StorageError::Unavailable)?;
+        let n = taken.len();
+        let at: Vec<(ConversationId, u64)> = taken.iter().filter_map(|t| t.at).collect();
+        let storage = self.push.storage.clone();
+        let mut messages = storage.messages_at(at).await?.into_iter();
+        for t in taken {
+            let local = self.next_entry;
+            self.next_entry += 1;
+            self.held.insert(local, (t.id, 0));
+            if t.at.is_some()
+                && let Some(Some(m)) = messages.next()
+            {
+                self.message(local, m, t.replay).await?;
+            }
+            if self.held.get(&local).is_some_and(|(_, refs)| *refs == 0)
+                && let Some((id, _)) = self.held.remove(&local)
+            {
+                self.to_ack.push(id);
+            }
+        }
+        Ok(n)
+    }
+
+    /// The intents that stood for these entries are done with them.
+    fn release(&mut self, entries: &[u64]) {
+        for e in entries {
+            let Some((_, refs)) = self.held.get_mut(e) else {
+                continue;
+            };
+            *refs = refs.saturating_sub(1);
+            if *refs == 0
+                && let Some((id, _)) = self.held.remove(e)
+            {
+                self.to_ack.push(id);
+            }
+        }
+    }
+
+    /// The intents one message makes. `cursor` is its feed cursor (one node) or its local
+    /// entry number (a cluster); `replay`: it may have been pushed already.
+    async fn message(&mut self, cursor: u64, m: Message, replay: bool) -> Result<(), StorageError> {
         if m.visibility != Visibility::Everyone {
             // Shadowed: nobody but its sender sees it, so nobody is told.
             return Ok(());
@@ -259,15 +333,13 @@ impl State {
             if !push.has_devices(user).await? {
                 continue;
             }
-            if cursor <= self.replay_until {
-                let pushed = push
-                    .storage
-                    .value(user, &pushed_key(m.conversation))
+            if replay
+                && push
+                    .pushed(user, m.conversation)
                     .await?
-                    .and_then(|v| Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?)));
-                if pushed.is_some_and(|p| p >= m.seq) {
-                    continue;
-                }
+                    .is_some_and(|p| p >= m.seq)
+            {
+                continue;
             }
             if conv.group && push.storage.is_blocked_between(&m.sender, user).await? {
                 // A group message from someone blocked either way is not delivered to them.
@@ -275,6 +347,12 @@ impl State {
             }
             let key: Key = (Arc::from(user.as_str()), m.conversation);
             push.stats.messages.fetch_add(1, Relaxed);
+            let entry = push.queue.is_some().then_some(cursor);
+            if let Some(e) = entry
+                && let Some((_, refs)) = self.held.get_mut(&e)
+            {
+                *refs += 1;
+            }
             match self.pending.get_mut(&key) {
                 Some(intent) => {
                     push.stats.coalesced.fetch_add(1, Relaxed);
@@ -283,6 +361,7 @@ impl State {
                     intent.sender.clone_from(&m.sender);
                     intent.text.clone_from(&m.content);
                     intent.count = intent.count.saturating_add(1);
+                    intent.entries.extend(entry);
                 }
                 None => {
                     let due = now + push.config.grace;
@@ -300,6 +379,7 @@ impl State {
                             count: 1,
                             attempts: 0,
                             devices_left: None,
+                            entries: entry.into_iter().collect(),
                         },
                     );
                 }
@@ -356,14 +436,17 @@ impl State {
                 self.due.push(Reverse((later, key)));
                 continue;
             }
-            let Some(intent) = self.pending.remove(&key) else {
+            let Some(mut intent) = self.pending.remove(&key) else {
                 continue;
             };
             if now.duration_since(intent.born) > self.push.config.max_age {
                 self.push.stats.dropped("expired");
+                self.release(&intent.entries);
                 continue;
             }
-            self.in_flight.insert(key.clone(), intent.first_cursor);
+            let entries = mem::take(&mut intent.entries);
+            self.in_flight
+                .insert(key.clone(), (intent.first_cursor, entries));
             let push = self.push.clone();
             let done = done.clone();
             tokio::spawn(async move {
@@ -375,10 +458,16 @@ impl State {
 
     /// Takes back a finished push: done, or to be retried.
     fn finish(&mut self, key: Key, finished: Finished) {
-        self.in_flight.remove(&key);
+        let entries = self
+            .in_flight
+            .remove(&key)
+            .map(|(_, e)| e)
+            .unwrap_or_default();
         let Finished::Retry(mut intent, after) = finished else {
+            self.release(&entries);
             return;
         };
+        intent.entries = entries;
         intent.attempts += 1;
         let backoff = FIRST_BACKOFF
             .saturating_mul(1 << intent.attempts.min(16).saturating_sub(1))
@@ -391,6 +480,7 @@ impl State {
                 newer.first_cursor = newer.first_cursor.min(intent.first_cursor);
                 newer.born = newer.born.min(intent.born);
                 newer.attempts = intent.attempts;
+                newer.entries.append(&mut intent.entries);
             }
             None => {
                 intent.due = due;
@@ -403,11 +493,21 @@ impl State {
     /// Stores where the dispatcher stands when it moved (at most every `SAVE_EVERY`), and
     /// lets the feed be trimmed below it.
     async fn save(&mut self) {
+        if let Some(queue) = self.push.queue.clone() {
+            if !self.to_ack.is_empty() {
+                let ids = mem::take(&mut self.to_ack);
+                if let Err(e) = queue.ack(ids.clone()).await {
+                    tracing::warn!(error = %e, "push: acknowledging queue entries failed");
+                    self.to_ack = ids;
+                }
+            }
+            return;
+        }
         let lowest = self
             .pending
             .values()
             .map(|i| i.first_cursor)
-            .chain(self.in_flight.values().copied())
+            .chain(self.in_flight.values().map(|(c, _)| *c))
             .min();
         let safe = lowest.map_or(self.cursor, |c| c.saturating_sub(1));
         let now = Cursor {
@@ -437,5 +537,9 @@ impl State {
         stats.pending.store(self.pending.len() as u64, Relaxed);
         stats.in_flight.store(self.in_flight.len() as u64, Relaxed);
         stats.cursor.store(self.cursor, Relaxed);
+        if let Some(q) = &self.push.queue {
+            stats.partitions.store(q.owned(), Relaxed);
+            stats.lost.store(q.lost(), Relaxed);
+        }
     }
 }

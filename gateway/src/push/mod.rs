@@ -6,8 +6,10 @@
 //! `mute/<conversation>` (8 bytes: muted until, Unix ms; 0 = until unmuted), `pushed/<conversation>`
 //! (8 bytes: the last seq pushed). The dispatcher's cursor is the owner `\0push`'s `cursor`.
 //!
-//! One node: the presence check is this node's sessions. A cluster (Redis bus, ScyllaDB,
-//! which keeps no change feed) is refused at start for now.
+//! One node: the dispatcher follows the change feed and the presence check is this node's
+//! sessions. A cluster (ScyllaDB keeps no change feed): the dispatcher takes committed
+//! messages from a shared [`Queue`] (the bus's streams read through a Redis consumer group,
+//! so each message is handled by one node) and asks [`Presence`] across the cluster.
 
 pub(crate) mod device;
 pub(crate) mod dispatch;
@@ -60,6 +62,41 @@ pub(crate) const DEFAULT_WEBPUSH_HOSTS: &[&str] = &[
     "*.notify.windows.com",
 ];
 
+/// Whether a user has a live session (asked when a push is due).
+#[async_trait::async_trait]
+pub(crate) trait Presence: Send + Sync + 'static {
+    /// `Err`: nobody can tell now (the push is tried again later).
+    async fn online(&self, user: &str) -> Result<bool, String>;
+}
+
+/// Where one queue entry is, as the queue knows it.
+pub(crate) type EntryId = (u32, String);
+
+/// A committed message handed to this node's dispatcher by a [`Queue`].
+#[derive(Clone, Debug)]
+pub(crate) struct Taken {
+    pub(crate) id: EntryId,
+    /// The message's place; `None` for an entry that names no message (acknowledged at once).
+    pub(crate) at: Option<(ConversationId, u64)>,
+    /// Handed out before (to this node before a restart, or to a node that died): its push
+    /// may have been sent already.
+    pub(crate) replay: bool,
+}
+
+/// A cluster's shared queue of committed messages: each entry goes to one node, stays
+/// the node's until acknowledged, and passes to another node when this one dies.
+#[async_trait::async_trait]
+pub(crate) trait Queue: Send + Sync + 'static {
+    /// Up to `max` entries for this node (never blocks for long).
+    async fn take(&self, max: usize) -> Result<Vec<Taken>, String>;
+    /// Done with these entries.
+    async fn ack(&self, ids: Vec<EntryId>) -> Result<(), String>;
+    /// Partitions of the queue this node reads now (a gauge).
+    fn owned(&self) -> u64;
+    /// Entries gone from the queue before any node took them (a counter).
+    fn lost(&self) -> u64;
+}
+
 /// Counters and gauges (`/metrics`).
 #[derive(Default)]
 pub(crate) struct Stats {
@@ -71,6 +108,10 @@ pub(crate) struct Stats {
     pub(crate) in_flight: AtomicU64,
     /// The feed cursor read up to.
     pub(crate) cursor: AtomicU64,
+    /// Partitions of a cluster's queue this node reads.
+    pub(crate) partitions: AtomicU64,
+    /// A cluster's queue entries trimmed before any node took them.
+    pub(crate) lost: AtomicU64,
     /// Devices removed because their service said they are gone.
     pub(crate) devices_removed: AtomicU64,
     /// Sent, by provider.
@@ -197,6 +238,18 @@ impl Stats {
             "gauge",
             plain(&self.cursor),
         );
+        family(
+            "parley_push_partitions",
+            "Partitions of the cluster's push queue this node reads (0 on one node).",
+            "gauge",
+            plain(&self.partitions),
+        );
+        family(
+            "parley_push_queue_lost_total",
+            "Messages trimmed from the cluster's streams before a node took them for push.",
+            "counter",
+            plain(&self.lost),
+        );
         // A summary without quantiles: `_sum` / `_count` is the mean.
         family(
             "parley_push_send_milliseconds",
@@ -223,8 +276,11 @@ pub(crate) struct Push {
     pub(crate) providers: Providers,
     pub(crate) config: PushConfig,
     /// Whether a user has a live session (asked when a push is due).
-    online: Box<dyn Fn(&str) -> bool + Send + Sync>,
-    /// Whether a user has any device (a miss reads storage).
+    presence: Arc<dyn Presence>,
+    /// A cluster's queue (None: one node, following the change feed).
+    pub(crate) queue: Option<Arc<dyn Queue>>,
+    /// Whether a user has any device (a miss reads storage). In a cluster only "yes" is
+    /// kept: another node may register a user's first device at any time.
     has_device: DashMap<Arc<str>, bool>,
     /// The feed cursor below which the dispatcher needs nothing (trimming stops here).
     pub(crate) floor: Arc<AtomicU64>,
@@ -247,14 +303,16 @@ impl Push {
         storage: Arc<dyn Storage>,
         providers: Providers,
         config: PushConfig,
-        online: Box<dyn Fn(&str) -> bool + Send + Sync>,
+        presence: Arc<dyn Presence>,
+        queue: Option<Arc<dyn Queue>>,
         floor: Arc<AtomicU64>,
     ) -> Self {
         Self {
             storage,
             providers,
             config,
-            online,
+            presence,
+            queue,
             has_device: DashMap::new(),
             floor,
             stats: Stats::default(),
@@ -357,6 +415,10 @@ impl Push {
     }
 
     fn note_devices(&self, user: &str, any: bool) {
+        if !any && self.queue.is_some() {
+            self.has_device.remove(user);
+            return;
+        }
         if self.has_device.len() >= dispatch::USERS_CACHED {
             self.has_device.clear();
         }
@@ -398,7 +460,7 @@ impl Push {
                 after,
             ),
             Err(e) => {
-                tracing::warn!(error = %e, "push: storage failed; retrying");
+                tracing::warn!(error = %e, "push: storage or presence failed; retrying");
                 Finished::Retry(intent, None)
             }
         }
@@ -410,8 +472,21 @@ impl Push {
         conversation: ConversationId,
         intent: &Intent,
     ) -> Result<Delivered, StorageError> {
-        if (self.online)(user) {
+        let online = self
+            .presence
+            .online(user)
+            .await
+            .map_err(StorageError::Unavailable)?;
+        if online {
             return self.done(user, conversation, intent.seq, "online").await;
+        }
+        if self
+            .pushed(user, conversation)
+            .await?
+            .is_some_and(|p| p >= intent.seq)
+        {
+            // Another node took care of it (a cluster's queue moved after a node died).
+            return Ok(Delivered::Dropped("already"));
         }
         let now_ms = crate::clock::wall_ms();
         if self.muted(user, conversation, now_ms).await?.is_some() {
@@ -503,6 +578,19 @@ impl Push {
     ) -> Result<Delivered, StorageError> {
         self.mark_pushed(user, conversation, seq).await?;
         Ok(Delivered::Dropped(reason))
+    }
+
+    /// The last seq pushed (or dropped) for `user` in `conversation`.
+    pub(super) async fn pushed(
+        &self,
+        user: &str,
+        conversation: ConversationId,
+    ) -> Result<Option<u64>, StorageError> {
+        Ok(self
+            .storage
+            .value(user, &dispatch::pushed_key(conversation))
+            .await?
+            .and_then(|v| Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))))
     }
 
     async fn mark_pushed(

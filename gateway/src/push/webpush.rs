@@ -337,10 +337,26 @@ impl Vapid {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::from_key_text(&text, subject),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Written whole under another name, then linked into place: nodes sharing the
+                // file that start together end up with one key (the first link wins; the
+                // others read it).
                 let (vapid, pem) = Self::generate(subject)?;
-                crate::files::write_private(path, &pem)
-                    .map_err(|e| WebPushError::Key(format!("cannot write it: {e}")))?;
-                Ok(vapid)
+                let cannot = |e: std::io::Error| WebPushError::Key(format!("cannot write it: {e}"));
+                let mut tmp = path.as_os_str().to_owned();
+                tmp.push(format!(".{}.tmp", std::process::id()));
+                let tmp = std::path::PathBuf::from(tmp);
+                crate::files::write_private(&tmp, &pem).map_err(cannot)?;
+                let linked = std::fs::hard_link(&tmp, path);
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => Ok(vapid),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = std::fs::read_to_string(path)
+                            .map_err(|e| WebPushError::Key(format!("cannot read it: {e}")))?;
+                        Self::from_key_text(&text, subject)
+                    }
+                    Err(e) => Err(cannot(e)),
+                }
             }
             Err(e) => Err(WebPushError::Key(format!("cannot read it: {e}"))),
         }

@@ -533,6 +533,7 @@ async fn ledger_two_nodes_through_a_kill_and_a_redis_restart() {
     eprintln!("ledger cluster: PARLEY_LEDGER_SEED={seed}");
     let redis = RedisServer::start();
     let ks = keyspace();
+    let vapid = cluster_vapid_key(&ks);
     let cluster_args = |id: &str| -> Vec<String> {
         let mut a: Vec<String> = [
             "--redis",
@@ -546,6 +547,8 @@ async fn ledger_two_nodes_through_a_kill_and_a_redis_restart() {
             id,
             "--presence-ttl-ms",
             "3000",
+            "--push-vapid-key-file",
+            &vapid,
         ]
         .iter()
         .map(|s| s.to_string())

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
+use parley_proto::{ServerBody, ServerFrame};
 use parley_types::ConversationId;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -827,4 +828,74 @@ async fn apns_requests_are_http2_with_a_provider_token() {
     let (_, devices, _) = get(&gw, "seller", "/api/devices").await;
     assert_eq!(devices["devices"].as_array().unwrap().len(), 1, "{devices}");
     assert_eq!(devices["devices"][0]["id"], "iphone");
+}
+
+/// Two nodes on one Redis and Cassandra: the push queue is the bus's streams read through a
+/// consumer group, one node per partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_pushes_once_per_window_skips_users_online_elsewhere_and_survives_a_kill() {
+    let mut fake = Fake::start().await;
+    let redis = RedisServer::start();
+    let ks = keyspace();
+    let args = [
+        "--push-grace-ms",
+        "1500",
+        "--push-webpush-hosts",
+        "127.0.0.1",
+        "--redis-partitions",
+        "4",
+    ];
+    let mut n1 = cluster_node(&redis, &ks, 1, &args);
+    // Alone, node 1 takes every partition of the queue; node 2 then finds none free.
+    metric_reaches(&n1, "parley_push_partitions", 4.0).await;
+    let n2 = cluster_node(&redis, &ks, 2, &args);
+    let (_, k1, _) = get(&n1, "seller", "/api/push/vapid").await;
+    let (_, k2, _) = get(&n2, "seller", "/api/push/vapid").await;
+    assert_eq!(
+        k1["publicKey"], k2["publicKey"],
+        "one VAPID key for the cluster"
+    );
+
+    // Registered through node 2, the device is node 1's to push to (storage is shared).
+    let b = browser(&format!("http://{}/wp/cluster", fake.addr));
+    assert_eq!(put(&n2, "seller", "/api/devices/d", &b.body).await.0, 200);
+    let conv = direct(&n1, "buyer", "seller", "lego").await;
+    // Sent through both nodes, within one window: one notification.
+    send(&n1, "buyer", conv, "m1", "one").await;
+    send(&n2, "buyer", conv, "m2", "two").await;
+    send(&n1, "buyer", conv, "m3", "three").await;
+    let first = fake.next().await;
+    let (payload, _) = open(&b, &first);
+    assert_eq!(payload["seq"], 3, "{payload}");
+    assert_eq!(payload["count"], 3, "coalesced across nodes: {payload}");
+    assert_eq!(payload["unread"], 3);
+    metric_reaches(&n1, "parley_push_sent_total{provider=\"webpush\"}", 1.0).await;
+
+    // Online on node 2: node 1, which handles the conversation, sends nothing.
+    let mut buyer = Client::connect(&n1, "buyer").await;
+    let mut seller = Client::connect(&n2, "seller").await;
+    send(&n1, "buyer", conv, "m4", "are you there?").await;
+    assert_eq!(seller.next_message().await.seq, 4);
+    metric_reaches(&n1, "parley_push_dropped_total{reason=\"online\"}", 1.0).await;
+    let presence = |online: bool| move |f: &ServerFrame| matches!(&f.body, ServerBody::Presence { user, online: o, .. } if user == "seller" && *o == online);
+    buyer.next_where(presence(true)).await;
+    seller.close().await;
+    // Offline everywhere: told once node 2 counted the close in Redis.
+    buyer.next_where(presence(false)).await;
+    buyer.close().await;
+
+    // Node 1 is killed while the next push waits out its grace: node 2 takes the partitions
+    // over once the leases lapse and sends it, once.
+    send(&n2, "buyer", conv, "m5", "still for sale?").await;
+    assert!(fake.nothing_yet(), "the grace has not passed");
+    n1.kill9();
+    let taken_over = fake.next().await;
+    let (payload, _) = open(&b, &taken_over);
+    assert_eq!(payload["seq"], 5, "{payload}");
+    metric_reaches(&n2, "parley_push_partitions", 4.0).await;
+    metric_reaches(&n2, "parley_push_sent_total{provider=\"webpush\"}", 1.0).await;
+    send(&n2, "buyer", conv, "m6", "hello?").await;
+    let next = fake.next().await;
+    let (payload, _) = open(&b, &next);
+    assert_eq!(payload["seq"], 6, "nothing was pushed twice: {payload}");
 }

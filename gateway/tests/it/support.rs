@@ -657,10 +657,18 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("{series} not in /metrics"))
 }
 
+/// The VAPID key file the nodes of the test cluster on keyspace `ks` share (the first node
+/// makes it).
+pub fn cluster_vapid_key(ks: &str) -> String {
+    let path = std::env::temp_dir().join(format!("parley-test-vapid-{ks}.pem"));
+    path.to_str().expect("a UTF-8 temp dir").to_owned()
+}
+
 /// A node of a test cluster: `--redis`, `--scylla` (keyspace `ks`, created if missing).
 pub fn cluster_node(redis: &RedisServer, ks: &str, id: u16, extra: &[&str]) -> Gateway {
     let id = id.to_string();
     let cass = cassandra();
+    let vapid = cluster_vapid_key(ks);
     let mut args: Vec<&str> = vec![
         "--redis",
         "",
@@ -673,6 +681,8 @@ pub fn cluster_node(redis: &RedisServer, ks: &str, id: u16, extra: &[&str]) -> G
         &id,
         "--presence-ttl-ms",
         "3000",
+        "--push-vapid-key-file",
+        &vapid,
     ];
     let url = redis.url();
     args[1] = &url;

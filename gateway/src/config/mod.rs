@@ -937,26 +937,17 @@ mod tests {
         let err = parse(&["--redis", "redis://127.0.0.1:6379"]).expect_err("invalid");
         assert!(err.contains("--redis needs --scylla"), "{err}");
         assert!(err.contains("--redis needs JWT_SECRET"), "{err}");
-        parse(&[
+        let cluster = [
             "--redis",
             "redis://127.0.0.1:6379",
             "--scylla",
             "127.0.0.1:9042",
             "--jwt-secret",
             "a-secret-of-enough-bytes",
-        ])
-        .expect_err("push needs a shared VAPID key");
-        parse(&[
-            "--redis",
-            "redis://127.0.0.1:6379",
-            "--scylla",
-            "127.0.0.1:9042",
-            "--jwt-secret",
-            "a-secret-of-enough-bytes",
-            "--push-vapid-key-file",
-            "/etc/parley/vapid.pem",
-        ])
-        .expect("a valid cluster node");
+        ];
+        parse(&cluster).expect_err("push needs a shared VAPID key");
+        let vapid = ["--push-vapid-key-file", "/etc/parley/vapid.pem"];
+        parse(&[&cluster[..], &vapid[..]].concat()).expect("a valid cluster node");
     }
 
     #[test]

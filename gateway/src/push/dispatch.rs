@@ -253,16 +253,13 @@ impl State {
             match change.kind {
                 ChangeKind::Deleted => {
                     self.participants.insert(change.conversation, None);
-                    let gone: Vec<Key> = self
+                    let gone: Vec<Intent> = self
                         .pending
-                        .keys()
-                        .filter(|(_, c)| *c == change.conversation)
-                        .cloned()
+                        .extract_if(|(_, c), _| *c == change.conversation)
+                        .map(|(_, intent)| intent)
                         .collect();
-                    for key in gone {
-                        if let Some(intent) = self.pending.remove(&key) {
-                            self.release(&intent.entries);
-                        }
+                    for intent in gone {
+                        self.release(&intent.entries);
                     }
                 }
                 ChangeKind::Message { .. } => {

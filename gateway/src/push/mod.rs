@@ -480,10 +480,11 @@ impl Push {
         if online {
             return self.done(user, conversation, intent.seq, "online").await;
         }
-        if self
-            .pushed(user, conversation)
-            .await?
-            .is_some_and(|p| p >= intent.seq)
+        if self.queue.is_some()
+            && self
+                .pushed(user, conversation)
+                .await?
+                .is_some_and(|p| p >= intent.seq)
         {
             // Another node took care of it (a cluster's queue moved after a node died).
             return Ok(Delivered::Dropped("already"));

@@ -27,7 +27,7 @@
 //! `pushed/<conv>` as after a restart here.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::mem;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -156,6 +156,8 @@ struct State {
     next_entry: u64,
     /// Entries no intent stands for any more, to acknowledge.
     to_ack: Vec<EntryId>,
+    /// Taken from the queue, not yet read into intents (by local number).
+    backlog: VecDeque<(u64, super::Taken)>,
     participants: HashMap<ConversationId, Option<Arc<ParticipantsOf>>>,
     saved: Cursor,
     last_save: Instant,
@@ -179,20 +181,7 @@ pub(crate) async fn run(push: Arc<Push>) {
     };
     // Each push in flight sends once: never more than `IN_FLIGHT` waiting.
     let (done_tx, mut done_rx) = mpsc::channel(IN_FLIGHT);
-    let mut s = State {
-        push,
-        cursor: stored.safe,
-        replay_until: stored.read,
-        pending: HashMap::new(),
-        due: BinaryHeap::new(),
-        in_flight: HashMap::new(),
-        held: HashMap::new(),
-        next_entry: 0,
-        to_ack: Vec::new(),
-        participants: HashMap::new(),
-        saved: stored,
-        last_save: Instant::now(),
-    };
+    let mut s = State::new(push, stored);
     loop {
         let mut read = 0;
         if s.pending.len() < MAX_PENDING {
@@ -236,6 +225,24 @@ pub(crate) async fn run(push: Arc<Push>) {
 }
 
 impl State {
+    fn new(push: Arc<Push>, stored: Cursor) -> Self {
+        Self {
+            push,
+            cursor: stored.safe,
+            replay_until: stored.read,
+            pending: HashMap::new(),
+            due: BinaryHeap::new(),
+            in_flight: HashMap::new(),
+            held: HashMap::new(),
+            next_entry: 0,
+            to_ack: Vec::new(),
+            backlog: VecDeque::new(),
+            participants: HashMap::new(),
+            saved: stored,
+            last_save: Instant::now(),
+        }
+    }
+
     /// Reads one page of the feed into intents; the entries read.
     async fn read_feed(&mut self) -> Result<usize, StorageError> {
         let storage = self.push.storage.clone();
@@ -265,7 +272,11 @@ impl State {
                 ChangeKind::Message { .. } => {
                     if let Some(Some(m)) = messages.next() {
                         let replay = change.cursor <= self.replay_until;
-                        self.message(change.cursor, m, replay).await?;
+                        if let Err(e) = self.message(change.cursor, m, replay).await {
+                            // Read again after the error: some of its pushes may be sent.
+                            self.replay_until = self.replay_until.max(change.cursor);
+                            return Err(e);
+                        }
                     }
                 }
             }
@@ -274,22 +285,35 @@ impl State {
         Ok(n)
     }
 
-    /// Takes one batch from a cluster's queue into intents; the entries taken.
+    /// Takes one batch from a cluster's queue into intents; the entries taken. A batch
+    /// that fails part-way (storage unreachable) stays in `backlog` and is read again before
+    /// anything new is taken, its failed entry as a replay (some of its pushes may be sent).
     async fn read_queue(&mut self, queue: &dyn Queue) -> Result<usize, StorageError> {
-        let taken = queue.take(PAGE).await.map_err(StorageError::Unavailable)?;
-        let n = taken.len();
-        let at: Vec<(ConversationId, u64)> = taken.iter().filter_map(|t| t.at).collect();
+        if self.backlog.is_empty() {
+            for t in queue.take(PAGE).await.map_err(StorageError::Unavailable)? {
+                let local = self.next_entry;
+                self.next_entry += 1;
+                self.held.insert(local, (t.id.clone(), 0));
+                self.backlog.push_back((local, t));
+            }
+        }
+        let n = self.backlog.len();
+        let at: Vec<(ConversationId, u64)> =
+            self.backlog.iter().filter_map(|(_, t)| t.at).collect();
         let storage = self.push.storage.clone();
         let mut messages = storage.messages_at(at).await?.into_iter();
-        for t in taken {
-            let local = self.next_entry;
-            self.next_entry += 1;
-            self.held.insert(local, (t.id, 0));
-            if t.at.is_some()
+        while let Some(&(local, ref t)) = self.backlog.front() {
+            let (named, replay) = (t.at.is_some(), t.replay);
+            if named
                 && let Some(Some(m)) = messages.next()
+                && let Err(e) = self.message(local, m, replay).await
             {
-                self.message(local, m, t.replay).await?;
+                if let Some((_, t)) = self.backlog.front_mut() {
+                    t.replay = true;
+                }
+                return Err(e);
             }
+            self.backlog.pop_front();
             if self.held.get(&local).is_some_and(|(_, refs)| *refs == 0)
                 && let Some((id, _)) = self.held.remove(&local)
             {
@@ -343,6 +367,14 @@ impl State {
                 continue;
             }
             let key: Key = (Arc::from(user.as_str()), m.conversation);
+            if self
+                .pending
+                .get(&key)
+                .is_some_and(|intent| intent.message_id == m.id)
+            {
+                // Read again after a failure part-way through this message: counted already.
+                continue;
+            }
             push.stats.messages.fetch_add(1, Relaxed);
             let entry = push.queue.is_some().then_some(cursor);
             if let Some(e) = entry
@@ -538,5 +570,203 @@ impl State {
             stats.partitions.store(q.owned(), Relaxed);
             stats.lost.store(q.lost(), Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, AtomicUsize};
+
+    use parley_storage::embedded::{Embedded, EmbeddedConfig};
+    use parley_types::{MessageKind, NewMessage};
+
+    use super::*;
+    use crate::metered::{Around, Call, CallFuture, Wrapped};
+    use crate::push::provider::{Delivery, Providers};
+    use crate::push::{Presence, PushConfig, Taken, device};
+
+    /// Fails the read `fail_at` reads from now (counting from 1); 0: none.
+    #[derive(Default)]
+    struct FailRead {
+        reads: AtomicUsize,
+        fail_at: AtomicUsize,
+    }
+
+    impl Around for Arc<FailRead> {
+        fn around<'a, T: Send + 'a>(
+            &'a self,
+            call: Call<'a>,
+            f: CallFuture<'a, T>,
+        ) -> CallFuture<'a, T> {
+            if matches!(call, Call::Read) {
+                let n = self.reads.fetch_add(1, Relaxed) + 1;
+                if n == self.fail_at.load(Relaxed) {
+                    return Box::pin(async { Err(StorageError::Unavailable("injected".into())) });
+                }
+            }
+            f
+        }
+    }
+
+    struct Nobody;
+
+    #[async_trait::async_trait]
+    impl Presence for Nobody {
+        async fn online(&self, _: &str) -> Result<bool, String> {
+            Ok(false)
+        }
+    }
+
+    /// A queue holding given entries, each handed out once (as `XREADGROUP >` does).
+    #[derive(Default)]
+    struct Entries(Mutex<Vec<Taken>>);
+
+    #[async_trait::async_trait]
+    impl Queue for Entries {
+        async fn take(&self, max: usize) -> Result<Vec<Taken>, String> {
+            let mut e = self.0.lock().expect("lock");
+            let n = e.len().min(max);
+            Ok(e.drain(..n).collect())
+        }
+        async fn ack(&self, _: Vec<EntryId>) -> Result<(), String> {
+            Ok(())
+        }
+        fn owned(&self) -> u64 {
+            1
+        }
+        fn lost(&self) -> u64 {
+            0
+        }
+    }
+
+    /// A group message from `a` to `b` and `c` (both with a device), read by a dispatcher
+    /// whose `k`-th storage read fails; then read again. Whichever read fails, the end is
+    /// the same: one intent per recipient standing for the message once, and (in a cluster)
+    /// the entry acknowledged only when both are done. `None` once `k` is past every read.
+    async fn read_with_failure(k: usize, cluster: bool) -> Option<State> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine: Arc<dyn Storage> = Arc::new(
+            Embedded::open(dir.path().join("store"), EmbeddedConfig::default()).expect("open"),
+        );
+        let faults = Arc::new(FailRead::default());
+        let storage: Arc<dyn Storage> = Arc::new(Wrapped::new(engine, faults.clone()));
+        let g = storage
+            .create_group("a", &["b".into(), "c".into()], "lego", 1)
+            .await
+            .expect("group");
+        for u in ["b", "c"] {
+            storage
+                .put_value(u, &device::key("phone"), Some(b"{}".to_vec()))
+                .await
+                .expect("device");
+        }
+        let m = storage
+            .append(NewMessage {
+                conversation: g.id,
+                sender: "a".into(),
+                kind: MessageKind::Text,
+                content: "is it still for sale?".into(),
+                media: None,
+                client_msg_id: "m1".into(),
+                now_ms: 2,
+                visibility: Visibility::Everyone,
+            })
+            .await
+            .expect("append")
+            .message;
+        let queue: Option<Arc<dyn Queue>> = cluster.then(|| {
+            let q = Entries::default();
+            q.0.lock().expect("lock").push(Taken {
+                id: (0, "1-0".into()),
+                at: Some((g.id, m.seq)),
+                replay: false,
+            });
+            Arc::new(q) as Arc<dyn Queue>
+        });
+        let providers = Providers::new(
+            Delivery {
+                ttl: Duration::from_secs(60),
+            },
+            Duration::from_secs(1),
+            None,
+            None,
+            None,
+            None,
+        )
+        .expect("providers");
+        let config = PushConfig {
+            grace: Duration::from_secs(5),
+            max_age: Duration::from_secs(60),
+            max_devices: 5,
+            include_text: false,
+            webpush_hosts: Vec::new(),
+        };
+        let push = Arc::new(Push::new(
+            storage,
+            providers,
+            config,
+            Arc::new(Nobody),
+            queue.clone(),
+            Arc::new(AtomicU64::new(0)),
+        ));
+        let mut s = State::new(push, Cursor::default());
+        let read = async |s: &mut State| match &queue {
+            Some(q) => s.read_queue(&**q).await,
+            None => s.read_feed().await,
+        };
+        faults.reads.store(0, Relaxed);
+        faults.fail_at.store(k, Relaxed);
+        let first = read(&mut s).await;
+        let failed = faults.reads.load(Relaxed) >= k;
+        if !failed {
+            return None;
+        }
+        assert!(first.is_err(), "read {k} failed, so the batch did");
+        read(&mut s).await.expect("read again");
+        Some(s)
+    }
+
+    async fn check(cluster: bool) {
+        let mut k = 1;
+        while let Some(mut s) = read_with_failure(k, cluster).await {
+            assert_eq!(s.pending.len(), 2, "read {k}: one intent per recipient");
+            for intent in s.pending.values() {
+                assert_eq!(intent.count, 1, "read {k}: the message counted once");
+            }
+            assert_eq!(s.push.stats.messages.load(Relaxed), 2, "read {k}");
+            if cluster {
+                assert!(s.backlog.is_empty(), "read {k}: the batch was read");
+                assert_eq!(
+                    s.held.get(&0).map(|h| h.1),
+                    Some(2),
+                    "read {k}: two intents"
+                );
+                let intents: Vec<Intent> = s.pending.drain().map(|(_, i)| i).collect();
+                s.release(&intents[0].entries);
+                assert!(s.to_ack.is_empty(), "read {k}: one intent still needs it");
+                s.release(&intents[1].entries);
+                assert_eq!(
+                    s.to_ack,
+                    vec![(0, "1-0".to_string())],
+                    "read {k}: acked once"
+                );
+            }
+            k += 1;
+        }
+        assert!(
+            k > 3,
+            "the first read of a batch reaches storage several times"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_part_way_is_read_again_and_counted_once_in_a_cluster() {
+        check(true).await;
+    }
+
+    #[tokio::test]
+    async fn a_feed_page_that_fails_part_way_is_read_again_and_counted_once() {
+        check(false).await;
     }
 }

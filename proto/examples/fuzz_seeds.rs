@@ -84,6 +84,11 @@ fn client_bodies(c: ConversationId) -> Vec<ClientBody> {
         ClientBody::Refresh {
             token: token::mint_hs256(SECRET, "alice", 7200, WALL_MS),
         },
+        ClientBody::Mute {
+            conversation: c,
+            muted: true,
+            until_ms: 0,
+        },
     ]
 }
 

@@ -52,6 +52,13 @@ pub enum ClientBody {
     },
     /// Search my messages (protocol 1.4).
     Search(SearchQuery),
+    /// No pushes of `conversation` for me (protocol 1.5): while `muted`, until `until_ms`
+    /// (Unix ms; 0: until unmuted).
+    Mute {
+        conversation: ConversationId,
+        muted: bool,
+        until_ms: i64,
+    },
 }
 
 /// A message search (protocol 1.4; see `Search` in the schema).
@@ -94,6 +101,7 @@ impl ClientBody {
             ClientBody::Ping { .. } => ClientKind::Ping,
             ClientBody::Refresh { .. } => ClientKind::Refresh,
             ClientBody::Search(_) => ClientKind::Search,
+            ClientBody::Mute { .. } => ClientKind::Mute,
         }
     }
 }

@@ -99,11 +99,12 @@ pub enum ClientKind {
     Ping,
     Refresh,
     Search,
+    Mute,
 }
 
 impl ClientKind {
     /// Every kind, in [`ClientKind::index`] order.
-    pub const ALL: [ClientKind; 11] = [
+    pub const ALL: [ClientKind; 12] = [
         ClientKind::Hello,
         ClientKind::Join,
         ClientKind::Leave,
@@ -115,6 +116,7 @@ impl ClientKind {
         ClientKind::Ping,
         ClientKind::Refresh,
         ClientKind::Search,
+        ClientKind::Mute,
     ];
 
     /// Dense index 0..ALL.len() (metrics arrays).
@@ -136,6 +138,7 @@ impl ClientKind {
             ClientKind::Ping => "ping",
             ClientKind::Refresh => "refresh",
             ClientKind::Search => "search",
+            ClientKind::Mute => "mute",
         }
     }
 }

@@ -191,10 +191,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ConversationKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_CLIENT_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_CLIENT_BODY: u8 = 11;
+pub const ENUM_MAX_CLIENT_BODY: u8 = 12;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 12] = [
+pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 13] = [
   ClientBody::NONE,
   ClientBody::Hello,
   ClientBody::Join,
@@ -207,6 +207,7 @@ pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 12] = [
   ClientBody::Ping,
   ClientBody::Refresh,
   ClientBody::Search,
+  ClientBody::Mute,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -226,9 +227,10 @@ impl ClientBody {
   pub const Ping: Self = Self(9);
   pub const Refresh: Self = Self(10);
   pub const Search: Self = Self(11);
+  pub const Mute: Self = Self(12);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 11;
+  pub const ENUM_MAX: u8 = 12;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -242,6 +244,7 @@ impl ClientBody {
     Self::Ping,
     Self::Refresh,
     Self::Search,
+    Self::Mute,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -258,6 +261,7 @@ impl ClientBody {
       Self::Ping => Some("Ping"),
       Self::Refresh => Some("Refresh"),
       Self::Search => Some("Search"),
+      Self::Mute => Some("Mute"),
       _ => None,
     }
   }
@@ -2416,6 +2420,141 @@ impl ::core::fmt::Debug for Search<'_> {
       ds.finish()
   }
 }
+pub enum MuteOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// No push notifications of this conversation for me (protocol 1.5; live delivery is
+/// unchanged): `muted` true mutes until `until_ms` (Unix ms, in the future) or, with 0, until
+/// unmuted; false unmutes. Answered by Ack (created_at_ms: the muted-until time, 0 = until
+/// unmuted or not muted), or Error (`unsupported` on a node that sends no pushes).
+pub struct Mute<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Mute<'a> {
+  type Inner = Mute<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Mute<'a> {
+  pub const VT_CONVERSATION: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MUTED: ::flatbuffers::VOffsetT = 6;
+  pub const VT_UNTIL_MS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Mute { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args MuteArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Mute<'bldr>> {
+    let mut builder = MuteBuilder::new(_fbb);
+    builder.add_until_ms(args.until_ms);
+    if let Some(x) = args.conversation { builder.add_conversation(x); }
+    builder.add_muted(args.muted);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn conversation(&self) -> &'a Uuid {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Uuid>(Mute::VT_CONVERSATION, None).unwrap()}
+  }
+  #[inline]
+  pub fn muted(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Mute::VT_MUTED, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn until_ms(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Mute::VT_UNTIL_MS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Mute<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<Uuid>("conversation", Self::VT_CONVERSATION, true)?
+     .visit_field::<bool>("muted", Self::VT_MUTED, false)?
+     .visit_field::<i64>("until_ms", Self::VT_UNTIL_MS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MuteArgs<'a> {
+    pub conversation: Option<&'a Uuid>,
+    pub muted: bool,
+    pub until_ms: i64,
+}
+impl<'a> Default for MuteArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MuteArgs {
+      conversation: None, // required field
+      muted: false,
+      until_ms: 0,
+    }
+  }
+}
+
+pub struct MuteBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MuteBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_conversation(&mut self, conversation: &Uuid) {
+    self.fbb_.push_slot_always::<&Uuid>(Mute::VT_CONVERSATION, conversation);
+  }
+  #[inline]
+  pub fn add_muted(&mut self, muted: bool) {
+    self.fbb_.push_slot::<bool>(Mute::VT_MUTED, muted, false);
+  }
+  #[inline]
+  pub fn add_until_ms(&mut self, until_ms: i64) {
+    self.fbb_.push_slot::<i64>(Mute::VT_UNTIL_MS, until_ms, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MuteBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    MuteBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Mute<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Mute::VT_CONVERSATION,"conversation");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Mute<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Mute");
+      ds.field("conversation", &self.conversation());
+      ds.field("muted", &self.muted());
+      ds.field("until_ms", &self.until_ms());
+      ds.finish()
+  }
+}
 pub enum ClientFrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -2639,6 +2778,21 @@ impl<'a> ClientFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_mute(&self) -> Option<Mute<'a>> {
+    if self.body_type() == ClientBody::Mute {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Mute::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ClientFrame<'_> {
@@ -2661,6 +2815,7 @@ impl ::flatbuffers::Verifiable for ClientFrame<'_> {
           ClientBody::Ping => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Ping>>("ClientBody::Ping", pos),
           ClientBody::Refresh => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Refresh>>("ClientBody::Refresh", pos),
           ClientBody::Search => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Search>>("ClientBody::Search", pos),
+          ClientBody::Mute => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Mute>>("ClientBody::Mute", pos),
           _ => Ok(()),
         }
      })?
@@ -2794,6 +2949,13 @@ impl ::core::fmt::Debug for ClientFrame<'_> {
         },
         ClientBody::Search => {
           if let Some(x) = self.body_as_search() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ClientBody::Mute => {
+          if let Some(x) = self.body_as_mute() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

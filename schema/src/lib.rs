@@ -8,7 +8,7 @@
 /// Protocol version spoken by this build. A client with another major version is refused.
 pub const PROTOCOL_MAJOR: u16 = 1;
 /// Minor versions add optional fields only; any minor of the same major interoperates.
-pub const PROTOCOL_MINOR: u16 = 4;
+pub const PROTOCOL_MINOR: u16 = 5;
 
 #[allow(
     unsafe_code,

@@ -50,7 +50,7 @@ describe("client frames", () => {
     expect(f.seq()).toBe(7);
     expect(f.bodyType()).toBe(w.ClientBody.Hello);
     const h = f.body(new w.Hello()) as w.Hello;
-    expect([h.token(), h.protocolMajor(), h.protocolMinor(), h.clientName()]).toEqual(["tok", 1, 4, "t"]);
+    expect([h.token(), h.protocolMajor(), h.protocolMinor(), h.clientName()]).toEqual(["tok", 1, 5, "t"]);
     const r = h.resume(0)!;
     expect(halvesToUuid(r.conversation()!.hi(), r.conversation()!.lo())).toBe(CONV);
     expect(r.lastSeq()).toBe(12n);
@@ -63,7 +63,7 @@ describe("client frames", () => {
     expect([s.clientMsgId(), s.kind(), s.content(), s.media()!.mediaId()]).toEqual(["c1", w.MessageKind.Image, "hi", "m1"]);
   });
 
-  it("encodes History, Read, Search and Conversations", () => {
+  it("encodes History, Read, Search, Conversations and Mute", () => {
     const h = clientFrame(encodeClientFrame(1, { type: "history", conversationId: CONV, before: "99", limit: 50 })).body(new w.History()) as w.History;
     expect([h.before(), h.limit()]).toEqual([99n, 50]);
     const r = clientFrame(encodeClientFrame(1, { type: "read", conversationId: CONV, upTo: "5" })).body(new w.Read()) as w.Read;
@@ -72,6 +72,10 @@ describe("client frames", () => {
     expect([s.query(), s.byRelevance(), s.offset(), s.conversation()]).toEqual(["lego", true, 20, null]);
     const c = clientFrame(encodeClientFrame(1, { type: "conversations", cursor: "abc", query: "bob" })).body(new w.Conversations()) as w.Conversations;
     expect([c.cursor(), c.query()]).toEqual(["abc", "bob"]);
+    const m = clientFrame(encodeClientFrame(1, { type: "mute", conversationId: CONV, muted: true, untilMs: 1_790_000_000_000 })).body(new w.Mute()) as w.Mute;
+    expect([m.muted(), m.untilMs()]).toEqual([true, 1_790_000_000_000n]);
+    const u = clientFrame(encodeClientFrame(1, { type: "mute", conversationId: CONV, muted: false })).body(new w.Mute()) as w.Mute;
+    expect([u.muted(), u.untilMs()]).toEqual([false, 0n]);
   });
 
   it("refuses bad ids before anything is sent", () => {

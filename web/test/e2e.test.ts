@@ -86,6 +86,16 @@ describe("SDK against a real gateway", () => {
       if (!hits) await new Promise((r) => setTimeout(r, 50));
     }
     expect(hits).toBe(1);
+
+    // Mute over the protocol (1.5): the REST view agrees.
+    const muteState = () => rest(g, "bob").call<{ muted: boolean; until: string | null }>("GET", `/api/conversations/${conv.id}/mute`);
+    const hour = Date.now() + 3_600_000;
+    await bob.mute(conv.id, hour);
+    expect((await muteState()).muted).toBe(true);
+    expect(Date.parse((await muteState()).until ?? "")).toBe(hour);
+    await bob.unmute(conv.id);
+    expect(await muteState()).toEqual({ muted: false, until: null });
+    await expect(bob.mute(conv.id, Date.now() - 1000)).rejects.toThrow();
   });
 
   it("a retried send with the same client_msg_id is stored once", async () => {

@@ -154,6 +154,11 @@ impl Executor {
                     .await,
             ),
             Command::Search { seq, query } => (seq, self.search(&user, seq, *query).await),
+            Command::Mute {
+                seq,
+                conversation,
+                until,
+            } => (seq, self.mute(&user, seq, conversation, until).await),
         };
         match answer {
             Ok(frames) => {
@@ -236,6 +241,27 @@ impl Executor {
             items: p.items,
             next_cursor: p.next_cursor.map(|c| c.to_string()),
         };
+        Ok(vec![ServerFrame::new(seq, body)])
+    }
+
+    async fn mute(
+        &self,
+        user: &Arc<str>,
+        seq: u32,
+        conversation: ConversationId,
+        until: Option<i64>,
+    ) -> Answer {
+        let chat = &self.shard.node.chat;
+        let push = chat.push.as_deref().ok_or_else(|| {
+            let why = "push notifications are off on this node";
+            ClientError::new(parley_proto::ErrorCode::Unsupported, why)
+        })?;
+        chat.conversations.for_user(conversation, user).await?;
+        push.set_muted(user, conversation, until).await?;
+        let body = ServerBody::Ack(Ack {
+            created_at_ms: until.unwrap_or(0),
+            ..Ack::default()
+        });
         Ok(vec![ServerFrame::new(seq, body)])
     }
 

@@ -109,6 +109,13 @@ pub(crate) enum Command {
         seq: u32,
         query: Box<parley_proto::SearchQuery>,
     },
+    /// No pushes of `conversation` for the user (protocol 1.5): `None` unmutes; `Some(0)`
+    /// until unmuted; else until that Unix ms.
+    Mute {
+        seq: u32,
+        conversation: ConversationId,
+        until: Option<i64>,
+    },
 }
 
 #[derive(Debug)]
@@ -566,6 +573,26 @@ impl Session {
                 seq,
                 query: Box::new(query),
             },
+            ClientBody::Mute {
+                conversation,
+                muted,
+                until_ms,
+            } => {
+                let until = match (muted, until_ms) {
+                    (false, _) => None,
+                    (true, 0) => Some(0),
+                    (true, t) if t > now.wall_ms => Some(t),
+                    (true, _) => {
+                        let why = "until_ms must be a future time (Unix ms), or 0";
+                        return error(out, seq, ErrorCode::Invalid, why);
+                    }
+                };
+                Command::Mute {
+                    seq,
+                    conversation,
+                    until,
+                }
+            }
             ClientBody::Conversations {
                 cursor,
                 limit,

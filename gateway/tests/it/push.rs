@@ -385,15 +385,16 @@ async fn online_back_within_grace_muted_or_read_elsewhere_gets_none() {
     .await;
     assert_eq!(s, 200, "{v}");
     metric_reaches(&gw, "parley_push_dropped_total{reason=\"read\"}", 1.0).await;
-    // Muted: none; unmuted: the next one comes.
-    let (s, v) = put(
-        &gw,
-        "seller",
-        &format!("/api/conversations/{conv}/mute"),
-        r#"{"muted": true}"#,
-    )
-    .await;
-    assert_eq!((s, &v["muted"]), (200, &json!(true)), "{v}");
+    // Muted (over the protocol): none; unmuted (REST): the next one comes.
+    let mut app = Client::connect(&gw, "seller").await;
+    let acked = app.request(mute(conv, true, 0)).await;
+    assert!(
+        matches!(acked.body, ServerBody::Ack(ref a) if a.created_at_ms == 0),
+        "{acked:?}"
+    );
+    app.close().await;
+    let (_, v, _) = get(&gw, "seller", &format!("/api/conversations/{conv}/mute")).await;
+    assert_eq!(v["muted"], true, "{v}");
     send(&gw, "buyer", conv, "d", "four").await;
     metric_reaches(&gw, "parley_push_dropped_total{reason=\"muted\"}", 1.0).await;
     let (s, v) = put(
@@ -739,10 +740,45 @@ async fn registrations_are_checked_and_never_leak_keys() {
     assert!(v["until"].is_string(), "{v}");
     let (_, v, _) = get(&gw, "b", &format!("/api/conversations/{conv}/mute")).await;
     assert_eq!(v["muted"], true);
+    // The protocol's Mute: the same rules.
+    let mut u = Client::connect(&gw, "u").await;
+    let refused = u.request(mute(conv, true, 0)).await;
+    assert!(
+        matches!(error_code(&refused), Some(1200 | 1201)),
+        "not mine: {refused:?}"
+    );
+    let mut b = Client::connect(&gw, "b").await;
+    let past = b.request(mute(conv, true, wall_ms() - 1)).await;
+    assert_eq!(error_code(&past), Some(1300), "a past time: {past:?}");
+    let until = wall_ms() + 3_600_000;
+    let acked = b.request(mute(conv, true, until)).await;
+    assert!(
+        matches!(acked.body, ServerBody::Ack(ref a) if a.created_at_ms == until),
+        "{acked:?}"
+    );
+    let (_, v, _) = get(&gw, "b", &format!("/api/conversations/{conv}/mute")).await;
+    assert!(v["until"].is_string(), "{v}");
+    let acked = b.request(mute(conv, false, until)).await;
+    assert!(matches!(acked.body, ServerBody::Ack(_)), "{acked:?}");
+    let (_, v, _) = get(&gw, "b", &format!("/api/conversations/{conv}/mute")).await;
+    assert_eq!(v["muted"], false, "unmuted over the protocol: {v}");
     // Off: clear errors.
     let off = Gateway::start(&["--push", "false"]);
     let (s, v, _) = get(&off, "u", "/api/devices").await;
     assert_eq!(s, 501, "{v}");
+    let conv = direct(&off, "b", "s", "l").await;
+    let mut b = Client::connect(&off, "b").await;
+    let off_mute = b.request(mute(conv, true, 0)).await;
+    assert_eq!(error_code(&off_mute), Some(1602), "{off_mute:?}");
+}
+
+/// The protocol's Mute (1.5).
+fn mute(conversation: ConversationId, muted: bool, until_ms: i64) -> parley_proto::ClientBody {
+    parley_proto::ClientBody::Mute {
+        conversation,
+        muted,
+        until_ms,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,6 +95,19 @@ pub fn encode_client(frame: &ClientFrame) -> Bytes {
                 (w::ClientBody::Refresh, b.as_union_value())
             }
             ClientBody::Search(q) => search(fbb, q),
+            ClientBody::Mute {
+                conversation,
+                muted,
+                until_ms,
+            } => {
+                let args = w::MuteArgs {
+                    conversation: Some(&uuid(*conversation)),
+                    muted: *muted,
+                    until_ms: *until_ms,
+                };
+                let b = w::Mute::create(fbb, &args);
+                (w::ClientBody::Mute, b.as_union_value())
+            }
         };
         let root = w::ClientFrame::create(
             fbb,

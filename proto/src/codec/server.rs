@@ -74,6 +74,14 @@ pub fn decode_client(buf: &[u8], limits: &DecodeLimits) -> Result<ClientFrame, D
                 offset: q.offset(),
             })
         }
+        w::ClientBody::Mute => {
+            let m = f.body_as_mute().ok_or(missing)?;
+            ClientBody::Mute {
+                conversation: conv(m.conversation()),
+                muted: m.muted(),
+                until_ms: m.until_ms(),
+            }
+        }
         _ => return Err(missing),
     };
     Ok(ClientFrame { seq: f.seq(), body })

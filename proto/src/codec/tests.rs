@@ -95,6 +95,16 @@ fn every_client_frame_round_trips() {
         ClientBody::Refresh {
             token: "eyJhbGciOi.fresh.token".into(),
         },
+        ClientBody::Mute {
+            conversation: c,
+            muted: true,
+            until_ms: 1_790_000_000_000,
+        },
+        ClientBody::Mute {
+            conversation: c,
+            muted: false,
+            until_ms: 0,
+        },
         ClientBody::Search(SearchQuery {
             query: "lego cas".into(),
             conversation: Some(c),

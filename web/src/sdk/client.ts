@@ -330,6 +330,22 @@ export class ParleyClient extends Emitter<ParleyEvents> {
     return (f as Extract<ServerFrame, { type: "searchResults" }>).results;
   }
 
+  /**
+   * No push notifications of this conversation for me (live messages still arrive): until
+   * `untilMs` (Unix ms), or until unmuted when absent. Rejects with `unsupported` on a node
+   * that sends no pushes.
+   */
+  async mute(conversationId: string, untilMs?: number): Promise<void> {
+    const req: ClientRequest = { type: "mute", conversationId, muted: true };
+    if (untilMs !== undefined) req.untilMs = untilMs;
+    await this.request(req);
+  }
+
+  /** Push notifications of this conversation again. */
+  async unmute(conversationId: string): Promise<void> {
+    await this.request({ type: "mute", conversationId, muted: false });
+  }
+
   /** Round trip to the server; resolves with its clock. */
   async ping(): Promise<number> {
     const f = await this.request({ type: "ping", nonce: BigInt(Date.now()) });

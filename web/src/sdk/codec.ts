@@ -156,6 +156,14 @@ export function encodeClientFrame(seq: number, req: ClientRequest): Uint8Array {
       type = w.ClientBody.Search;
       break;
     }
+    case "mute":
+      w.Mute.startMute(b);
+      w.Mute.addConversation(b, uuid(b, req.conversationId));
+      w.Mute.addMuted(b, req.muted);
+      w.Mute.addUntilMs(b, BigInt(req.untilMs ?? 0));
+      body = w.Mute.endMute(b);
+      type = w.ClientBody.Mute;
+      break;
   }
   b.finish(w.ClientFrame.createClientFrame(b, seq, type, body));
   return b.asUint8Array();

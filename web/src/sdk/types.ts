@@ -168,8 +168,9 @@ export type ClientRequest =
   | { type: "conversations"; cursor?: string; limit?: number; query?: string }
   | { type: "ping"; nonce: bigint }
   | { type: "refresh"; token: string }
-  | { type: "search"; query: string; conversationId?: string; before?: string; limit?: number; byRelevance?: boolean; offset?: number };
+  | { type: "search"; query: string; conversationId?: string; before?: string; limit?: number; byRelevance?: boolean; offset?: number }
+  | { type: "mute"; conversationId: string; muted: boolean; untilMs?: number };
 
 /** The protocol version this SDK speaks. */
 export const PROTOCOL_MAJOR = 1;
-export const PROTOCOL_MINOR = 4;
+export const PROTOCOL_MINOR = 5;

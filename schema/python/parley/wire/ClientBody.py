@@ -15,3 +15,4 @@ class ClientBody(object):
     Ping = 9
     Refresh = 10
     Search = 11
+    Mute = 12

@@ -23,6 +23,7 @@ export { Message } from './wire/message.js';
 export { MessageKind } from './wire/message-kind.js';
 export { MessageNew } from './wire/message-new.js';
 export { MessageRead } from './wire/message-read.js';
+export { Mute } from './wire/mute.js';
 export { Ping } from './wire/ping.js';
 export { Pong } from './wire/pong.js';
 export { Presence } from './wire/presence.js';

@@ -7,6 +7,7 @@ import { Hello } from '../../parley/wire/hello.js';
 import { History } from '../../parley/wire/history.js';
 import { Join } from '../../parley/wire/join.js';
 import { Leave } from '../../parley/wire/leave.js';
+import { Mute } from '../../parley/wire/mute.js';
 import { Ping } from '../../parley/wire/ping.js';
 import { Read } from '../../parley/wire/read.js';
 import { Refresh } from '../../parley/wire/refresh.js';
@@ -27,13 +28,14 @@ export enum ClientBody {
   Conversations = 8,
   Ping = 9,
   Refresh = 10,
-  Search = 11
+  Search = 11,
+  Mute = 12
 }
 
 export function unionToClientBody(
   type: ClientBody,
-  accessor: (obj:Conversations|Hello|History|Join|Leave|Ping|Read|Refresh|Search|Send|Typing) => Conversations|Hello|History|Join|Leave|Ping|Read|Refresh|Search|Send|Typing|null
-): Conversations|Hello|History|Join|Leave|Ping|Read|Refresh|Search|Send|Typing|null {
+  accessor: (obj:Conversations|Hello|History|Join|Leave|Mute|Ping|Read|Refresh|Search|Send|Typing) => Conversations|Hello|History|Join|Leave|Mute|Ping|Read|Refresh|Search|Send|Typing|null
+): Conversations|Hello|History|Join|Leave|Mute|Ping|Read|Refresh|Search|Send|Typing|null {
   switch(ClientBody[type]) {
     case 'NONE': return null; 
     case 'Hello': return accessor(new Hello())! as Hello;
@@ -47,15 +49,16 @@ export function unionToClientBody(
     case 'Ping': return accessor(new Ping())! as Ping;
     case 'Refresh': return accessor(new Refresh())! as Refresh;
     case 'Search': return accessor(new Search())! as Search;
+    case 'Mute': return accessor(new Mute())! as Mute;
     default: return null;
   }
 }
 
 export function unionListToClientBody(
   type: ClientBody, 
-  accessor: (index: number, obj:Conversations|Hello|History|Join|Leave|Ping|Read|Refresh|Search|Send|Typing) => Conversations|Hello|History|Join|Leave|Ping|Read|Refresh|Search|Send|Typing|null, 
+  accessor: (index: number, obj:Conversations|Hello|History|Join|Leave|Mute|Ping|Read|Refresh|Search|Send|Typing) => Conversations|Hello|History|Join|Leave|Mute|Ping|Read|Refresh|Search|Send|Typing|null, 
   index: number
-): Conversations|Hello|History|Join|Leave|Ping|Read|Refresh|Search|Send|Typing|null {
+): Conversations|Hello|History|Join|Leave|Mute|Ping|Read|Refresh|Search|Send|Typing|null {
   switch(ClientBody[type]) {
     case 'NONE': return null; 
     case 'Hello': return accessor(index, new Hello())! as Hello;
@@ -69,6 +72,7 @@ export function unionListToClientBody(
     case 'Ping': return accessor(index, new Ping())! as Ping;
     case 'Refresh': return accessor(index, new Refresh())! as Refresh;
     case 'Search': return accessor(index, new Search())! as Search;
+    case 'Mute': return accessor(index, new Mute())! as Mute;
     default: return null;
   }
 }

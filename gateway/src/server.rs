@@ -297,6 +297,7 @@ fn build_node(
     let node = assemble(parts, storage, inboxes, bus);
     if let Some(push) = &node.chat.push {
         services.spawn(crate::push::dispatch::run(push.clone()));
+        services.spawn(crate::push::cleared::run(push.clone()));
     }
     Ok(node)
 }

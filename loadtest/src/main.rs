@@ -216,6 +216,32 @@ enum Command {
         #[arg(long)]
         index_dir: Option<PathBuf>,
     },
+    /// One message to each of N offline sellers whose Web Push endpoints point at a push
+    /// service this harness runs (see README "Load testing"): pushes per second, every seller
+    /// pushed exactly once, the gateway's CPU per message; `--no-devices` for the same sends
+    /// with nobody to push (what push costs the send path).
+    Push {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 10_000)]
+        conversations: usize,
+        /// Concurrent REST connections sending.
+        #[arg(long, default_value_t = 32)]
+        writers: usize,
+        /// Where the push service fake listens (the gateway needs
+        /// `--push-webpush-hosts 127.0.0.1`).
+        #[arg(long, default_value = "127.0.0.1:9400")]
+        listen: std::net::SocketAddr,
+        /// Register no devices.
+        #[arg(long)]
+        no_devices: bool,
+        /// The gateway's pid, for its CPU time from /proc.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Without devices: how long after the last send the gateway's CPU still counts.
+        #[arg(long, default_value = "3s")]
+        settle: String,
+    },
     /// Merge JSON results of runs made at the same time (several processes or machines).
     Merge {
         files: Vec<PathBuf>,
@@ -448,6 +474,21 @@ fn describe(command: &Command) -> (Common, &'static str, BTreeMap<String, String
                 ("searchers".into(), searchers.to_string()),
             ]),
         ),
+        Command::Push {
+            common,
+            conversations,
+            writers,
+            no_devices,
+            ..
+        } => (
+            common.clone(),
+            "push",
+            BTreeMap::from([
+                ("conversations".into(), conversations.to_string()),
+                ("writers".into(), writers.to_string()),
+                ("devices".into(), (!no_devices).to_string()),
+            ]),
+        ),
         Command::Merge { .. } => unreachable_merge(),
     }
 }
@@ -459,6 +500,7 @@ struct Outcome {
     chat: Option<scenario::chat::Outcome>,
     media: Option<report::MediaFigures>,
     search: Option<report::SearchFigures>,
+    push: Option<report::PushFigures>,
 }
 
 async fn chat_run(
@@ -473,6 +515,7 @@ async fn chat_run(
         chat: Some(outcome),
         media: None,
         search: None,
+        push: None,
     })
 }
 
@@ -522,6 +565,7 @@ async fn run_one(command: Command, ctx: &Arc<Ctx>) -> anyhow::Result<Outcome> {
                 chat: None,
                 media: None,
                 search: None,
+                push: None,
             }
         }
         Command::Direct {
@@ -561,6 +605,7 @@ async fn run_one(command: Command, ctx: &Arc<Ctx>) -> anyhow::Result<Outcome> {
                 chat: None,
                 media: None,
                 search: None,
+                push: None,
             }
         }
         Command::Mixed {
@@ -601,6 +646,7 @@ async fn run_one(command: Command, ctx: &Arc<Ctx>) -> anyhow::Result<Outcome> {
                 chat,
                 media: Some(figures),
                 search: None,
+                push: None,
             }
         }
         Command::Search {
@@ -627,6 +673,36 @@ async fn run_one(command: Command, ctx: &Arc<Ctx>) -> anyhow::Result<Outcome> {
                 chat: None,
                 media: None,
                 search: Some(figures),
+                push: None,
+            }
+        }
+        Command::Push {
+            conversations,
+            writers,
+            listen,
+            no_devices,
+            server_pid,
+            settle,
+            ..
+        } => {
+            let options = scenario::push::Options {
+                conversations,
+                writers,
+                listen,
+                devices: !no_devices,
+                server_pid,
+                // --duration: how long the last push may take.
+                timeout: ctx.duration,
+                settle: parse_duration(&settle)?,
+            };
+            let (measured_s, figures) = scenario::push::run(ctx.clone(), options).await?;
+            Outcome {
+                measured_s,
+                server: None,
+                chat: None,
+                media: None,
+                search: None,
+                push: Some(figures),
             }
         }
         Command::Merge { .. } => unreachable_merge(),
@@ -660,6 +736,7 @@ async fn run_scenario(command: Command) -> anyhow::Result<ExitCode> {
     report.server = outcome.server;
     report.media = outcome.media;
     report.search = outcome.search;
+    report.push = outcome.push;
     if let Some(o) = outcome.chat {
         report.expected_deliveries = o.expected_deliveries;
         report.lost = o.lost;
@@ -720,7 +797,8 @@ fn main() -> ExitCode {
                 | Command::History { common, .. }
                 | Command::Mixed { common, .. }
                 | Command::Media { common, .. }
-                | Command::Search { common, .. } => common.threads,
+                | Command::Search { common, .. }
+                | Command::Push { common, .. } => common.threads,
                 Command::Merge { .. } => 1,
             };
             let mut rt = tokio::runtime::Builder::new_multi_thread();

@@ -83,6 +83,27 @@ pub struct SearchFigures {
     pub server_cpu_us_per_query: Option<f64>,
 }
 
+/// What the `push` scenario measured: one message to each offline seller, pushed once.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PushFigures {
+    /// Whether the sellers had a device (false: the same sends, nobody to push).
+    pub devices: bool,
+    pub messages: u64,
+    /// How long sending took (REST, one message per conversation).
+    pub send_s: f64,
+    /// Requests the push service fake received; sellers pushed more than once, never; and
+    /// requests for no seller of this run.
+    pub pushes: u64,
+    pub pushed_twice: u64,
+    pub never: u64,
+    pub stray: u64,
+    /// Pushes per second from the first push to the last, and from the first send.
+    pub pushes_per_s: Option<f64>,
+    pub pushes_per_s_from_first_send: Option<f64>,
+    /// Gateway CPU (user + system) per message, sending and pushing included, given its pid.
+    pub server_cpu_us_per_message: Option<f64>,
+}
+
 /// What the `media` scenario measured on the server.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct MediaFigures {
@@ -143,6 +164,8 @@ pub struct Report {
     pub media: Option<MediaFigures>,
     #[serde(default)]
     pub search: Option<SearchFigures>,
+    #[serde(default)]
+    pub push: Option<PushFigures>,
     /// How many runs this report merges (1 for a single run).
     pub merged_runs: u32,
 }
@@ -354,6 +377,29 @@ impl Report {
                 f.queries_per_s,
                 f.mean_hits,
                 cpu(f.server_cpu_us_per_query),
+            );
+        }
+        if let Some(p) = &self.push {
+            let rate = |v: Option<f64>| v.map_or("?".to_owned(), |r| format!("{r:.0}/s"));
+            let _ = writeln!(
+                s,
+                "push       {} messages sent in {:.1} s ({}); {} pushes: {} (first push to last), \
+                 {} from the first send; {} pushed twice, {} never, {} stray; server CPU {} per message",
+                p.messages,
+                p.send_s,
+                if p.devices {
+                    "each seller one device"
+                } else {
+                    "no devices"
+                },
+                p.pushes,
+                rate(p.pushes_per_s),
+                rate(p.pushes_per_s_from_first_send),
+                p.pushed_twice,
+                p.never,
+                p.stray,
+                p.server_cpu_us_per_message
+                    .map_or("?".to_owned(), |us| format!("{us:.0} µs")),
             );
         }
         if let Some(m) = &self.media {

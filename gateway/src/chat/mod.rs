@@ -445,6 +445,10 @@ impl Chat {
             self.fanout()
                 .send(users, None, exclude_session, event)
                 .await;
+            if let Some(push) = &self.push {
+                // Read here: a notification a push showed elsewhere may be cleared.
+                push.read(user, conversation, outcome.state.seq);
+            }
         }
         Ok(outcome)
     }

@@ -1,16 +1,21 @@
 //! Push notifications for users with no live session: the device registry (`device`), the
-//! providers (`provider`, `webpush`), and the dispatcher that follows storage's change feed
-//! and decides who gets what, when (`dispatch`).
+//! providers (`provider`, `webpush`), the dispatcher that follows storage's change feed
+//! and decides who gets what, when (`dispatch`), and the silent updates that clear a
+//! notification once its conversation is read elsewhere (`cleared`).
 //!
 //! Records, in storage's per-user values: `device/<id>` (a [`device::Device`] as JSON),
 //! `mute/<conversation>` (8 bytes: muted until, Unix ms; 0 = until unmuted), `pushed/<conversation>`
-//! (8 bytes: the last seq pushed). The dispatcher's cursor is the owner `\0push`'s `cursor`.
+//! (8 bytes: the last seq pushed or decided against), `shown/<conversation>` (8 bytes: the
+//! seq of the last notification a device was sent), `cleared/<conversation>` (8 bytes: the
+//! last of those a silent update cleared). The dispatcher's cursor is the owner `\0push`'s
+//! `cursor`.
 //!
 //! One node: the dispatcher follows the change feed and the presence check is this node's
 //! sessions. A cluster (ScyllaDB keeps no change feed): the dispatcher takes committed
 //! messages from a shared [`Queue`] (the bus's streams read through a Redis consumer group,
 //! so each message is handled by one node) and asks [`Presence`] across the cluster.
 
+pub(crate) mod cleared;
 pub(crate) mod device;
 pub(crate) mod dispatch;
 pub(crate) mod provider;
@@ -28,7 +33,7 @@ use parley_types::ConversationId;
 
 use device::Device;
 use dispatch::Intent;
-use provider::{Notification, Outcome, Providers};
+use provider::{Kind, Notification, Outcome, Providers};
 
 /// Devices one user may register.
 pub(crate) const DEFAULT_MAX_DEVICES: usize = 10;
@@ -120,6 +125,8 @@ pub(crate) struct Stats {
     failed: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// Intents that ended without a push, by reason.
     dropped: Mutex<BTreeMap<&'static str, u64>>,
+    /// Reads that could clear a notification, by what became of them.
+    pub(crate) reads: Mutex<BTreeMap<&'static str, u64>>,
     /// Time from an intent being due to its last device answering, ms: sum and count.
     latency_ms_sum: AtomicU64,
     latency_count: AtomicU64,
@@ -132,6 +139,15 @@ impl Stats {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(reason)
+            .or_default() += 1;
+    }
+
+    pub(crate) fn read(&self, result: &'static str) {
+        *self
+            .reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(result)
             .or_default() += 1;
     }
 
@@ -215,6 +231,15 @@ impl Stats {
                 .collect(),
         );
         family(
+            "parley_push_read_updates_total",
+            "Reads of a conversation on some device, by what became of them: sent (a silent update cleared its notification on the user's devices), not_shown, still_unread, already, no_devices, queue_full, failed.",
+            "counter",
+            lock(&self.reads)
+                .into_iter()
+                .map(|(r, v)| (format!("{{result=\"{r}\"}}"), v))
+                .collect(),
+        );
+        family(
             "parley_push_devices_removed_total",
             "Devices removed because their push service said they no longer exist.",
             "counter",
@@ -285,6 +310,9 @@ pub(crate) struct Push {
     /// The feed cursor below which the dispatcher needs nothing (trimming stops here).
     pub(crate) floor: Arc<AtomicU64>,
     pub(crate) stats: Stats,
+    /// Reads for the `cleared` task (taken by it once).
+    reads: tokio::sync::mpsc::Sender<cleared::Read>,
+    reads_rx: Mutex<Option<tokio::sync::mpsc::Receiver<cleared::Read>>>,
 }
 
 /// Why a registry call failed.
@@ -307,6 +335,7 @@ impl Push {
         queue: Option<Arc<dyn Queue>>,
         floor: Arc<AtomicU64>,
     ) -> Self {
+        let (reads, reads_rx) = tokio::sync::mpsc::channel(cleared::QUEUE);
         Self {
             storage,
             providers,
@@ -316,6 +345,24 @@ impl Push {
             has_device: DashMap::new(),
             floor,
             stats: Stats::default(),
+            reads,
+            reads_rx: Mutex::new(Some(reads_rx)),
+        }
+    }
+
+    /// `user` read `conversation` up to `seq` (on some device): the notification a push
+    /// showed there may be cleared (see `cleared`). Never waits.
+    pub(crate) fn read(&self, user: &Arc<str>, conversation: ConversationId, seq: u64) {
+        if self.has_device.get(&**user).is_some_and(|any| !*any) {
+            return;
+        }
+        let read = cleared::Read {
+            user: user.clone(),
+            conversation,
+            seq,
+        };
+        if self.reads.try_send(read).is_err() {
+            self.stats.read("queue_full");
         }
     }
 
@@ -507,18 +554,13 @@ impl Push {
                 .done(user, conversation, intent.seq, "no_devices")
                 .await;
         }
-        let unread_total = self
-            .storage
-            .unread_counts(user)
-            .await?
-            .iter()
-            .map(|(_, n)| n)
-            .sum();
+        let unread_total = self.unread_total(user).await?;
         let text = self
             .config
             .include_text
             .then(|| intent.text.chars().take(MAX_TEXT_CHARS).collect());
         let n = Notification {
+            kind: Kind::Message,
             user: user.to_owned(),
             conversation,
             message_id: intent.message_id,
@@ -528,9 +570,32 @@ impl Push {
             unread_total,
             text,
         };
+        let (sent, retry, after) = self.send_all(&devices, &n).await?;
+        if !sent.is_empty() {
+            // A device shows it: a read elsewhere clears it (see `cleared`).
+            self.put_seq(user, &cleared::shown_key(conversation), intent.seq)
+                .await?;
+        }
+        if !retry.is_empty() {
+            sent.iter().for_each(|p| self.stats.sent(p));
+            return Ok(Delivered::Retry(retry, after));
+        }
+        self.mark_pushed(user, conversation, intent.seq).await?;
+        // Counted once recorded: a push the metric shows is not sent again after a restart.
+        sent.iter().for_each(|p| self.stats.sent(p));
+        Ok(Delivered::Sent)
+    }
+
+    /// Sends `n` to each of `devices`; removes those their service says are gone. The
+    /// providers that accepted it, the devices to try again, and how long to wait first.
+    async fn send_all(
+        &self,
+        devices: &[Device],
+        n: &Notification,
+    ) -> Result<(Vec<&'static str>, Vec<String>, Option<Duration>), StorageError> {
+        let user = n.user.as_str();
         let outcomes =
-            futures_util::future::join_all(devices.iter().map(|d| self.providers.send(d, &n)))
-                .await;
+            futures_util::future::join_all(devices.iter().map(|d| self.providers.send(d, n))).await;
         let mut retry = Vec::new();
         let mut after: Option<Duration> = None;
         let mut sent = Vec::new();
@@ -559,14 +624,33 @@ impl Push {
                 }
             }
         }
-        if !retry.is_empty() {
-            sent.iter().for_each(|p| self.stats.sent(p));
-            return Ok(Delivered::Retry(retry, after));
-        }
-        self.mark_pushed(user, conversation, intent.seq).await?;
-        // Counted once recorded: a push the metric shows is not sent again after a restart.
-        sent.iter().for_each(|p| self.stats.sent(p));
-        Ok(Delivered::Sent)
+        Ok((sent, retry, after))
+    }
+
+    /// The user's unread messages over all conversations: the badge.
+    async fn unread_total(&self, user: &str) -> Result<u64, StorageError> {
+        Ok(self
+            .storage
+            .unread_counts(user)
+            .await?
+            .iter()
+            .map(|(_, n)| n)
+            .sum())
+    }
+
+    /// A per-user record holding one seq (`pushed/`, `shown/`, `cleared/`).
+    async fn seq_at(&self, user: &str, key: &str) -> Result<Option<u64>, StorageError> {
+        Ok(self
+            .storage
+            .value(user, key)
+            .await?
+            .and_then(|v| Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))))
+    }
+
+    async fn put_seq(&self, user: &str, key: &str, seq: u64) -> Result<(), StorageError> {
+        self.storage
+            .put_value(user, key, Some(seq.to_be_bytes().to_vec()))
+            .await
     }
 
     /// Ends an intent without a push, remembered so a restart does not bring it back.
@@ -587,11 +671,7 @@ impl Push {
         user: &str,
         conversation: ConversationId,
     ) -> Result<Option<u64>, StorageError> {
-        Ok(self
-            .storage
-            .value(user, &dispatch::pushed_key(conversation))
-            .await?
-            .and_then(|v| Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))))
+        self.seq_at(user, &dispatch::pushed_key(conversation)).await
     }
 
     async fn mark_pushed(
@@ -600,12 +680,7 @@ impl Push {
         conversation: ConversationId,
         seq: u64,
     ) -> Result<(), StorageError> {
-        self.storage
-            .put_value(
-                user,
-                &dispatch::pushed_key(conversation),
-                Some(seq.to_be_bytes().to_vec()),
-            )
+        self.put_seq(user, &dispatch::pushed_key(conversation), seq)
             .await
     }
 }

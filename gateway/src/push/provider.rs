@@ -32,9 +32,20 @@ const FCM_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 /// An FCM access token is renewed this long before it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 
+/// What a push says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// New messages: a visible notification.
+    Message,
+    /// The conversation was read up to `seq` (on some device): a silent update that
+    /// clears its notification and sets the badge, where the platform has one.
+    Read,
+}
+
 /// What one push is about.
 #[derive(Clone, Debug)]
 pub(crate) struct Notification {
+    pub(crate) kind: Kind,
     pub(crate) user: String,
     pub(crate) conversation: ConversationId,
     pub(crate) message_id: MessageId,
@@ -51,6 +62,14 @@ pub(crate) struct Notification {
 impl Notification {
     /// The JSON every provider carries (as its payload, or its data fields).
     pub(crate) fn json(&self) -> Value {
+        if self.kind == Kind::Read {
+            return json!({
+                "type": "read",
+                "conversationId": self.conversation.to_string(),
+                "seq": self.seq,
+                "unread": self.unread_total,
+            });
+        }
         let mut v = json!({
             "type": "message",
             "conversationId": self.conversation.to_string(),
@@ -74,7 +93,16 @@ impl Notification {
 
     /// Names this push for the receiver's de-duplication (webhook `Idempotency-Key`).
     pub(crate) fn idempotency_key(&self) -> String {
-        format!("{}:{}:{}", self.user, self.conversation, self.seq)
+        match self.kind {
+            Kind::Message => format!("{}:{}:{}", self.user, self.conversation, self.seq),
+            Kind::Read => format!("{}:{}:read:{}", self.user, self.conversation, self.seq),
+        }
+    }
+
+    /// How urgently the service should deliver it: a silent update can wait for the
+    /// device's next wake-up.
+    fn urgent(&self) -> bool {
+        self.kind == Kind::Message
     }
 }
 
@@ -234,22 +262,32 @@ impl Providers {
         let Ok(bearer) = apns_token(apns) else {
             return Outcome::Failed("provider_token");
         };
-        let body_text = match &n.text {
-            Some(t) => t.clone(),
-            None if n.count > 1 => format!("{} new messages", n.count),
-            None => "New message".to_owned(),
-        };
-        // The app's notification service extension may rewrite it (mutable-content).
-        let body = json!({
-            "aps": {
-                "alert": { "title": "New message", "body": body_text },
-                "badge": n.unread_total,
-                "sound": "default",
-                "thread-id": n.conversation.to_string(),
-                "mutable-content": 1,
-            },
-            "parley": n.json(),
-        })
+        let body = match n.kind {
+            Kind::Message => {
+                let body_text = match &n.text {
+                    Some(t) => t.clone(),
+                    None if n.count > 1 => format!("{} new messages", n.count),
+                    None => "New message".to_owned(),
+                };
+                // The app's notification service extension may rewrite it (mutable-content).
+                json!({
+                    "aps": {
+                        "alert": { "title": "New message", "body": body_text },
+                        "badge": n.unread_total,
+                        "sound": "default",
+                        "thread-id": n.conversation.to_string(),
+                        "mutable-content": 1,
+                    },
+                    "parley": n.json(),
+                })
+            }
+            // A background push: the badge, and the app removes the conversation's
+            // delivered notifications (thread-id) when it wakes.
+            Kind::Read => json!({
+                "aps": { "badge": n.unread_total, "content-available": 1 },
+                "parley": n.json(),
+            }),
+        }
         .to_string();
         if body.len() > 4096 {
             return Outcome::Failed("payload_too_large");
@@ -259,21 +297,29 @@ impl Providers {
             "{}/3/device/{device_token}",
             apns.config.base_url.trim_end_matches('/')
         );
-        let headers = [
+        let mut headers = vec![
             (header::AUTHORIZATION, format!("bearer {bearer}")),
             (HeaderName::from_static("apns-topic"), topic.to_owned()),
             (
                 HeaderName::from_static("apns-push-type"),
-                "alert".to_owned(),
+                if n.urgent() { "alert" } else { "background" }.to_owned(),
             ),
-            (HeaderName::from_static("apns-priority"), "10".to_owned()),
+            // Apple: background pushes must use priority 5.
+            (
+                HeaderName::from_static("apns-priority"),
+                if n.urgent() { "10" } else { "5" }.to_owned(),
+            ),
             (
                 HeaderName::from_static("apns-expiration"),
                 expiration.to_string(),
             ),
-            (HeaderName::from_static("apns-collapse-id"), n.topic()),
             (header::CONTENT_TYPE, "application/json".to_owned()),
         ];
+        if n.urgent() {
+            // Replaces the conversation's previous notification (a background push shows
+            // nothing, so it replaces nothing).
+            headers.push((HeaderName::from_static("apns-collapse-id"), n.topic()));
+        }
         match self.http.post_h2(&url, &headers, body.into()).await {
             Ok((status, headers, body)) => {
                 let reason = String::from_utf8_lossy(&body);
@@ -319,7 +365,10 @@ impl Providers {
             (header::CONTENT_ENCODING, "aes128gcm".to_owned()),
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (HeaderName::from_static("ttl"), ttl.to_string()),
-            (HeaderName::from_static("urgency"), "high".to_owned()),
+            (
+                HeaderName::from_static("urgency"),
+                if n.urgent() { "high" } else { "normal" }.to_owned(),
+            ),
             (HeaderName::from_static("topic"), n.topic()),
         ];
         match self.http.post(endpoint, &headers, body.into()).await {
@@ -392,7 +441,7 @@ impl Providers {
                 "data": data,
                 "android": {
                     "collapse_key": n.topic(),
-                    "priority": "high",
+                    "priority": if n.urgent() { "high" } else { "normal" },
                     "ttl": format!("{}s", self.delivery.ttl.as_secs()),
                 },
             }
@@ -685,6 +734,7 @@ mod tests {
     #[test]
     fn the_topic_is_a_valid_collapse_key() {
         let n = Notification {
+            kind: Kind::Message,
             user: "u".into(),
             conversation: ConversationId::random(),
             message_id: MessageId(1),

@@ -818,7 +818,7 @@ async fn apns_requests_are_http2_with_a_provider_token() {
     fake.answer("/3/device/ff00", &[(400, None)]);
     let conv = direct(&gw, "buyer", "seller", "l5").await;
     send(&gw, "buyer", conv, "a", "hi").await;
-    send(&gw, "buyer", conv, "b", "there").await;
+    let last = send(&gw, "buyer", conv, "b", "there").await;
     let mut seen = HashMap::new();
     for _ in 0..2 {
         let s = fake.next().await;
@@ -864,6 +864,119 @@ async fn apns_requests_are_http2_with_a_provider_token() {
     let (_, devices, _) = get(&gw, "seller", "/api/devices").await;
     assert_eq!(devices["devices"].as_array().unwrap().len(), 1, "{devices}");
     assert_eq!(devices["devices"][0]["id"], "iphone");
+    // Read on the web: the phone gets a background push with the badge, nothing shown.
+    read(&gw, "seller", conv, &last).await;
+    let update = fake.next().await;
+    assert_eq!(update.path, format!("/3/device/{token}"));
+    let h = &update.headers;
+    assert_eq!(h["apns-push-type"], "background");
+    assert_eq!(
+        h["apns-priority"], "5",
+        "Apple requires 5 for background pushes"
+    );
+    assert!(h.get("apns-collapse-id").is_none());
+    let payload: Value = serde_json::from_slice(&update.body).unwrap();
+    assert_eq!(
+        payload["aps"],
+        json!({"badge": 0, "content-available": 1}),
+        "no alert, no sound: {payload}"
+    );
+    assert_eq!(payload["parley"]["type"], "read");
+    assert_eq!(payload["parley"]["conversationId"], conv.to_string());
+    metric_reaches(&gw, "parley_push_read_updates_total{result=\"sent\"}", 1.0).await;
+}
+
+/// Marks `conv` read up to the message REST sent (`sent`, its JSON).
+async fn read(gw: &Gateway, user: &str, conv: ConversationId, sent: &Value) {
+    let (s, v, _) = post(
+        gw,
+        user,
+        &format!("/api/conversations/{conv}/read"),
+        &json!({ "upTo": sent["id"] }).to_string(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+/// A notification a push showed is cleared once its conversation is read on another device:
+/// a silent Web Push (urgency normal, the same Topic) with the badge — once per notification,
+/// and only when the read covers what it showed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_elsewhere_clears_the_notification_with_a_silent_update() {
+    let mut fake = Fake::start().await;
+    let gw = push_gateway("300", &[]);
+    let b = browser(&format!("http://{}/wp/phone", fake.addr));
+    assert_eq!(
+        put(&gw, "seller", "/api/devices/phone", &b.body).await.0,
+        200
+    );
+    let conv = direct(&gw, "buyer", "seller", "bike").await;
+    let other = direct(&gw, "buyer2", "seller", "bike").await;
+    let one = send(&gw, "buyer", conv, "a", "one").await;
+    let two = send(&gw, "buyer", conv, "b", "two").await;
+    let shown = fake.next().await;
+    let (payload, _) = open(&b, &shown);
+    assert_eq!(
+        (payload["seq"].clone(), payload["count"].clone()),
+        (json!(2), json!(2))
+    );
+    send(&gw, "buyer2", other, "c", "elsewhere").await;
+    let (elsewhere, _) = open(&b, &fake.next().await);
+    assert_eq!(elsewhere["conversationId"], other.to_string());
+    // Read up to one: the notification shows two, still unread: nothing.
+    read(&gw, "seller", conv, &one).await;
+    metric_reaches(
+        &gw,
+        "parley_push_read_updates_total{result=\"still_unread\"}",
+        1.0,
+    )
+    .await;
+    assert!(fake.nothing_yet());
+    // Read up to two (on the laptop): the phone's notification is cleared, silently.
+    read(&gw, "seller", conv, &two).await;
+    let update = fake.next().await;
+    assert_eq!(update.path, "/wp/phone");
+    assert_eq!(update.headers["urgency"], "normal");
+    assert_eq!(
+        update.headers["topic"], shown.headers["topic"],
+        "the same collapse key: one still waiting at the service is replaced"
+    );
+    let (payload, _) = open(&b, &update);
+    assert_eq!(
+        payload,
+        json!({"type": "read", "conversationId": conv.to_string(), "seq": 2, "unread": 1}),
+        "the badge counts the other conversation's unread message"
+    );
+    metric_reaches(&gw, "parley_push_read_updates_total{result=\"sent\"}", 1.0).await;
+    // The next message is pushed as before, and its read clears it again: the next two
+    // requests, nothing else in between.
+    let three = send(&gw, "buyer", conv, "d", "three").await;
+    let (payload, _) = open(&b, &fake.next().await);
+    assert_eq!(
+        (payload["type"].clone(), payload["seq"].clone()),
+        (json!("message"), json!(3))
+    );
+    read(&gw, "seller", conv, &three).await;
+    let (payload, _) = open(&b, &fake.next().await);
+    assert_eq!(
+        (payload["type"].clone(), payload["seq"].clone()),
+        (json!("read"), json!(3))
+    );
+    metric_reaches(&gw, "parley_push_read_updates_total{result=\"sent\"}", 2.0).await;
+    // A conversation no push showed anything of: nothing to clear.
+    let quiet = direct(&gw, "buyer3", "seller", "bike").await;
+    let seller = Client::connect(&gw, "seller").await;
+    let m = send(&gw, "buyer3", quiet, "e", "hello").await;
+    metric_reaches(&gw, "parley_push_dropped_total{reason=\"online\"}", 1.0).await;
+    read(&gw, "seller", quiet, &m).await;
+    metric_reaches(
+        &gw,
+        "parley_push_read_updates_total{result=\"not_shown\"}",
+        1.0,
+    )
+    .await;
+    seller.close().await;
+    assert!(fake.nothing_yet());
 }
 
 /// Two nodes on one Redis and Cassandra: the push queue is the bus's streams read through a

@@ -4,6 +4,7 @@ pub mod chat;
 pub mod connect;
 pub mod history;
 pub mod media;
+pub mod push;
 pub mod search;
 
 use std::sync::Arc;

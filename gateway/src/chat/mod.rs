@@ -416,6 +416,14 @@ impl Chat {
 
     /// Moves the reader's watermark; when it moved, tells the other participants (and the
     /// reader's other sessions, so their unread badges follow).
+    /// Push notifications, or the error every caller gives on a node without them.
+    pub(crate) fn push_or_unsupported(&self) -> Result<&crate::push::Push, ClientError> {
+        self.push.as_deref().ok_or_else(|| {
+            let why = "push notifications are off on this node";
+            ClientError::new(ErrorCode::Unsupported, why)
+        })
+    }
+
     pub(crate) async fn mark_read(
         &self,
         user: &Arc<str>,

@@ -252,10 +252,7 @@ impl Executor {
         until: Option<i64>,
     ) -> Answer {
         let chat = &self.shard.node.chat;
-        let push = chat.push.as_deref().ok_or_else(|| {
-            let why = "push notifications are off on this node";
-            ClientError::new(parley_proto::ErrorCode::Unsupported, why)
-        })?;
+        let push = chat.push_or_unsupported()?;
         chat.conversations.for_user(conversation, user).await?;
         push.set_muted(user, conversation, until).await?;
         let body = ServerBody::Ack(Ack {

@@ -126,47 +126,36 @@ pub(crate) struct Stats {
     /// Intents that ended without a push, by reason.
     dropped: Mutex<BTreeMap<&'static str, u64>>,
     /// Reads that could clear a notification, by what became of them.
-    pub(crate) reads: Mutex<BTreeMap<&'static str, u64>>,
+    reads: Mutex<BTreeMap<&'static str, u64>>,
     /// Time from an intent being due to its last device answering, ms: sum and count.
     latency_ms_sum: AtomicU64,
     latency_count: AtomicU64,
 }
 
+/// One more of `key` in a labelled counter.
+fn bump<K: Ord>(counts: &Mutex<BTreeMap<K, u64>>, key: K) {
+    *counts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default() += 1;
+}
+
 impl Stats {
     pub(crate) fn dropped(&self, reason: &'static str) {
-        *self
-            .dropped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(reason)
-            .or_default() += 1;
+        bump(&self.dropped, reason);
     }
 
     pub(crate) fn read(&self, result: &'static str) {
-        *self
-            .reads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(result)
-            .or_default() += 1;
+        bump(&self.reads, result);
     }
 
     fn sent(&self, provider: &'static str) {
-        *self
-            .sent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(provider)
-            .or_default() += 1;
+        bump(&self.sent, provider);
     }
 
     fn failed(&self, provider: &'static str, reason: &'static str) {
-        *self
-            .failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((provider, reason))
-            .or_default() += 1;
+        bump(&self.failed, (provider, reason));
     }
 
     /// Prometheus text of every push series.

@@ -28,12 +28,7 @@ fn ok(v: Value) -> Reply {
 }
 
 fn push<'a>(c: &Call<'a>) -> Result<&'a Push, ClientError> {
-    c.node.chat.push.as_deref().ok_or_else(|| {
-        ClientError::new(
-            ErrorCode::Unsupported,
-            "push notifications are off on this node",
-        )
-    })
+    c.node.chat.push_or_unsupported()
 }
 
 fn client_error(e: PushError) -> ClientError {

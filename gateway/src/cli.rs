@@ -93,10 +93,16 @@ fn migrate(config: &Config) -> anyhow::Result<()> {
 /// `gateway reindex`: rebuilds the search index from the embedded storage, with progress on
 /// stderr. The node must be stopped (the storage directory is locked while it runs).
 fn reindex(config: &Config) -> anyhow::Result<()> {
-    use crate::search::SearchIndex;
+    use crate::config::SearchEngine;
+    use crate::search::Tantivy;
     use crate::search::indexer::Indexer;
-    let (Some(search), Engine::Embedded(embedded)) = (&config.search, &config.engine) else {
-        anyhow::bail!("`gateway reindex` needs the embedded storage and --search true");
+    let Some(search) = &config.search else {
+        anyhow::bail!("`gateway reindex` needs search on: --search true (and in a cluster --solr)");
+    };
+    let (SearchEngine::Embedded(dir), Engine::Embedded(embedded)) =
+        (&search.engine, &config.engine)
+    else {
+        return reindex_cluster(config, search);
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -109,8 +115,8 @@ fn reindex(config: &Config) -> anyhow::Result<()> {
         )
     })?;
     let index = Arc::new(
-        SearchIndex::open(&search.dir)
-            .with_context(|| format!("open the search index in {}", search.dir.display()))?,
+        Tantivy::open(dir)
+            .with_context(|| format!("open the search index in {}", dir.display()))?,
     );
     let storage: Arc<dyn parley_storage::Storage> = Arc::new(storage);
     // Push reads the same feed: keep what it has not done with.
@@ -141,7 +147,7 @@ fn reindex(config: &Config) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "search index rebuilt in {}: {} conversations, {} messages in {secs:.1} s ({:.0} messages/s); {} documents",
-        search.dir.display(),
+        dir.display(),
         scanned.conversations,
         scanned.messages,
         scanned.messages as f64 / secs.max(1e-3),
@@ -296,4 +302,51 @@ fn open_storage(
             Ok(Arc::new(engine))
         }
     }
+}
+
+/// `gateway reindex` in a cluster: every message in ScyllaDB written to the Solr collection
+/// again (a document per message id: what is there already is replaced, nothing doubles), with
+/// progress on stderr. Nodes may go on serving meanwhile.
+fn reindex_cluster(config: &Config, search: &crate::config::SearchConfig) -> anyhow::Result<()> {
+    use crate::config::SearchEngine;
+    let (SearchEngine::Solr { url, timeout }, Engine::Scylla { config: scylla, .. }) =
+        (&search.engine, &config.engine)
+    else {
+        anyhow::bail!("`gateway reindex` needs the embedded storage, or --scylla with --solr");
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let solr = Arc::new(crate::search::solr::Solr::new(url, *timeout).map_err(anyhow::Error::msg)?);
+        solr.ping()
+            .await
+            .with_context(|| format!("the Solr collection at {url}"))?;
+        let storage: Arc<dyn parley_storage::Storage> = Arc::new(
+            Scylla::connect(scylla)
+                .await
+                .with_context(|| format!("connect to ScyllaDB at {:?}", scylla.nodes))?,
+        );
+        let started = std::time::Instant::now();
+        let mut shown = started;
+        let index: Arc<dyn crate::search::SearchIndex> = solr.clone();
+        let scanned = crate::search::cluster::reindex(&*storage, index, &mut |s| {
+            if shown.elapsed() >= std::time::Duration::from_secs(1) {
+                shown = std::time::Instant::now();
+                eprintln!("reindex: {} conversations, {} messages", s.conversations, s.messages);
+            }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("rebuild the search index: {e}"))?;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "search index rebuilt in {url}: {} conversations, {} messages in {secs:.1} s ({:.0} messages/s); {} documents",
+            scanned.conversations,
+            scanned.messages,
+            scanned.messages as f64 / secs.max(1e-3),
+            solr.docs().await?
+        );
+        anyhow::Ok(())
+    })
 }

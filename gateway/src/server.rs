@@ -16,10 +16,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::auth::Authenticator;
 use crate::bus::Bus;
-use crate::bus::group::StreamGroup;
+use crate::bus::group::{Purpose, StreamGroup};
 use crate::bus::redis::RedisLog;
 use crate::chat::{Chat, Stages};
 use crate::config::Config;
+use crate::config::SearchEngine;
 use crate::config::{MediaStoreConfig, PushSettings};
 use crate::media::Media;
 use crate::media::s3::S3Store;
@@ -30,8 +31,8 @@ use crate::node::BusEvents;
 use crate::node::{Node, Settings};
 use crate::push::provider::{ApnsConfig, FcmConfig, Providers, WebPushConfig, WebhookConfig};
 use crate::push::{Push, PushConfig};
-use crate::search::SearchIndex;
 use crate::search::indexer::Indexer;
+use crate::search::{SearchIndex, Tantivy};
 use crate::session::SessionLimits;
 use crate::shard::Shard;
 use crate::state::admission::Admitted;
@@ -219,6 +220,7 @@ fn build_node(
                 Some(c) => {
                     let group = services
                         .block_on(StreamGroup::connect(
+                            Purpose::Push,
                             &c.redis_url,
                             c.bus.node_id,
                             c.bus.partitions,
@@ -248,23 +250,57 @@ fn build_node(
     let keep_above = push
         .as_ref()
         .map_or_else(|| Arc::new(AtomicU64::new(u64::MAX)), |p| p.floor.clone());
-    let search = match &config.search {
-        Some(sc) => {
-            let index = Arc::new(
-                SearchIndex::open(&sc.dir)
-                    .with_context(|| format!("open the search index in {}", sc.dir.display()))?,
-            );
-            Indexer {
-                index: index.clone(),
-                storage: storage.clone(),
-                commit_every: sc.commit_every,
-                poll: SEARCH_POLL,
-                keep_above: keep_above.clone(),
+    let search: Option<Arc<dyn SearchIndex>> = match &config.search {
+        Some(sc) => match &sc.engine {
+            SearchEngine::Embedded(dir) => {
+                let index = Arc::new(
+                    Tantivy::open(dir)
+                        .with_context(|| format!("open the search index in {}", dir.display()))?,
+                );
+                Indexer {
+                    index: index.clone(),
+                    storage: storage.clone(),
+                    commit_every: sc.commit_every,
+                    poll: SEARCH_POLL,
+                    keep_above: keep_above.clone(),
+                }
+                .spawn()
+                .context("start the search indexer")?;
+                Some(index)
             }
-            .spawn()
-            .context("start the search indexer")?;
-            Some(index)
-        }
+            SearchEngine::Solr { url, timeout } => {
+                let Some(c) = &config.cluster else {
+                    anyhow::bail!("--solr needs a cluster (--redis)");
+                };
+                let solr = Arc::new(
+                    crate::search::solr::Solr::new(url, *timeout).map_err(anyhow::Error::msg)?,
+                );
+                services
+                    .block_on(solr.ping())
+                    .with_context(|| format!("search: the Solr collection at {url}"))?;
+                let group = services
+                    .block_on(StreamGroup::connect(
+                        Purpose::Search,
+                        &c.redis_url,
+                        c.bus.node_id,
+                        c.bus.partitions,
+                        c.bus.presence_ttl,
+                    ))
+                    .context("search: connect to Redis for the index queue")?;
+                let index: Arc<dyn SearchIndex> = solr;
+                services.spawn(
+                    crate::search::cluster::ClusterIndexer {
+                        index: index.clone(),
+                        storage: storage.clone(),
+                        queue: Arc::new(SearchQueue(group)),
+                        commit_every: sc.commit_every,
+                        poll: SEARCH_POLL,
+                    }
+                    .run(),
+                );
+                Some(index)
+            }
+        },
         None => {
             // The index does not read the change feed: keep it from growing (its newest entry
             // stays), past what push still needs.
@@ -312,7 +348,7 @@ pub(crate) struct Parts {
     pub(crate) moderation: Arc<Moderation>,
     pub(crate) media: Arc<Media>,
     /// The message index (None: search is off).
-    pub(crate) search: Option<Arc<SearchIndex>>,
+    pub(crate) search: Option<Arc<dyn SearchIndex>>,
     /// Push notifications (None: off).
     pub(crate) push: Option<PushParts>,
 }
@@ -354,6 +390,27 @@ impl crate::push::Queue for PushQueue {
 
     fn lost(&self) -> u64 {
         self.0.lost.load(Ordering::Relaxed)
+    }
+}
+
+/// The bus's consumer group `search` as the cluster indexer's queue.
+struct SearchQueue(StreamGroup);
+
+#[async_trait::async_trait]
+impl crate::search::cluster::Queue for SearchQueue {
+    async fn take(&self, max: usize) -> Result<Vec<crate::search::cluster::Entry>, String> {
+        let taken = self.0.take(max).await.map_err(|e| e.to_string())?;
+        Ok(taken
+            .into_iter()
+            .map(|e| crate::search::cluster::Entry {
+                id: (e.partition, e.id),
+                at: e.at,
+            })
+            .collect())
+    }
+
+    async fn ack(&self, ids: Vec<(u32, String)>) -> Result<(), String> {
+        self.0.ack(&ids).await.map_err(|e| e.to_string())
     }
 }
 

@@ -49,6 +49,7 @@ macro_rules! conformance_tests {
             a_group_cannot_include_someone_blocked_either_way,
             uploaded_media_round_trips,
             values_round_trip_by_owner_and_prefix,
+            every_conversation_is_scanned_once,
         );
     };
     (@cases $factory:expr; $($case:ident,)*) => {
@@ -733,6 +734,37 @@ pub async fn unread_counts_are_exact_past_a_thousand<S: Storage>(s: Arc<S>) {
     assert_eq!(s.unread_counts("me").await.expect("u"), vec![(c.id, 800)]);
     s.mark_read(c.id, "me", newest, T0).await.expect("read");
     assert_eq!(s.unread_counts("me").await.expect("u"), vec![]);
+}
+
+/// Paging `conversations_after` from the last one returned reaches every conversation once,
+/// a deleted one never.
+pub async fn every_conversation_is_scanned_once<S: Storage>(s: Arc<S>) {
+    assert!(
+        s.conversations_after(None, 10)
+            .await
+            .expect("scan")
+            .is_empty()
+    );
+    let mut made = std::collections::BTreeSet::new();
+    for i in 0..7 {
+        made.insert(direct(&*s, "b", "s", &format!("l{i}")).await.id);
+    }
+    let gone = direct(&*s, "b", "s", "gone").await;
+    s.delete_conversation(gone.id, "b").await.expect("delete");
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let page = s.conversations_after(after, 3).await.expect("scan");
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        assert!(page.iter().all(|c| c.participants == ["b", "s"]));
+        seen.extend(page.iter().map(|c| c.id));
+    }
+    assert_eq!(seen.len(), made.len(), "each once: {seen:?}");
+    assert_eq!(
+        seen.into_iter().collect::<std::collections::BTreeSet<_>>(),
+        made
+    );
 }
 
 pub async fn delete_removes_everything_and_frees_the_triple<S: Storage>(s: Arc<S>) {

@@ -264,8 +264,9 @@ pub trait Storage: Send + Sync + 'static {
         ))
     }
 
-    /// Up to `limit` conversations with an id above `after`, in id order: every conversation
-    /// once (rebuilding a search index). `Unsupported` on an engine that cannot scan.
+    /// Up to `limit` conversations after `after` in the engine's scan order (embedded: by id;
+    /// ScyllaDB: by token): paging from the last one returned reaches every conversation once
+    /// (rebuilding a search index). `Unsupported` on an engine that cannot scan.
     async fn conversations_after(
         &self,
         after: Option<ConversationId>,

@@ -1,5 +1,7 @@
 //! The bus's streams read as a work queue: a Redis consumer group over the event partitions,
-//! so each committed message reaches exactly one node's push dispatcher.
+//! so each committed message reaches exactly one node's push dispatcher — and, through a
+//! second group read the same way (`search`, lease `parley:searchlease:{p}`), one node's search
+//! indexer.
 //!
 //! - **Group.** `push` on every `parley:ev:{p}`, created at the stream's end the first time a
 //!   node with push starts (`XGROUP CREATE … $ MKSTREAM`; other nodes find it there). A node
@@ -32,8 +34,25 @@ use super::record::Record;
 use super::redis::stream_key;
 use crate::event::Class;
 
-/// The group's name on every stream.
-const GROUP: &str = "push";
+/// What a group is read for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// Push notifications: group `push`; a shadowed message (its sender's only) is not one.
+    Push,
+    /// The search index: group `search`; every message, shadowed ones too (their sender
+    /// finds them).
+    Search,
+}
+
+impl Purpose {
+    /// The group's name on every stream.
+    fn group(self) -> &'static str {
+        match self {
+            Purpose::Push => "push",
+            Purpose::Search => "search",
+        }
+    }
+}
 /// Entries claimed per `XAUTOCLAIM`.
 const CLAIM_BATCH: usize = 256;
 
@@ -52,8 +71,8 @@ end
 return 0
 ";
 
-fn lease_key(p: u32) -> String {
-    format!("parley:pushlease:{{{p}}}")
+fn lease_key(purpose: Purpose, p: u32) -> String {
+    format!("parley:{}lease:{{{p}}}", purpose.group())
 }
 
 fn err(e: redis::RedisError) -> BusError {
@@ -81,6 +100,7 @@ struct State {
 
 /// This node's reader of the group.
 pub(crate) struct StreamGroup {
+    purpose: Purpose,
     conn: ConnectionManager,
     me: u16,
     partitions: u32,
@@ -95,6 +115,7 @@ impl StreamGroup {
     /// Connects to `url` (Redis must be reachable at start; later outages are retried by
     /// the caller). `lease`: how long a partition stays this node's without renewal.
     pub(crate) async fn connect(
+        purpose: Purpose,
         url: &str,
         me: u16,
         partitions: u32,
@@ -103,6 +124,7 @@ impl StreamGroup {
         let client = redis::Client::open(url).map_err(err)?;
         let conn = ConnectionManager::new(client).await.map_err(err)?;
         Ok(Self {
+            purpose,
             conn,
             me,
             partitions,
@@ -143,7 +165,7 @@ impl StreamGroup {
         }
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
-            .arg(GROUP)
+            .arg(self.purpose.group())
             .arg(self.me)
             .arg("COUNT")
             .arg(max.max(1))
@@ -163,7 +185,7 @@ impl StreamGroup {
                 continue;
             };
             for e in key.ids {
-                out.push(entry(partition, e, false));
+                out.push(entry(self.purpose, partition, e, false));
             }
         }
         Ok(out)
@@ -178,7 +200,7 @@ impl StreamGroup {
         for (p, id) in ids {
             pipe.cmd("XACK")
                 .arg(stream_key(*p))
-                .arg(GROUP)
+                .arg(self.purpose.group())
                 .arg(id)
                 .ignore();
         }
@@ -193,7 +215,7 @@ impl StreamGroup {
             let made: redis::RedisResult<()> = redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(stream_key(p))
-                .arg(GROUP)
+                .arg(self.purpose.group())
                 .arg("$")
                 .arg("MKSTREAM")
                 .query_async(&mut self.conn.clone())
@@ -217,7 +239,11 @@ impl StreamGroup {
             if self.lease_one(&mut conn, p, ms).await? {
                 kept.insert(p);
             } else {
-                tracing::warn!(partition = p, "push: lost a queue partition's lease");
+                tracing::warn!(
+                    partition = p,
+                    group = self.purpose.group(),
+                    "lost a queue partition's lease"
+                );
             }
         }
         s.owned = kept;
@@ -251,7 +277,7 @@ impl StreamGroup {
         let held: i64 = redis::cmd("EVAL")
             .arg(LEASE)
             .arg(1)
-            .arg(lease_key(p))
+            .arg(lease_key(self.purpose, p))
             .arg(self.me)
             .arg(ms)
             .query_async(conn)
@@ -289,7 +315,7 @@ impl StreamGroup {
         loop {
             let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
                 .arg(stream_key(p))
-                .arg(GROUP)
+                .arg(self.purpose.group())
                 .arg(self.me)
                 .arg(0)
                 .arg(&from)
@@ -300,7 +326,13 @@ impl StreamGroup {
                 .map_err(err)?;
             self.lost
                 .fetch_add(reply.deleted_ids.len() as u64, Ordering::Relaxed);
-            into.extend(reply.claimed.into_iter().map(|e| entry(p, e, true)));
+            let purpose = self.purpose;
+            into.extend(
+                reply
+                    .claimed
+                    .into_iter()
+                    .map(|e| entry(purpose, p, e, true)),
+            );
             if reply.next_stream_id == "0-0" {
                 return Ok(());
             }
@@ -310,9 +342,14 @@ impl StreamGroup {
 }
 
 /// What one stream entry announces.
-fn entry(partition: u32, e: redis::streams::StreamId, replay: bool) -> GroupEntry {
+fn entry(
+    purpose: Purpose,
+    partition: u32,
+    e: redis::streams::StreamId,
+    replay: bool,
+) -> GroupEntry {
     let at = match e.map.get("e") {
-        Some(redis::Value::BulkString(b)) => message_at(Bytes::copy_from_slice(b)),
+        Some(redis::Value::BulkString(b)) => message_at(purpose, Bytes::copy_from_slice(b)),
         _ => None,
     };
     GroupEntry {
@@ -324,12 +361,14 @@ fn entry(partition: u32, e: redis::streams::StreamId, replay: bool) -> GroupEntr
 }
 
 /// The message a record announces to its conversation's participants.
-fn message_at(bytes: Bytes) -> Option<(ConversationId, u64)> {
+fn message_at(purpose: Purpose, bytes: Bytes) -> Option<(ConversationId, u64)> {
     let Record::Event(e) = Record::decode(bytes)? else {
         return None;
     };
     match e.class {
-        Class::Message { conversation, seq } if seq > 0 && !e.actor_only => {
+        Class::Message { conversation, seq }
+            if seq > 0 && (purpose == Purpose::Search || !e.actor_only) =>
+        {
             Some((conversation, seq))
         }
         _ => None,

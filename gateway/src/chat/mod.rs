@@ -49,7 +49,7 @@ pub(crate) struct Stages {
     pub(crate) moderation: Arc<Moderation>,
     pub(crate) media: Arc<Media>,
     /// The message index (None: search is off on this node).
-    pub(crate) search: Option<Arc<crate::search::SearchIndex>>,
+    pub(crate) search: Option<Arc<dyn crate::search::SearchIndex>>,
     /// Push notifications (None: off on this node).
     pub(crate) push: Option<Arc<crate::push::Push>>,
 }
@@ -72,7 +72,7 @@ pub(crate) struct Chat {
     /// Uploads: a message's media id is checked here; its URLs are signed for readers.
     pub(crate) media: Arc<Media>,
     /// The message index, when search is on.
-    pub(crate) search: Option<Arc<crate::search::SearchIndex>>,
+    pub(crate) search: Option<Arc<dyn crate::search::SearchIndex>>,
     /// Push notifications, when on.
     pub(crate) push: Option<Arc<crate::push::Push>>,
 }
@@ -546,6 +546,7 @@ impl Chat {
     ) -> Result<(), ClientError> {
         let c = self.storage.delete_conversation(conversation, user).await?;
         self.conversations.forget(conversation);
+        self.unindex(conversation);
         let event = Event::new(
             ServerBody::ConversationDeleted {
                 conversation,

@@ -2,17 +2,13 @@
 //! out, and every hit checked against the conversation as it is now (a conversation deleted or
 //! left since it was indexed never shows).
 
-use std::sync::Arc;
-
 use parley_proto::ErrorCode;
 
 use super::Chat;
 use crate::errors::ClientError;
-use parley_types::{ConversationPage, ListCursor};
+use parley_types::{ConversationId, ConversationPage, ListCursor};
 
-use crate::search::{
-    ConversationQuery, Parsed, Search, SearchIndex, SearchPage, SearchRequest, SortBy,
-};
+use crate::search::{ConversationQuery, Parsed, Search, SearchPage, SearchRequest, SortBy};
 
 /// Conversations one conversation search looks through before it answers with what it found
 /// (and a cursor to go on from).
@@ -29,7 +25,7 @@ impl Chat {
         let Some(index) = self.search.clone() else {
             return Err(ClientError::new(
                 ErrorCode::Unsupported,
-                "search is not available on this node (it needs the embedded storage and --search on)",
+                "search is not available on this node (one node: --search on; a cluster: --solr)",
             ));
         };
         let parsed =
@@ -39,22 +35,27 @@ impl Chat {
         }
         let blocked = self.blocks.relations(user).await?;
         let limit = r.limit.clamp(1, crate::search::MAX_LIMIT);
-        let (user_owned, sort, offset) = (user.to_owned(), r.sort, r.offset);
-        let (conversation, before) = (r.conversation, r.before);
-        let raw = run(index, move |index| {
-            let exclude: Vec<String> = blocked.iter().cloned().collect();
-            index.search(&Search {
-                user: &user_owned,
-                query: &parsed,
-                conversation,
-                before,
-                exclude_senders: &exclude,
+        let (sort, offset) = (r.sort, r.offset);
+        let engine = index.engine();
+        let raw = index
+            .search(Search {
+                user: user.to_owned(),
+                query: parsed,
+                conversation: r.conversation,
+                before: r.before,
+                exclude_senders: blocked.iter().cloned().collect(),
                 sort,
                 offset,
                 limit,
             })
-        })
-        .await?;
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, engine, "search failed");
+                ClientError::new(
+                    ErrorCode::StorageUnavailable,
+                    "search is unavailable right now; retry later",
+                )
+            })?;
         let full = raw.len() == limit;
         let next_before = match sort {
             SortBy::Newest if full => raw.last().map(|h| h.id),
@@ -74,6 +75,25 @@ impl Chat {
             next_before,
             next_offset,
         })
+    }
+
+    /// A cluster's index is told of a deleted conversation by the node that deleted it (one
+    /// node's index reads deletes from storage's change feed). Not waited for: until it is
+    /// done, every hit is checked against the conversation anyway.
+    pub(super) fn unindex(&self, conversation: ConversationId) {
+        let (Some(index), Some(_)) = (self.search.clone(), &self.bus) else {
+            return;
+        };
+        tokio::spawn(async move {
+            let deleted = async {
+                let mut w = index.writer()?;
+                w.delete_conversation(conversation);
+                w.commit(0).await
+            };
+            if let Err(e) = deleted.await {
+                tracing::warn!(error = %e, %conversation, "search: removing a deleted conversation failed");
+            }
+        });
     }
 }
 
@@ -112,26 +132,6 @@ impl Chat {
             if page.next_cursor.is_none() {
                 return Ok(out);
             }
-        }
-    }
-}
-
-/// Runs a query on the blocking pool (tantivy reads and scores synchronously).
-async fn run<T: Send + 'static>(
-    index: Arc<SearchIndex>,
-    f: impl FnOnce(&SearchIndex) -> Result<T, crate::search::SearchError> + Send + 'static,
-) -> Result<T, ClientError> {
-    let result = tokio::task::spawn_blocking(move || f(&index))
-        .await
-        .map_err(|e| crate::search::SearchError::Join(e.to_string()));
-    match result.and_then(|r| r) {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            tracing::warn!(error = %e, "search failed");
-            Err(ClientError::new(
-                ErrorCode::StorageUnavailable,
-                "search is unavailable right now; retry later",
-            ))
         }
     }
 }

@@ -80,7 +80,7 @@ pub(crate) struct Config {
     pub(crate) media_store: MediaStoreConfig,
     /// How often uploads never sent are looked for.
     pub(crate) media_collect_every: Duration,
-    /// Message search, when on (embedded storage only).
+    /// Message search, when on (the embedded storage, or a cluster with `--solr`).
     pub(crate) search: Option<SearchConfig>,
     /// Push notifications, when on (embedded storage only).
     pub(crate) push: Option<PushSettings>,
@@ -107,10 +107,18 @@ pub(crate) struct PushSettings {
 /// Message search on this node.
 #[derive(Debug, Clone)]
 pub(crate) struct SearchConfig {
-    /// Where the index lives (the data directory's `search/`).
-    pub(crate) dir: PathBuf,
+    pub(crate) engine: SearchEngine,
     /// Longest a stored message waits for the commit that makes it searchable.
     pub(crate) commit_every: Duration,
+}
+
+/// Which index.
+#[derive(Debug, Clone)]
+pub(crate) enum SearchEngine {
+    /// One node: tantivy in this directory (the data directory's `search/`).
+    Embedded(PathBuf),
+    /// A cluster: this Solr collection, each request within the timeout.
+    Solr { url: String, timeout: Duration },
 }
 
 /// Where media bytes live.
@@ -193,10 +201,7 @@ impl Config {
             media,
             media_store,
             media_collect_every: Duration::from_millis(o.media_collect_every_ms),
-            search: (o.search && o.scylla.is_empty()).then(|| SearchConfig {
-                dir: o.data_dir.join("search"),
-                commit_every: Duration::from_millis(o.search_commit_ms),
-            }),
+            search: search_settings(o),
             // Push follows the embedded change feed, or in a cluster the bus (ScyllaDB alone
             // has neither).
             push: (o.push && (o.scylla.is_empty() || o.redis.is_some())).then(|| push_settings(o)),
@@ -769,8 +774,35 @@ fn push_checks(o: &Options, p: &mut Problems) {
     );
 }
 
+/// Search: tantivy on the embedded storage, Solr in a cluster that names it, else none.
+fn search_settings(o: &Options) -> Option<SearchConfig> {
+    let engine = match (&o.solr, o.scylla.is_empty()) {
+        _ if !o.search => return None,
+        (None, true) => SearchEngine::Embedded(o.data_dir.join("search")),
+        (Some(url), false) => SearchEngine::Solr {
+            url: url.clone(),
+            timeout: Duration::from_millis(o.solr_timeout_ms),
+        },
+        _ => return None,
+    };
+    Some(SearchConfig {
+        engine,
+        commit_every: Duration::from_millis(o.search_commit_ms),
+    })
+}
+
 fn other_checks(o: &Options, p: &mut Problems) {
     push_checks(o, p);
+    if o.solr.is_some() {
+        p.check(
+            !o.scylla.is_empty() && o.redis.is_some(),
+            "--solr is a cluster's index: it needs --scylla and --redis (one node searches its own index)",
+        );
+        p.check(
+            (100..=120_000).contains(&o.solr_timeout_ms),
+            "--solr-timeout-ms must be 100..=120000",
+        );
+    }
     p.check(o.shards <= 1024, "--shards must be at most 1024");
     p.check(
         (10..=600_000).contains(&o.search_commit_ms),

@@ -377,14 +377,23 @@ pub(crate) struct Options {
     /// Time a client gets to send a whole upload, ms.
     #[arg(long, env = "PARLEY_MEDIA_UPLOAD_TIMEOUT_MS", default_value_t = node::DEFAULT_MEDIA_UPLOAD_TIMEOUT_MS)]
     pub(crate) media_upload_timeout_ms: u64,
-    /// Message search (`GET /api/search`): an index in the data directory's `search/`, fed
-    /// from storage. Needs the embedded storage; `false` turns it off.
+    /// Message search (`GET /api/search`): on one node an index in the data directory's
+    /// `search/`, fed from storage; in a cluster the `--solr` collection. `false` turns it off.
     #[arg(long, env = "PARLEY_SEARCH", default_value_t = true, action = clap::ArgAction::Set)]
     pub(crate) search: bool,
     /// Longest a stored message waits to become searchable (the index commits this often
     /// under load; an idle one at once), ms.
     #[arg(long, env = "PARLEY_SEARCH_COMMIT_MS", default_value_t = 1000)]
     pub(crate) search_commit_ms: u64,
+    /// A cluster's message index: a SolrCloud collection's URL,
+    /// `http(s)://[user:pass@]host:port/solr/<collection>` (schema: deploy/dev/solr/configset).
+    /// Needs a cluster (`--redis` and `--scylla`); unset, a cluster has no search.
+    /// Preview: not yet tried against a live Solr.
+    #[arg(long, env = "PARLEY_SOLR_URL")]
+    pub(crate) solr: Option<String>,
+    /// Longest one request to Solr may take, ms.
+    #[arg(long, env = "PARLEY_SOLR_TIMEOUT_MS", default_value_t = 5000)]
+    pub(crate) solr_timeout_ms: u64,
     /// Push notifications to users with no live session (`PUT /api/devices/:id`): Web Push,
     /// FCM, APNs and a webhook. Needs the embedded storage or a cluster (`--redis`, which then
     /// needs `--push-vapid-key-file`); `false` turns it off.

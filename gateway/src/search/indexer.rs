@@ -24,7 +24,8 @@ use parley_storage::{Change, ChangeKind, Storage, StorageError};
 use parley_types::{ConversationId, Position};
 use tokio::runtime::Runtime;
 
-use super::{SearchError, SearchIndex, Writer};
+use super::embedded::Writer;
+use super::{SearchError, Tantivy};
 
 /// Feed entries read per call.
 const PAGE: usize = 1024;
@@ -50,7 +51,7 @@ pub(crate) enum IndexerError {
 
 /// Follows the feed into the index.
 pub(crate) struct Indexer {
-    pub(crate) index: Arc<SearchIndex>,
+    pub(crate) index: Arc<Tantivy>,
     pub(crate) storage: Arc<dyn Storage>,
     /// Longest a stored message waits for the commit that makes it searchable.
     pub(crate) commit_every: Duration,
@@ -112,7 +113,7 @@ impl Indexer {
 
     fn run(&self, rt: &Runtime) {
         loop {
-            let mut writer = match self.index.writer() {
+            let mut writer = match self.index.open_writer() {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::error!(error = %e, "search: cannot open the index writer");
@@ -175,7 +176,7 @@ impl Indexer {
         rt: &Runtime,
         progress: &mut dyn FnMut(Scanned),
     ) -> Result<Scanned, IndexerError> {
-        let mut writer = self.index.writer()?;
+        let mut writer = self.index.open_writer()?;
         let mut scanned = Scanned::default();
         let mut f = self.rebuild(rt, &mut writer, &mut |s| {
             scanned = s;
@@ -393,18 +394,18 @@ mod tests {
         }
     }
 
-    fn count(index: &SearchIndex) -> usize {
+    fn count(index: &Tantivy) -> usize {
         let parsed = super::super::Parsed::parse("walrus ").expect("parses");
         let mut total = 0;
         let mut before = None;
         loop {
             let hits = index
-                .search(&super::super::Search {
-                    user: "b",
-                    query: &parsed,
+                .run(&super::super::Search {
+                    user: "b".into(),
+                    query: parsed.clone(),
                     conversation: None,
                     before,
-                    exclude_senders: &[],
+                    exclude_senders: Vec::new(),
                     sort: super::super::SortBy::Newest,
                     offset: 0,
                     limit: 100,
@@ -444,7 +445,7 @@ mod tests {
             }
             convs.push(c);
         }
-        let index = Arc::new(SearchIndex::open(&dir.path().join("search")).expect("index"));
+        let index = Arc::new(Tantivy::open(&dir.path().join("search")).expect("index"));
         let indexer = Indexer {
             index: index.clone(),
             storage: storage.clone(),
@@ -457,7 +458,7 @@ mod tests {
             None,
             "a rebuild is due"
         );
-        let mut writer = index.writer().expect("writer");
+        let mut writer = index.open_writer().expect("writer");
         let mut extra = 0;
         let mut f = indexer
             .rebuild(&rt, &mut writer, &mut |s| {

@@ -13,8 +13,8 @@ use tantivy::query::{
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TokenStream;
 
-use super::QueryScope;
 use super::analyzer::{analyzer, is_cjk};
+use super::embedded::QueryScope;
 
 /// Longest query accepted, in characters.
 pub(crate) const MAX_QUERY_CHARS: usize = 200;
@@ -69,6 +69,14 @@ impl Parsed {
             return Err(format!("q has more than {MAX_UNITS} words"));
         }
         Ok(Self { units })
+    }
+
+    /// Each required part: its terms in order, and whether the last one is a prefix (the
+    /// word being typed). One term: a word; more: a phrase.
+    pub(crate) fn units(&self) -> impl Iterator<Item = (Vec<&str>, bool)> {
+        self.units
+            .iter()
+            .map(|u| (u.terms.iter().map(|(_, t)| t.as_str()).collect(), u.prefix))
     }
 
     /// The query: every unit, within `scope`. None when it cannot match anything.

@@ -183,7 +183,7 @@ fn metrics(node: &Node) -> Response<Body> {
             }
         },
         search: node.chat.search.as_ref().map(|index| {
-            let s = &index.stats;
+            let s = index.stats();
             crate::metrics::SearchGauges {
                 indexed: s.indexed.load(Relaxed),
                 deletes: s.deleted.load(Relaxed),

@@ -34,6 +34,30 @@ impl Scylla {
             c
         }))
     }
+    /// Up to `limit` conversations after `after` in token order (the partitioner's: every
+    /// conversation once, pages that go on where the last one stopped).
+    pub(super) async fn scan(
+        &self,
+        after: Option<ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        let limit = i32::try_from(limit.max(1)).unwrap_or(i32::MAX);
+        let st = &self.st.conversations;
+        let rows: Vec<(Uuid,)> = match after {
+            None => self.rows(&st.conv_scan_first, (limit,)).await?,
+            Some(a) => self.rows(&st.conv_scan, (a.0, limit)).await?,
+        };
+        let futs: Vec<_> = rows
+            .into_iter()
+            .map(|(id,)| self.load(ConversationId(id)))
+            .collect();
+        // One deleted between the scan and its load: left out.
+        Ok(futures_join_all(futs)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
     pub(super) async fn member_ids(&self, user: &str) -> Result<Vec<ConversationId>> {
         let rows: Vec<(Uuid,)> = self
             .rows(&self.st.conversations.member_list, (user,))

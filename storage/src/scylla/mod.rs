@@ -538,6 +538,13 @@ impl Storage for Scylla {
     ) -> Result<Vec<Message>> {
         Scylla::messages_after(self, c, after, limit).await
     }
+    async fn conversations_after(
+        &self,
+        after: Option<ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        self.scan(after, limit).await
+    }
     async fn mark_read(
         &self,
         c: ConversationId,

@@ -42,6 +42,9 @@ pub(super) struct Conversations {
     pub(super) conv_insert: PreparedStatement,
     pub(super) conv_get: PreparedStatement,
     pub(super) conv_delete: PreparedStatement,
+    /// Every conversation once, in token order (rebuilding a search index).
+    pub(super) conv_scan_first: PreparedStatement,
+    pub(super) conv_scan: PreparedStatement,
     pub(super) head_set: PreparedStatement,
     pub(super) head_get: PreparedStatement,
     pub(super) head_delete: PreparedStatement,
@@ -123,6 +126,14 @@ impl Statements {
             ))
             .await?,
             conv_delete: p.prepare(format!("DELETE FROM {ks}.conversations WHERE id = ?")).await?,
+            conv_scan_first: p
+                .prepare(format!("SELECT id FROM {ks}.conversations LIMIT ?"))
+                .await?,
+            conv_scan: p
+                .prepare(format!(
+                    "SELECT id FROM {ks}.conversations WHERE token(id) > token(?) LIMIT ?"
+                ))
+                .await?,
             head_set: p.prepare(format!(
                 "UPDATE {ks}.conversation_heads USING TIMESTAMP ? SET last_seq = ?, last_message_id = ?, last_activity = ? WHERE id = ?"
             ))

@@ -190,7 +190,8 @@ fn unit_clause(terms: &[&str], prefix: bool) -> Value {
             json!({"complexphrase": {
                 "query": format!("\"{}*\"", escaped.join(" ")),
                 "df": "terms",
-                "inOrder": true,
+                // Solr reads local parameters as strings only (a JSON `true` is a 400).
+                "inOrder": "true",
             }})
         }
     }
@@ -387,6 +388,7 @@ mod tests {
             json!({"field": {"f": "terms", "query": "castle set"}})
         );
         assert_eq!(must[2]["complexphrase"]["query"], "\"e mai*\"");
+        assert_eq!(must[2]["complexphrase"]["inOrder"], "true");
         assert_eq!(
             r["query"]["bool"]["filter"][1]["lucene"]["query"],
             "mid:[* TO 9]"

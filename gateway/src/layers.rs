@@ -15,14 +15,16 @@ const RULES: &[(&str, &[&str])] = &[
     ("ratelimit", &[]),
     ("metrics", &[]),
     ("auth", &[]),
+    // The HTTP(S) client of the services the node calls.
+    ("outbound", &[]),
     // The moderation rules and their state: text in, decisions out.
     ("moderation", &[]),
     // Uploads, renditions, the blob store and signed URLs: bytes in, records out.
-    ("media", &[]),
+    ("media", &["outbound"]),
     // The message index and its feed follower: storage's feed in, hits out.
-    ("search", &[]),
+    ("search", &["outbound"]),
     // Push: the device registry, the providers, the dispatcher following storage's feed.
-    ("push", &["clock", "files"]),
+    ("push", &["clock", "files", "outbound"]),
     ("outbox", &["event"]),
     // The sans-I/O session core: no node, no storage, no config, no I/O.
     ("session", &["auth", "clock", "ratelimit"]),

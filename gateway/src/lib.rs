@@ -23,6 +23,7 @@ mod metered;
 mod metrics;
 mod moderation;
 mod node;
+mod outbound;
 mod outbox;
 mod push;
 mod ratelimit;

@@ -97,6 +97,23 @@ fn bind(addr: SocketAddr) -> std::io::Result<StdListener> {
     Ok(socket.into())
 }
 
+/// This node's consumer of the bus's streams for `purpose` (push or search).
+fn consumer_group(
+    services: &tokio::runtime::Handle,
+    c: &crate::config::Cluster,
+    purpose: Purpose,
+) -> anyhow::Result<StreamGroup> {
+    services
+        .block_on(StreamGroup::connect(
+            purpose,
+            &c.redis_url,
+            c.bus.node_id,
+            c.bus.partitions,
+            c.bus.presence_ttl,
+        ))
+        .with_context(|| format!("{purpose:?}: connect to Redis for the bus's consumer group"))
+}
+
 /// What a shard thread needs besides its `Shard`.
 struct ShardIo {
     listener: StdListener,
@@ -218,15 +235,7 @@ fn build_node(
             let (floor, queue) = match &config.cluster {
                 // A cluster: the bus's streams through a consumer group (no change feed).
                 Some(c) => {
-                    let group = services
-                        .block_on(StreamGroup::connect(
-                            Purpose::Push,
-                            &c.redis_url,
-                            c.bus.node_id,
-                            c.bus.partitions,
-                            c.bus.presence_ttl,
-                        ))
-                        .context("push: connect to Redis for the push queue")?;
+                    let group = consumer_group(services, c, Purpose::Push)?;
                     let queue: Arc<dyn crate::push::Queue> = Arc::new(PushQueue(group));
                     (u64::MAX, Some(queue))
                 }
@@ -278,15 +287,7 @@ fn build_node(
                 services
                     .block_on(solr.ping())
                     .with_context(|| format!("search: the Solr collection at {url}"))?;
-                let group = services
-                    .block_on(StreamGroup::connect(
-                        Purpose::Search,
-                        &c.redis_url,
-                        c.bus.node_id,
-                        c.bus.partitions,
-                        c.bus.presence_ttl,
-                    ))
-                    .context("search: connect to Redis for the index queue")?;
+                let group = consumer_group(services, c, Purpose::Search)?;
                 let index: Arc<dyn SearchIndex> = solr;
                 services.spawn(
                     crate::search::cluster::ClusterIndexer {

@@ -6,15 +6,12 @@
 use std::fmt;
 use std::io;
 use std::ops::Range;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
-use hyper_util::rt::TokioExecutor;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::client::{
     ClientOptions, HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest,
@@ -207,25 +204,16 @@ struct Hyper {
 
 impl HttpConnector for Hyper {
     fn connect(&self, _: &ClientOptions) -> object_store::Result<HttpClient> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| object_store::Error::Generic {
-                store: "S3",
-                source: Box::new(e),
-            })?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector({
-                let mut tcp = TcpConnector::new();
-                tcp.enforce_http(false);
-                tcp.set_nodelay(true);
-                tcp.set_connect_timeout(Some(self.timeout.min(Duration::from_secs(5))));
-                tcp
-            });
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
+        let client = crate::outbound::client(
+            "S3",
+            crate::outbound::Version::Http1,
+            self.timeout,
+            Duration::from_secs(30),
+        )
+        .map_err(|e| object_store::Error::Generic {
+            store: "S3",
+            source: e.into(),
+        })?;
         Ok(HttpClient::new(HyperService {
             client,
             timeout: self.timeout,
@@ -234,7 +222,7 @@ impl HttpConnector for Hyper {
 }
 
 struct HyperService {
-    client: Client<hyper_rustls::HttpsConnector<TcpConnector>, HttpRequestBody>,
+    client: Client<crate::outbound::Connector, HttpRequestBody>,
     timeout: Duration,
 }
 

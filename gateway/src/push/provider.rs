@@ -16,8 +16,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use parley_types::{ConversationId, MessageId};
 use ring::hmac;
 use serde_json::{Value, json};
@@ -589,7 +587,7 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+use crate::outbound::Connector;
 
 /// HTTP/1.1 and HTTP/2 (APNs; TLS with ALPN `h2`, or prior knowledge on `http://`), with a
 /// deadline on the whole exchange.
@@ -601,31 +599,11 @@ struct Http {
 
 impl Http {
     fn new(timeout: Duration) -> Result<Self, String> {
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(timeout.min(Duration::from_secs(5))));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider.clone())
-            .map_err(|e| format!("TLS for push: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp.clone());
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(https);
-        let https2 = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| format!("TLS for push: {e}"))?
-            .https_or_http()
-            .enable_http2()
-            .wrap_connector(tcp);
+        use crate::outbound::{Version, client};
+        let client = client("push", Version::Http1, timeout, Duration::from_secs(60))?;
         // One connection per host, many streams on it (what APNs asks of a provider).
-        let h2 = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .pool_idle_timeout(Duration::from_secs(600))
-            .build(https2);
+        let h2 =
+            crate::outbound::client("push", Version::Http2, timeout, Duration::from_secs(600))?;
         Ok(Self {
             client,
             h2,

@@ -12,7 +12,6 @@
 //! itself (`Chat::delete_conversation`), and every hit is checked against the conversation as
 //! it is now anyway.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -21,12 +20,11 @@ use async_trait::async_trait;
 use parley_storage::{Storage, StorageError};
 use parley_types::ConversationId;
 
+use super::scan::{ParticipantCache, Scan, Scanned};
 use super::{SearchError, SearchIndex};
 
 /// Entries indexed in one commit at most.
 const BATCH: usize = 512;
-/// Participant ids kept for the conversations seen (then all are forgotten).
-const PARTICIPANTS_CACHED: usize = 1_000_000;
 /// Wait before trying again after an error.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -65,18 +63,11 @@ pub(crate) struct ClusterIndexer {
     pub(crate) poll: Duration,
 }
 
-/// Participants of the conversations seen (None: deleted), and how many ids that holds.
-#[derive(Default)]
-struct Participants {
-    by_conversation: HashMap<ConversationId, Option<Arc<Vec<String>>>>,
-    ids: usize,
-}
-
 impl ClusterIndexer {
     /// Runs for the life of the node.
     pub(crate) async fn run(self) {
         let mut batch: Vec<Entry> = Vec::new();
-        let mut participants = Participants::default();
+        let mut participants = ParticipantCache::default();
         loop {
             if batch.is_empty() {
                 match self.fill().await {
@@ -134,33 +125,22 @@ impl ClusterIndexer {
         Ok(batch)
     }
 
-    async fn index_batch(&self, batch: &[Entry], p: &mut Participants) -> Result<(), BatchError> {
+    async fn index_batch(
+        &self,
+        batch: &[Entry],
+        p: &mut ParticipantCache,
+    ) -> Result<(), BatchError> {
         let at: Vec<(ConversationId, u64)> = batch.iter().filter_map(|e| e.at).collect();
         if at.is_empty() {
             return Ok(());
         }
-        for &(c, _) in &at {
-            if p.by_conversation.contains_key(&c) {
-                continue;
-            }
-            let found = self
-                .storage
-                .conversation(c)
-                .await?
-                .map(|c| Arc::new(c.participants));
-            let ids = found.as_ref().map_or(1, |f| f.len());
-            if p.ids + ids > PARTICIPANTS_CACHED {
-                p.by_conversation.clear();
-                p.ids = 0;
-            }
-            p.ids += ids;
-            p.by_conversation.insert(c, found);
-        }
+        let named: Vec<ConversationId> = at.iter().map(|&(c, _)| c).collect();
+        p.load(&*self.storage, &named).await?;
         let messages = self.storage.messages_at(at.clone()).await?;
         let mut writer = self.index.clone().writer()?;
         for ((c, _), m) in at.iter().zip(messages) {
             // Gone: deleted (or its conversation deleted) since it was announced.
-            let (Some(m), Some(Some(participants))) = (m, p.by_conversation.get(c)) else {
+            let (Some(m), Some(participants)) = (m, p.get(c)) else {
                 continue;
             };
             writer.add(&m, participants)?;
@@ -170,50 +150,37 @@ impl ClusterIndexer {
     }
 }
 
-/// Conversations and messages read per call while rebuilding.
-const SCAN_PAGE: usize = 500;
+/// Documents written between commits while rebuilding.
+const REINDEX_COMMIT_DOCS: usize = 5_000;
 
 /// `gateway reindex` in a cluster: every message of every conversation in storage written to
-/// `index` again, a commit per page of messages (what is there is replaced by id; the nodes go
-/// on indexing meanwhile). Returns what it scanned.
+/// `index` again, committed every [`REINDEX_COMMIT_DOCS`] documents (what is there is replaced
+/// by id; the nodes go on indexing meanwhile). Returns what it scanned.
 pub(crate) async fn reindex(
     storage: &dyn Storage,
     index: Arc<dyn SearchIndex>,
-    progress: &mut (dyn FnMut(super::indexer::Scanned) + Send),
-) -> Result<super::indexer::Scanned, String> {
-    let mut s = super::indexer::Scanned::default();
-    let mut after = None;
-    loop {
-        let page = storage
-            .conversations_after(after, SCAN_PAGE)
-            .await
-            .map_err(|e| format!("storage: {e}"))?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
-        for c in page {
-            let mut from = parley_types::Position::default();
-            loop {
-                let messages = storage
-                    .messages_after(c.id, from, SCAN_PAGE)
-                    .await
-                    .map_err(|e| format!("storage: {e}"))?;
-                let Some(last) = messages.last() else { break };
-                from = parley_types::Position {
-                    seq: last.seq,
-                    id: last.id,
-                };
-                let mut w = index.clone().writer().map_err(|e| e.to_string())?;
-                for m in &messages {
-                    w.add(m, &c.participants).map_err(|e| e.to_string())?;
-                }
-                w.commit(0).await.map_err(|e| e.to_string())?;
-                s.messages += messages.len() as u64;
-            }
-            s.conversations += 1;
-            progress(s);
+    progress: &mut (dyn FnMut(Scanned) + Send),
+) -> Result<Scanned, String> {
+    let mut scan = Scan::new(storage);
+    let mut writer = index.writer().map_err(|e| e.to_string())?;
+    let mut pending = 0;
+    while let Some(page) = scan.next().await.map_err(|e| format!("storage: {e}"))? {
+        for m in &page.messages {
+            writer
+                .add(m, &page.participants)
+                .map_err(|e| e.to_string())?;
+        }
+        pending += page.messages.len();
+        if pending >= REINDEX_COMMIT_DOCS {
+            writer.commit(0).await.map_err(|e| e.to_string())?;
+            pending = 0;
+        }
+        if page.finished.is_some() {
+            progress(scan.scanned);
         }
     }
-    Ok(s)
+    writer.commit(0).await.map_err(|e| e.to_string())?;
+    Ok(scan.scanned)
 }
 
 #[cfg(test)]

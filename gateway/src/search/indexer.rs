@@ -21,19 +21,16 @@ use std::sync::atomic::Ordering::{self, Relaxed};
 use std::time::{Duration, Instant};
 
 use parley_storage::{Change, ChangeKind, Storage, StorageError};
-use parley_types::{ConversationId, Position};
+use parley_types::ConversationId;
 use tokio::runtime::Runtime;
 
 use super::embedded::Writer;
+pub(crate) use super::scan::Scanned;
+use super::scan::{ParticipantCache, Scan};
 use super::{SearchError, Tantivy};
 
 /// Feed entries read per call.
 const PAGE: usize = 1024;
-/// Conversations and messages read per call during a rebuild.
-const SCAN_PAGE: usize = 500;
-/// Participant ids the indexer keeps, over all conversations cached (then it forgets them
-/// all): a bound on its memory whatever the groups' sizes.
-const PARTICIPANTS_CACHED: usize = 1_000_000;
 /// Documents buffered before a commit even if `commit_every` has not passed.
 const COMMIT_DOCS: usize = 50_000;
 /// How much less CPU priority indexing gets (Linux nice).
@@ -62,13 +59,6 @@ pub(crate) struct Indexer {
     pub(crate) keep_above: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Rebuild progress: conversations and messages scanned so far.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Scanned {
-    pub(crate) conversations: u64,
-    pub(crate) messages: u64,
-}
-
 /// Where following stands.
 struct Follow {
     cursor: u64,
@@ -79,9 +69,7 @@ struct Follow {
     scanned: HashMap<ConversationId, u64>,
     /// The feed's head when the scan ended: no commit before the cursor reaches it.
     hold_until: u64,
-    /// Participants of the conversations seen (None: deleted), and how many ids that holds.
-    participants: HashMap<ConversationId, Option<Participants>>,
-    cached_ids: usize,
+    participants: ParticipantCache,
 }
 
 impl Indexer {
@@ -216,30 +204,14 @@ impl Indexer {
         writer.clear()?;
         let start = self.head(rt)?;
         let mut scanned = HashMap::new();
-        let mut s = Scanned::default();
-        let mut after = None;
-        loop {
-            let page = rt.block_on(self.storage.conversations_after(after, SCAN_PAGE))?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            for c in page {
-                let mut from = 0;
-                loop {
-                    let at = Position {
-                        seq: from,
-                        id: Default::default(),
-                    };
-                    let messages = rt.block_on(self.storage.messages_after(c.id, at, SCAN_PAGE))?;
-                    let Some(last) = messages.last() else { break };
-                    from = last.seq;
-                    for m in &messages {
-                        writer.add(m, &c.participants)?;
-                    }
-                    s.messages += messages.len() as u64;
-                }
-                scanned.insert(c.id, from);
-                s.conversations += 1;
-                progress(s);
+        let mut scan = Scan::new(&*self.storage);
+        while let Some(page) = rt.block_on(scan.next())? {
+            for m in &page.messages {
+                writer.add(m, &page.participants)?;
+            }
+            if let Some(last) = page.finished {
+                scanned.insert(page.conversation, last);
+                progress(scan.scanned);
             }
         }
         let mut f = Follow::at(start);
@@ -278,26 +250,16 @@ impl Indexer {
         self.index.stats.head.fetch_max(last.cursor, Relaxed);
         // The participants of every conversation named (cached across pages), then every
         // message still wanted, read in one go.
-        for c in &changes {
-            if matches!(c.kind, ChangeKind::Message { .. })
-                && !f.participants.contains_key(&c.conversation)
-            {
-                let p = rt
-                    .block_on(self.storage.conversation(c.conversation))?
-                    .map(|c| Arc::new(c.participants));
-                let ids = p.as_ref().map_or(1, |p| p.len());
-                if f.cached_ids + ids > PARTICIPANTS_CACHED {
-                    f.participants.clear();
-                    f.cached_ids = 0;
-                }
-                f.cached_ids += ids;
-                f.participants.insert(c.conversation, p);
-            }
-        }
+        let named = changes
+            .iter()
+            .filter(|c| matches!(c.kind, ChangeKind::Message { .. }))
+            .map(|c| c.conversation)
+            .collect::<Vec<_>>();
+        rt.block_on(f.participants.load(&*self.storage, &named))?;
         let wanted = |f: &Follow, c: &Change| match c.kind {
             ChangeKind::Message { seq } => {
                 let scanned = f.scanned.get(&c.conversation).is_some_and(|&s| seq <= s);
-                let live = matches!(f.participants.get(&c.conversation), Some(Some(_)));
+                let live = f.participants.get(&c.conversation).is_some();
                 (!scanned && live).then_some((c.conversation, seq))
             }
             ChangeKind::Deleted => None,
@@ -312,7 +274,7 @@ impl Indexer {
                     if pick.is_none() {
                         continue;
                     }
-                    let (Some(Some(m)), Some(Some(participants))) =
+                    let (Some(Some(m)), Some(participants)) =
                         (messages.next(), f.participants.get(&c.conversation))
                     else {
                         // Gone: its conversation was deleted (and purged) after this entry.
@@ -323,7 +285,7 @@ impl Indexer {
                 }
                 ChangeKind::Deleted => {
                     writer.delete_conversation(c.conversation);
-                    f.participants.insert(c.conversation, None);
+                    f.participants.forget(c.conversation);
                     f.pending += 1;
                 }
             }
@@ -359,14 +321,10 @@ impl Follow {
             last_commit: Instant::now(),
             scanned: HashMap::new(),
             hold_until: 0,
-            participants: HashMap::new(),
-            cached_ids: 0,
+            participants: ParticipantCache::default(),
         }
     }
 }
-
-/// A conversation's participants, shared by its messages in a page.
-type Participants = Arc<Vec<String>>;
 
 fn lower_priority() {
     let tid = rustix::thread::gettid();

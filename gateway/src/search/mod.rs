@@ -25,6 +25,7 @@ mod conversations;
 pub(crate) mod embedded;
 pub(crate) mod indexer;
 mod query;
+mod scan;
 pub(crate) mod solr;
 
 #[cfg(test)]
@@ -158,7 +159,8 @@ pub(crate) trait IndexWriter: Send {
     fn delete_conversation(&mut self, conversation: ConversationId);
 
     /// Makes what was added and deleted searchable, in the order it came. `checkpoint`: where
-    /// the feed stands (the embedded engine keeps it as its watermark; Solr ignores it).
+    /// the feed stands (the embedded engine keeps it as its watermark; Solr ignores it). The
+    /// writer takes more changes after.
     async fn commit(&mut self, checkpoint: u64) -> Result<(), SearchError>;
 }
 

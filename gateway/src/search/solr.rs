@@ -23,8 +23,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use parley_types::{ConversationId, Message, MessageId};
 use serde_json::{Value, json};
 
@@ -39,7 +37,7 @@ const MAX_RESPONSE_BYTES: usize = 8 << 20;
 /// The fields a search returns.
 const FIELDS: &str = "id,mid,conversation,sender,seq,at,text";
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+use crate::outbound::Connector;
 
 /// A Solr collection as the message index.
 pub(crate) struct Solr {
@@ -85,20 +83,12 @@ impl Solr {
                 "--solr {url:?}: name the collection, e.g. http://127.0.0.1:8983/solr/parley_messages"
             ));
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(timeout.min(Duration::from_secs(5))));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| format!("TLS for Solr: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(https);
+        let client = crate::outbound::client(
+            "Solr",
+            crate::outbound::Version::Http1,
+            timeout,
+            Duration::from_secs(60),
+        )?;
         Ok(Self {
             base: format!("{scheme}://{host}{path}"),
             auth,

@@ -18,6 +18,10 @@
 #   - Apache Cassandra 5.0 from Maven Central's jars (deploy/dev/cassandra), Java 17 and Maven
 #     from Debian when missing; started on 127.0.0.1:$PARLEY_TEST_CQL_PORT (default 19042) and
 #     stopped at exit. Set PARLEY_CASSANDRA=host:port to use a CQL server you already run.
+#   - Apache Solr 9.10 (SolrCloud) from Maven Central's jars (deploy/dev/solr), on
+#     127.0.0.1:$PARLEY_TEST_SOLR_PORT (default 18983), stopped at exit; the tests make their
+#     own collections. Set PARLEY_SOLR=http://host:port/solr to use one you already run (it
+#     needs the configset `parley` uploaded).
 # A service that cannot be installed or started fails the run: nothing is skipped.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -79,21 +83,47 @@ PARLEY_NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 export PARLEY_NGINX
 say "nginx: $("$PARLEY_NGINX" -v 2>&1)"
 
-# --- Cassandra -------------------------------------------------------------------------------
-kit=$root/deploy/dev/cassandra/cassandra-test.sh
-if [ -z "${PARLEY_CASSANDRA:-}" ]; then
+# --- Cassandra and Solr ------------------------------------------------------------------------
+# Both JVMs start side by side, then the run waits for each; both are stopped at exit.
+cleanup=()
+trap 'for c in "${cleanup[@]}"; do eval "$c" || true; done' EXIT
+need_java() {
   java=${CASS_JAVA:-/usr/lib/jvm/java-17-openjdk-amd64/bin/java}
   [ -x "$java" ] || apt_install openjdk-17-jre-headless
   command -v mvn >/dev/null || apt_install maven
+}
+kit=$root/deploy/dev/cassandra/cassandra-test.sh
+if [ -z "${PARLEY_CASSANDRA:-}" ]; then
+  need_java
   export CASS_CQL_PORT=${PARLEY_TEST_CQL_PORT:-19042}
   export CASS_STORAGE_PORT=${PARLEY_TEST_CQL_STORAGE_PORT:-17042}
   say "starting Cassandra on 127.0.0.1:$CASS_CQL_PORT"
   "$kit" start || die "Cassandra did not start"
-  trap '"$kit" stop || true' EXIT
+  cleanup+=('"$kit" stop')
+  cass_started=1
+fi
+# SolrCloud (deploy/dev/solr: two nodes and ZooKeeper in one JVM, Maven Central's jars, the
+# parley configset): the Solr search engine's conformance suite and the cluster search tests.
+solr_kit=$root/deploy/dev/solr/solr-test.sh
+if [ -z "${PARLEY_SOLR:-}" ]; then
+  need_java
+  export SOLR_PORT=${PARLEY_TEST_SOLR_PORT:-18983}
+  "$solr_kit" fetch || die "could not fetch Solr's jars"
+  say "starting SolrCloud on 127.0.0.1:$SOLR_PORT"
+  "$solr_kit" start || die "Solr did not start"
+  cleanup+=('"$solr_kit" stop')
+  solr_started=1
+fi
+if [ -n "${cass_started:-}" ]; then
   "$kit" wait || die "Cassandra did not become ready"
   export PARLEY_CASSANDRA=127.0.0.1:$CASS_CQL_PORT
 fi
 say "cassandra: $PARLEY_CASSANDRA"
+if [ -n "${solr_started:-}" ]; then
+  "$solr_kit" wait || die "Solr did not become ready"
+  export PARLEY_SOLR=http://127.0.0.1:$SOLR_PORT/solr
+fi
+say "solr: $PARLEY_SOLR"
 
 # --- tests -----------------------------------------------------------------------------------
 say "cargo test"

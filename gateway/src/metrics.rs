@@ -228,6 +228,8 @@ pub(crate) struct SearchGauges {
     pub(crate) deletes: u64,
     pub(crate) commits: u64,
     pub(crate) queries: u64,
+    /// Searches run again relaxed (Solr: a typed prefix expanding past the clause limit).
+    pub(crate) relaxed: u64,
     /// Change-feed entries stored but not yet searchable.
     pub(crate) lag: u64,
 }
@@ -559,6 +561,12 @@ fn render_node(out: &mut String, n: &NodeGauges<'_>) {
                 s.commits,
             ),
             ("parley_search_queries_total", "Searches run.", s.queries),
+            (
+                "parley_search_relaxed_total",
+                "Searches run again with a typed prefix matched anywhere in the message, not \
+                 right after the words before it (Solr: it expanded past the clause limit).",
+                s.relaxed,
+            ),
         ] {
             counter(out, name, help, v);
         }
@@ -645,6 +653,7 @@ mod tests {
                 deletes: 1,
                 commits: 2,
                 queries: 5,
+                relaxed: 1,
                 lag: 4,
             }),
         });

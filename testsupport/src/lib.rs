@@ -304,3 +304,71 @@ fn wait_for_port(port: u16, what: &str) {
     }
     panic!("{what} did not start on port {port}");
 }
+
+/// A Solr collection of a test's own on the test run's SolrCloud (`PARLEY_SOLR`, its root URL,
+/// e.g. `http://127.0.0.1:18983/solr`; `scripts/test.sh` starts one with the configset
+/// `parley`): created with two shards, deleted when dropped.
+pub struct SolrCollection {
+    pub name: String,
+    root: String,
+}
+
+impl SolrCollection {
+    pub fn create() -> Self {
+        let root = std::env::var("PARLEY_SOLR")
+            .unwrap_or_else(|_| {
+                panic!(
+                    "PARLEY_SOLR is not set: run scripts/test.sh (it starts a SolrCloud, \
+                     deploy/dev/solr)"
+                )
+            })
+            .trim_end_matches('/')
+            .to_owned();
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let c = Self { name, root };
+        c.admin(&format!(
+            "action=CREATE&name={}&numShards=2&replicationFactor=1\
+             &collection.configName=parley&waitForFinalState=true",
+            c.name
+        ))
+        .unwrap_or_else(|e| panic!("create the Solr collection: {e}"));
+        c
+    }
+
+    /// The collection's URL, what `--solr` takes.
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.root, self.name)
+    }
+
+    /// A GET of the Collections API (plain HTTP/1.1, the test Solr has no TLS).
+    fn admin(&self, query: &str) -> Result<(), String> {
+        use std::io::{Read, Write};
+        let rest = self
+            .root
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("PARLEY_SOLR {:?} must be http://", self.root))?;
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut s = std::net::TcpStream::connect(host).map_err(|e| format!("{host}: {e}"))?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(120)))
+            .map_err(|e| e.to_string())?;
+        write!(
+            s,
+            "GET /{path}/admin/collections?{query} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+        match answer.split(' ').nth(1) {
+            Some("200") => Ok(()),
+            _ => Err(format!("{query}: {answer}")),
+        }
+    }
+}
+
+impl Drop for SolrCollection {
+    fn drop(&mut self) {
+        if let Err(e) = self.admin(&format!("action=DELETE&name={}", self.name)) {
+            eprintln!("could not delete the Solr collection {}: {e}", self.name);
+        }
+    }
+}

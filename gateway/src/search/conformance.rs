@@ -1,7 +1,9 @@
 //! One suite for every engine: what each kind of query finds, who sees what, order and paging,
-//! replacing and deleting, snippets. It runs on tantivy (in memory); the Solr engine does not
-//! run it yet (no Solr in the test run so far: issue 15). The indexer and the API are tried end
-//! to end in `tests/it/search.rs`.
+//! replacing and deleting, snippets. It runs on tantivy (in memory) and on a live SolrCloud
+//! (`PARLEY_SOLR`: the root URL of one `scripts/test.sh` starts, e.g.
+//! `http://127.0.0.1:8983/solr`; each case in a fresh two-shard collection of the `parley`
+//! configset, dropped after). The indexers and the API are tried end to end in
+//! `tests/it/search.rs`.
 
 use std::sync::Arc;
 
@@ -124,6 +126,7 @@ macro_rules! suite {
             words_all_must_match_whatever_their_case_and_accents,
             phrases_match_in_order_only,
             the_word_being_typed_matches_as_a_prefix,
+            a_split_word_typed_with_a_common_prefix_still_answers,
             cjk_text_is_found_by_any_two_characters_in_a_row,
             a_user_finds_only_messages_they_may_see,
             pages_go_by_id_or_by_offset,
@@ -133,6 +136,26 @@ macro_rules! suite {
             hits_carry_a_snippet_with_highlights,
         );
     };
+}
+
+mod solr_engine {
+    use std::time::Duration;
+
+    use parley_testsupport::SolrCollection;
+
+    use super::*;
+    use crate::search::solr::Solr;
+
+    async fn make() -> (Arc<dyn SearchIndex>, SolrCollection) {
+        let collection = tokio::task::spawn_blocking(SolrCollection::create)
+            .await
+            .expect("create");
+        let solr = Solr::new(&collection.url(), Duration::from_secs(30)).expect("client");
+        solr.ping().await.expect("the new collection answers");
+        (Arc::new(solr), collection)
+    }
+
+    suite!(make);
 }
 
 mod tantivy_engine {
@@ -228,6 +251,27 @@ async fn the_word_being_typed_matches_as_a_prefix(index: Arc<dyn SearchIndex>) {
         [1],
         "prefix after whole words"
     );
+}
+
+async fn a_split_word_typed_with_a_common_prefix_still_answers(index: Arc<dyn SearchIndex>) {
+    // "lego-ca" being typed is the phrase "lego ca*": 3 000 words start with "ca", more than
+    // an engine expands a prefix to (tantivy 64, Solr's clause limit 1 024).
+    let texts: Vec<String> = (0..3_000).map(|i| format!("lego-ca{i:04}")).collect();
+    let mut rows: Vec<(u128, u64, &str, &str)> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (1, i as u64 + 1, "bob", t.as_str()))
+        .collect();
+    rows.push((1, 3_001, "bob", "lego-castle"));
+    rows.push((1, 3_002, "bob", "duplo ca0001"));
+    let f = Fixture::new(index.clone(), &rows).await;
+    let hits = f.ids("alice", "lego-ca").await;
+    assert!(!hits.is_empty(), "answers, with some of the matches");
+    assert!(
+        hits.iter().all(|&id| id <= 3_001),
+        "only \"lego\" followed by a ca… word: {hits:?}"
+    );
+    assert_eq!(f.ids("alice", "lego-cas").await, [3_001]);
 }
 
 async fn cjk_text_is_found_by_any_two_characters_in_a_row(index: Arc<dyn SearchIndex>) {

@@ -70,6 +70,8 @@ pub(crate) struct SearchStats {
     pub(crate) deleted: AtomicU64,
     pub(crate) commits: AtomicU64,
     pub(crate) queries: AtomicU64,
+    /// Searches run again relaxed (see `solr::unit_clause`).
+    pub(crate) relaxed: AtomicU64,
     /// Embedded: the change-feed cursor of the last commit, and the feed's newest cursor seen.
     /// Cluster: queue entries this node made searchable, and entries it took.
     pub(crate) watermark: AtomicU64,

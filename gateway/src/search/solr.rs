@@ -164,12 +164,18 @@ impl Solr {
     }
 }
 
-/// The JSON DSL clause of one unit of a query (see the module).
-fn unit_clause(terms: &[&str], prefix: bool) -> Value {
+/// The JSON DSL clause of one unit of a query (see the module). `relaxed`: a phrase ending in a
+/// prefix is its whole words as a phrase and the prefix anywhere in the message, for when the
+/// prefix has more words than Solr's clause limit.
+fn unit_clause(terms: &[&str], prefix: bool, relaxed: bool) -> Value {
     match (terms, prefix) {
         ([t], false) => json!({"term": {"f": "terms", "query": t}}),
         ([t], true) => json!({"prefix": {"f": "terms", "query": t}}),
         (_, false) => json!({"field": {"f": "terms", "query": terms.join(" ")}}),
+        ([whole @ .., last], true) if relaxed => json!({"bool": {"must": [
+            unit_clause(whole, false, true),
+            unit_clause(&[last], true, true),
+        ]}}),
         (_, true) => {
             // Terms are letters and digits only (the analyzer's output); quotes and
             // backslashes are escaped all the same.
@@ -187,12 +193,12 @@ fn unit_clause(terms: &[&str], prefix: bool) -> Value {
     }
 }
 
-/// The whole search request body.
-fn request(s: &Search) -> Value {
+/// The whole search request body (`relaxed`: see [`unit_clause`]).
+fn request(s: &Search, relaxed: bool) -> Value {
     let must: Vec<Value> = s
         .query
         .units()
-        .map(|(terms, prefix)| unit_clause(&terms, prefix))
+        .map(|(terms, prefix)| unit_clause(&terms, prefix, relaxed))
         .collect();
     let mut filter = vec![json!({"term": {"f": "members", "query": s.user}})];
     if let Some(c) = s.conversation {
@@ -257,7 +263,14 @@ impl SearchIndex for Solr {
 
     async fn search(self: Arc<Self>, s: Search) -> Result<Vec<Hit>, SearchError> {
         self.stats.queries.fetch_add(1, Relaxed);
-        let v = self.post("/query", request(&s).to_string()).await?;
+        let v = match self.post("/query", request(&s, false).to_string()).await {
+            // A phrase ending in a prefix that too many words start with ("e-m" typed).
+            Err(SearchError::Remote(e)) if e.contains("maxClauseCount") => {
+                self.stats.relaxed.fetch_add(1, Relaxed);
+                self.post("/query", request(&s, true).to_string()).await?
+            }
+            v => v?,
+        };
         let docs = v
             .pointer("/response/docs")
             .and_then(Value::as_array)
@@ -370,7 +383,7 @@ mod tests {
             offset: 0,
             limit: 5,
         };
-        let r = request(&s);
+        let r = request(&s, false);
         let must = &r["query"]["bool"]["must"];
         assert_eq!(must[0], json!({"term": {"f": "terms", "query": "lego"}}));
         assert_eq!(
@@ -388,5 +401,13 @@ mod tests {
             "mallory"
         );
         assert_eq!(r["sort"], "mid desc");
+        let relaxed = request(&s, true);
+        assert_eq!(
+            relaxed["query"]["bool"]["must"][2],
+            json!({"bool": {"must": [
+                {"term": {"f": "terms", "query": "e"}},
+                {"prefix": {"f": "terms", "query": "mai"}},
+            ]}})
+        );
     }
 }

@@ -189,6 +189,7 @@ fn metrics(node: &Node) -> Response<Body> {
                 deletes: s.deleted.load(Relaxed),
                 commits: s.commits.load(Relaxed),
                 queries: s.queries.load(Relaxed),
+                relaxed: s.relaxed.load(Relaxed),
                 lag: s
                     .head
                     .load(Relaxed)

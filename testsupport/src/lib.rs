@@ -340,8 +340,33 @@ impl SolrCollection {
         format!("{}/{}", self.root, self.name)
     }
 
-    /// A GET of the Collections API (plain HTTP/1.1, the test Solr has no TLS).
-    fn admin(&self, query: &str) -> Result<(), String> {
+    /// Documents in the collection, as last committed.
+    pub fn docs(&self) -> u64 {
+        let path = format!("{}/select?q=*:*&rows=0&wt=json", self.name);
+        let body = self
+            .get(&path)
+            .unwrap_or_else(|e| panic!("count the documents: {e}"));
+        let at = body
+            .find("\"numFound\":")
+            .unwrap_or_else(|| panic!("no numFound in {body}"));
+        let digits: String = body[at + 11..]
+            .chars()
+            .skip_while(|c| c.is_whitespace())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("numFound in {body}"))
+    }
+
+    /// A GET of the Collections API.
+    fn admin(&self, query: &str) -> Result<String, String> {
+        self.get(&format!("admin/collections?{query}"))
+    }
+
+    /// A GET of `path` under the root (plain HTTP/1.0, never chunked: the test Solr has no TLS); the body of
+    /// a 200 answer.
+    fn get(&self, path_and_query: &str) -> Result<String, String> {
         use std::io::{Read, Write};
         let rest = self
             .root
@@ -353,14 +378,14 @@ impl SolrCollection {
             .map_err(|e| e.to_string())?;
         write!(
             s,
-            "GET /{path}/admin/collections?{query} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            "GET /{path}/{path_and_query} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
         )
         .map_err(|e| e.to_string())?;
         let mut answer = String::new();
         s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
-        match answer.split(' ').nth(1) {
-            Some("200") => Ok(()),
-            _ => Err(format!("{query}: {answer}")),
+        match (answer.split(' ').nth(1), answer.split_once("\r\n\r\n")) {
+            (Some("200"), Some((_, body))) => Ok(body.to_owned()),
+            _ => Err(format!("{path_and_query}: {answer}")),
         }
     }
 }

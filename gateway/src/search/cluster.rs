@@ -82,10 +82,6 @@ impl ClusterIndexer {
                     tokio::time::sleep(self.poll).await;
                     continue;
                 }
-                self.index
-                    .stats()
-                    .head
-                    .fetch_add(batch.len() as u64, Relaxed);
             }
             if let Err(e) = self.index_batch(&batch, &mut participants).await {
                 tracing::warn!(error = %e, entries = batch.len(), "search: indexing a batch failed; retrying it");
@@ -105,9 +101,10 @@ impl ClusterIndexer {
     }
 
     /// Entries taken until [`BATCH`] or `commit_every` after the first (empty: nothing came
-    /// within one poll).
+    /// within one poll). Each take counts in the stats' head at once: the lag shows what this
+    /// node holds.
     async fn fill(&self) -> Result<Vec<Entry>, String> {
-        let mut batch = self.queue.take(BATCH).await?;
+        let mut batch = self.take(BATCH).await?;
         if batch.is_empty() {
             return Ok(batch);
         }
@@ -116,13 +113,22 @@ impl ClusterIndexer {
             let Some(left) = self.commit_every.checked_sub(first.elapsed()) else {
                 break;
             };
-            let more = self.queue.take(BATCH - batch.len()).await?;
+            let more = self.take(BATCH - batch.len()).await?;
             if more.is_empty() {
                 tokio::time::sleep(self.poll.min(left)).await;
             }
             batch.extend(more);
         }
         Ok(batch)
+    }
+
+    async fn take(&self, max: usize) -> Result<Vec<Entry>, String> {
+        let taken = self.queue.take(max).await?;
+        self.index
+            .stats()
+            .head
+            .fetch_add(taken.len() as u64, Relaxed);
+        Ok(taken)
     }
 
     async fn index_batch(

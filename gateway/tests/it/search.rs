@@ -406,3 +406,173 @@ async fn conversations_are_found_by_counterpart_listing_title_and_last_message()
         "Is the bike still red?"
     );
 }
+
+// --- A cluster: a Solr collection fed through the bus's consumer group `search` -------------
+
+/// A cluster node searching `solr`, committing every 100 ms.
+fn solr_node(redis: &RedisServer, ks: &str, id: u16, solr: &SolrCollection) -> Gateway {
+    let url = solr.url();
+    cluster_node(
+        redis,
+        ks,
+        id,
+        &["--solr", &url, "--search-commit-ms", "100"],
+    )
+}
+
+/// Waits until `q` finds exactly `n` results for `user` on `gw` (never more); returns them.
+async fn until_exactly(gw: &Gateway, user: &str, q: &str, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + WAIT * 3;
+    loop {
+        let found = all(gw, user, q).await;
+        assert!(
+            found.len() <= n,
+            "{q:?}: {} results, {n} expected",
+            found.len()
+        );
+        if found.len() == n {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{q:?}: {} of {n} results for {user}",
+            found.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the collection holds `n` documents.
+async fn until_docs(solr: &SolrCollection, n: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT * 3;
+    loop {
+        let docs = solr.docs();
+        if docs == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{docs} documents in Solr, {n} expected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The sum of a counter over the nodes.
+async fn total(nodes: &[&Gateway], series: &str) -> f64 {
+    let mut sum = 0.0;
+    for n in nodes {
+        sum += metric_value(&metrics(n.addr).await, series);
+    }
+    sum
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_indexes_each_message_once_and_any_node_finds_it() {
+    let redis = RedisServer::start();
+    let ks = keyspace();
+    let solr = SolrCollection::create();
+    let n1 = solr_node(&redis, &ks, 1, &solr);
+    let n2 = solr_node(&redis, &ks, 2, &solr);
+    let a = direct(&n1, "alice", "bob", "castle").await;
+    let b = direct(&n2, "carol", "alice", "train").await;
+    let mut alice = Client::connect(&n1, "alice").await;
+    let mut carol = Client::connect(&n2, "carol").await;
+    for i in 0..60 {
+        alice
+            .send_text(a, &format!("a{i}"), &format!("lego castle number {i}"))
+            .await;
+    }
+    for i in 0..40 {
+        carol
+            .send_text(b, &format!("c{i}"), &format!("lego train number {i}"))
+            .await;
+    }
+    // Sent on one node, found from the other; each participant sees their own only.
+    assert_eq!(until_exactly(&n2, "bob", "lego ", 60).await.len(), 60);
+    assert_eq!(until_exactly(&n1, "carol", "lego ", 40).await.len(), 40);
+    let mine = until_exactly(&n2, "alice", "lego ", 100).await;
+    assert_eq!(
+        mine.iter().collect::<HashSet<_>>().len(),
+        100,
+        "no duplicates"
+    );
+    assert_eq!(all(&n1, "alice", "\"castle number 7\"").await.len(), 1);
+    assert_eq!(all(&n2, "alice", "trai").await.len(), 40, "prefix");
+    until_docs(&solr, 100).await;
+    // Indexed once, by whichever node took each entry.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let indexed = total(&[&n1, &n2], "parley_search_indexed_total").await;
+        assert!(indexed <= 100.0, "{indexed} messages indexed, 100 sent");
+        if indexed == 100.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{indexed} indexed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // `gateway reindex` rebuilds a collection from ScyllaDB alone.
+    let fresh = SolrCollection::create();
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--redis", &redis.url(), "--scylla", &cassandra()])
+        .args(["--scylla-keyspace", &ks, "--solr", &fresh.url()])
+        .args(["--push", "false", "--jwt-secret", SECRET, "reindex"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 conversations, 100 messages"), "{stdout}");
+    assert!(stdout.contains("100 documents"), "{stdout}");
+    assert_eq!(fresh.docs(), 100);
+
+    // A deleted conversation leaves every node's results at once, and Solr drops it.
+    let (status, json, _) = delete(&n2, "bob", &format!("/api/conversations/{a}")).await;
+    assert_eq!(status, 204, "{json}");
+    assert_eq!(all(&n1, "alice", "lego ").await.len(), 40);
+    assert_eq!(all(&n1, "bob", "lego ").await.len(), 0);
+    until_docs(&solr, 40).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_killed_node_had_taken_is_indexed_by_the_other() {
+    let redis = RedisServer::start();
+    let ks = keyspace();
+    let solr = SolrCollection::create();
+    // The first node up leases the partitions (a lease moves only when its holder dies); it
+    // holds what it takes for 30 s before it commits: longer than the sends take.
+    let url = solr.url();
+    let mut n1 = cluster_node(
+        &redis,
+        &ks,
+        1,
+        &["--solr", &url, "--search-commit-ms", "30000"],
+    );
+    let n2 = solr_node(&redis, &ks, 2, &solr);
+    let mut alice = Client::connect(&n2, "alice").await;
+    for c in 0..4 {
+        let conv = direct(&n2, "alice", "bob", &format!("kill{c}")).await;
+        for i in 0..50 {
+            alice
+                .send_text(conv, &format!("k{c}-{i}"), &format!("tick number {i}"))
+                .await;
+        }
+    }
+    // Killed with entries taken and not yet committed.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metric_value(&metrics(n1.addr).await, "parley_search_lag_changes") == 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 1 took nothing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    n1.kill9();
+    let found = until_exactly(&n2, "bob", "tick ", 200).await;
+    assert_eq!(found.iter().collect::<HashSet<_>>().len(), 200);
+    until_docs(&solr, 200).await;
+}

@@ -611,7 +611,9 @@ pub fn acked(a: &Ack) -> Position {
     }
 }
 
-pub use parley_testsupport::{CachingProxy, RedisServer, S3Server, cassandra, free_port, keyspace};
+pub use parley_testsupport::{
+    CachingProxy, RedisServer, S3Server, SolrCollection, cassandra, free_port, keyspace,
+};
 
 /// `/metrics` over a fresh connection, or None when the node refuses the connection.
 pub async fn try_metrics(addr: SocketAddr) -> Option<String> {

@@ -326,13 +326,24 @@ impl SolrCollection {
             .to_owned();
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         let c = Self { name, root };
-        c.admin(&format!(
+        c.recreate();
+        c
+    }
+
+    /// Deletes the collection (Solr losing it, for a test of an index that is away).
+    pub fn delete(&self) {
+        self.admin(&format!("action=DELETE&name={}", self.name))
+            .unwrap_or_else(|e| panic!("delete the Solr collection: {e}"));
+    }
+
+    /// Creates the collection (again, empty, after [`SolrCollection::delete`]).
+    pub fn recreate(&self) {
+        self.admin(&format!(
             "action=CREATE&name={}&numShards=2&replicationFactor=1\
              &collection.configName=parley&waitForFinalState=true",
-            c.name
+            self.name
         ))
         .unwrap_or_else(|e| panic!("create the Solr collection: {e}"));
-        c
     }
 
     /// The collection's URL, what `--solr` takes.
@@ -392,6 +403,7 @@ impl SolrCollection {
 
 impl Drop for SolrCollection {
     fn drop(&mut self) {
+        // Gone already when a test deleted it and failed before recreating it.
         if let Err(e) = self.admin(&format!("action=DELETE&name={}", self.name)) {
             eprintln!("could not delete the Solr collection {}: {e}", self.name);
         }

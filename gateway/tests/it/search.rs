@@ -576,3 +576,38 @@ async fn what_a_killed_node_had_taken_is_indexed_by_the_other() {
     assert_eq!(found.iter().collect::<HashSet<_>>().len(), 200);
     until_docs(&solr, 200).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_solr_is_away_sends_go_on_searches_fail_clearly_and_nothing_is_lost() {
+    let redis = RedisServer::start();
+    let ks = keyspace();
+    let solr = SolrCollection::create();
+    let n1 = solr_node(&redis, &ks, 1, &solr);
+    let conv = direct(&n1, "alice", "bob", "away").await;
+    let mut alice = Client::connect(&n1, "alice").await;
+    alice.send_text(conv, "before", "ahead of the outage").await;
+    until_exactly(&n1, "bob", "outage ", 1).await;
+
+    solr.delete();
+    for i in 0..20 {
+        alice
+            .send_text(conv, &format!("d{i}"), &format!("during the outage {i}"))
+            .await;
+    }
+    let (status, json) = search(&n1, "bob", "outage ", "").await;
+    assert_eq!(status, 503, "{json}");
+    assert_eq!(json["error"]["code"], "storage_unavailable", "{json}");
+
+    // Back, empty: what was sent meanwhile is indexed from the bus; what Solr lost comes
+    // back with `gateway reindex`.
+    solr.recreate();
+    until_exactly(&n1, "bob", "during ", 20).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--redis", &redis.url(), "--scylla", &cassandra()])
+        .args(["--scylla-keyspace", &ks, "--solr", &solr.url()])
+        .args(["--push", "false", "--jwt-secret", SECRET, "reindex"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(until_exactly(&n1, "bob", "outage ", 21).await.len(), 21);
+}

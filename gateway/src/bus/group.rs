@@ -94,7 +94,7 @@ struct State {
     created: bool,
     owned: BTreeSet<u32>,
     last_lease: Option<Instant>,
-    /// Claimed entries not handed out yet.
+    /// Entries claimed or read, not handed out yet.
     claimed: VecDeque<GroupEntry>,
 }
 
@@ -145,7 +145,8 @@ impl StreamGroup {
         self.owned.load(Ordering::Relaxed)
     }
 
-    /// Up to `max` entries: claimed ones first, then new ones of the partitions held.
+    /// Up to `max` entries (`max` ≥ 1): claimed ones first, then new ones of the partitions
+    /// held.
     pub(crate) async fn take(&self, max: usize) -> Result<Vec<GroupEntry>, BusError> {
         let mut s = self.state.lock().await;
         if !s.created {
@@ -187,6 +188,11 @@ impl StreamGroup {
             for e in key.ids {
                 out.push(entry(self.purpose, partition, e, false));
             }
+        }
+        // COUNT is per stream: what is beyond `max` waits here (pending to this node already)
+        // for the next take.
+        if out.len() > max {
+            s.claimed.extend(out.drain(max..));
         }
         Ok(out)
     }
@@ -372,5 +378,53 @@ fn message_at(purpose: Purpose, bytes: Bytes) -> Option<(ConversationId, u64)> {
             Some((conversation, seq))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use parley_testsupport::RedisServer;
+
+    use super::*;
+
+    /// XREADGROUP's COUNT is per stream: a take never hands out more than asked, and what it
+    /// read beyond comes with the next takes, each entry once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_take_hands_out_at_most_max_and_keeps_the_rest() {
+        let redis = RedisServer::start();
+        let g = StreamGroup::connect(Purpose::Search, &redis.url(), 1, 4, Duration::from_secs(3))
+            .await
+            .expect("connect");
+        assert!(
+            g.take(10).await.expect("take").is_empty(),
+            "created at the end"
+        );
+        let mut conn = g.conn.clone();
+        for p in 0..4 {
+            for i in 0..10 {
+                let _: String = redis::cmd("XADD")
+                    .arg(stream_key(p))
+                    .arg("*")
+                    .arg("n")
+                    .arg(i)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("xadd");
+            }
+        }
+        let mut seen = HashSet::new();
+        loop {
+            let taken = g.take(7).await.expect("take");
+            assert!(taken.len() <= 7, "{} handed out", taken.len());
+            if taken.is_empty() {
+                break;
+            }
+            for e in taken {
+                assert!(seen.insert((e.partition, e.id)), "handed out twice");
+            }
+        }
+        assert_eq!(seen.len(), 40);
     }
 }

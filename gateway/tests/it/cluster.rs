@@ -79,6 +79,7 @@ async fn two_nodes_share_messages_typing_reads_presence_and_history() {
 /// Receives messages as `user` on `gw`, reconnecting (with resume) whenever the connection
 /// ends, until `count` have arrived; returns them in arrival order.
 async fn collect(
+    mut client: Client,
     gw_addr: std::net::SocketAddr,
     user: &str,
     conv: parley_types::ConversationId,
@@ -86,7 +87,6 @@ async fn collect(
 ) -> Vec<MessageId> {
     let mut got: Vec<MessageId> = Vec::new();
     let mut at = Position::default();
-    let mut client = Client::connect_at(gw_addr, user, vec![]).await;
     while got.len() < count {
         match tokio::time::timeout(
             Duration::from_secs(20),
@@ -182,11 +182,12 @@ async fn send_through_redis_outage(
     restart_at: usize,
 ) -> (Vec<MessageId>, Vec<MessageId>) {
     let conv = direct(n1, "alice", "bob", "l").await;
+    // Connected (welcomed) before the first send; the task reads on from there.
+    let bob = Client::connect_at(n2.addr, "bob", vec![]).await;
     let receiver = {
         let addr = n2.addr;
-        tokio::spawn(async move { collect(addr, "bob", conv, total).await })
+        tokio::spawn(async move { collect(bob, addr, "bob", conv, total).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut alice = Client::connect(n1, "alice").await;
     let mut acked = Vec::new();
     for i in 0..total {

@@ -71,6 +71,39 @@ async fn until_found(gw: &Gateway, user: &str, q: &str, n: usize) -> Vec<String>
     }
 }
 
+/// `gateway <args> reindex`, which must succeed; its stdout.
+fn reindex(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .args(["--jwt-secret", SECRET, "reindex"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `gateway reindex` of a cluster's keyspace `ks` into `solr`.
+fn reindex_cluster(redis: &RedisServer, ks: &str, solr: &SolrCollection) -> String {
+    let (url, cass, solr) = (redis.url(), cassandra(), solr.url());
+    reindex(&[
+        "--redis",
+        &url,
+        "--scylla",
+        &cass,
+        "--scylla-keyspace",
+        ks,
+        "--solr",
+        &solr,
+        "--push",
+        "false",
+    ])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn participants_find_messages_by_words_phrases_prefixes_and_cjk() {
     let gw = Gateway::start(UNLIMITED);
@@ -249,18 +282,8 @@ async fn a_lost_index_is_rebuilt_at_start_and_by_gateway_reindex() {
     assert_eq!(all(&gw, "bob", "rebuild ").await.len(), 20);
     assert!(gw.terminate().success());
     // The offline command, with the node stopped.
-    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .arg("--data-dir")
-        .arg(&gw.dir)
-        .args(["--jwt-secret", SECRET, "reindex"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = gw.dir.to_str().expect("a UTF-8 data dir").to_owned();
+    let stdout = reindex(&["--data-dir", &dir]);
     assert!(stdout.contains("2 conversations, 40 messages"), "{stdout}");
     assert!(stdout.contains("40 documents"), "{stdout}");
     gw.restart();
@@ -509,18 +532,7 @@ async fn a_cluster_indexes_each_message_once_and_any_node_finds_it() {
 
     // `gateway reindex` rebuilds a collection from ScyllaDB alone.
     let fresh = SolrCollection::create();
-    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["--redis", &redis.url(), "--scylla", &cassandra()])
-        .args(["--scylla-keyspace", &ks, "--solr", &fresh.url()])
-        .args(["--push", "false", "--jwt-secret", SECRET, "reindex"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = reindex_cluster(&redis, &ks, &fresh);
     assert!(stdout.contains("2 conversations, 100 messages"), "{stdout}");
     assert!(stdout.contains("100 documents"), "{stdout}");
     assert_eq!(fresh.docs(), 100);
@@ -600,12 +612,6 @@ async fn while_solr_is_away_sends_go_on_searches_fail_clearly_and_nothing_is_los
     // back with `gateway reindex`.
     solr.recreate();
     until_exactly(&n1, "bob", "during ", 20).await;
-    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["--redis", &redis.url(), "--scylla", &cassandra()])
-        .args(["--scylla-keyspace", &ks, "--solr", &solr.url()])
-        .args(["--push", "false", "--jwt-secret", SECRET, "reindex"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    reindex_cluster(&redis, &ks, &solr);
     assert_eq!(until_exactly(&n1, "bob", "outage ", 21).await.len(), 21);
 }

@@ -50,6 +50,7 @@ macro_rules! conformance_tests {
             uploaded_media_round_trips,
             values_round_trip_by_owner_and_prefix,
             every_conversation_is_scanned_once,
+            messages_at_reads_what_a_page_names,
         );
     };
     (@cases $factory:expr; $($case:ident,)*) => {
@@ -764,6 +765,62 @@ pub async fn every_conversation_is_scanned_once<S: Storage>(s: Arc<S>) {
     assert_eq!(
         seen.into_iter().collect::<std::collections::BTreeSet<_>>(),
         made
+    );
+}
+
+/// `messages_at`: each place answered in the order asked — runs of seqs, scattered seqs, two
+/// conversations mixed, a place asked twice, seqs past the end, a deleted conversation.
+pub async fn messages_at_reads_what_a_page_names<S: Storage>(s: Arc<S>) {
+    let a = direct(&*s, "b", "s", "a").await;
+    let b = direct(&*s, "b", "s", "b").await;
+    let gone = direct(&*s, "b", "s", "gone").await;
+    for i in 0..60 {
+        s.append(text(a.id, "b", &format!("a{i}"), T0 + i))
+            .await
+            .expect("append");
+    }
+    for i in 0..3 {
+        s.append(text(b.id, "s", &format!("b{i}"), T0 + i))
+            .await
+            .expect("append");
+    }
+    s.append(text(gone.id, "b", "g", T0)).await.expect("append");
+    s.delete_conversation(gone.id, "b").await.expect("delete");
+    let at = vec![
+        (a.id, 3),
+        (b.id, 2),
+        (a.id, 4),
+        (a.id, 5),
+        (a.id, 60),
+        (a.id, 1),
+        (a.id, 61),
+        (gone.id, 1),
+        (a.id, 3),
+        (b.id, 999),
+        (a.id, 40),
+    ];
+    let found = s.messages_at(at.clone()).await.expect("at");
+    assert_eq!(found.len(), at.len());
+    let got: Vec<Option<(ConversationId, u64, String)>> = found
+        .into_iter()
+        .map(|m| m.map(|m| (m.conversation, m.seq, m.client_msg_id)))
+        .collect();
+    let want = |c: &Conversation, seq: u64, id: &str| Some((c.id, seq, id.to_owned()));
+    assert_eq!(
+        got,
+        vec![
+            want(&a, 3, "a2"),
+            want(&b, 2, "b1"),
+            want(&a, 4, "a3"),
+            want(&a, 5, "a4"),
+            want(&a, 60, "a59"),
+            want(&a, 1, "a0"),
+            None,
+            None,
+            want(&a, 3, "a2"),
+            None,
+            want(&a, 40, "a39"),
+        ]
     );
 }
 

@@ -23,6 +23,11 @@ use parley_types::*;
 use super::rows::{MsgInsert, MsgRow};
 use super::{ClaimHint, SEQ_BUCKET, Scylla, claim_stripe, key_stripe, seq_bucket};
 use crate::MAX_PAGE;
+
+/// Largest gap between two seqs read in one range by [`Scylla::messages_at`].
+const RUN_GAP: u64 = 8;
+/// Range reads of [`Scylla::messages_at`] in flight at once.
+const READS_IN_FLIGHT: usize = 16;
 use crate::error::{Result, StorageError};
 
 /// How far past a (lagging) head a Read looks for the message it names.
@@ -534,6 +539,50 @@ impl Scylla {
             }
         }
         Ok(out)
+    }
+
+    /// What a feed page or an indexer's batch names, read as a few range reads: each
+    /// conversation's seqs in runs (a gap of at most [`RUN_GAP`] inside one), the runs read
+    /// [`READS_IN_FLIGHT`] at a time. One read per message, one after another, was the
+    /// cluster indexer's bottleneck.
+    pub(super) async fn messages_at(
+        &self,
+        at: Vec<(ConversationId, u64)>,
+    ) -> Result<Vec<Option<Message>>> {
+        use futures_util::{StreamExt, TryStreamExt};
+        let mut sorted: Vec<(ConversationId, u64)> =
+            at.iter().copied().filter(|&(_, seq)| seq > 0).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        // (conversation, first seq, last seq) of each run.
+        let mut runs: Vec<(ConversationId, u64, u64)> = Vec::new();
+        for (c, seq) in sorted {
+            match runs.last_mut() {
+                Some((rc, _, last)) if *rc == c && seq - *last <= RUN_GAP => *last = seq,
+                _ => runs.push((c, seq, seq)),
+            }
+        }
+        let pages: Vec<Vec<Message>> = futures_util::stream::iter(runs)
+            .map(|(c, first, last)| async move {
+                let after = Position {
+                    seq: first - 1,
+                    id: MessageId::default(),
+                };
+                let span = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
+                self.messages_after(c, after, span).await
+            })
+            .buffer_unordered(READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let by_place: std::collections::HashMap<(ConversationId, u64), Message> = pages
+            .into_iter()
+            .flatten()
+            .map(|m| ((m.conversation, m.seq), m))
+            .collect();
+        Ok(at
+            .iter()
+            .map(|place| by_place.get(place).cloned())
+            .collect())
     }
 
     pub(super) async fn mark_read(

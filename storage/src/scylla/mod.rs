@@ -545,6 +545,9 @@ impl Storage for Scylla {
     ) -> Result<Vec<Conversation>> {
         self.scan(after, limit).await
     }
+    async fn messages_at(&self, at: Vec<(ConversationId, u64)>) -> Result<Vec<Option<Message>>> {
+        Scylla::messages_at(self, at).await
+    }
     async fn mark_read(
         &self,
         c: ConversationId,

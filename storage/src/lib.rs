@@ -241,7 +241,8 @@ pub trait Storage: Send + Sync + 'static {
     }
 
     /// The messages at these (conversation, seq) places, each `None` when it is not there (its
-    /// conversation was deleted): what a feed page names, read in one go.
+    /// conversation was deleted and purged — a deleted conversation's messages may be read
+    /// until then, so a reader checks the conversation): what a feed page names, read in one go.
     async fn messages_at(&self, at: Vec<(ConversationId, u64)>) -> Result<Vec<Option<Message>>> {
         let mut out = Vec::with_capacity(at.len());
         for (conversation, seq) in at {
